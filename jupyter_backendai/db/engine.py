@@ -1,0 +1,124 @@
+"""Engines and sessions: SQLite (WAL, foreign keys on) by default, any SQLAlchemy URL otherwise."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event, inspect
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+from sqlalchemy.orm import sessionmaker
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DB_URL = "sqlite:///jupyter_backendai.sqlite"
+ENV_DB_URL = "BACKENDAI_DB_URL"
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+class DatabaseError(RuntimeError):
+    """The database cannot be used as asked (bad URL, schema too old or too new)."""
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The URL to use: the argument, else ``$BACKENDAI_DB_URL``, else the embedded SQLite file."""
+    url = url or os.environ.get(ENV_DB_URL) or DEFAULT_DB_URL
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(f"not a database URL: {url!r} (example: sqlite:///backendai.sqlite)") from None
+    # "postgresql://" would pick psycopg2, which is not a dependency; psycopg 3 is.
+    if parsed.drivername == "postgresql":
+        url = parsed.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+    return url
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # WAL lets the hub, the manager service and the CLI read while one of them writes.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.close()
+
+
+def make_engine(url: str | None = None, **kwargs) -> Engine:
+    url = resolve_url(url)
+    try:
+        engine = create_engine(url, **kwargs)
+    except (ArgumentError, ImportError) as e:
+        raise DatabaseError(f"cannot use database {make_url(url).render_as_string()}: {e}") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def connect(url: str | None = None, *, check_schema: bool = True, **kwargs) -> sessionmaker:
+    """A session factory on ``url``; refuses a database whose schema is not current."""
+    engine = make_engine(url, **kwargs)
+    if check_schema:
+        check_current(engine)
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def _alembic_config(engine: Engine):
+    from alembic.config import Config
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def head_revision() -> str:
+    from alembic.script import ScriptDirectory
+
+    cfg = _alembic_config(None)  # type: ignore[arg-type]
+    return ScriptDirectory.from_config(cfg).get_current_head()
+
+
+def current_revision(engine: Engine) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def check_current(engine: Engine) -> None:
+    try:
+        current = current_revision(engine)
+    except Exception as e:  # an unreachable server, wrong password, ...
+        raise DatabaseError(f"cannot open database {engine.url.render_as_string()}: {_first_line(e)}") from None
+    if current != head_revision():
+        hint = "an empty database" if current is None else f"schema revision {current}"
+        raise DatabaseError(
+            f"{engine.url.render_as_string()} holds {hint}; run `jupyter-backendai db upgrade` first"
+        )
+
+
+def upgrade(url: str | Engine | None = None, revision: str = "head") -> str:
+    """Bring the schema to ``revision``; returns the revision now in place."""
+    from alembic import command
+
+    engine = url if isinstance(url, Engine) else make_engine(url)
+    try:
+        command.upgrade(_alembic_config(engine), revision)
+        return current_revision(engine) or ""
+    except Exception as e:
+        raise DatabaseError(f"cannot upgrade {engine.url.render_as_string()}: {_first_line(e)}") from e
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0] if text else type(e).__name__
+
+
+def sqlite_path(url: str) -> Path | None:
+    parsed = make_url(resolve_url(url))
+    return Path(parsed.database) if parsed.get_backend_name() == "sqlite" and parsed.database else None
+
+
+def table_names(engine: Engine) -> list[str]:
+    return sorted(inspect(engine).get_table_names())
