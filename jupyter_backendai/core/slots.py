@@ -195,7 +195,9 @@ class ResourceSlots(Mapping[str, Decimal]):
         return self._hash
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{k!r}: {_plain(v) if v.is_finite() else 'unlimited'!r}" for k, v in sorted(self._data.items()))
+        inner = ", ".join(
+            f"{k!r}: {_plain(v) if v.is_finite() else 'unlimited'!r}" for k, v in sorted(self._data.items())
+        )
         return f"ResourceSlots({{{inner}}})"
 
     def __bool__(self) -> bool:
@@ -216,9 +218,7 @@ class ResourceSlots(Mapping[str, Decimal]):
             if mine.is_infinite():
                 continue
             if v.is_infinite() or v > mine:
-                raise SlotError(
-                    f"{k}: cannot take {format_amount(k, v)} from {format_amount(k, mine)}"
-                )
+                raise SlotError(f"{k}: cannot take {format_amount(k, v)} from {format_amount(k, mine)}")
             out[k] = mine - v
         return ResourceSlots._raw(out)
 

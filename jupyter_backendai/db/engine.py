@@ -93,9 +93,7 @@ def check_current(engine: Engine) -> None:
         raise DatabaseError(f"cannot open database {engine.url.render_as_string()}: {_first_line(e)}") from None
     if current != head_revision():
         hint = "an empty database" if current is None else f"schema revision {current}"
-        raise DatabaseError(
-            f"{engine.url.render_as_string()} holds {hint}; run `jupyter-backendai db upgrade` first"
-        )
+        raise DatabaseError(f"{engine.url.render_as_string()} holds {hint}; run `jupyter-backendai db upgrade` first")
 
 
 def upgrade(url: str | Engine | None = None, revision: str = "head") -> str:

@@ -311,19 +311,25 @@ class Image(Base):
 sgroups_for_domains = Table(
     "sgroups_for_domains",
     Base.metadata,
-    Column("scaling_group", ForeignKey("scaling_groups.name", onupdate="CASCADE", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "scaling_group", ForeignKey("scaling_groups.name", onupdate="CASCADE", ondelete="CASCADE"), primary_key=True
+    ),
     Column("domain", ForeignKey("domains.name", onupdate="CASCADE", ondelete="CASCADE"), primary_key=True),
 )
 sgroups_for_groups = Table(
     "sgroups_for_groups",
     Base.metadata,
-    Column("scaling_group", ForeignKey("scaling_groups.name", onupdate="CASCADE", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "scaling_group", ForeignKey("scaling_groups.name", onupdate="CASCADE", ondelete="CASCADE"), primary_key=True
+    ),
     Column("group_id", ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
 )
 sgroups_for_keypairs = Table(
     "sgroups_for_keypairs",
     Base.metadata,
-    Column("scaling_group", ForeignKey("scaling_groups.name", onupdate="CASCADE", ondelete="CASCADE"), primary_key=True),
+    Column(
+        "scaling_group", ForeignKey("scaling_groups.name", onupdate="CASCADE", ondelete="CASCADE"), primary_key=True
+    ),
     Column("access_key", ForeignKey("keypairs.access_key", ondelete="CASCADE"), primary_key=True),
 )
 
