@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -224,18 +224,23 @@ class DBUpgrade(Command):
 
     def start(self) -> None:
         url = resolve_url(self.db_url or None)
-        engine = make_engine(url)
-        revision = upgrade(engine)
-        factory = connect(url)
-        with factory() as db:
-            created = admin.ensure_defaults(db)
-            db.commit()
+        revision, created = upgrade_with_defaults(url)
         self.emit(
             Output(
-                {"revision": revision, "created": created, "url": engine.url.render_as_string()},
+                {"revision": revision, "created": created, "url": make_engine(url).url.render_as_string()},
                 message=f"database at revision {revision}" + (f"; created {', '.join(created)}" if created else ""),
             )
         )
+
+
+def upgrade_with_defaults(url: str) -> tuple[str, list[str]]:
+    """Migrate the schema, then add the default domain, group, policy and resource group."""
+    revision = upgrade(make_engine(url))
+    factory = connect(url)
+    with factory() as db:
+        created = admin.ensure_defaults(db)
+        db.commit()
+    return revision, created
 
 
 class DBApp(Command):
@@ -1090,7 +1095,7 @@ class Bootstrap(Command):
 
         url = resolve_url(self.db_url or None)
         if self.upgrade_db:
-            upgrade(make_engine(url))
+            upgrade_with_defaults(url)
         try:
             spec = load_file(self.extra_args[0])
         except BootstrapError as e:
@@ -1101,10 +1106,7 @@ class Bootstrap(Command):
 
             report = apply(db, spec)
             db.commit()
-        created = [line for line in report if line.startswith("created")]
         self.emit(Output({"changes": report}, message="\n".join(report) if report else "nothing to change"))
-        if not created and not report:
-            return
 
 
 # --- the top ------------------------------------------------------------------------------
@@ -1153,7 +1155,17 @@ EXPECTED_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def main(argv: list[str] | None = None, *, out: Callable[[str], Any] | None = None) -> int:
+def _reset_singletons() -> None:
+    """Forget the sub-command instances of an earlier run (traitlets keeps them as singletons)."""
+    stack: list[type] = [Command]
+    while stack:
+        cls = stack.pop()
+        cls.clear_instance()
+        stack.extend(cls.__subclasses__())
+
+
+def main(argv: list[str] | None = None) -> int:
+    _reset_singletons()
     app = BackendAIApp()
     try:
         app.initialize(sys.argv[1:] if argv is None else argv)

@@ -38,7 +38,7 @@ _UNLIMITED_WORDS = frozenset({"unlimited", "infinity"})
 _SLOT_NAME = re.compile(r"^[a-z][a-z0-9_-]*(\.[a-z][a-z0-9_-]*)*$")
 # Backend.AI and docker both read "g" as GiB; an explicit "gb" is the same on purpose:
 # nobody sizes container memory in powers of ten, and two meanings would surprise users.
-_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*([kmgtpe]?)(i?b?)\s*$", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(?:([kmgtpe])(?:ib|b|i)?|b)?\s*$", re.IGNORECASE)
 _UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
 _HUMAN_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
 
@@ -101,8 +101,8 @@ def _parse_text(name: str, text: str) -> Decimal:
         m = _SIZE.match(text)
         if not m:
             raise SlotError(f"{name}: {text!r} is not a size (examples: 4g, 512m, 1.5GiB, 1073741824)")
-        number, unit, _suffix = m.groups()
-        return Decimal(number) * (1024 ** _UNITS[unit.lower()])
+        number, unit = m.groups()
+        return Decimal(number) * (1024 ** _UNITS[(unit or "").lower()])
     if text.startswith("-"):
         raise SlotError(f"{name}: {text!r} is negative")
     if not re.fullmatch(r"[0-9]*\.?[0-9]+", text):
@@ -118,13 +118,14 @@ def format_amount(name: str, amount: Decimal) -> str:
     if amount.is_infinite():
         return "unlimited"
     if is_byte_slot(name):
-        value = Decimal(amount)
         unit = 0
-        while value >= 1024 and unit < len(_HUMAN_UNITS) - 1:
-            value /= 1024
+        while unit < len(_HUMAN_UNITS) - 1 and amount >= 1024 ** (unit + 1):
             unit += 1
-        text = _plain(value.quantize(Decimal("0.01")) if unit else value)
-        return f"{text} {_HUMAN_UNITS[unit]}"
+        value = amount / (1024**unit)
+        shown = value.quantize(Decimal("0.01"), rounding="ROUND_DOWN")
+        text = f"{_plain(shown)} {_HUMAN_UNITS[unit]}"
+        # Never let rounding make two different sizes read the same ("4 GiB exceeds 4 GiB").
+        return text if shown == value else f"{text} ({_plain(amount)} B)"
     return _plain(amount)
 
 

@@ -1,0 +1,67 @@
+"""Shared fixtures: a fresh database per test, on SQLite and (when configured) PostgreSQL.
+
+``BACKENDAI_TEST_POSTGRES_URL`` names a PostgreSQL server and a role that may create
+databases; each test gets a database of its own there, dropped afterwards. Without it the
+PostgreSQL variants are skipped, unless ``BACKENDAI_TEST_REQUIRE_POSTGRES=1`` (set by CI),
+which turns the missing server into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from jupyter_backendai.db.engine import make_engine, resolve_url
+
+PG_URL = os.environ.get("BACKENDAI_TEST_POSTGRES_URL", "")
+REQUIRE_PG = os.environ.get("BACKENDAI_TEST_REQUIRE_POSTGRES", "") not in ("", "0", "false")
+
+
+def _pg_admin_url() -> str:
+    return resolve_url(PG_URL)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    """The URL of an empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'backendai.sqlite'}"
+        return
+    if not PG_URL:
+        if REQUIRE_PG:
+            pytest.fail("BACKENDAI_TEST_POSTGRES_URL is not set but PostgreSQL tests are required")
+        pytest.skip("set BACKENDAI_TEST_POSTGRES_URL to run against PostgreSQL")
+    name = f"jba_test_{uuid.uuid4().hex[:12]}"
+    admin = make_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    except Exception as e:  # noqa: BLE001 - any failure to reach the server
+        admin.dispose()
+        if REQUIRE_PG:
+            pytest.fail(f"PostgreSQL at {make_url(PG_URL).render_as_string()} is required but failed: {e}")
+        pytest.skip(f"PostgreSQL unavailable: {e}")
+    url = make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
+@pytest.fixture
+def db(db_url):
+    """An open session on an upgraded database with the defaults in place."""
+    from jupyter_backendai.db import admin, connect, upgrade
+
+    upgrade(db_url)
+    factory = connect(db_url)
+    with factory() as session:
+        admin.ensure_defaults(session)
+        session.commit()
+        yield session
+    factory.kw["bind"].dispose()
