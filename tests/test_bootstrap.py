@@ -81,7 +81,9 @@ def test_bad_files_are_refused_with_one_line(db_url, capsys, tmp_path, content, 
 
 
 def test_missing_file(capsys, tmp_path):
-    status, _, err = run(capsys, "bootstrap", str(tmp_path / "none.yaml"), f"--db-url=sqlite:///{tmp_path / 'x.sqlite'}")
+    status, _, err = run(
+        capsys, "bootstrap", str(tmp_path / "none.yaml"), f"--db-url=sqlite:///{tmp_path / 'x.sqlite'}"
+    )
     assert status == 2 and "cannot read" in err
 
 

@@ -64,10 +64,20 @@ def test_create_and_list_everything_as_json(cli):
     assert policies["student"]["allowed_vfolder_hosts"] == ["local", "nfs"]
     presets = ok_json(cli("preset", "list", "--json"))
     assert presets == [
-        {"name": "small", "resource_slots": {"cpu": "1", "mem": str(2 * 1024**3)}, "shared_memory": str(64 * 1024**2), "scaling_group_name": None}
+        {
+            "name": "small",
+            "resource_slots": {"cpu": "1", "mem": str(2 * 1024**3)},
+            "shared_memory": str(64 * 1024**2),
+            "scaling_group_name": None,
+        }
     ]
     (user,) = ok_json(cli("user", "list", "--json"))
-    assert (user["email"], user["role"], user["domain_name"], user["groups"]) == ("alice@example.com", "admin", "lab", ["vision"])
+    assert (user["email"], user["role"], user["domain_name"], user["groups"]) == (
+        "alice@example.com",
+        "admin",
+        "lab",
+        ["vision"],
+    )
     (kp,) = ok_json(cli("keypair", "list", "--json"))
     assert kp["access_key"] == access_key and kp["resource_policy"] == "student" and kp["is_admin"] is True
     assert "secret_key" not in kp
@@ -119,13 +129,36 @@ def test_images_registries_scaling_groups(cli):
     assert cli("image", "set-min", "session:local", "--mem", "512m")[0] == 0
     (image,) = ok_json(cli("image", "list", "--json"))
     assert image["resource_limits"] == {"cpu": "1", "mem": str(512 * 1024**2)} and image["installed"] is True
-    assert cli("registry", "add", "127.0.0.1:5000", "http://127.0.0.1:5000", "--username", "u", "--password", "secret")[0] == 0
+    assert (
+        cli("registry", "add", "127.0.0.1:5000", "http://127.0.0.1:5000", "--username", "u", "--password", "secret")[0]
+        == 0
+    )
     (reg,) = ok_json(cli("registry", "list", "--json"))
-    assert reg == {"hostname": "127.0.0.1:5000", "url": "http://127.0.0.1:5000", "type": "docker", "project": None, "username": "u", "has_password": True}
+    assert reg == {
+        "hostname": "127.0.0.1:5000",
+        "url": "http://127.0.0.1:5000",
+        "type": "docker",
+        "project": None,
+        "username": "u",
+        "has_password": True,
+    }
     status, out, _ = cli("registry", "list")
     assert "secret" not in out
     assert cli("registry", "remove", "127.0.0.1:5000")[0] == 0
-    assert cli("scaling-group", "create", "gpu", "--scheduler", "drf", "--pending-timeout", "600", "--agent-selection", "dispersed")[0] == 0
+    assert (
+        cli(
+            "scaling-group",
+            "create",
+            "gpu",
+            "--scheduler",
+            "drf",
+            "--pending-timeout",
+            "600",
+            "--agent-selection",
+            "dispersed",
+        )[0]
+        == 0
+    )
     assert cli("group", "create", "team")[0] == 0
     assert cli("scaling-group", "allow", "gpu", "--domain", "default", "--group", "default/team")[0] == 0
     sgs = {s["name"]: s for s in ok_json(cli("scaling-group", "list", "--json"))}
@@ -139,10 +172,16 @@ def test_images_registries_scaling_groups(cli):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (("user", "create", "x@example.com", "--password", "weak"), "error: the password needs at least 8 characters, at least one digit, at least one special character"),
+        (
+            ("user", "create", "x@example.com", "--password", "weak"),
+            "error: the password needs at least 8 characters, at least one digit, at least one special character",
+        ),
         (("user", "create", "x@example.com"), "error: a password is required: --password P"),
         (("user", "create", "not-an-email", "--password", "S3cret!pw"), "error: invalid e-mail address 'not-an-email'"),
-        (("user", "create", "x@example.com", "--password", "S3cret!pw", "--role", "root"), "error: invalid role 'root': choose one of superadmin, admin, user, monitor"),
+        (
+            ("user", "create", "x@example.com", "--password", "S3cret!pw", "--role", "root"),
+            "error: invalid role 'root': choose one of superadmin, admin, user, monitor",
+        ),
         (("user", "show", "nobody@example.com"), "error: no user with e-mail or name 'nobody@example.com'"),
         (("policy", "create", "p", "--cpu", "-1"), "error: cpu: '-1' is negative"),
         (("policy", "create", "p", "--mem", "lots"), "error: mem: 'lots' is not a size"),
@@ -153,7 +192,10 @@ def test_images_registries_scaling_groups(cli):
         (("policy", "create", "p", "--bogus", "1"), "error: jupyter-backendai policy create: unknown option --bogus"),
         (("policy", "delete", "nope"), "error: no keypair resource policy named 'nope'"),
         (("preset", "create", "p"), "error: preset 'p' needs at least one resource"),
-        (("scaling-group", "create", "s", "--scheduler", "random"), "error: invalid scheduler 'random': choose one of fifo, lifo, drf"),
+        (
+            ("scaling-group", "create", "s", "--scheduler", "random"),
+            "error: invalid scheduler 'random': choose one of fifo, lifo, drf",
+        ),
         (("scaling-group", "allow", "default"), "error: name what to allow"),
         (("group", "create", "g", "--domain", "nowhere"), "error: no domain named 'nowhere'"),
         (("image", "set-min", "nope:1", "--cpu", "1"), "error: no image 'nope:1'"),

@@ -21,7 +21,9 @@ def test_migrations_match_models(db_url):
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn, opts={"compare_type": True}), m.Base.metadata)
     assert diff == []
-    assert {"users", "keypairs", "sessions", "vfolders", "vfolder_invitations", "ssh_keypairs"} <= set(table_names(engine))
+    assert {"users", "keypairs", "sessions", "vfolders", "vfolder_invitations", "ssh_keypairs"} <= set(
+        table_names(engine)
+    )
     # Running it again is a no-op; going down and up again works.
     assert upgrade(engine) == "0001"
     from alembic import command
@@ -181,7 +183,11 @@ def test_folders_permissions_and_history(db):
 
 def test_policy_preset_image_registry_scaling_group(db):
     p = admin.create_policy(
-        db, "gpu", total_resource_slots={"cpu": "8", "cuda.shares": "2"}, idle_timeout=600, allowed_vfolder_hosts=["local"]
+        db,
+        "gpu",
+        total_resource_slots={"cpu": "8", "cuda.shares": "2"},
+        idle_timeout=600,
+        allowed_vfolder_hosts=["local"],
     )
     assert p.max_concurrent_sessions == 0 and p.total_resource_slots["cuda.shares"] == 2
     admin.update_policy(db, "gpu", total_resource_slots={"mem": "unlimited"}, max_vfolder_count=3)
@@ -226,7 +232,9 @@ def test_policy_preset_image_registry_scaling_group(db):
     with pytest.raises(admin.AdminError, match="choose one of fifo, lifo, drf"):
         admin.create_scaling_group(db, "x", scheduler="random")
     admin.create_group(db, "team")
-    admin.allow_scaling_group(db, "gpu-nodes", domains=["default"], groups=[("team", "default")], keypairs=[user.keypairs[0].access_key])
+    admin.allow_scaling_group(
+        db, "gpu-nodes", domains=["default"], groups=[("team", "default")], keypairs=[user.keypairs[0].access_key]
+    )
     assert [g.name for g in sg.groups] == ["team"] and len(sg.keypairs) == 1
     admin.allow_scaling_group(db, "gpu-nodes", groups=[("team", "default")], revoke=True)
     assert sg.groups == []
