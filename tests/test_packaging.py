@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import configparser
-import tomllib
 from importlib.metadata import entry_points
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).parent.parent
 
