@@ -22,7 +22,8 @@ from .credentials import hash_password, is_access_key, is_secret_key, new_access
 
 DEFAULT = "default"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# '@' and '+' too: other authenticators often name hub users by e-mail address.
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@+-]{0,63}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _FOLDER_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -67,7 +68,9 @@ def username_from_email(email: str) -> str:
 def check_username(username: str) -> str:
     username = (username or "").strip().lower()
     if not _USERNAME.match(username):
-        raise AdminError(f"invalid user name {username!r}: use up to 64 lower-case letters, digits, '.', '_' or '-'")
+        raise AdminError(
+            f"invalid user name {username!r}: use up to 64 lower-case letters, digits, '.', '_', '@', '+' or '-'"
+        )
     return username
 
 

@@ -507,3 +507,41 @@ class VFolderInvitation(Base):
     )
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     modified_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+# --- sign-up and account tokens -------------------------------------------------------------
+
+
+class TokenPurpose(str, enum.Enum):
+    VERIFY_EMAIL = "verify-email"
+    RESET_PASSWORD = "reset-password"
+
+
+class SignupInvitation(Base):
+    """A single-use, expiring token that lets one person sign up (F8)."""
+
+    __tablename__ = "signup_invitations"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    # Only the SHA-256 of the token is kept: a leaked database must not let anyone sign up.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str | None] = mapped_column(String(254))  # when set, only this address may use it
+    created_by: Mapped[str] = mapped_column(String(254), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    used_at: Mapped[dt.datetime | None] = mapped_column()
+    used_by: Mapped[str | None] = mapped_column(String(254))
+
+
+class UserToken(Base):
+    """A single-use, expiring token mailed to a user: e-mail verification or password reset."""
+
+    __tablename__ = "user_tokens"
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[TokenPurpose] = mapped_column(str_enum(TokenPurpose, "tokenpurpose"))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[dt.datetime] = mapped_column()
+    used_at: Mapped[dt.datetime | None] = mapped_column()

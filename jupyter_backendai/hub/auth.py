@@ -1,0 +1,528 @@
+"""``BackendAIAuthenticator``: hub users are the product's users (F7–F10, F15).
+
+Login takes an e-mail address or a user name and the password, checked against the argon2
+hash in the product's database. Inactive accounts and accounts waiting for e-mail
+verification are refused with a message that says so (only once the password is right, so
+that strangers learn nothing). A superadmin is a hub admin. Every hub user is exactly one db
+user (the hub name is the db ``username``) with its active keypair.
+
+The authenticator also serves the account pages under ``/hub/``: ``signup``,
+``verify-email``, ``forgot-password``, ``reset-password`` and ``change-password``; their
+templates are in ``templates/`` and can be overridden with ``c.JupyterHub.template_paths``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import math
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+from urllib.parse import urlencode
+
+from jupyterhub.auth import Authenticator
+from jupyterhub.handlers.base import BaseHandler
+from jupyterhub.handlers.login import LoginHandler
+from sqlalchemy import select
+from sqlalchemy.orm import sessionmaker
+from tornado import web
+from traitlets import Bool, Float, Instance, Integer, Unicode, default
+
+from ..core.passwords import password_problems
+from ..core.throttle import LoginThrottle
+from ..db import admin, tokens
+from ..db import models as m
+from ..db.credentials import hash_password, verify_password
+from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, connect
+from .mail import Mailer
+
+T = TypeVar("T")
+
+# Verified against when the account does not exist, so that a wrong name costs as long as a
+# wrong password and timing does not tell which accounts exist.
+_DUMMY_HASH = hash_password("not a real password 1!")
+
+
+class BackendAIAuthenticator(Authenticator):
+    """Log in with the product's accounts; serve sign-up and password pages."""
+
+    db_url = Unicode(
+        config=True,
+        help=f"SQLAlchemy URL of the product's database (default: ${ENV_DB_URL}, else {DEFAULT_DB_URL}).",
+    )
+
+    @default("db_url")
+    def _default_db_url(self):
+        import os
+
+        return os.environ.get(ENV_DB_URL, DEFAULT_DB_URL)
+
+    @default("allow_all")
+    def _default_allow_all(self):
+        # Who may log in is the db's business (active users with an active keypair).
+        return True
+
+    allow_signup = Bool(False, config=True, help="Offer the sign-up page (F8). Off by default.")
+    signup_requires_invitation = Bool(
+        False, config=True, help="Sign-up needs an invitation token (`jupyter-backendai invitation create`)."
+    )
+    signup_email_verification = Bool(
+        False,
+        config=True,
+        help="New accounts stay inactive until the link in the verification e-mail is opened.",
+    )
+    allow_password_reset = Bool(True, config=True, help="Offer 'forgot password': a reset link sent by e-mail (F9).")
+    reset_token_lifetime = Integer(3600, config=True, help="Seconds a password-reset link stays valid.")
+    verification_token_lifetime = Integer(86400, config=True, help="Seconds an e-mail verification link stays valid.")
+    public_url = Unicode(
+        "",
+        config=True,
+        help="Public base URL for links in e-mail, like https://hub.example.org (default: the URL the request came to).",
+    )
+    terms_url = Unicode("", config=True, help="Link to the terms of use shown on the sign-up form.")
+    privacy_url = Unicode("", config=True, help="Link to the privacy policy shown on the sign-up form.")
+    signup_domain = Unicode(admin.DEFAULT, config=True, help="Domain of users who sign up.")
+    signup_group = Unicode(admin.DEFAULT, config=True, help="Group (project) users who sign up join.")
+    signup_policy = Unicode(admin.DEFAULT, config=True, help="Keypair resource policy of users who sign up.")
+
+    max_failed_logins = Integer(
+        10, config=True, help="Failed logins (per account, and per client address) that lock it for lockout_seconds."
+    )
+    free_failed_logins = Integer(3, config=True, help="Failed logins answered without delay; later ones are slowed.")
+    failed_login_window = Float(900.0, config=True, help="Seconds over which failed logins are counted.")
+    lockout_seconds = Float(900.0, config=True, help="Seconds an account or address stays locked.")
+    max_login_delay = Float(8.0, config=True, help="Upper bound of the delay added to slowed logins, in seconds.")
+
+    mailer = Instance(Mailer)
+
+    @default("mailer")
+    def _default_mailer(self):
+        return Mailer(parent=self)
+
+    throttle = Instance(LoginThrottle)
+
+    @default("throttle")
+    def _default_throttle(self):
+        return LoginThrottle(
+            max_failures=self.max_failed_logins,
+            free_failures=self.free_failed_logins,
+            window=self.failed_login_window,
+            lockout=self.lockout_seconds,
+            max_delay=self.max_login_delay,
+        )
+
+    _factory: sessionmaker | None = None
+
+    # --- database ------------------------------------------------------------------------
+
+    def session_factory(self) -> sessionmaker:
+        if self._factory is None:
+            self._factory = connect(self.db_url)
+        return self._factory
+
+    def _in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        with self.session_factory()() as db:
+            result = fn(db, *args)
+            db.commit()
+            return result
+
+    async def run_db(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(db, *args)`` in one transaction on a worker thread (argon2 and SQL block)."""
+        return await asyncio.to_thread(self._in_transaction, fn, *args)
+
+    # --- login ---------------------------------------------------------------------------
+
+    async def authenticate(self, handler, data):
+        name = (data.get("username") or "").strip().lower()
+        password = data.get("password") or ""
+        if not name or not password:
+            return None
+        keys = [f"account:{name}", f"address:{handler.request.remote_ip}"]
+        verdict = self.throttle.check(keys, time.monotonic())
+        if not verdict.allowed:
+            self.log.warning("Login refused for %s: %s is locked", name, verdict.key)
+            raise web.HTTPError(429, f"Too many failed logins. Try again in {math.ceil(verdict.retry_after)} seconds.")
+        if verdict.delay:
+            await asyncio.sleep(verdict.delay)
+        result = await self.run_db(_check_login, name, password)
+        if result is None:
+            self.throttle.failed(keys, time.monotonic())
+            self.log.info("Failed login for %s from %s", name, handler.request.remote_ip)
+            return None
+        self.throttle.succeeded(keys[0])
+        if isinstance(result, str):
+            raise web.HTTPError(403, result)
+        return result
+
+    async def pre_spawn_start(self, user, spawner):
+        """No session before a required password change, nor for an account deactivated since login."""
+        problem = await self.run_db(_spawn_blocker, user.name)
+        if problem:
+            raise web.HTTPError(403, problem)
+
+    def get_handlers(self, app):
+        return [
+            (r"/login", BackendAILoginHandler),
+            (r"/signup", SignupHandler),
+            (r"/verify-email", VerifyEmailHandler),
+            (r"/forgot-password", ForgotPasswordHandler),
+            (r"/reset-password", ResetPasswordHandler),
+            (r"/change-password", ChangePasswordHandler),
+        ]
+
+    def link(self, handler: BaseHandler, page: str, **query: str) -> str:
+        base = self.public_url.rstrip("/") or f"{handler.request.protocol}://{handler.request.host}"
+        url = f"{base}{handler.hub.base_url}{page}"
+        return f"{url}?{urlencode(query)}" if query else url
+
+
+def _check_login(db, name: str, password: str) -> dict | str | None:
+    """The auth model, a refusal message for a right password, or None for wrong credentials."""
+    user = db.scalar(select(m.User).where((m.User.email == name) | (m.User.username == name)))
+    if user is None:
+        verify_password(_DUMMY_HASH, password)
+        return None
+    if not verify_password(user.password, password):
+        return None
+    if user.status == m.UserStatus.INACTIVE:
+        return "This account is inactive. Ask an administrator to reactivate it."
+    if user.status == m.UserStatus.BEFORE_VERIFICATION:
+        return "Confirm your e-mail address first: open the link in the verification e-mail we sent you."
+    keypair = next((k for k in user.keypairs if k.is_active), None)
+    if keypair is None:
+        return "This account has no active keypair. Ask an administrator for one."
+    return {
+        "name": user.username,
+        "admin": user.role == m.UserRole.SUPERADMIN,
+        "auth_state": {
+            "user_id": str(user.id),
+            "email": user.email,
+            "role": user.role.value,
+            "domain": user.domain_name,
+            "access_key": keypair.access_key,
+        },
+    }
+
+
+def _spawn_blocker(db, username: str) -> str | None:
+    user = db.scalar(select(m.User).where(m.User.username == username))
+    if user is None:
+        return "This hub user has no account in the product's database."
+    if not user.is_active:
+        return "This account is inactive."
+    if user.need_password_change:
+        return "Change your password before starting a session (Account → Change password)."
+    return None
+
+
+# --- pages ------------------------------------------------------------------------------
+
+
+class AccountPage(BaseHandler):
+    """Shared by the account pages: the form rendering and the authenticator's settings."""
+
+    @property
+    def auth(self) -> BackendAIAuthenticator:
+        return self.authenticator
+
+    def page(self, template: str, status: int = 200, **ns: Any):
+        from jupyterhub._xsrf_utils import _set_xsrf_cookie
+
+        if self.request.method == "GET" and self.request.headers.get("Sec-Fetch-Mode", "navigate") == "navigate":
+            _set_xsrf_cookie(self, self._xsrf_token_id, cookie_path=self.hub.base_url, xsrf_token=self.xsrf_token)
+        self.set_status(status)
+        ns.setdefault("errors", [])
+        ns.setdefault("message", None)
+        return self.render_template(template, xsrf=self.xsrf_token.decode("ascii"), authenticator=self.auth, **ns)
+
+    def form(self, *names: str, strip: tuple[str, ...] = ()) -> dict[str, str]:
+        return {n: self.get_body_argument(n, default="", strip=n in strip) for n in names}
+
+
+class BackendAILoginHandler(LoginHandler):
+    """The hub's login page with the sign-up / forgot-password links and the password-change detour."""
+
+    def get_next_url(self, user=None, default=None):
+        url = super().get_next_url(user, default)
+        if user is not None and getattr(self, "_backendai_needs_change", False):
+            return url_path_join_query(self.hub.base_url + "change-password", next=url, required="1")
+        return url
+
+    async def post(self):
+        self._backendai_needs_change = False
+        name = self.get_body_argument("username", default="", strip=True).lower()
+        if name:
+            # Decided before the hub redirects; a failed login simply never uses it.
+            self._backendai_needs_change = await self.authenticator.run_db(_needs_password_change_by_login, name)
+        await super().post()
+
+
+def _needs_password_change_by_login(db, name: str) -> bool:
+    user = db.scalar(select(m.User).where((m.User.email == name) | (m.User.username == name)))
+    return bool(user and user.need_password_change)
+
+
+def url_path_join_query(path: str, **query: str) -> str:
+    return f"{path}?{urlencode(query)}"
+
+
+class SignupHandler(AccountPage):
+    def _check_enabled(self):
+        if not self.auth.allow_signup:
+            raise web.HTTPError(404, "Sign-up is not offered on this hub.")
+
+    async def get(self):
+        self._check_enabled()
+        self.finish(await self.page("signup.html", form={}))
+
+    async def post(self):
+        self._check_enabled()
+        form = self.form(
+            "email",
+            "username",
+            "password",
+            "password2",
+            "invitation",
+            "accept_terms",
+            strip=("email", "username", "invitation"),
+        )
+        errors = _signup_errors(form, self.auth)
+        if errors:
+            self.finish(await self.page("signup.html", status=400, form=form, errors=errors))
+            return
+        try:
+            user_id, email, token = await self.auth.run_db(_create_signup, form, self.auth)
+        except (admin.AdminError, tokens.TokenError) as e:
+            self.finish(await self.page("signup.html", status=400, form=form, errors=[str(e).capitalize() + "."]))
+            return
+        self.log.info("New account %s signed up", email)
+        if token:
+            link = self.auth.link(self, "verify-email", token=token)
+            await self.auth.mailer.send(
+                email,
+                "Confirm your e-mail address",
+                f"Welcome!\n\nOpen this link to confirm your address and activate your account:\n\n{link}\n\n"
+                f"The link is valid for {self.auth.verification_token_lifetime // 3600} hours.\n",
+            )
+            message = f"Account created. We sent a confirmation link to {email}: open it to activate your account."
+        else:
+            message = "Account created. You can log in now."
+        self.finish(await self.page("message.html", title="Sign up", message=message, login_link=True))
+
+
+def _signup_errors(form: dict[str, str], auth: BackendAIAuthenticator) -> list[str]:
+    errors = []
+    try:
+        admin.check_email(form["email"])
+    except admin.AdminError:
+        errors.append("Enter a valid e-mail address.")
+    try:
+        admin.check_username(form["username"] or "x")
+        if not form["username"]:
+            errors.append("Choose a user name.")
+    except admin.AdminError:
+        errors.append("A user name uses lower-case letters, digits, '.', '_' or '-' (up to 64).")
+    errors += [f"The password needs {p}." for p in password_problems(form["password"])]
+    if form["password"] != form["password2"]:
+        errors.append("The two passwords differ.")
+    if not form["accept_terms"]:
+        errors.append("Accept the terms of use and the privacy policy to sign up.")
+    if auth.signup_requires_invitation and not form["invitation"]:
+        errors.append("An invitation token is required to sign up.")
+    return errors
+
+
+def _create_signup(db, form: dict[str, str], auth: BackendAIAuthenticator) -> tuple[str, str, str | None]:
+    email = admin.check_email(form["email"])
+    if auth.signup_requires_invitation:
+        tokens.use_invitation(db, form["invitation"], email)
+    status = "before-verification" if auth.signup_email_verification else "active"
+    groups = [auth.signup_group] if auth.signup_group else []
+    user, _ = admin.create_user(
+        db,
+        email,
+        form["password"],
+        username=form["username"],
+        domain=auth.signup_domain,
+        groups=groups,
+        policy=auth.signup_policy,
+        status=status,
+    )
+    token = None
+    if auth.signup_email_verification:
+        token = tokens.create_user_token(
+            db, user, m.TokenPurpose.VERIFY_EMAIL, ttl=dt.timedelta(seconds=auth.verification_token_lifetime)
+        )
+    return str(user.id), user.email, token
+
+
+class VerifyEmailHandler(AccountPage):
+    async def get(self):
+        token = self.get_argument("token", default="")
+        try:
+            email = await self.auth.run_db(_verify_email, token)
+        except tokens.TokenError as e:
+            self.finish(
+                await self.page(
+                    "message.html", status=400, title="E-mail verification", errors=[f"{str(e).capitalize()}."]
+                )
+            )
+            return
+        self.finish(
+            await self.page(
+                "message.html",
+                title="E-mail verification",
+                message=f"{email} is confirmed. You can log in now.",
+                login_link=True,
+            )
+        )
+
+
+def _verify_email(db, token: str) -> str:
+    user = tokens.use_user_token(db, token, m.TokenPurpose.VERIFY_EMAIL)
+    if user.status == m.UserStatus.BEFORE_VERIFICATION:
+        user.status = m.UserStatus.ACTIVE
+    return user.email
+
+
+class ForgotPasswordHandler(AccountPage):
+    def _check_enabled(self):
+        if not self.auth.allow_password_reset:
+            raise web.HTTPError(404, "Password reset is not offered on this hub.")
+
+    async def get(self):
+        self._check_enabled()
+        self.finish(await self.page("forgot_password.html", form={}))
+
+    async def post(self):
+        self._check_enabled()
+        email = self.get_body_argument("email", default="", strip=True).lower()
+        verdict = self.auth.throttle.check([f"reset:{self.request.remote_ip}"], time.monotonic())
+        if not verdict.allowed:
+            raise web.HTTPError(429, f"Too many requests. Try again in {math.ceil(verdict.retry_after)} seconds.")
+        # Counted like a failure: bounds how many mails one address can make the hub send.
+        self.auth.throttle.failed([f"reset:{self.request.remote_ip}"], time.monotonic())
+        token = await self.auth.run_db(_reset_token_for, email, self.auth.reset_token_lifetime)
+        if token:
+            link = self.auth.link(self, "reset-password", token=token)
+            # Sent in the background: the answer takes as long whether the account exists or not.
+            asyncio.ensure_future(
+                self.auth.mailer.send(
+                    email,
+                    "Reset your password",
+                    f"Someone asked to reset the password of your account.\n\nOpen this link to choose a new one:\n\n"
+                    f"{link}\n\nThe link is valid for {max(1, self.auth.reset_token_lifetime // 60)} minutes and works once. "
+                    "If it was not you, ignore this mail.\n",
+                )
+            )
+        self.finish(
+            await self.page(
+                "message.html",
+                title="Forgot password",
+                message="If an account uses that address, we sent it a link to reset the password.",
+                login_link=True,
+            )
+        )
+
+
+def _reset_token_for(db, email: str, lifetime: int) -> str | None:
+    user = db.scalar(select(m.User).where(m.User.email == email))
+    if user is None or user.status != m.UserStatus.ACTIVE:
+        return None
+    return tokens.create_user_token(db, user, m.TokenPurpose.RESET_PASSWORD, ttl=dt.timedelta(seconds=lifetime))
+
+
+class ResetPasswordHandler(AccountPage):
+    async def get(self):
+        token = self.get_argument("token", default="")
+        try:
+            await self.auth.run_db(lambda db: tokens.peek_user_token(db, token, m.TokenPurpose.RESET_PASSWORD))
+        except tokens.TokenError as e:
+            self.finish(
+                await self.page("message.html", status=400, title="Reset password", errors=[f"{str(e).capitalize()}."])
+            )
+            return
+        self.finish(await self.page("reset_password.html", token=token))
+
+    async def post(self):
+        form = self.form("token", "password", "password2")
+        errors = _new_password_errors(form["password"], form["password2"])
+        if errors:
+            self.finish(await self.page("reset_password.html", status=400, token=form["token"], errors=errors))
+            return
+        try:
+            await self.auth.run_db(_reset_password, form["token"], form["password"])
+        except tokens.TokenError as e:
+            self.finish(
+                await self.page("message.html", status=400, title="Reset password", errors=[f"{str(e).capitalize()}."])
+            )
+            return
+        self.finish(
+            await self.page(
+                "message.html",
+                title="Reset password",
+                message="Your password is changed. Log in with the new one.",
+                login_link=True,
+            )
+        )
+
+
+def _new_password_errors(password: str, again: str) -> list[str]:
+    errors = [f"The new password needs {p}." for p in password_problems(password)]
+    if password != again:
+        errors.append("The two new passwords differ.")
+    return errors
+
+
+def _reset_password(db, token: str, password: str) -> None:
+    user = tokens.use_user_token(db, token, m.TokenPurpose.RESET_PASSWORD)
+    user.password = hash_password(password)
+    user.need_password_change = False
+
+
+class ChangePasswordHandler(AccountPage):
+    @web.authenticated
+    async def get(self):
+        required = self.get_argument("required", default="") == "1"
+        self.finish(await self.page("change_password.html", required=required, next_url=self.get_argument("next", "")))
+
+    @web.authenticated
+    async def post(self):
+        form = self.form("current", "password", "password2")
+        next_url = self.get_argument("next", default="")
+        errors = _new_password_errors(form["password"], form["password2"])
+        if not errors and form["password"] == form["current"]:
+            errors.append("Choose a new password different from the current one.")
+        if not errors:
+            problem = await self.auth.run_db(
+                _change_password, self.current_user.name, form["current"], form["password"]
+            )
+            if problem:
+                errors.append(problem)
+        if errors:
+            self.finish(
+                await self.page("change_password.html", status=400, errors=errors, required=False, next_url=next_url)
+            )
+            return
+        self.log.info("%s changed their password", self.current_user.name)
+        target = next_url if next_url.startswith(self.hub.base_url) or next_url.startswith(self.base_url) else ""
+        self.finish(
+            await self.page(
+                "message.html",
+                title="Change password",
+                message="Your password is changed.",
+                continue_url=target or self.hub.base_url + "home",
+            )
+        )
+
+
+def _change_password(db, username: str, current: str, new: str) -> str | None:
+    user = db.scalar(select(m.User).where(m.User.username == username))
+    if user is None:
+        return "This hub user has no account in the product's database."
+    if not verify_password(user.password, current):
+        return "The current password is wrong."
+    user.password = hash_password(new)
+    user.need_password_change = False
+    return None

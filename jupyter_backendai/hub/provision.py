@@ -1,0 +1,114 @@
+"""Users from any authenticator: map each hub user to one db user, creating it when allowed.
+
+With ``c.BackendAI.auto_provision = True``, a user who logs in through another JupyterHub
+authenticator (OAuth, LDAP, ...) for the first time gets a db user, a keypair with the
+default resource policy, and membership of the default group. Without it, only users who
+already exist in the db may log in. Installed as ``c.Authenticator.post_auth_hook =
+post_auth_hook`` (``jupyterhub_config.py`` does it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from typing import Any
+
+from sqlalchemy import select
+from tornado import web
+from traitlets import Bool, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from ..db import admin
+from ..db import models as m
+from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, connect
+
+
+class BackendAI(LoggingConfigurable):
+    """Settings shared by the product's parts inside the hub (``c.BackendAI.*``)."""
+
+    db_url = Unicode(config=True, help=f"SQLAlchemy URL of the product's database (default: ${ENV_DB_URL}).")
+
+    @default("db_url")
+    def _default_db_url(self):
+        return os.environ.get(ENV_DB_URL, DEFAULT_DB_URL)
+
+    auto_provision = Bool(
+        False,
+        config=True,
+        help="Create a db user, keypair and default-group membership for users of other authenticators on first login.",
+    )
+    default_domain = Unicode(admin.DEFAULT, config=True, help="Domain of auto-provisioned users.")
+    default_group = Unicode(admin.DEFAULT, config=True, help="Group (project) auto-provisioned users join.")
+    default_policy = Unicode(admin.DEFAULT, config=True, help="Keypair resource policy of auto-provisioned users.")
+    email_domain = Unicode(
+        "localhost",
+        config=True,
+        help="E-mail domain for provisioned users whose authenticator gives no address: <name>@<email_domain>.",
+    )
+
+
+def _email_of(name: str, authentication: dict[str, Any], settings: BackendAI) -> str:
+    state = authentication.get("auth_state") or {}
+    for candidate in (state.get("email"), (state.get("oauth_user") or {}).get("email"), name):
+        if isinstance(candidate, str) and "@" in candidate:
+            return candidate.lower()
+    return f"{name}@{settings.email_domain}"
+
+
+def provision(db, name: str, authentication: dict[str, Any], settings: BackendAI) -> dict[str, Any] | str | None:
+    """The auth state to add, a refusal message, or None when the user is unknown and not provisioned."""
+    user = db.scalar(select(m.User).where(m.User.username == name))
+    if user is None:
+        if not settings.auto_provision:
+            return None
+        groups = [settings.default_group] if settings.default_group else []
+        user, _ = admin.create_user(
+            db,
+            _email_of(name, authentication, settings),
+            None,  # no password: this user logs in through the other authenticator
+            username=name,
+            domain=settings.default_domain,
+            groups=groups,
+            policy=settings.default_policy,
+        )
+        settings.log.info("Provisioned db user %s (%s) for hub user %s", user.username, user.email, name)
+    if not user.is_active:
+        return "This account is inactive. Ask an administrator to reactivate it."
+    keypair = next((k for k in user.keypairs if k.is_active), None)
+    if keypair is None:
+        return "This account has no active keypair. Ask an administrator for one."
+    return {
+        "user_id": str(user.id),
+        "email": user.email,
+        "role": user.role.value,
+        "domain": user.domain_name,
+        "access_key": keypair.access_key,
+    }
+
+
+def _provision_in_transaction(settings: BackendAI, name: str, authentication: dict[str, Any]):
+    with connect(settings.db_url)() as db:
+        try:
+            result = provision(db, name, authentication, settings)
+        except admin.AdminError as e:
+            return f"Cannot create an account for {name!r}: {e}."
+        db.commit()
+        return result
+
+
+async def post_auth_hook(authenticator, handler, authentication):
+    """JupyterHub's ``post_auth_hook``: link the hub user to its db user (or refuse the login)."""
+    from .auth import BackendAIAuthenticator
+
+    if authentication is None or isinstance(authenticator, BackendAIAuthenticator):
+        return authentication  # the product's own authenticator already did all of this
+    settings = BackendAI(parent=authenticator)
+    name = authentication["name"]
+    result = await asyncio.to_thread(_provision_in_transaction, settings, name, authentication)
+    if result is None:
+        settings.log.warning("Refused hub user %s: no db user and c.BackendAI.auto_provision is off", name)
+        raise web.HTTPError(403, "This hub has no account for you. Ask an administrator to create one.")
+    if isinstance(result, str):
+        raise web.HTTPError(403, result)
+    authentication["auth_state"] = {**(authentication.get("auth_state") or {}), **result}
+    return authentication
