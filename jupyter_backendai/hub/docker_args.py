@@ -1,0 +1,183 @@
+"""A :class:`~.spec.SessionSpec` in Docker's terms: keyword arguments for docker-py.
+
+Pure translation, no engine: :func:`host_config_kwargs` gives what
+``docker.APIClient.create_host_config`` takes, :func:`create_kwargs` what
+``create_container`` takes besides ``host_config``, and :func:`docker_create_kwargs` both in
+one dict (``host_config`` still as keyword arguments, since building a ``HostConfig`` needs the
+engine's API version)::
+
+    kw = docker_create_kwargs(spec, port=port)
+    kw["host_config"] = client.create_host_config(**kw["host_config"])
+    container = client.create_container(name=name, **kw)
+    client.put_archive(container["Id"], "/", files_archive(spec))   # before start
+    client.start(container["Id"])
+
+Handing these to DockerSpawner as ``extra_create_kwargs`` / ``extra_host_config`` is
+possible but beware: DockerSpawner passes both through ``str.format`` with its template
+namespace, so an env value or label containing ``{...}`` is rewritten (and ``{}`` raises
+IndexError), and its ``_deep_merge`` replaces lists such as ``binds`` instead of merging.
+A spawner should call ``create_container`` itself with these arguments.
+
+Security settings are always present: all capabilities dropped, none added back (see
+:data:`CAP_ADD`), ``no-new-privileges``, a non-root user, a PID limit, and no swap beyond
+the memory limit.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from decimal import ROUND_FLOOR, Decimal
+from typing import Any
+
+from .spec import SESSION_DIR, SessionSpec, SpecError, check_port, container_files, gpu_device_ids
+
+try:  # docker-py comes with dockerspawner; plain dicts of the same fields work without it.
+    from docker.types import DeviceRequest as _DeviceRequest
+except ImportError:  # pragma: no cover - docker is a dependency through dockerspawner
+    _DeviceRequest = None
+
+__all__ = [
+    "CAP_ADD",
+    "MIN_CPU",
+    "MIN_MEM",
+    "SECURITY_OPT",
+    "create_kwargs",
+    "device_requests",
+    "docker_create_kwargs",
+    "files_archive",
+    "host_config_kwargs",
+]
+
+#: Capabilities added back after dropping ALL: none.
+#:
+#: Everything in the container runs as uid 1000, so its processes hold *no* effective
+#: capabilities whatever the bounding set says; dropping ALL also empties the bounding set,
+#: so nothing (a setuid binary, file capabilities) can regain one, which
+#: ``no-new-privileges`` forbids as well. sshd needs none either: it runs as the session
+#: user on an unprivileged port (>= 1024, so no ``NET_BIND_SERVICE``), with key-only
+#: authentication for that one user (so no ``SETUID``/``SETGID`` to switch users, no
+#: ``SYS_CHROOT`` for privilege separation, no ``AUDIT_WRITE`` for PAM login records, no
+#: ``CHOWN`` for ptys it already owns). Placing ``id_container`` and the authorized key is
+#: done by the engine (``put_archive``) before start, not by the container. A capability
+#: added here would do nothing for uid 1000 but widen the bounding set, so the list stays
+#: empty unless the session is ever started as root.
+CAP_ADD: tuple[str, ...] = ()
+SECURITY_OPT: tuple[str, ...] = ("no-new-privileges",)
+#: Docker refuses less than 0.01 CPU and less than 6 MiB of memory; say so before it does.
+MIN_CPU = Decimal("0.01")
+MIN_MEM = 6 * 1024**2
+
+
+def device_requests(spec: SessionSpec) -> list[Any]:
+    """One NVIDIA device request for the placed GPUs (whole or shared), or ``[]``.
+
+    Shared GPUs need their device nodes too: an MPS client still opens the device, the
+    control daemon then enforces the share.
+    """
+    ids = gpu_device_ids(spec)
+    if not ids:
+        return []
+    fields = {"driver": "nvidia", "device_ids": ids, "capabilities": [["gpu"]]}
+    return [_DeviceRequest(**fields) if _DeviceRequest is not None else fields]
+
+
+def host_config_kwargs(spec: SessionSpec, *, network: str = "host") -> dict[str, Any]:
+    """Keyword arguments for ``APIClient.create_host_config``: limits, mounts, GPUs, security."""
+    cpu = spec.slots["cpu"]
+    mem = spec.slots["mem"]
+    if cpu < MIN_CPU:
+        raise SpecError(f"cpu {cpu} is below Docker's minimum of {MIN_CPU}")
+    if mem < MIN_MEM:
+        raise SpecError(f"mem {mem} bytes is below Docker's minimum of 6 MiB")
+    binds = [f"{m.host_path}:{m.target(spec.home)}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts]
+    binds += [f"{m.host_path}:{m.container_path}:{'ro' if m.read_only else 'rw'}" for m in spec.extra_mounts]
+    kwargs: dict[str, Any] = {
+        "nano_cpus": int((cpu * 10**9).to_integral_value(rounding=ROUND_FLOOR)),
+        "mem_limit": int(mem),
+        # Equal to mem_limit: memory + swap may not exceed the memory limit, i.e. no swap.
+        "memswap_limit": int(mem),
+        "cap_drop": ["ALL"],
+        "cap_add": list(CAP_ADD),
+        "security_opt": list(SECURITY_OPT),
+        "binds": binds,
+        "network_mode": network,
+        # An init as PID 1 reaps the zombies of kernels and terminals and forwards signals.
+        "init": True,
+    }
+    if spec.pids_limit is not None:
+        kwargs["pids_limit"] = spec.pids_limit
+    if spec.shmem is not None:
+        kwargs["shm_size"] = spec.shmem
+    requests = device_requests(spec)
+    if requests:
+        kwargs["device_requests"] = requests
+    return kwargs
+
+
+def create_kwargs(spec: SessionSpec, *, port: int, ip: str = "127.0.0.1", network: str = "host") -> dict[str, Any]:
+    """Keyword arguments for ``APIClient.create_container`` except ``host_config`` and ``name``.
+
+    The server listens on ``ip:port`` (``--ip``/``--port`` after the spec's command, as the
+    host-network recipe does). On a network other than ``host`` the server's port (and the
+    SSH port) are exposed.
+    """
+    check_port(port, "server port")
+    if not isinstance(ip, str) or not ip or any(c.isspace() for c in ip):
+        raise SpecError(f"server ip {ip!r} is not an address")
+    kwargs: dict[str, Any] = {
+        "image": spec.image,
+        "command": [*spec.cmd, *spec.args, f"--ip={ip}", f"--port={port}"],
+        "user": f"{spec.uid}:{spec.gid}",
+        "working_dir": spec.home,
+        "environment": dict(spec.env),
+        "labels": dict(spec.labels),
+    }
+    if network != "host":
+        kwargs["ports"] = [port] + ([spec.ssh_port] if spec.ssh_port is not None else [])
+    return kwargs
+
+
+def docker_create_kwargs(
+    spec: SessionSpec, *, port: int, network: str = "host", ip: str = "127.0.0.1"
+) -> dict[str, Any]:
+    """:func:`create_kwargs` plus ``host_config`` (as :func:`host_config_kwargs`)."""
+    kwargs = create_kwargs(spec, port=port, ip=ip, network=network)
+    kwargs["host_config"] = host_config_kwargs(spec, network=network)
+    return kwargs
+
+
+def files_archive(spec: SessionSpec, *, mtime: int = 0) -> bytes:
+    """A tar of :func:`~.spec.container_files` for ``put_archive(container, "/", data)``.
+
+    Entries are relative to ``/``, owned by the session's uid/gid with their modes (the engine
+    keeps tar ownership when it extracts). Directories the image does not have are included
+    (mode 0700, owned by the user) so that sshd's StrictModes accepts them; directories the
+    image has (``/home/work``, ``/etc``) are not, so their ownership is left alone.
+    """
+    files = container_files(spec)
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        done: set[str] = set()
+        for f in files:
+            parent = f.path.rsplit("/", 1)[0]
+            if parent == SESSION_DIR or parent.startswith(SESSION_DIR + "/"):
+                # SESSION_DIR itself 0755, what is below it 0700.
+                base = SESSION_DIR.strip("/").count("/") + 1
+                parts = parent.strip("/").split("/")
+                for i in range(base, len(parts) + 1):
+                    d = "/".join(parts[:i])
+                    if d not in done:
+                        done.add(d)
+                        info = tarfile.TarInfo(d)
+                        info.type = tarfile.DIRTYPE
+                        info.mode = 0o755 if i == base else 0o700
+                        info.uid, info.gid, info.mtime = spec.uid, spec.gid, mtime
+                        tar.addfile(info)
+            data = f.content.encode()
+            info = tarfile.TarInfo(f.path.lstrip("/"))
+            info.size = len(data)
+            info.mode = f.mode
+            info.uid, info.gid, info.mtime = spec.uid, spec.gid, mtime
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
