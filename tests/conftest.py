@@ -12,6 +12,8 @@ import os
 import uuid
 
 import pytest
+
+pytest_plugins = ["tests.hub_fixtures"]
 from sqlalchemy.engine import make_url
 
 from jupyter_backendai.db.engine import make_engine, resolve_url

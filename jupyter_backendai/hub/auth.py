@@ -162,6 +162,9 @@ class BackendAIAuthenticator(Authenticator):
             raise web.HTTPError(403, problem)
 
     def get_handlers(self, app):
+        # Lets page.html show the "Change password" link only with this authenticator. In place:
+        # the tornado settings, made before the handlers, hold this very dict.
+        app.template_vars.setdefault("backendai_accounts", True)
         return [
             (r"/login", BackendAILoginHandler),
             (r"/signup", SignupHandler),
