@@ -216,7 +216,11 @@ def ensure_defaults(db: DB) -> list[str]:
         db.add(m.Group(name=DEFAULT, domain_name=DEFAULT, description="The default project"))
         created.append("group default")
     if db.get(m.KeyPairResourcePolicy, DEFAULT) is None:
-        db.add(m.KeyPairResourcePolicy(name=DEFAULT, max_concurrent_sessions=0, max_containers_per_session=1))
+        db.add(
+            m.KeyPairResourcePolicy(
+                name=DEFAULT, max_concurrent_sessions=0, max_containers_per_session=1, allowed_vfolder_hosts=["local"]
+            )
+        )
         created.append("policy default")
     if db.get(m.ScalingGroup, DEFAULT) is None:
         sgroup = m.ScalingGroup(name=DEFAULT, description="The default resource group")

@@ -412,6 +412,8 @@ class Session(Base):
     container_id: Mapped[str | None] = mapped_column(String(128))
     server_name: Mapped[str | None] = mapped_column(String(255))  # the hub's named server
     ssh_port: Mapped[int | None] = mapped_column(Integer)
+    # How often FIFO has let later sessions pass this one (bounded; see core.scheduling.fifo).
+    passed_over: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     scheduled_at: Mapped[dt.datetime | None] = mapped_column()
     started_at: Mapped[dt.datetime | None] = mapped_column()

@@ -1,0 +1,95 @@
+"""``DockerSessionSpawner`` (``backendai-docker``): sessions as containers of one Docker engine.
+
+Built on dockerspawner's ``DockerSpawner`` for what it does well (the container's life, state
+across hub restarts), with the container's arguments from the pure
+:func:`~.docker_args.docker_create_kwargs` of the session's spec: CPU quota, memory (no extra
+swap), shared memory, a pids limit, uid 1000, no new privileges, every capability dropped,
+the folders, the labels and the GPU device requests. The engine is one agent of the resource
+group ``agent_scaling_group``, with the engine's CPUs and memory (or ``agent_capacity``).
+
+Sessions use the host network (the hub reaches them on 127.0.0.1 at a port picked per
+session), which is how this project runs on machines whose engine has no bridge network; set
+``network_name`` to a Docker network for the usual bridged set-up.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from dockerspawner import DockerSpawner
+from jupyterhub.utils import random_port
+from traitlets import default
+
+from ..core.slots import ResourceSlots
+from .docker_args import docker_create_kwargs, files_archive
+from .spawner import SessionSpawnerMixin
+from .spec import SessionSpec
+
+# sshd runs beside the server as the same user (uid 1000) on an unprivileged port: no
+# capability is needed (see docker_args.CAP_ADD). `exec` keeps the server as the main process.
+SSHD_AND_SERVER = (
+    'if [ -n "${BACKENDAI_SSH_PORT:-}" ] && command -v session-sshd >/dev/null; then '
+    'session-sshd -p "$BACKENDAI_SSH_PORT" -o ListenAddress=127.0.0.1 '
+    '-o "AuthorizedKeysFile=$BACKENDAI_SSH_AUTHORIZED_KEYS" & fi; exec "$@"'
+)
+
+
+class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
+    backend_name = "docker"
+    isolates_users = True
+
+    @default("network_name")
+    def _default_network_name(self):
+        return "host"
+
+    @default("use_internal_ip")
+    def _default_use_internal_ip(self):
+        return True  # "host" networking cannot publish ports (dockerspawner#462)
+
+    @default("remove")
+    def _default_remove(self):
+        return True  # a session's container is gone with the session; its data lives in folders
+
+    @default("pull_policy")
+    def _default_pull_policy(self):
+        return "never"  # images come from the admin's registries through rescans, not at spawn
+
+    _spec: SessionSpec | None = None
+
+    async def agent_info(self):
+        info = await self.docker("info")
+        capacity = ResourceSlots(cpu=info.get("NCPU", 1), mem=info.get("MemTotal", 0))
+        return capacity, [], info.get("Name", "")
+
+    def session_command(self, ssh_port: int | None) -> tuple[str, ...]:
+        return ("sh", "-c", SSHD_AND_SERVER, "session", "jupyterhub-singleuser")
+
+    async def start_session(self, spec: SessionSpec):
+        self._spec = spec
+        self.image = spec.image
+        self.object_name = f"backendai-session-{spec.session_id}"
+        self.port = random_port()
+        return await DockerSpawner.start(self)
+
+    async def create_object(self):
+        spec = self._spec
+        kwargs = docker_create_kwargs(spec, port=self.port, network=self.network_name)
+        host_config = self.client.create_host_config(**kwargs.pop("host_config"))
+        self.log.info("Creating container %s: %s", self.object_name, shlex.join(kwargs.get("command") or []))
+        obj = await self.docker("create_container", name=self.object_name, host_config=host_config, **kwargs)
+        # The SSH key files go in before the start, owned by the session user, never via env.
+        await self.docker("put_archive", obj["Id"], "/", files_archive(spec))
+        return obj
+
+    async def get_ip_and_port(self):
+        return "127.0.0.1", self.port
+
+    async def stop_session(self, now: bool) -> None:
+        if self.object_id or self.object_name:
+            await DockerSpawner.stop(self, now=now)
+
+    async def poll_session(self):
+        return await DockerSpawner.poll(self)
+
+    def backend_object_id(self) -> str | None:
+        return self.object_id or None

@@ -1,0 +1,603 @@
+"""What every session spawner shares: options, admission, the queue, the lifecycle.
+
+One session is one JupyterHub named server. ``start()``:
+
+1. reads the request (spawn form or ``user_options``: image, project, resource group, preset
+   or custom slots, folders) and checks it against the database: a refusal is a
+   :class:`SessionRefused` whose message the spawn page shows;
+2. admits it through ``core.admission`` (policy, group and domain caps, the image minimum,
+   which raises a smaller request) and writes the session PENDING;
+3. waits in the resource group's queue (the hub's :class:`~.scheduler.SessionScheduler`);
+   ``progress()`` says "waiting for resources in <group>: position k of n";
+4. once SCHEDULED: PREPARING, builds the backend-neutral :class:`~.spec.SessionSpec`
+   (folders, automounted dot-folders, SSH key, GPU devices) and hands it to the backend
+   (:meth:`start_session`), then RUNNING.
+
+``stop()`` ends it TERMINATED (CANCELLED while still queued), ``poll()`` notices a session
+whose container or process vanished and ends it with the reason. Every change is in the
+session's status history. Backends implement :meth:`start_session`, :meth:`stop_session`,
+:meth:`poll_session` and :meth:`agent_info`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from sqlalchemy import select
+from tornado import web
+from traitlets import Bool, Dict, Float, List, Unicode, default
+from traitlets.config import LoggingConfigurable
+
+from ..core.admission import admit
+from ..core.slots import ResourceSlots, SlotError
+from ..db import admin, sshkeys
+from ..db import models as m
+from ..db import sessions as store
+from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, connect
+from . import TEMPLATES
+from .scheduler import Cancelled, SessionScheduler
+from .spec import FolderRef, SessionSpec, SpecError, build_spec
+
+T = TypeVar("T")
+
+SLOT_FIELDS = {"cpu": "cpu", "mem": "mem", "cuda_device": "cuda.device", "cuda_shares": "cuda.shares"}
+
+
+class SessionRefused(web.HTTPError):
+    """A spawn that cannot go ahead; JupyterHub shows ``jupyterhub_message`` on the spawn page."""
+
+    def __init__(self, reason: str, status: int = 400):
+        super().__init__(status, reason)
+        self.jupyterhub_message = reason
+        self.reason = reason
+
+
+@dataclass
+class SessionRequest:
+    """The user's request, read from the form or from ``user_options``."""
+
+    image: str = ""
+    group: str = ""
+    scaling_group: str = ""
+    preset: str = ""
+    slots: dict[str, str] = field(default_factory=dict)
+    shmem: str = ""
+    folders: list[str] = field(default_factory=list)
+
+
+def request_from_options(options: dict[str, Any]) -> SessionRequest:
+    """Accept both the form's field names and Backend.AI-style names (``resources``, ``mounts``)."""
+
+    def text(key: str, *aliases: str) -> str:
+        for k in (key, *aliases):
+            value = options.get(k)
+            if isinstance(value, list):
+                value = value[0] if value else ""
+            if value not in (None, ""):
+                return str(value).strip()
+        return ""
+
+    slots: dict[str, str] = {}
+    resources = options.get("resources") or {}
+    if not isinstance(resources, dict):
+        raise SessionRefused("'resources' must be a mapping of slot name to amount")
+    for key, value in resources.items():
+        slots[str(key)] = str(value)
+    for field_name, slot in SLOT_FIELDS.items():
+        value = text(field_name, slot)
+        if value:
+            slots[slot] = value
+    folders = options.get("folders", options.get("mounts", []))
+    if isinstance(folders, str):
+        folders = [f for f in folders.split(",")]
+    if not isinstance(folders, list):
+        raise SessionRefused("'folders' must be a list of folder names")
+    return SessionRequest(
+        image=text("image"),
+        group=text("group", "project"),
+        scaling_group=text("scaling_group", "resource_group"),
+        preset=text("preset"),
+        slots=slots,
+        shmem=text("shmem"),
+        folders=sorted({str(f).strip() for f in folders if str(f).strip()}),
+    )
+
+
+@dataclass(frozen=True)
+class Admitted:
+    session_id: uuid.UUID
+    scaling_group: str
+    note: str | None
+
+
+class SessionSpawnerMixin(LoggingConfigurable):
+    """Mixed into a JupyterHub spawner class before it (``class X(SessionSpawnerMixin, Spawner)``)."""
+
+    backend_name = "generic"
+    isolates_users = True
+
+    db_url = Unicode(config=True, help=f"SQLAlchemy URL of the product's database (default: ${ENV_DB_URL}).")
+
+    @default("db_url")
+    def _default_db_url(self):
+        return os.environ.get(ENV_DB_URL, DEFAULT_DB_URL)
+
+    storage_root = Unicode(
+        config=True,
+        help="Directory of the folder storage: one directory per storage host under it (default: ./backendai-storage).",
+    )
+
+    @default("storage_root")
+    def _default_storage_root(self):
+        return str(Path("backendai-storage").resolve())
+
+    default_scaling_group = Unicode(admin.DEFAULT, config=True, help="Resource group used when the request names none.")
+    agent_id = Unicode(config=True, help="The id under which this backend registers as an agent.")
+
+    @default("agent_id")
+    def _default_agent_id(self):
+        return f"{self.backend_name}-{socket.gethostname()}"
+
+    agent_scaling_group = Unicode(admin.DEFAULT, config=True, help="The resource group the backend's agent belongs to.")
+    agent_capacity = Dict(
+        config=True,
+        help="What the agent offers, e.g. {'cpu': 8, 'mem': '32g', 'cuda.shares': 2} (default: what the machine has).",
+    )
+    gpu_devices = List(
+        Dict(),
+        config=True,
+        help="GPUs of the agent: [{'id': '0', 'capacity': 1}] (no nvidia-smi here; say them explicitly).",
+    )
+    scheduler_interval = Float(2.0, config=True, help="Seconds between scheduling passes when nothing wakes the loop.")
+    ssh_enabled = Bool(
+        True, config=True, help="Run an sshd in each session (F33) on the user's preferred port when free."
+    )
+    ssh_host = Unicode(
+        "127.0.0.1", config=True, help="The host name users connect to for SSH/SFTP (shown on the page)."
+    )
+    options_template = Unicode(
+        "spawn_form.html",
+        config=True,
+        help="Template of the spawn form (searched in c.JupyterHub.template_paths first).",
+    )
+    usage_interval = Float(30.0, config=True, help="Seconds between usage samples of a running session.")
+
+    @default("start_timeout")
+    def _default_start_timeout(self):
+        # Queued sessions wait for their resource group's pending timeout, not for the hub's 60 s.
+        return 24 * 3600
+
+    @default("http_timeout")
+    def _default_http_timeout(self):
+        return 120
+
+    session_id: uuid.UUID | None = None
+    _factory = None
+    _agent_registered = False
+
+    # --- database ---------------------------------------------------------------------------
+
+    def session_factory(self):
+        if SessionSpawnerMixin._factory is None or SessionSpawnerMixin._factory_url != self.db_url:
+            SessionSpawnerMixin._factory = connect(self.db_url)
+            SessionSpawnerMixin._factory_url = self.db_url
+        return SessionSpawnerMixin._factory
+
+    _factory_url: str | None = None
+
+    def _in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
+        with self.session_factory()() as db:
+            result = fn(db, *args)
+            db.commit()
+            return result
+
+    async def run_db(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(self._in_transaction, fn, *args)
+
+    @property
+    def scheduler(self) -> SessionScheduler:
+        return SessionScheduler.for_database(self.db_url, self.session_factory(), interval=self.scheduler_interval)
+
+    @property
+    def folder_store(self):
+        from ..storage import FolderStore
+
+        return FolderStore(self.storage_root)
+
+    # --- state across hub restarts ------------------------------------------------------------
+
+    def get_state(self):
+        state = super().get_state()
+        if self.session_id:
+            state["backendai_session_id"] = str(self.session_id)
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        if state.get("backendai_session_id"):
+            self.session_id = uuid.UUID(state["backendai_session_id"])
+
+    def clear_state(self):
+        super().clear_state()
+        self.session_id = None
+
+    # --- the spawn form -------------------------------------------------------------------------
+
+    @default("options_form")
+    def _default_options_form(self):
+        return self._render_options_form
+
+    async def _render_options_form(self, spawner) -> str:
+        ns = await self.run_db(self._form_namespace)
+        env = Environment(loader=FileSystemLoader([*self._template_paths(), TEMPLATES]), autoescape=select_autoescape())
+        return env.get_template(self.options_template).render(**ns)
+
+    def _template_paths(self) -> list[str]:
+        app = getattr(self.user, "settings", {}) or {}
+        return [p for p in (app.get("template_path") or []) if isinstance(p, str)]
+
+    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        for key in ("image", "group", "scaling_group", "preset", "shmem", *SLOT_FIELDS):
+            value = (formdata.get(key) or [""])[0].strip()
+            if value:
+                options[key] = value
+        options["folders"] = [f for f in formdata.get("folders", []) if f.strip()]
+        return options
+
+    def _form_namespace(self, db) -> dict[str, Any]:
+        from ..core.presets import Preset, ScalingGroupUsage, check_presets
+        from ..db import folders as folder_db
+
+        user, keypair = self._user_and_keypair(db)
+        groups = sorted(user.groups, key=lambda g: g.name)
+        sgroups = self._allowed_scaling_groups(db, user, keypair, groups[0] if groups else None)
+        images = self._allowed_images(db, user, groups[0] if groups else None)
+        accessible = folder_db.accessible_folders(db, user)
+        presets_rows = db.scalars(select(m.ResourcePreset).order_by(m.ResourcePreset.name)).all()
+        sg_usage = {}
+        for name in sgroups:
+            state = store.resource_group_state(db, name)
+            sg_usage[name] = ScalingGroupUsage(
+                using=store.reserved(db, access_key=keypair.access_key, scaling_group=name), remaining=state.free
+            )
+        answer = (
+            check_presets(
+                [Preset(p.name, p.resource_slots, p.shared_memory) for p in presets_rows],
+                policy=store.policy_of(keypair.policy),
+                keypair_using=store.reserved(db, access_key=keypair.access_key),
+                scaling_groups=sg_usage,
+                scaling_group=sgroups[0] if sgroups else None,
+            )
+            if sgroups
+            else {"presets": []}
+        )
+        return {
+            "user": user,
+            "backend": self.backend_name,
+            "isolates_users": self.isolates_users,
+            "images": images,
+            "groups": groups,
+            "scaling_groups": sgroups,
+            "presets": [p for p in answer["presets"] if p["allocatable"]],
+            "hidden_presets": len([p for p in answer["presets"] if not p["allocatable"]]),
+            "folders": [a for a in accessible if not a.is_automount],
+            "automount": [a for a in accessible if a.is_automount],
+            "policy": keypair.policy,
+        }
+
+    # --- look-ups ---------------------------------------------------------------------------------
+
+    def _user_and_keypair(self, db) -> tuple[m.User, m.KeyPair]:
+        user = db.scalar(select(m.User).where(m.User.username == self.user.name))
+        if user is None:
+            raise SessionRefused(f"the hub user {self.user.name!r} has no account in the product's database", 403)
+        if not user.is_active:
+            raise SessionRefused("this account is inactive", 403)
+        keypair = next((k for k in user.keypairs if k.is_active), None)
+        if keypair is None:
+            raise SessionRefused("this account has no active keypair; ask an administrator for one", 403)
+        return user, keypair
+
+    def _allowed_scaling_groups(self, db, user: m.User, keypair: m.KeyPair, group: m.Group | None) -> list[str]:
+        names = set()
+        for sg in db.scalars(select(m.ScalingGroup).where(m.ScalingGroup.is_active.is_(True))):
+            if (
+                any(d.name == user.domain_name for d in sg.domains)
+                or (group is not None and any(g.id == group.id for g in sg.groups))
+                or any(k.access_key == keypair.access_key for k in sg.keypairs)
+            ):
+                names.add(sg.name)
+        return sorted(names, key=lambda n: (n != self.default_scaling_group, n))
+
+    def _allowed_images(self, db, user: m.User, group: m.Group | None) -> list[m.Image]:
+        domain = db.get(m.Domain, user.domain_name)
+        registries = set(domain.allowed_docker_registries or []) | set(
+            (group.allowed_docker_registries or []) if group is not None else []
+        )
+        rows = db.scalars(select(m.Image).where(m.Image.installed.is_(True)).order_by(m.Image.name, m.Image.tag))
+        return [i for i in rows if i.registry_host == "local" or i.registry_host in registries]
+
+    # --- admission (worker thread) -------------------------------------------------------------------
+
+    def _admit(self, db, request: SessionRequest, session_name: str) -> Admitted:
+        from ..db import folders as folder_db
+
+        user, keypair = self._user_and_keypair(db)
+        if request.group:
+            group = next((g for g in user.groups if g.name == request.group), None)
+            if group is None:
+                raise SessionRefused(f"you are not a member of the project {request.group!r}")
+        else:
+            group = next((g for g in sorted(user.groups, key=lambda g: g.name != admin.DEFAULT)), None)
+        allowed_sg = self._allowed_scaling_groups(db, user, keypair, group)
+        sg_name = request.scaling_group or (allowed_sg[0] if allowed_sg else self.default_scaling_group)
+        if sg_name not in allowed_sg:
+            raise SessionRefused(
+                f"you may not use the resource group {sg_name!r}"
+                + (f" (allowed: {', '.join(allowed_sg)})" if allowed_sg else " (no resource group is open to you)")
+            )
+        images = self._allowed_images(db, user, group)
+        if not images:
+            raise SessionRefused("no image is installed for you to use; ask an administrator")
+        if request.image:
+            image = next((i for i in images if i.reference == request.image), None)
+            if image is None:
+                raise SessionRefused(
+                    f"unknown image {request.image!r} (available: {', '.join(i.reference for i in images)})"
+                )
+        else:
+            image = images[0]
+        try:
+            if request.preset:
+                preset = db.get(m.ResourcePreset, request.preset)
+                if preset is None:
+                    raise SessionRefused(f"unknown resource preset {request.preset!r}")
+                slots = ResourceSlots({**preset.resource_slots, **ResourceSlots.parse(request.slots)})
+                shmem = request.shmem or (str(preset.shared_memory) if preset.shared_memory else "")
+            else:
+                slots = ResourceSlots.parse(request.slots)
+                shmem = request.shmem
+            shm = int(ResourceSlots(shmem=shmem)["shmem"]) if shmem else None
+        except SlotError as e:
+            raise SessionRefused(str(e)) from None
+        try:
+            chosen, _automount = folder_db.mountable(db, user, request.folders)
+        except admin.AdminError as e:
+            raise SessionRefused(str(e), getattr(e, "status", 400)) from None
+        decision = admit(
+            store.admission_request(
+                db, keypair, requested=slots, image_min=image.min_slots, group=group, scaling_group=sg_name
+            )
+        )
+        if decision.refused:
+            raise SessionRefused(decision.reason or "refused", 403)
+        session = m.Session(
+            id=store.new_session_id(),
+            name=session_name,
+            user_id=user.id,
+            access_key=keypair.access_key,
+            domain_name=user.domain_name,
+            group_id=group.id if group else None,
+            scaling_group=sg_name,
+            image=image.reference,
+            requested_slots=decision.total,
+            resource_opts={"shmem": shm} if shm else {},
+            mounts=[{"folder": a.folder.name, "id": str(a.folder.id), "permission": a.permission} for a in chosen],
+            service_ports=list(image.service_ports or []),
+            server_name=self.name or "",
+        )
+        db.add(session)
+        note = decision.note
+        store.set_status(db, session, m.SessionStatus.PENDING, note or f"queued in resource group '{sg_name}'")
+        keypair.last_used = session.created_at
+        return Admitted(session.id, sg_name, note)
+
+    # --- preparing (worker thread) ---------------------------------------------------------------------
+
+    def _prepare(self, db, hub_env: dict[str, str]) -> SessionSpec:
+        from ..db import folders as folder_db
+
+        session = db.get(m.Session, self.session_id)
+        user, keypair = self._user_and_keypair(db)
+        store.set_status(db, session, m.SessionStatus.PREPARING, "preparing the container")
+        names = [mount["folder"] for mount in session.mounts or []]
+        chosen, automount = folder_db.mountable(db, user, names)
+        folder_store = self.folder_store
+
+        def ref(access) -> FolderRef:
+            f = access.folder
+            if not folder_store.exists(f.host, f.id):
+                folder_store.create(f.host, f.id)
+            return FolderRef(f.name, str(folder_store.path(f.host, f.id)), access.permission)
+
+        ssh_port = None
+        keys = sshkeys.get_or_create(db, user)
+        if self.ssh_enabled:
+            ssh_port = pick_ssh_port(user.preferred_ssh_port)
+            session.ssh_port = ssh_port
+        spec = build_spec(
+            session_id=session.id,
+            session_name=session.name,
+            user=user.username,
+            email=user.email,
+            access_key=keypair.access_key,
+            resource_group=session.scaling_group,
+            image=session.image,
+            slots=session.occupied_slots,
+            shmem=(session.resource_opts or {}).get("shmem"),
+            folders=[ref(a) for a in chosen],
+            accessible=[ref(a) for a in automount],
+            gpu_placement=session.gpu_placement or None,
+            hub_env=hub_env,
+            cmd=self.session_command(ssh_port),
+            ssh_port=ssh_port,
+            ssh_public_key=keys.public_key,
+            ssh_private_key=keys.private_key,
+        )
+        return spec
+
+    def session_command(self, ssh_port: int | None) -> tuple[str, ...]:
+        return ("jupyterhub-singleuser",)
+
+    def _mark(self, db, status: m.SessionStatus, reason: str, **values: Any) -> None:
+        session = db.get(m.Session, self.session_id) if self.session_id else None
+        if session is None or session.status in m.FINISHED_SESSION_STATUSES:
+            return
+        for key, value in values.items():
+            setattr(session, key, value)
+        store.set_status(db, session, status, reason)
+
+    # --- JupyterHub's spawner API ------------------------------------------------------------------
+
+    async def start(self):
+        await self.ensure_agent()
+        request = request_from_options(self.user_options or {})
+        session_name = self.name or f"s-{uuid.uuid4().hex[:8]}"
+        try:
+            admitted = await self.run_db(self._admit, request, session_name)
+        except SpecError as e:
+            raise SessionRefused(str(e)) from None
+        self.session_id = admitted.session_id
+        self._admitted = admitted
+        self.log.info("Session %s of %s queued in %s", self.session_id, self.user.name, admitted.scaling_group)
+        try:
+            await self.scheduler.wait(self.session_id)
+        except Cancelled as e:
+            raise SessionRefused(f"The session did not start: {e}.", 503) from None
+        except asyncio.CancelledError:
+            await self.run_db(self._mark, m.SessionStatus.CANCELLED, "cancelled by the user while waiting")
+            self.scheduler.wake()
+            raise
+        try:
+            spec = await self.run_db(self._prepare, self.get_env())
+            ip_port = await self.start_session(spec)
+        except BaseException as e:
+            reason = str(e) if not isinstance(e, asyncio.CancelledError) else "cancelled while starting"
+            await self.run_db(self._mark, m.SessionStatus.ERROR, f"could not start: {reason}")
+            self.scheduler.wake()
+            if isinstance(e, SpecError):
+                raise SessionRefused(str(e)) from None
+            raise
+        await self.run_db(self._mark, m.SessionStatus.RUNNING, "running", container_id=self.backend_object_id())
+        return ip_port
+
+    async def stop(self, now=False):
+        try:
+            await self.stop_session(now)
+        finally:
+            if self.session_id:
+                await self.run_db(self._finish, "terminated by the user")
+                self.scheduler.wake()
+
+    def _finish(self, db, reason: str) -> None:
+        session = db.get(m.Session, self.session_id)
+        if session is None or session.status in m.FINISHED_SESSION_STATUSES:
+            return
+        if session.status == m.SessionStatus.PENDING:
+            store.set_status(db, session, m.SessionStatus.CANCELLED, "cancelled by the user while waiting")
+            return
+        store.set_status(db, session, m.SessionStatus.TERMINATING, reason)
+        store.set_status(db, session, m.SessionStatus.TERMINATED, reason)
+
+    async def poll(self):
+        status = await self.poll_session()
+        if status is not None and self.session_id:
+            # Gone without stop(): a container killed from outside, a crashed process.
+            await self.run_db(self._vanished, status)
+            self.scheduler.wake()
+        return status
+
+    def _vanished(self, db, status) -> None:
+        session = db.get(m.Session, self.session_id)
+        if session is not None and session.status in m.ACTIVE_SESSION_STATUSES:
+            store.set_status(
+                db,
+                session,
+                m.SessionStatus.TERMINATED,
+                f"the session's {self.backend_name} backend ended it ({status})",
+            )
+
+    async def progress(self):
+        yield {"progress": 5, "message": "Checking the request against your limits"}
+        last = None
+        while self.session_id is None:
+            await asyncio.sleep(0.2)
+        while True:
+            status = await self.run_db(lambda db: db.get(m.Session, self.session_id).status)
+            if status != m.SessionStatus.PENDING:
+                break
+            pos = self.scheduler.position(self.session_id)
+            if pos is not None:
+                message = f"Waiting for resources in {pos.resource_group}: position {pos.position} of {pos.length}"
+                if message != last:
+                    last = message
+                    yield {"progress": 10, "message": message}
+            await asyncio.sleep(0.5)
+        if status in m.ACTIVE_SESSION_STATUSES:
+            yield {"progress": 50, "message": f"Starting the session on the {self.backend_name} backend"}
+
+    # --- the backend ---------------------------------------------------------------------------------
+
+    async def ensure_agent(self) -> None:
+        if SessionSpawnerMixin._agent_registered:
+            return
+        capacity, devices, addr = await self.agent_info()
+        if self.agent_capacity:
+            capacity = ResourceSlots.parse(self.agent_capacity)
+        if self.gpu_devices:
+            devices = [dict(d) for d in self.gpu_devices]
+        await self.run_db(
+            lambda db: store.register_agent(
+                db,
+                self.agent_id,
+                scaling_group=self.agent_scaling_group,
+                capacity=capacity,
+                devices=devices,
+                addr=addr,
+                region="local",
+                version=self.backend_name,
+            )
+        )
+        SessionSpawnerMixin._agent_registered = True
+        self.log.info("Agent %s registered in %s with %s", self.agent_id, self.agent_scaling_group, capacity)
+
+    async def agent_info(self) -> tuple[ResourceSlots, list[dict], str]:
+        raise NotImplementedError
+
+    async def start_session(self, spec: SessionSpec):
+        raise NotImplementedError
+
+    async def stop_session(self, now: bool) -> None:
+        raise NotImplementedError
+
+    async def poll_session(self):
+        raise NotImplementedError
+
+    def backend_object_id(self) -> str | None:
+        return None
+
+
+def pick_ssh_port(preferred: int | None, *, host: str = "127.0.0.1") -> int:
+    """The user's preferred port when it is free, else a random free one in 10000–65000 (F34)."""
+    import random
+
+    candidates = ([preferred] if preferred and 10000 <= preferred <= 65000 else []) + [
+        random.randint(10000, 65000) for _ in range(50)
+    ]
+    for port in candidates:
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise SessionRefused("no free port for the session's SSH server", 503)

@@ -1,0 +1,81 @@
+"""The folder (vfolder) store on a filesystem.
+
+Used by the hub (creating folders and mounting them into sessions) and by the manager's REST
+API (file browser, tus uploads, ranged downloads). No database and no HTTP here: callers map
+the :class:`StorageError` family to answers with each error's ``status``.
+
+- :class:`FolderStore`: ``<root>/<host>/<xx>/<folder uuid hex>`` directories, and resumable
+  uploads under ``<root>/.uploads/``.
+- :mod:`.files`: operations inside one folder (list, stat, mkdir, rename, move, delete,
+  read, atomic write, usage), all relative paths checked and walked by descriptor so that
+  neither ``..`` nor a symbolic link, even one planted by a session mid-operation, leads out.
+- :mod:`.ranges`: ``Range`` header parsing and ranged reads.
+"""
+
+from __future__ import annotations
+
+from ._fs import split_relpath
+from .errors import (
+    AlreadyExists,
+    Conflict,
+    InsufficientStorage,
+    NotFound,
+    PermissionDenied,
+    QuotaExceeded,
+    RangeNotSatisfiable,
+    StorageError,
+    UnknownHost,
+    UnsafePath,
+    UploadTooLarge,
+)
+from .files import (
+    TEMP_PREFIX,
+    FileEntry,
+    delete,
+    list_dir,
+    mkdir,
+    move,
+    normalize_relpath,
+    open_read,
+    rename,
+    resolve,
+    stat,
+    usage,
+    write_atomic,
+)
+from .ranges import content_range, parse_range, read_range
+from .store import FolderStore
+from .uploads import UploadInfo
+
+__all__ = [
+    "TEMP_PREFIX",
+    "AlreadyExists",
+    "Conflict",
+    "FileEntry",
+    "FolderStore",
+    "InsufficientStorage",
+    "NotFound",
+    "PermissionDenied",
+    "QuotaExceeded",
+    "RangeNotSatisfiable",
+    "StorageError",
+    "UnknownHost",
+    "UnsafePath",
+    "UploadInfo",
+    "UploadTooLarge",
+    "content_range",
+    "delete",
+    "list_dir",
+    "mkdir",
+    "move",
+    "normalize_relpath",
+    "open_read",
+    "parse_range",
+    "read_range",
+    "rename",
+    "resolve",
+    "split_relpath",
+    "stat",
+    "usage",
+    "write_atomic",
+]

@@ -1,0 +1,299 @@
+"""Resumable uploads (what the manager's tus 1.0.0 endpoint stores), kept on disk only.
+
+Each upload is a directory ``<root>/.uploads/<upload id>/`` holding ``data`` (the bytes so
+far) and ``info.json`` (folder host and id, relative path, declared size, offset, created
+time). Nothing lives in memory, so an upload interrupted by a restart of the manager resumes
+from its offset; the offset is the data file's size, which is true even when the process died
+between writing bytes and updating the JSON. The data stays outside the folder until
+:meth:`UploadStore.finish` renames it into place, so a half-uploaded file is never visible
+to the session, and the target path is checked (no ``..``, no links) at the start and again
+at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+import fcntl
+import json
+import os
+import re
+import secrets
+import shutil
+import time
+import uuid
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ._fs import OpenFolder, oserrors, split_relpath, tree_usage
+from .errors import Conflict, NotFound, StorageError, UploadTooLarge, show_path, translate_oserror
+from .files import FileEntry, check_quota, make_entry, target_stat, write_all, write_atomic
+
+__all__ = ["UploadInfo", "UploadStore"]
+
+_UPLOAD_ID = re.compile(r"[0-9a-f]{32}")
+Chunk = bytes | bytearray | memoryview
+
+
+@dataclass(frozen=True)
+class UploadInfo:
+    """What is known about an upload; ``offset`` is the number of bytes received so far."""
+
+    upload_id: str
+    host: str
+    folder_id: uuid.UUID
+    relpath: str
+    size: int
+    offset: int
+    created: str
+
+    @property
+    def complete(self) -> bool:
+        return self.offset == self.size
+
+    def as_dict(self) -> dict[str, object]:
+        data = asdict(self)
+        data["folder_id"] = str(self.folder_id)
+        return data
+
+
+class UploadStore:
+    """The upload half of :class:`~jupyter_backendai.storage.FolderStore` (a mixin).
+
+    It needs ``root`` and ``path(host, folder_id)`` from the store.
+    """
+
+    root: Path
+
+    def path(self, host: str, folder_id: uuid.UUID | str) -> Path:  # pragma: no cover - provided by FolderStore
+        raise NotImplementedError
+
+    @property
+    def uploads_dir(self) -> Path:
+        return self.root / ".uploads"
+
+    # -- public API ------------------------------------------------------------------------
+    def begin_upload(
+        self, host: str, folder_id: uuid.UUID | str, relpath: str, size: int, *, quota: int | None = None
+    ) -> str:
+        """Start an upload of ``size`` bytes to ``relpath`` in the folder; returns the upload id.
+
+        Refuses now, rather than after the bytes arrive, an unsafe target, a target that is a
+        directory or a link, and (with ``quota``) a size the folder has no room for.
+        """
+        parts = split_relpath(relpath)
+        if not parts:
+            raise Conflict("the folder root is a directory")
+        if not isinstance(size, int) or isinstance(size, bool) or size < 0:
+            raise StorageError(f"the upload size must be a whole number of bytes, not {size!r}", status=400)
+        folder = self.path(host, folder_id)
+        with OpenFolder(folder) as of:
+            old = _existing_target(of, parts)
+            if quota is not None:
+                with oserrors(()):
+                    used = tree_usage(of.fd)[0]
+                check_quota(used=used, replaced=old.st_size if old else 0, adding=size, quota=quota)
+        upload_id = secrets.token_hex(16)
+        directory = self.uploads_dir / upload_id
+        self.uploads_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        directory.mkdir(mode=0o700)
+        os.close(os.open(directory / "data", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+        info = UploadInfo(
+            upload_id=upload_id,
+            host=host,
+            folder_id=uuid.UUID(str(folder_id)),
+            relpath="/".join(parts),
+            size=size,
+            offset=0,
+            created=datetime.now(timezone.utc).isoformat(),
+        )
+        self._save(info)
+        return upload_id
+
+    def upload_info(self, upload_id: str) -> UploadInfo:
+        """The upload's state (its offset read from the data on disk)."""
+        return self._load(upload_id)
+
+    def upload_offset(self, upload_id: str) -> int:
+        """Bytes received so far (tus ``Upload-Offset``)."""
+        return self._load(upload_id).offset
+
+    def append(self, upload_id: str, offset: int, data: Chunk | Iterable[Chunk], *, quota: int | None = None) -> int:
+        """Append ``data`` at ``offset``; returns the new offset.
+
+        ``offset`` must equal the current one (:class:`Conflict` otherwise, as tus requires),
+        and nothing beyond the declared size is accepted (:class:`UploadTooLarge`; the bytes of
+        this call are then dropped). If ``data`` (an iterator over a request body) fails half
+        way, what arrived is kept so the client can resume from there. ``quota`` re-checks
+        the declared size against the folder's current usage before writing.
+        """
+        info = self._load(upload_id)
+        if quota is not None:
+            parts = split_relpath(info.relpath)
+            with OpenFolder(self.path(info.host, info.folder_id)) as of:
+                old = _existing_target(of, parts)
+                with oserrors(()):
+                    used = tree_usage(of.fd)[0]
+            check_quota(used=used, replaced=old.st_size if old else 0, adding=info.size, quota=quota)
+        chunks: Iterable[Chunk] = [data] if isinstance(data, (bytes, bytearray, memoryview)) else data
+        with self._locked(upload_id) as fd:
+            current = os.fstat(fd).st_size
+            if offset != current:
+                raise Conflict(f"upload offset {offset} does not match the upload's current offset {current}")
+            os.lseek(fd, current, os.SEEK_SET)
+            received = current
+            try:
+                for chunk in chunks:
+                    n = memoryview(chunk).nbytes
+                    if received + n > info.size:
+                        raise UploadTooLarge(
+                            f"the upload to {show_path(split_relpath(info.relpath))} declared {info.size} bytes; "
+                            f"this request would take it to {received + n} or more"
+                        )
+                    write_all(fd, chunk)
+                    received += n
+            except UploadTooLarge:
+                os.ftruncate(fd, current)
+                raise
+            finally:
+                os.fsync(fd)
+                self._save(dataclasses.replace(info, offset=os.fstat(fd).st_size))
+            return received
+
+    def finish(self, upload_id: str) -> FileEntry:
+        """Move a complete upload into place at its target, atomically; returns the new entry.
+
+        Missing parent directories are created (safely, like ``mkdir -p``: a tus client
+        uploading ``a/b/c.txt`` expects that); an existing regular file is replaced and keeps
+        its permission bits; a directory or a link at the target refuses.
+        """
+        info = self._load(upload_id)
+        parts = split_relpath(info.relpath)
+        folder = self.path(info.host, info.folder_id)
+        with self._locked(upload_id) as fd:
+            received = os.fstat(fd).st_size
+            if received != info.size:
+                raise Conflict(f"the upload is incomplete: {received} of {info.size} bytes received")
+            with OpenFolder(folder) as of:
+                parent = of.walk(parts[:-1], create=True)
+                old = target_stat(of, parent, parts)
+                with oserrors(parts):
+                    of.adopt(fd, (old.st_mode & 0o777) if old is not None else 0o644)
+                    os.fsync(fd)
+                    st = os.fstat(fd)
+                try:
+                    # rename() never follows a link at the target; it replaces the entry itself.
+                    os.replace(self.uploads_dir / upload_id / "data", parts[-1], dst_dir_fd=parent)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise translate_oserror(exc, parts) from None
+                    # The host directory is on another filesystem than the uploads: copy instead.
+                    entry = write_atomic(folder, info.relpath, _read_chunks(fd), size=info.size, parents=True)
+                else:
+                    with oserrors(parts):
+                        os.fsync(parent)
+                    entry = make_entry(parts[-1], st)
+        shutil.rmtree(self.uploads_dir / upload_id, ignore_errors=True)
+        return entry
+
+    def abort(self, upload_id: str) -> None:
+        """Drop an upload and its data (tus termination)."""
+        self._load(upload_id)
+        with self._locked(upload_id):
+            shutil.rmtree(self.uploads_dir / upload_id, ignore_errors=True)
+
+    def cleanup_stale(self, max_age_seconds: float) -> int:
+        """Remove uploads untouched (no append, no start) for longer than ``max_age_seconds``; returns how many."""
+        removed = 0
+        now = time.time()
+        try:
+            entries = list(os.scandir(self.uploads_dir))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if not _UPLOAD_ID.fullmatch(entry.name) or not entry.is_dir(follow_symlinks=False):
+                continue
+            mtimes = [entry.stat(follow_symlinks=False).st_mtime]
+            for name in ("data", "info.json"):
+                try:
+                    mtimes.append(os.stat(os.path.join(entry.path, name), follow_symlinks=False).st_mtime)
+                except FileNotFoundError:
+                    pass
+            if now - max(mtimes) <= max_age_seconds:
+                continue
+            try:
+                with self._locked(entry.name):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+            except Conflict:
+                continue  # somebody is writing to it right now: not stale after all
+            except NotFound:
+                shutil.rmtree(entry.path, ignore_errors=True)  # finished or broken leftovers
+            removed += 1
+        return removed
+
+    # -- internals -------------------------------------------------------------------------
+    def _dir(self, upload_id: str) -> Path:
+        if not isinstance(upload_id, str) or not _UPLOAD_ID.fullmatch(upload_id):
+            raise NotFound("no such upload")
+        return self.uploads_dir / upload_id
+
+    def _load(self, upload_id: str) -> UploadInfo:
+        directory = self._dir(upload_id)
+        try:
+            raw = json.loads((directory / "info.json").read_text("utf-8"))
+            offset = os.stat(directory / "data").st_size
+        except FileNotFoundError:
+            raise NotFound(f"upload {upload_id} does not exist (finished, aborted or expired)") from None
+        except (OSError, ValueError) as exc:
+            raise StorageError(f"upload {upload_id} is unreadable: {exc.__class__.__name__}") from None
+        return UploadInfo(
+            upload_id=upload_id,
+            host=raw["host"],
+            folder_id=uuid.UUID(raw["folder_id"]),
+            relpath=raw["relpath"],
+            size=int(raw["size"]),
+            offset=offset,
+            created=raw["created"],
+        )
+
+    def _save(self, info: UploadInfo) -> None:
+        directory = self._dir(info.upload_id)
+        tmp = directory / f"info.json.{secrets.token_hex(4)}"
+        tmp.write_text(json.dumps(info.as_dict()), "utf-8")
+        os.replace(tmp, directory / "info.json")
+
+    @contextmanager
+    def _locked(self, upload_id: str) -> Iterator[int]:
+        """The data file, open and exclusively locked: two requests never write one upload at once."""
+        path = self._dir(upload_id) / "data"
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound(f"upload {upload_id} does not exist (finished, aborted or expired)") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise Conflict(f"upload {upload_id} is busy: another request is writing to it") from None
+            yield fd
+        finally:
+            os.close(fd)
+
+
+def _existing_target(of: OpenFolder, parts: tuple[str, ...]) -> os.stat_result | None:
+    """The regular file an upload would replace; ``None`` if absent (also when its directory is)."""
+    try:
+        parent = of.walk(parts[:-1])
+    except NotFound:
+        return None
+    return target_stat(of, parent, parts)
+
+
+def _read_chunks(fd: int, chunk_size: int = 1 << 20) -> Iterator[bytes]:
+    offset = 0
+    while chunk := os.pread(fd, chunk_size, offset):
+        offset += len(chunk)
+        yield chunk
