@@ -17,7 +17,6 @@ from __future__ import annotations
 import shlex
 
 from dockerspawner import DockerSpawner
-from jupyterhub.utils import random_port
 from traitlets import default
 
 from ..core.slots import ResourceSlots
@@ -68,7 +67,6 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
         self._spec = spec
         self.image = spec.image
         self.object_name = f"backendai-session-{spec.session_id}"
-        self.port = random_port()
         return await DockerSpawner.start(self)
 
     async def create_object(self):

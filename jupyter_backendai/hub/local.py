@@ -17,7 +17,6 @@ from pathlib import Path
 
 import psutil
 from jupyterhub.spawner import SimpleLocalProcessSpawner
-from jupyterhub.utils import random_port
 from traitlets import Unicode, default
 
 from ..core.slots import ResourceSlots
@@ -42,6 +41,11 @@ class LocalSessionSpawner(SessionSpawnerMixin, SimpleLocalProcessSpawner):
     @default("ssh_enabled")
     def _default_ssh_enabled(self):
         return False  # an sshd would let users in as the hub's user
+
+    @default("args")
+    def _default_args(self):
+        # The hub's user runs the sessions; when that is root, jupyter-server needs telling.
+        return ["--allow-root"] if os.geteuid() == 0 else []
 
     _warned = False
 
@@ -70,8 +74,6 @@ class LocalSessionSpawner(SessionSpawnerMixin, SimpleLocalProcessSpawner):
                     out.write(f.content)
         self.home_dir = str(home)
         self._session_env = {k: v for k, v in spec.env.items() if k not in ("HOME", "USER")}
-        self.ip = "127.0.0.1"
-        self.port = random_port()
         return await SimpleLocalProcessSpawner.start(self)
 
     def get_env(self):

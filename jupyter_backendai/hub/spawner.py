@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jupyterhub.utils import random_port
 from sqlalchemy import select
 from tornado import web
 from traitlets import Bool, Dict, Float, List, Unicode, default
@@ -175,6 +176,14 @@ class SessionSpawnerMixin(LoggingConfigurable):
         # Queued sessions wait for their resource group's pending timeout, not for the hub's 60 s.
         return 24 * 3600
 
+    @default("apply_user_options")
+    def _default_apply_user_options(self):
+        # JupyterHub >= 5.3 calls this before start(): bad options become a 400 right away.
+        def check(spawner, user_options):
+            request_from_options(user_options or {})
+
+        return check
+
     @default("http_timeout")
     def _default_http_timeout(self):
         return 120
@@ -193,14 +202,15 @@ class SessionSpawnerMixin(LoggingConfigurable):
 
     _factory_url: str | None = None
 
-    def _in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
+    def _in_transaction(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         with self.session_factory()() as db:
-            result = fn(db, *args)
+            result = fn(db, *args, **kwargs)
             db.commit()
             return result
 
-    async def run_db(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(self._in_transaction, fn, *args)
+    async def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run ``fn(db, ...)`` in one transaction on a worker thread (SQL blocks)."""
+        return await asyncio.to_thread(self._in_transaction, fn, *args, **kwargs)
 
     @property
     def scheduler(self) -> SessionScheduler:
@@ -477,6 +487,9 @@ class SessionSpawnerMixin(LoggingConfigurable):
             await self.run_db(self._mark, m.SessionStatus.CANCELLED, "cancelled by the user while waiting")
             self.scheduler.wake()
             raise
+        # The server's address goes into the hub's env for it (JUPYTERHUB_SERVICE_URL): pick it first.
+        self.ip = "127.0.0.1"
+        self.port = random_port()
         try:
             spec = await self.run_db(self._prepare, self.get_env())
             ip_port = await self.start_session(spec)
@@ -491,15 +504,20 @@ class SessionSpawnerMixin(LoggingConfigurable):
         return ip_port
 
     async def stop(self, now=False):
+        # The backend's stop may poll and clear the state (the session id) on the way.
+        session_id, self._stopping = self.session_id, True
         try:
             await self.stop_session(now)
         finally:
-            if self.session_id:
-                await self.run_db(self._finish, "terminated by the user")
+            self._stopping = False
+            if session_id:
+                await self.run_db(self._finish, session_id, "terminated by the user")
                 self.scheduler.wake()
 
-    def _finish(self, db, reason: str) -> None:
-        session = db.get(m.Session, self.session_id)
+    _stopping = False
+
+    def _finish(self, db, session_id: uuid.UUID, reason: str) -> None:
+        session = db.get(m.Session, session_id)
         if session is None or session.status in m.FINISHED_SESSION_STATUSES:
             return
         if session.status == m.SessionStatus.PENDING:
@@ -509,15 +527,16 @@ class SessionSpawnerMixin(LoggingConfigurable):
         store.set_status(db, session, m.SessionStatus.TERMINATED, reason)
 
     async def poll(self):
+        session_id = self.session_id
         status = await self.poll_session()
-        if status is not None and self.session_id:
+        if status is not None and session_id and not self._stopping:
             # Gone without stop(): a container killed from outside, a crashed process.
-            await self.run_db(self._vanished, status)
+            await self.run_db(self._vanished, session_id, status)
             self.scheduler.wake()
         return status
 
-    def _vanished(self, db, status) -> None:
-        session = db.get(m.Session, self.session_id)
+    def _vanished(self, db, session_id: uuid.UUID, status) -> None:
+        session = db.get(m.Session, session_id)
         if session is not None and session.status in m.ACTIVE_SESSION_STATUSES:
             store.set_status(
                 db,

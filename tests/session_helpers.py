@@ -1,0 +1,133 @@
+"""Helpers for the session tests: a product database with users, and spawning through the hub's API."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import requests
+from sqlalchemy import select
+
+from jupyter_backendai.cli import upgrade_with_defaults
+from jupyter_backendai.db import admin, connect
+from jupyter_backendai.db import folders as folder_db
+from jupyter_backendai.db import models as m
+from jupyter_backendai.hub import TEMPLATES
+
+PASSWORD = "S3cret!pw"
+
+
+class ProductDB:
+    """The product's database for a test, with shortcuts to set it up and read it back."""
+
+    def __init__(self, directory: Path):
+        self.url = f"sqlite:///{directory / 'backendai.sqlite'}"
+        upgrade_with_defaults(self.url)
+        self.factory = connect(self.url)
+        self.storage_root = directory / "storage"
+
+    def __call__(self):
+        return self.factory()
+
+    def setup(self, fn):
+        with self.factory() as db:
+            result = fn(db)
+            db.commit()
+            return result
+
+    def user(self, email: str, policy: str = "default", **kw) -> str:
+        return self.setup(lambda db: admin.create_user(db, email, PASSWORD, policy=policy, **kw)[0].username)
+
+    def folder(self, username: str, name: str) -> str:
+        return self.setup(lambda db: str(folder_db.create_folder(db, admin.get_user(db, username), name).id))
+
+    def sessions(self, username: str) -> list[m.Session]:
+        with self.factory() as db:
+            user = admin.get_user(db, username)
+            rows = db.scalars(
+                select(m.Session).where(m.Session.user_id == user.id).order_by(m.Session.created_at)
+            ).all()
+            for row in rows:
+                _ = [h.status for h in row.history]  # load before the session closes
+            return list(rows)
+
+    def session(self, username: str, name: str) -> m.Session:
+        matching = [s for s in self.sessions(username) if s.server_name == name]
+        assert matching, f"no session {name!r} of {username}"
+        return matching[-1]
+
+    def close(self):
+        self.factory.kw["bind"].dispose()
+
+
+def hub_config(pdb: ProductDB, spawner: str, extra: str = "") -> str:
+    cls = {"backendai-local": "LocalSessionSpawner", "backendai-docker": "DockerSessionSpawner"}[spawner]
+    return f"""
+c.JupyterHub.authenticator_class = "backendai"
+c.BackendAIAuthenticator.db_url = {pdb.url!r}
+c.JupyterHub.template_paths = [{TEMPLATES!r}]
+c.JupyterHub.spawner_class = {spawner!r}
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.default_url = "/hub/home"
+c.{cls}.db_url = {pdb.url!r}
+c.{cls}.storage_root = {str(pdb.storage_root)!r}
+c.{cls}.scheduler_interval = 0.5
+c.JupyterHub.last_activity_interval = 5
+# The API answers 202 for a spawn still queued after 2 s instead of holding the request 10 s.
+c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 2}}
+{extra}
+"""
+
+
+def spawn(hub, user: str, server: str, **options) -> requests.Response:
+    """Start a named server as the hub's API would for the user (creating the hub user first)."""
+    created = hub.api("POST", f"/users/{user}")
+    assert created.status_code in (201, 409), created.text
+    return hub.api("POST", f"/users/{user}/servers/{server}", json=options, timeout=60)
+
+
+def server_model(hub, user: str, server: str) -> dict | None:
+    return hub.api("GET", f"/users/{user}").json().get("servers", {}).get(server)
+
+
+def wait_ready(hub, user: str, server: str, timeout: float = 90) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        model = server_model(hub, user, server)
+        if model and model.get("ready"):
+            return model
+        time.sleep(0.5)
+    raise AssertionError(f"{user}/{server} not ready after {timeout} s; last: {model}\n{hub.log_tail(80)}")
+
+
+def wait_gone(hub, user: str, server: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server_model(hub, user, server) is None:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{user}/{server} still there after {timeout} s\n{hub.log_tail(60)}")
+
+
+def wait_status(pdb: ProductDB, user: str, server: str, status: m.SessionStatus, timeout: float = 60) -> m.Session:
+    deadline = time.monotonic() + timeout
+    row = None
+    while time.monotonic() < deadline:
+        try:
+            row = pdb.session(user, server)
+        except AssertionError:
+            row = None
+        if row is not None and row.status == status:
+            return row
+        time.sleep(0.3)
+    raise AssertionError(f"session {user}/{server} is {row.status if row else None}, not {status}")
+
+
+def stop(hub, user: str, server: str) -> requests.Response:
+    return hub.api("DELETE", f"/users/{user}/servers/{server}", timeout=60)
+
+
+def contents(hub, user: str, server: str, path: str, method: str = "GET", **kw) -> requests.Response:
+    """The session's Jupyter contents API through the proxy, with the hub's admin token."""
+    url = f"{hub.url}/user/{user}/{server}/api/contents/{path}"
+    return requests.request(method, url, headers={"Authorization": f"token {hub.admin_token}"}, timeout=30, **kw)

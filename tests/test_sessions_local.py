@@ -1,0 +1,171 @@
+"""Sessions on the local backend, end to end: a real hub and proxy, real single-user servers.
+
+The local backend runs sessions as processes of the hub's user, so the Docker-only checks
+(cgroup limits, uid 1000, read-only mounts) are in ``test_sessions_docker.py``.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jupyter_backendai.db import admin
+from jupyter_backendai.db import models as m
+from tests.session_helpers import (
+    ProductDB,
+    contents,
+    hub_config,
+    server_model,
+    spawn,
+    stop,
+    wait_gone,
+    wait_ready,
+    wait_status,
+)
+
+S = m.SessionStatus
+
+
+@pytest.fixture
+def pdb(tmp_path):
+    pdb = ProductDB(tmp_path)
+
+    def setup(db):
+        admin.create_policy(db, "student", total_resource_slots={"cpu": 2, "mem": "2g"}, max_concurrent_sessions=2)
+        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"})
+        admin.create_preset(db, "big", {"cpu": 2, "mem": "1g"})
+        admin.upsert_image(
+            db, "python-local:3", labels={"ai.backend.resource.min.cpu": "1", "ai.backend.resource.min.mem": "256m"},
+            installed=True,
+        )  # fmt: skip
+
+    pdb.setup(setup)
+    yield pdb
+    pdb.close()
+
+
+def local_hub(make_hub, pdb, capacity='{"cpu": 2, "mem": "4g"}', extra=""):
+    return make_hub(hub_config(pdb, "backendai-local", f"c.LocalSessionSpawner.agent_capacity = {capacity}\n{extra}"))
+
+
+def test_spawn_with_preset_and_folder_keeps_the_data(make_hub, pdb):
+    pdb.user("alice@example.com", policy="student")
+    pdb.folder("alice", "data")
+    pdb.folder("alice", ".local")
+    hub = local_hub(make_hub, pdb)
+
+    r = spawn(hub, "alice", "one", preset="small", folders=["data"])
+    assert r.status_code in (201, 202), r.text
+    wait_ready(hub, "alice", "one")
+    session = wait_status(pdb, "alice", "one", S.RUNNING)
+    assert session.occupied_slots == {"cpu": 1, "mem": 512 * 1024**2}
+    assert [h.status for h in session.history] == [S.PENDING, S.SCHEDULED, S.PREPARING, S.RUNNING]
+    assert session.agent_id and session.mounts == [
+        {"folder": "data", "id": session.mounts[0]["id"], "permission": "wd"}
+    ]
+
+    # The chosen folder and the automounted dot-folder are in the session's home.
+    listing = contents(hub, "alice", "one", "").json()
+    assert "data" in {c["name"] for c in listing["content"]}
+    (home,) = [p for p in pdb.storage_root.parent.rglob(str(session.id)) if p.is_dir() and "sessions" in str(p)]
+    assert (home / ".local").is_symlink() and (home / "data").is_symlink()
+    put = contents(
+        hub, "alice", "one", "data/hello.txt", "PUT", json={"type": "file", "format": "text", "content": "hi"}
+    )
+    assert put.status_code in (200, 201), put.text
+    assert contents(hub, "alice", "one", "id_container").status_code == 200  # F22
+
+    assert stop(hub, "alice", "one").status_code in (202, 204)
+    wait_gone(hub, "alice", "one")
+    ended = wait_status(pdb, "alice", "one", S.TERMINATED)
+    assert ended.history[-1].reason == "terminated by the user" and ended.terminated_at is not None
+    # The file outlives the session, in the folder's storage.
+    stored = list(pdb.storage_root.rglob("hello.txt"))
+    assert len(stored) == 1 and stored[0].read_text() == "hi"
+
+
+def test_refusals_and_raise_to_minimum(make_hub, pdb):
+    pdb.user("bob@example.com", policy="student")
+    hub = local_hub(make_hub, pdb)
+
+    over = spawn(hub, "bob", "toobig", cpu="4", mem="1g")
+    assert over.status_code == 403, over.text
+    assert "cpu 4 exceeds the keypair policy 'student' limit of 2 (0 in use)" in over.json()["message"]
+    assert spawn(hub, "bob", "nofolder", preset="small", folders=["nope"]).status_code == 404
+    bad = spawn(hub, "bob", "badimage", preset="small", image="nope:1")
+    assert bad.status_code == 400 and "unknown image 'nope:1'" in bad.json()["message"]
+    bad = spawn(hub, "bob", "badslot", cpu="-1", mem="1g")
+    assert bad.status_code == 400 and "cpu: '-1' is negative" in bad.json()["message"]
+    bad = spawn(hub, "bob", "badgroup", preset="small", scaling_group="gpu")
+    assert bad.status_code == 400 and "you may not use the resource group 'gpu'" in bad.json()["message"]
+
+    # Below the image minimum (cpu 1, mem 256m): raised to it.
+    r = spawn(hub, "bob", "tiny", cpu="0.5", mem="128m")
+    assert r.status_code in (201, 202), r.text
+    wait_ready(hub, "bob", "tiny")
+    tiny = wait_status(pdb, "bob", "tiny", S.RUNNING)
+    assert tiny.occupied_slots == {"cpu": 1, "mem": 256 * 1024**2}
+    assert "raised to the image's minimum" in tiny.history[0].reason
+
+    # Concurrent sessions are capped by the policy (2): a third is refused while two hold.
+    assert spawn(hub, "bob", "second", preset="small").status_code in (201, 202)
+    wait_ready(hub, "bob", "second")
+    third = spawn(hub, "bob", "third", preset="small")
+    assert third.status_code == 403 and "max concurrent sessions 2 reached" in third.json()["message"]
+    for name in ("tiny", "second"):
+        stop(hub, "bob", name)
+
+
+def test_fifo_queue_cancel_and_pending_timeout(make_hub, pdb):
+    for who in ("u1", "u2", "u3"):
+        pdb.user(f"{who}@example.com")
+    hub = local_hub(make_hub, pdb, capacity='{"cpu": 1, "mem": "4g"}')
+
+    assert spawn(hub, "u1", "a", preset="small").status_code in (201, 202)
+    wait_ready(hub, "u1", "a")
+    assert spawn(hub, "u2", "b", preset="small").status_code == 202
+    time.sleep(1)
+    assert spawn(hub, "u3", "c", preset="small").status_code == 202
+    assert wait_status(pdb, "u2", "b", S.PENDING) and wait_status(pdb, "u3", "c", S.PENDING)
+    progress = hub.api("GET", "/users/u3/servers/c/progress", stream=True, timeout=10)
+    seen = b""
+    for chunk in progress.iter_content(chunk_size=None):
+        seen += chunk
+        if b"position" in seen:
+            break
+    progress.close()
+    assert b"Waiting for resources in default: position 2 of 2" in seen, seen
+
+    # u3 gives up; u1 ends; u2 (first in line) gets the place.
+    stop(hub, "u3", "c")
+    cancelled = wait_status(pdb, "u3", "c", S.CANCELLED)
+    assert cancelled.history[-1].reason == "cancelled by the user while waiting"
+    stop(hub, "u1", "a")
+    wait_ready(hub, "u2", "b")
+    assert wait_status(pdb, "u2", "b", S.RUNNING)
+
+    # With the agent full again, a newcomer times out after the pending timeout.
+    pdb.setup(lambda db: admin.update_scaling_group(db, "default", pending_timeout=8))
+    pdb.user("u4@example.com")
+    assert spawn(hub, "u4", "d", preset="small").status_code == 202
+    timed_out = wait_status(pdb, "u4", "d", S.CANCELLED, timeout=30)
+    assert "pending timeout of 8 s of resource group 'default'" in timed_out.history[-1].reason
+    deadline = time.monotonic() + 20
+    while server_model(hub, "u4", "d") and time.monotonic() < deadline:
+        time.sleep(0.5)
+    stop(hub, "u2", "b")
+
+
+def test_process_killed_from_outside_ends_the_session(make_hub, pdb):
+    import os
+    import signal
+
+    pdb.user("kim@example.com")
+    hub = local_hub(make_hub, pdb, extra="c.JupyterHub.last_activity_interval = 2\nc.Spawner.poll_interval = 1")
+    spawn(hub, "kim", "k", preset="small")
+    wait_ready(hub, "kim", "k")
+    session = wait_status(pdb, "kim", "k", S.RUNNING)
+    os.kill(int(session.container_id), signal.SIGKILL)
+    ended = wait_status(pdb, "kim", "k", S.TERMINATED, timeout=30)
+    assert "backend ended it" in ended.history[-1].reason
