@@ -21,7 +21,7 @@ from traitlets import default
 
 from ..core.slots import ResourceSlots
 from .docker_args import docker_create_kwargs, files_archive
-from .spawner import SessionSpawnerMixin
+from .spawner import SessionSpawnerMixin, usage_sample
 from .spec import SessionSpec
 
 # sshd runs beside the server as the same user (uid 1000) on an unprivileged port: no
@@ -88,6 +88,20 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
 
     async def poll_session(self):
         return await DockerSpawner.poll(self)
+
+    async def sample_usage(self):
+        if not self.object_id:
+            return {}
+        stats = await self.docker("stats", self.object_id, stream=False)
+        cpu = stats.get("cpu_stats", {}).get("cpu_usage", {}).get("total_usage", 0) / 1e9
+        mem = stats.get("memory_stats", {}).get("usage", 0)
+        read = write = 0
+        for entry in (stats.get("blkio_stats", {}) or {}).get("io_service_bytes_recursive") or []:
+            if entry.get("op", "").lower() == "read":
+                read += entry.get("value", 0)
+            elif entry.get("op", "").lower() == "write":
+                write += entry.get("value", 0)
+        return usage_sample(self, cpu, int(mem), int(read), int(write))
 
     def backend_object_id(self) -> str | None:
         return self.object_id or None

@@ -20,7 +20,7 @@ from jupyterhub.spawner import SimpleLocalProcessSpawner
 from traitlets import Unicode, default
 
 from ..core.slots import ResourceSlots
-from .spawner import SessionSpawnerMixin
+from .spawner import SessionSpawnerMixin, usage_sample
 from .spec import SessionSpec, container_files
 
 WARNING = "the local backend runs sessions as the hub's own user: it does not isolate users"
@@ -89,6 +89,27 @@ class LocalSessionSpawner(SessionSpawnerMixin, SimpleLocalProcessSpawner):
 
     async def poll_session(self):
         return await SimpleLocalProcessSpawner.poll(self)
+
+    async def sample_usage(self):
+        if not self.pid:
+            return {}
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return {}
+        cpu = mem = read = write = 0.0
+        for proc in procs:
+            try:
+                times = proc.cpu_times()
+                cpu += times.user + times.system
+                mem += proc.memory_info().rss
+                io = proc.io_counters()
+                read += io.read_bytes
+                write += io.write_bytes
+            except (psutil.Error, AttributeError):
+                continue
+        return usage_sample(self, cpu, int(mem), int(read), int(write))
 
     def backend_object_id(self) -> str | None:
         return str(self.pid) if self.pid else None

@@ -50,6 +50,8 @@ class SessionScheduler:
 
     def __init__(self, factory: sessionmaker, *, interval: float = 2.0):
         self.factory = factory
+        # Sessions queued before this moment were queued by an earlier hub process: nobody waits for them.
+        self.started_at = utcnow()
         self.interval = interval
         self._waiters: dict[uuid.UUID, asyncio.Future] = {}
         self._positions: dict[uuid.UUID, QueuePosition] = {}
@@ -143,6 +145,12 @@ class SessionScheduler:
         if not pending_rows:
             return
         now = utcnow()
+        orphans = [r for r in pending_rows if r.created_at < self.started_at and r.id not in self._waiters]
+        for row in orphans:
+            reason = "the hub restarted while the session waited in the queue"
+            store.set_status(db, row, m.SessionStatus.CANCELLED, reason, at=now)
+            outcomes[row.id] = reason
+        pending_rows = [r for r in pending_rows if r not in orphans]
         if group.pending_timeout:
             limit = dt.timedelta(seconds=group.pending_timeout)
             still = []

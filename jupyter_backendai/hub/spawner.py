@@ -501,6 +501,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
                 raise SessionRefused(str(e)) from None
             raise
         await self.run_db(self._mark, m.SessionStatus.RUNNING, "running", container_id=self.backend_object_id())
+        self._start_monitor()
         return ip_port
 
     async def stop(self, now=False):
@@ -510,11 +511,15 @@ class SessionSpawnerMixin(LoggingConfigurable):
             await self.stop_session(now)
         finally:
             self._stopping = False
+            self._stop_monitor()
             if session_id:
-                await self.run_db(self._finish, session_id, "terminated by the user")
+                await self.run_db(self._finish, session_id, self._end_reason or "terminated by the user")
+                self._end_reason = None
                 self.scheduler.wake()
 
     _stopping = False
+    _end_reason: str | None = None
+    _monitor_task: asyncio.Task | None = None
 
     def _finish(self, db, session_id: uuid.UUID, reason: str) -> None:
         session = db.get(m.Session, session_id)
@@ -527,6 +532,11 @@ class SessionSpawnerMixin(LoggingConfigurable):
         store.set_status(db, session, m.SessionStatus.TERMINATED, reason)
 
     async def poll(self):
+        # After a hub restart poll() is the first call: start the queue (it cancels sessions
+        # that were waiting when the hub stopped) and watch the sessions that survived.
+        self.scheduler.ensure_running()
+        if self.session_id and self._monitor_task is None and not self._stopping:
+            self._start_monitor()
         session_id = self.session_id
         status = await self.poll_session()
         if status is not None and session_id and not self._stopping:
@@ -563,6 +573,41 @@ class SessionSpawnerMixin(LoggingConfigurable):
             await asyncio.sleep(0.5)
         if status in m.ACTIVE_SESSION_STATUSES:
             yield {"progress": 50, "message": f"Starting the session on the {self.backend_name} backend"}
+
+    # --- usage and idleness ---------------------------------------------------------------------------
+
+    def _start_monitor(self) -> None:
+        if self._monitor_task is None or self._monitor_task.done():
+            self._monitor_task = asyncio.ensure_future(self._monitor())
+
+    def _stop_monitor(self) -> None:
+        task, self._monitor_task = self._monitor_task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def _monitor(self) -> None:
+        """Sample usage every ``usage_interval`` s; stop the session after the policy's idle timeout (F48)."""
+        while self.session_id:
+            await asyncio.sleep(self.usage_interval)
+            session_id = self.session_id
+            if session_id is None:
+                return
+            try:
+                sample = await self.sample_usage()
+                activity = getattr(getattr(self, "orm_spawner", None), "last_activity", None)
+                idle_for = await self.run_db(_record_usage, session_id, sample, activity)
+            except Exception:
+                self.log.exception("Usage sampling of session %s failed", session_id)
+                continue
+            if idle_for is not None:
+                self.log.info("Session %s idle for %d s: stopping it (idle-timeout)", session_id, idle_for)
+                self._end_reason = "idle-timeout"
+                asyncio.ensure_future(self.user.stop(self.name))
+                return
+
+    async def sample_usage(self) -> dict[str, Any]:
+        """Backends return cpu_seconds, cpu_percent, mem_bytes, io_read_bytes, io_write_bytes."""
+        return {}
 
     # --- the backend ---------------------------------------------------------------------------------
 
@@ -620,3 +665,46 @@ def pick_ssh_port(preferred: int | None, *, host: str = "127.0.0.1") -> int:
                 continue
             return port
     raise SessionRefused("no free port for the session's SSH server", 503)
+
+
+def _record_usage(db, session_id: uuid.UUID, sample: dict[str, Any], activity) -> int | None:
+    """Store a usage sample; return the idle seconds when they exceed the policy's idle timeout."""
+    import datetime as dt
+
+    from ..db.types import utcnow
+
+    session = db.get(m.Session, session_id)
+    if session is None or session.status != m.SessionStatus.RUNNING:
+        return None
+    now = utcnow()
+    if sample:
+        db.add(m.SessionUsage(session_id=session_id, at=now, **sample))
+    if activity is not None:
+        if activity.tzinfo is None:
+            activity = activity.replace(tzinfo=dt.timezone.utc)
+        if session.last_activity is None or activity > session.last_activity:
+            session.last_activity = activity
+    keypair = db.get(m.KeyPair, session.access_key)
+    timeout = keypair.policy.idle_timeout if keypair is not None else 0
+    since = session.last_activity or session.started_at or session.created_at
+    idle = (now - since).total_seconds()
+    return int(idle) if timeout and idle > timeout else None
+
+
+def usage_sample(spawner, cpu_seconds: float, mem_bytes: int, io_read: int, io_write: int) -> dict[str, Any]:
+    """A usage row's fields; CPU % is over the time since the spawner's previous sample."""
+    import time
+
+    now = time.monotonic()
+    last = getattr(spawner, "_last_cpu", None)
+    percent = 0.0
+    if last is not None and now > last[0]:
+        percent = max(0.0, (cpu_seconds - last[1]) / (now - last[0]) * 100)
+    spawner._last_cpu = (now, cpu_seconds)
+    return {
+        "cpu_seconds": cpu_seconds,
+        "cpu_percent": round(percent, 2),
+        "mem_bytes": mem_bytes,
+        "io_read_bytes": io_read,
+        "io_write_bytes": io_write,
+    }

@@ -1,0 +1,231 @@
+"""Sessions on a real Docker engine with the real session image, end to end through a real hub.
+
+Needs a running engine and the image ``jupyter-backendai-session:local``
+(``images/session/build-offline.sh``); ``.ci/run`` provides both and sets
+``BACKENDAI_TEST_REQUIRE_DOCKER=1`` so that a missing one fails instead of skipping.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+
+import pytest
+
+from jupyter_backendai.db import admin, sshkeys
+from jupyter_backendai.db import folders as folder_db
+from jupyter_backendai.db import models as m
+from tests.session_helpers import (
+    ProductDB,
+    contents,
+    hub_config,
+    spawn,
+    stop,
+    wait_gone,
+    wait_ready,
+    wait_status,
+)
+
+IMAGE = os.environ.get("BACKENDAI_TEST_SESSION_IMAGE", "jupyter-backendai-session:local")
+REQUIRE = os.environ.get("BACKENDAI_TEST_REQUIRE_DOCKER", "") not in ("", "0", "false")
+S = m.SessionStatus
+
+
+def _docker_ready() -> str | None:
+    if not shutil.which("docker"):
+        return "no docker client"
+    if subprocess.run(["docker", "info"], capture_output=True, timeout=30).returncode != 0:
+        return "no Docker engine answers"
+    if subprocess.run(["docker", "image", "inspect", IMAGE], capture_output=True, timeout=30).returncode != 0:
+        return f"the session image {IMAGE} is not built (images/session/build-offline.sh)"
+    return None
+
+
+@pytest.fixture(scope="module", autouse=True)
+def docker_required():
+    problem = _docker_ready()
+    if problem:
+        if REQUIRE:
+            pytest.fail(f"Docker tests are required but {problem}")
+        pytest.skip(problem)
+
+
+@pytest.fixture
+def pdb(tmp_path):
+    pdb = ProductDB(tmp_path)
+
+    def setup(db):
+        admin.create_policy(
+            db, "student", total_resource_slots={"cpu": 2, "mem": "2g"}, max_concurrent_sessions=3,
+            allowed_vfolder_hosts=["local"],
+        )  # fmt: skip
+        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"}, shared_memory="64m")
+        admin.upsert_image(
+            db,
+            IMAGE,
+            labels={
+                "ai.backend.resource.min.cpu": "0.5",
+                "ai.backend.resource.min.mem": "256m",
+                "ai.backend.service-ports": "jupyter:http:8888,sshd:tcp:2200",
+            },
+            installed=True,
+        )
+
+    pdb.setup(setup)
+    yield pdb
+    pdb.close()
+
+
+def docker_hub(make_hub, pdb, extra=""):
+    return make_hub(
+        hub_config(pdb, "backendai-docker", 'c.DockerSessionSpawner.agent_capacity = {"cpu": 2, "mem": "4g"}\n' + extra)
+    )
+
+
+def in_container(container_id: str, script: str) -> str:
+    done = subprocess.run(
+        ["docker", "exec", container_id, "sh", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_limits_mounts_and_data_that_outlives_the_session(make_hub, pdb):
+    pdb.user("alice@example.com", policy="student")
+    pdb.folder("alice", "data")
+    pdb.folder("alice", ".local")
+    # bob shares a folder with alice, read-only.
+    pdb.user("bob@example.com", policy="student")
+
+    def share(db):
+        bob, alice = admin.get_user(db, "bob"), admin.get_user(db, "alice")
+        folder = folder_db.create_folder(db, bob, "papers")
+        (inv,) = folder_db.invite(db, bob, folder, ["alice@example.com"], "ro")
+        folder_db.accept_invitation(db, alice, inv.id)
+
+    pdb.setup(share)
+    hub = docker_hub(make_hub, pdb)
+
+    r = spawn(hub, "alice", "one", preset="small", folders=["data", "papers"])
+    assert r.status_code in (201, 202), r.text
+    wait_ready(hub, "alice", "one", timeout=120)
+    session = wait_status(pdb, "alice", "one", S.RUNNING)
+    cid = session.container_id
+    out = in_container(
+        cid,
+        "id -u; id -g; "
+        "cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "
+        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us; "
+        "cat /sys/fs/cgroup/pids/pids.max; "
+        "df -B1 /dev/shm | tail -1 | awk '{print $2}'; "
+        "grep -E '^(NoNewPrivs|CapEff):' /proc/self/status | awk '{print $2}'; "
+        "echo written > /home/work/data/from-session.txt && echo wrote; "
+        "touch /home/work/papers/x 2>/dev/null && echo ro-broken || echo ro-ok; "
+        "test -d /home/work/.local && echo automount-ok; "
+        "stat -c '%a %u' /home/work/id_container",
+    )
+    lines = out.split()
+    assert lines[0:2] == ["1000", "1000"], out
+    assert lines[2] == str(512 * 1024**2), out  # memory limit
+    assert int(lines[3]) / int(lines[4]) == 1.0, out  # 1 CPU of quota
+    assert int(lines[5]) > 0, out  # a pids limit
+    assert lines[6] == str(64 * 1024**2), out  # shared memory
+    assert lines[7:9] == ["0000000000000000", "1"], out  # no capabilities (CapEff), no new privileges
+    assert lines[9:12] == ["wrote", "ro-ok", "automount-ok"], out
+    assert lines[12:14] == ["600", "1000"], out
+    labels = subprocess.run(
+        ["docker", "inspect", "-f", "{{json .Config.Labels}}", cid], capture_output=True, text=True, timeout=30
+    ).stdout
+    assert f'"ai.backend.session-id":"{session.id}"' in labels and '"ai.backend.user":"alice"' in labels
+    assert "secret" not in labels.lower()
+
+    # The server answers through the proxy.
+    assert contents(hub, "alice", "one", "data").status_code == 200
+
+    stop(hub, "alice", "one")
+    wait_gone(hub, "alice", "one")
+    assert wait_status(pdb, "alice", "one", S.TERMINATED)
+    gone = subprocess.run(["docker", "inspect", cid], capture_output=True, timeout=30)
+    assert gone.returncode != 0  # the container is removed; the folder's data stays
+    (stored,) = list(pdb.storage_root.rglob("from-session.txt"))
+    assert stored.read_text() == "written\n"
+
+
+def test_ssh_and_sftp_with_openssh_clients(make_hub, pdb, tmp_path):
+    pdb.user("sam@example.com", policy="student")
+    pdb.folder("sam", "data")
+    hub = docker_hub(make_hub, pdb)
+    assert spawn(hub, "sam", "s", preset="small", folders=["data"]).status_code in (201, 202)
+    wait_ready(hub, "sam", "s", timeout=120)
+    session = wait_status(pdb, "sam", "s", S.RUNNING)
+    assert session.ssh_port and 10000 <= session.ssh_port <= 65000
+    key = tmp_path / "id_container"
+    key.write_text(pdb.setup(lambda db: sshkeys.get_or_create(db, admin.get_user(db, "sam")).private_key))
+    key.chmod(0o600)
+    opts = ["-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]  # fmt: skip
+    deadline = time.monotonic() + 30
+    while True:
+        done = subprocess.run(
+            ["ssh", *opts, "-p", str(session.ssh_port), "work@127.0.0.1", "id -un; pwd"],
+            capture_output=True, text=True, timeout=30,
+        )  # fmt: skip
+        if done.returncode == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["work", "/home/work"]
+
+    upload = tmp_path / "notes.txt"
+    upload.write_text("over sftp\n")
+    batch = tmp_path / "batch"
+    batch.write_text(f"put {upload} /home/work/data/notes.txt\n")
+    done = subprocess.run(
+        ["sftp", *opts, "-P", str(session.ssh_port), "-b", str(batch), "work@127.0.0.1"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    (stored,) = list(pdb.storage_root.rglob("notes.txt"))
+    assert stored.read_text() == "over sftp\n"
+    stop(hub, "sam", "s")
+
+
+def test_killed_container_frees_the_slots_and_restart_keeps_running_sessions(make_hub, pdb):
+    pdb.user("kim@example.com", policy="student")
+    hub = docker_hub(make_hub, pdb, extra="c.JupyterHub.cleanup_servers = False\nc.Spawner.poll_interval = 2")
+    assert spawn(hub, "kim", "a", preset="small").status_code in (201, 202)
+    assert spawn(hub, "kim", "b", preset="small").status_code in (201, 202)
+    wait_ready(hub, "kim", "a", timeout=120)
+    wait_ready(hub, "kim", "b", timeout=120)
+    a = wait_status(pdb, "kim", "a", S.RUNNING)
+
+    subprocess.run(["docker", "kill", a.container_id], capture_output=True, timeout=30)
+    ended = wait_status(pdb, "kim", "a", S.TERMINATED, timeout=60)
+    assert "backend ended it" in ended.history[-1].reason
+    # The slots are free again: a session of the same size starts.
+    assert spawn(hub, "kim", "c", preset="small").status_code in (201, 202)
+    wait_ready(hub, "kim", "c", timeout=120)
+
+    # The hub restarts; the running sessions are still known and reachable.
+    hub.restart()
+    for name in ("b", "c"):
+        assert wait_status(pdb, "kim", name, S.RUNNING)
+        assert contents(hub, "kim", name, "").status_code == 200
+    for name in ("b", "c"):
+        stop(hub, "kim", name)
+        wait_status(pdb, "kim", name, S.TERMINATED)
+
+
+def test_idle_sessions_are_ended(make_hub, pdb):
+    pdb.setup(lambda db: admin.create_policy(db, "sleepy", total_resource_slots={"cpu": 2}, idle_timeout=3))
+    pdb.user("ida@example.com", policy="sleepy")
+    hub = docker_hub(make_hub, pdb, extra="c.DockerSessionSpawner.usage_interval = 2")
+    assert spawn(hub, "ida", "i", preset="small").status_code in (201, 202)
+    wait_ready(hub, "ida", "i", timeout=120)
+    ended = wait_status(pdb, "ida", "i", S.TERMINATED, timeout=60)
+    assert ended.history[-1].reason == "idle-timeout"
+    with pdb() as db:
+        samples = db.query(m.SessionUsage).filter_by(session_id=ended.id).all()
+    assert samples and samples[0].mem_bytes > 0
