@@ -1,25 +1,31 @@
 """JupyterHub configuration of jupyter-backendai.
 
-Start the hub from this directory with ``jupyterhub -f jupyterhub_config.py``. On first start
-it creates the product's database (SQLite by default, or ``$BACKENDAI_DB_URL``), the default
-domain, group, policy and resource group, and an ``admin`` superadmin whose first password
-it prints once (it must be changed at first login).
+``jupyterhub -f jupyterhub_config.py`` runs the product with embedded defaults: on first start
+it creates the product's database (SQLite, or ``$BACKENDAI_DB_URL``) with the default domain,
+group, policy, resource group and presets, and an ``admin`` superadmin whose first password it
+prints once (it must be changed at first login). Sessions run as Docker containers when an
+engine answers and the session image is built (``images/session/build-offline.sh``), else as
+local processes, which it says in the log and on the spawn form.
 
-Session spawners arrive with the compute-sessions work; until then the hub spawns plain
-single-user servers as the hub's own user, which does not isolate users.
+Environment: ``BACKENDAI_DB_URL``, ``BACKENDAI_BACKEND`` (auto | docker | local),
+``BACKENDAI_BOOTSTRAP`` (a YAML file loaded at start, idempotently), ``BACKENDAI_STORAGE``
+(the folder storage directory), ``BACKENDAI_ALLOW_SIGNUP=1``, ``JUPYTERHUB_BIND_URL``.
 """
 
+import logging
 import os
 
 from jupyter_backendai.hub import TEMPLATES
-from jupyter_backendai.hub.first_run import prepare_database
+from jupyter_backendai.hub.first_run import choose_backend, prepare_database, session_limit
 from jupyter_backendai.hub.provision import post_auth_hook
+
+logging.basicConfig(level=logging.INFO, format="[%(levelname).1s %(asctime)s %(name)s] %(message)s")
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
 # The product's database; the operator CLI reads the same variable, so both agree.
 db_url = os.environ.setdefault("BACKENDAI_DB_URL", "sqlite:///jupyter_backendai.sqlite")
-first_password = prepare_database(db_url)
+first_password = prepare_database(db_url, bootstrap=os.environ.get("BACKENDAI_BOOTSTRAP") or None)
 if first_password:
     print(
         "\n  jupyter-backendai: created the superadmin 'admin' with the password\n\n"
@@ -37,4 +43,13 @@ c.JupyterHub.template_paths = [TEMPLATES]
 c.Authenticator.post_auth_hook = post_auth_hook
 c.BackendAIAuthenticator.allow_signup = os.environ.get("BACKENDAI_ALLOW_SIGNUP", "") == "1"
 
-c.JupyterHub.spawner_class = "simple"
+# One session = one named server; the policy caps how many run at once.
+backend = choose_backend(db_url, prefer=os.environ.get("BACKENDAI_BACKEND", "auto"))
+c.JupyterHub.spawner_class = f"backendai-{backend}"
+c.JupyterHub.allow_named_servers = True
+c.JupyterHub.named_server_limit_per_user = session_limit
+c.JupyterHub.default_url = "/hub/home"
+storage = os.path.abspath(os.environ.get("BACKENDAI_STORAGE", "backendai-storage"))
+c.DockerSessionSpawner.storage_root = storage
+c.LocalSessionSpawner.storage_root = storage
+c.Spawner.default_url = "/lab"

@@ -13,11 +13,13 @@ import subprocess
 import time
 
 import pytest
+import requests
 
 from jupyter_backendai.db import admin, sshkeys
 from jupyter_backendai.db import folders as folder_db
 from jupyter_backendai.db import models as m
 from tests.session_helpers import (
+    PASSWORD,
     ProductDB,
     contents,
     hub_config,
@@ -161,8 +163,18 @@ def test_ssh_and_sftp_with_openssh_clients(make_hub, pdb, tmp_path):
     wait_ready(hub, "sam", "s", timeout=120)
     session = wait_status(pdb, "sam", "s", S.RUNNING)
     assert session.ssh_port and 10000 <= session.ssh_port <= 65000
+    # The home page shows host and port, and the key downloads from the session (F33).
+    from tests.test_login import login
+
+    browser = requests.Session()
+    assert login(hub, "sam", PASSWORD, browser).status_code == 200
+    home = browser.get(f"{hub.url}/hub/home", timeout=30).text
+    assert f"ssh -i id_container -p {session.ssh_port} work@127.0.0.1" in home
+    download = browser.get(f"{hub.url}/user/sam/s/files/id_container?download=1", timeout=60)
+    assert download.status_code == 200 and "OPENSSH PRIVATE KEY" in download.text
+    assert download.text == pdb.setup(lambda db: sshkeys.get_or_create(db, admin.get_user(db, "sam")).private_key)
     key = tmp_path / "id_container"
-    key.write_text(pdb.setup(lambda db: sshkeys.get_or_create(db, admin.get_user(db, "sam")).private_key))
+    key.write_text(download.text)
     key.chmod(0o600)
     opts = ["-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]  # fmt: skip
@@ -219,13 +231,13 @@ def test_killed_container_frees_the_slots_and_restart_keeps_running_sessions(mak
 
 
 def test_idle_sessions_are_ended(make_hub, pdb):
-    pdb.setup(lambda db: admin.create_policy(db, "sleepy", total_resource_slots={"cpu": 2}, idle_timeout=3))
+    pdb.setup(lambda db: admin.create_policy(db, "sleepy", total_resource_slots={"cpu": 2}, idle_timeout=4))
     pdb.user("ida@example.com", policy="sleepy")
     hub = docker_hub(make_hub, pdb, extra="c.DockerSessionSpawner.usage_interval = 2")
     assert spawn(hub, "ida", "i", preset="small").status_code in (201, 202)
-    wait_ready(hub, "ida", "i", timeout=120)
-    ended = wait_status(pdb, "ida", "i", S.TERMINATED, timeout=60)
+    ended = wait_status(pdb, "ida", "i", S.TERMINATED, timeout=120)
     assert ended.history[-1].reason == "idle-timeout"
+    assert S.RUNNING in [h.status for h in ended.history]
     with pdb() as db:
         samples = db.query(m.SessionUsage).filter_by(session_id=ended.id).all()
     assert samples and samples[0].mem_bytes > 0

@@ -140,7 +140,7 @@ def test_fifo_queue_cancel_and_pending_timeout(make_hub, pdb):
     # u3 gives up; u1 ends; u2 (first in line) gets the place.
     stop(hub, "u3", "c")
     cancelled = wait_status(pdb, "u3", "c", S.CANCELLED)
-    assert cancelled.history[-1].reason == "cancelled by the user while waiting"
+    assert cancelled.history[-1].reason == "the spawn was cancelled while it waited in the queue"
     stop(hub, "u1", "a")
     wait_ready(hub, "u2", "b")
     assert wait_status(pdb, "u2", "b", S.RUNNING)
@@ -169,3 +169,75 @@ def test_process_killed_from_outside_ends_the_session(make_hub, pdb):
     os.kill(int(session.container_id), signal.SIGKILL)
     ended = wait_status(pdb, "kim", "k", S.TERMINATED, timeout=30)
     assert "backend ended it" in ended.history[-1].reason
+
+
+def test_lifo_serves_the_newest_first(make_hub, pdb):
+    for who in ("l1", "l2", "l3"):
+        pdb.user(f"{who}@example.com")
+    pdb.setup(lambda db: admin.update_scaling_group(db, "default", scheduler="lifo"))
+    hub = local_hub(make_hub, pdb, capacity='{"cpu": 1, "mem": "4g"}')
+    spawn(hub, "l1", "a", preset="small")
+    wait_ready(hub, "l1", "a")
+    assert spawn(hub, "l2", "b", preset="small").status_code == 202
+    time.sleep(0.5)
+    assert spawn(hub, "l3", "c", preset="small").status_code == 202
+    stop(hub, "l1", "a")
+    wait_ready(hub, "l3", "c")  # the newest request gets the place
+    assert wait_status(pdb, "l2", "b", S.PENDING)
+    stop(hub, "l3", "c")
+    wait_ready(hub, "l2", "b")
+    stop(hub, "l2", "b")
+
+
+def test_drf_serves_the_lowest_dominant_share_first(make_hub, pdb):
+    pdb.user("heavy@example.com")
+    pdb.user("light@example.com")
+    pdb.setup(lambda db: admin.update_scaling_group(db, "default", scheduler="drf"))
+    hub = local_hub(make_hub, pdb, capacity='{"cpu": 2, "mem": "4g"}')
+    for name in ("h1", "h2"):
+        spawn(hub, "heavy", name, preset="small")
+        wait_ready(hub, "heavy", name)
+    # The group is full. heavy asks first, light second; when a place frees up, light (share 0)
+    # goes before heavy (who still holds half the CPUs), although heavy asked first.
+    assert spawn(hub, "heavy", "h3", preset="small").status_code == 202
+    time.sleep(0.5)
+    assert spawn(hub, "light", "l1", preset="small").status_code == 202
+    stop(hub, "heavy", "h1")
+    wait_ready(hub, "light", "l1")
+    assert wait_status(pdb, "heavy", "h3", S.PENDING)
+    for user, name in (("heavy", "h2"), ("light", "l1")):
+        stop(hub, user, name)
+    wait_ready(hub, "heavy", "h3")
+    stop(hub, "heavy", "h3")
+
+
+def test_restart_keeps_running_sessions_and_cancels_waiting_ones(make_hub, pdb):
+    pdb.user("rita@example.com")
+    pdb.user("ron@example.com")
+    hub = local_hub(make_hub, pdb, capacity='{"cpu": 1, "mem": "4g"}', extra="c.JupyterHub.cleanup_servers = False")
+    spawn(hub, "rita", "r", preset="small")
+    wait_ready(hub, "rita", "r")
+    assert spawn(hub, "ron", "w", preset="small").status_code == 202
+    assert wait_status(pdb, "ron", "w", S.PENDING)
+    hub.restart()
+    assert contents(hub, "rita", "r", "").status_code == 200
+    assert wait_status(pdb, "rita", "r", S.RUNNING)
+    # Stopping the hub cancels the waiting spawn (a hub killed outright leaves it PENDING, and
+    # the restarted hub's queue cancels it: "the hub restarted while the session waited").
+    waited = wait_status(pdb, "ron", "w", S.CANCELLED, timeout=30)
+    assert waited.history[-1].reason in (
+        "the spawn was cancelled while it waited in the queue",
+        "the hub restarted while the session waited in the queue",
+    )
+    stop(hub, "rita", "r")
+    assert wait_status(pdb, "rita", "r", S.TERMINATED)
+
+
+def test_idle_session_ends_on_local(make_hub, pdb):
+    pdb.setup(lambda db: admin.create_policy(db, "sleepy", total_resource_slots={"cpu": 2}, idle_timeout=4))
+    pdb.user("ivy@example.com", policy="sleepy")
+    hub = local_hub(make_hub, pdb, extra="c.LocalSessionSpawner.usage_interval = 2")
+    spawn(hub, "ivy", "i", preset="small")
+    ended = wait_status(pdb, "ivy", "i", S.TERMINATED, timeout=120)
+    assert ended.history[-1].reason == "idle-timeout"
+    assert S.RUNNING in [h.status for h in ended.history]

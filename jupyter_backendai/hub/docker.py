@@ -14,7 +14,10 @@ session), which is how this project runs on machines whose engine has no bridge 
 
 from __future__ import annotations
 
+import asyncio
 import shlex
+import shutil
+import subprocess
 
 from dockerspawner import DockerSpawner
 from traitlets import default
@@ -31,6 +34,26 @@ SSHD_AND_SERVER = (
     'session-sshd -p "$BACKENDAI_SSH_PORT" -o ListenAddress=127.0.0.1 '
     '-o "AuthorizedKeysFile=$BACKENDAI_SSH_AUTHORIZED_KEYS" & fi; exec "$@"'
 )
+
+
+def nvidia_devices() -> list[dict]:
+    """The host's GPUs from ``nvidia-smi`` (none when it is missing or fails): one share each."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        out = subprocess.run(
+            [exe, "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=20, check=True,
+        ).stdout  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return []
+    devices = []
+    for line in out.splitlines():
+        index, _, memory = (part.strip() for part in line.partition(","))
+        if index.isdigit():
+            devices.append({"id": index, "capacity": 1, "memory_mib": int(memory) if memory.isdigit() else None})
+    return devices
 
 
 class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
@@ -57,8 +80,12 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
 
     async def agent_info(self):
         info = await self.docker("info")
-        capacity = ResourceSlots(cpu=info.get("NCPU", 1), mem=info.get("MemTotal", 0))
-        return capacity, [], info.get("Name", "")
+        devices = await asyncio.to_thread(nvidia_devices)
+        slots = {"cpu": info.get("NCPU", 1), "mem": info.get("MemTotal", 0)}
+        if devices:
+            slots["cuda.shares"] = len(devices)
+            slots["cuda.device"] = len(devices)
+        return ResourceSlots(slots), devices, info.get("Name", "")
 
     def session_command(self, ssh_port: int | None) -> tuple[str, ...]:
         return ("sh", "-c", SSHD_AND_SERVER, "session", "jupyterhub-singleuser")
@@ -78,6 +105,10 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
         # The SSH key files go in before the start, owned by the session user, never via env.
         await self.docker("put_archive", obj["Id"], "/", files_archive(spec))
         return obj
+
+    async def check_allowed(self, image):
+        # The image was already checked at admission against the db's images allowed for the user.
+        return image
 
     async def get_ip_and_port(self):
         return "127.0.0.1", self.port

@@ -1,7 +1,12 @@
-"""What the hub does to a fresh install before it starts: the schema, the defaults, an admin."""
+"""What the hub does before it starts: the schema, the defaults, an admin, a backend, images.
+
+``jupyterhub_config.py`` calls :func:`prepare_database` and :func:`choose_backend`; both are
+idempotent, so a restart changes nothing that an operator has set.
+"""
 
 from __future__ import annotations
 
+import logging
 import secrets
 import string
 
@@ -11,7 +16,16 @@ from ..db import admin
 from ..db import models as m
 from ..db.engine import connect, upgrade
 
+log = logging.getLogger("jupyter_backendai")
+
 ADMIN_EMAIL = "admin@localhost.localdomain"
+SESSION_IMAGE = "jupyter-backendai-session:local"
+#: What the local backend offers: the hub's own Python environment, no minimums.
+LOCAL_IMAGE = "local-python:3"
+DEFAULT_PRESETS = {
+    "small": ({"cpu": "1", "mem": "2g"}, "64m"),
+    "medium": ({"cpu": "2", "mem": "4g"}, "256m"),
+}
 
 
 def _password() -> str:
@@ -20,15 +34,21 @@ def _password() -> str:
     return "".join(secrets.choice(alphabet) for _ in range(16)) + "-1a"
 
 
-def prepare_database(url: str, *, admin_email: str = ADMIN_EMAIL) -> str | None:
-    """Migrate, add the defaults, and create a superadmin when there is none.
-
-    Returns the new admin's password (to be shown once), or None when an admin existed.
-    """
+def prepare_database(url: str, *, admin_email: str = ADMIN_EMAIL, bootstrap: str | None = None) -> str | None:
+    """Migrate, add the defaults and presets, load ``bootstrap`` (YAML) when given, and create a
+    superadmin when there is none. Returns the new admin's password (shown once) or None."""
     upgrade(url)
     factory = connect(url)
     with factory() as db:
         admin.ensure_defaults(db)
+        if db.scalar(select(m.ResourcePreset).limit(1)) is None:
+            for name, (slots, shmem) in DEFAULT_PRESETS.items():
+                admin.create_preset(db, name, slots, shared_memory=shmem)
+        if bootstrap:
+            from ..bootstrap import apply, load_file
+
+            for line in apply(db, load_file(bootstrap)):
+                log.info("bootstrap: %s", line)
         password = None
         if db.scalar(select(m.User).where(m.User.role == m.UserRole.SUPERADMIN).limit(1)) is None:
             password = _password()
@@ -36,3 +56,85 @@ def prepare_database(url: str, *, admin_email: str = ADMIN_EMAIL) -> str | None:
         db.commit()
     factory.kw["bind"].dispose()
     return password
+
+
+def docker_problem(image: str = SESSION_IMAGE) -> str | None:
+    """Why the Docker backend cannot be used here, or None when it can."""
+    try:
+        import docker
+
+        client = docker.from_env(timeout=5)
+        client.ping()
+    except Exception as e:  # no socket, no permission, no engine
+        return f"no Docker engine answers ({type(e).__name__})"
+    try:
+        client.images.get(image)
+    except Exception:
+        return f"the session image {image} is not built (run images/session/build-offline.sh)"
+    return None
+
+
+def choose_backend(url: str, *, prefer: str = "auto", image: str = SESSION_IMAGE) -> str:
+    """``docker`` when an engine answers and the session image exists, else ``local`` (logged).
+
+    Registers the backend's image as installed, so that the spawn form offers it.
+    """
+    if prefer not in ("auto", "docker", "local"):
+        raise ValueError(f"unknown backend {prefer!r}: choose auto, docker or local")
+    problem = docker_problem(image) if prefer in ("auto", "docker") else "the local backend was asked for"
+    if prefer == "docker" and problem:
+        raise RuntimeError(f"the Docker backend was asked for but {problem}")
+    backend = "docker" if problem is None else "local"
+    factory = connect(url)
+    with factory() as db:
+        if backend == "docker":
+            import docker
+
+            labels = docker.from_env(timeout=5).images.get(image).labels or {}
+            admin.upsert_image(db, image, labels=labels, installed=True)
+        else:
+            admin.upsert_image(db, LOCAL_IMAGE, installed=True)
+        db.commit()
+    factory.kw["bind"].dispose()
+    if backend == "docker":
+        log.info("jupyter-backendai: sessions run as Docker containers (image %s)", image)
+    else:
+        log.warning(
+            "jupyter-backendai: using the local backend (%s); it runs sessions as the hub's own user and does "
+            "NOT isolate users",
+            problem,
+        )
+    return backend
+
+
+async def session_limit(handler) -> int | None:
+    """``c.JupyterHub.named_server_limit_per_user``: the current user's policy's concurrent sessions.
+
+    JupyterHub calls it with the request handler; 0 (unlimited in the policy) becomes None,
+    which JupyterHub reads as no limit.
+    """
+    import asyncio
+    import os
+
+    from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL
+
+    user = handler.current_user
+    name = getattr(user, "name", None)
+    factory = _limit_factory(os.environ.get(ENV_DB_URL, DEFAULT_DB_URL))
+
+    def read() -> int:
+        with factory() as db:
+            row = db.scalar(select(m.User).where(m.User.username == name))
+            keypair = next((k for k in row.keypairs if k.is_active), None) if row else None
+            return keypair.policy.max_concurrent_sessions if keypair else 0
+
+    return (await asyncio.to_thread(read)) or None
+
+
+_factories: dict[str, object] = {}
+
+
+def _limit_factory(url: str):
+    if url not in _factories:
+        _factories[url] = connect(url)
+    return _factories[url]

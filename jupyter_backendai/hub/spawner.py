@@ -43,6 +43,7 @@ from ..db import admin, sshkeys
 from ..db import models as m
 from ..db import sessions as store
 from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, connect
+from ..db.types import utcnow
 from . import TEMPLATES
 from .scheduler import Cancelled, SessionScheduler
 from .spec import FolderRef, SessionSpec, SpecError, build_spec
@@ -189,8 +190,10 @@ class SessionSpawnerMixin(LoggingConfigurable):
         return 120
 
     session_id: uuid.UUID | None = None
+    ssh_port: int | None = None  # shown on the home page (templates/home.html)
     _factory = None
     _agent_registered = False
+    _agent_seen = 0.0
 
     # --- database ---------------------------------------------------------------------------
 
@@ -228,16 +231,20 @@ class SessionSpawnerMixin(LoggingConfigurable):
         state = super().get_state()
         if self.session_id:
             state["backendai_session_id"] = str(self.session_id)
+        if self.ssh_port:
+            state["backendai_ssh_port"] = self.ssh_port
         return state
 
     def load_state(self, state):
         super().load_state(state)
         if state.get("backendai_session_id"):
             self.session_id = uuid.UUID(state["backendai_session_id"])
+        self.ssh_port = state.get("backendai_ssh_port")
 
     def clear_state(self):
         super().clear_state()
         self.session_id = None
+        self.ssh_port = None
 
     # --- the spawn form -------------------------------------------------------------------------
 
@@ -246,6 +253,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
         return self._render_options_form
 
     async def _render_options_form(self, spawner) -> str:
+        await self.ensure_agent()  # what fits depends on the agents' capacity
         ns = await self.run_db(self._form_namespace)
         env = Environment(loader=FileSystemLoader([*self._template_paths(), TEMPLATES]), autoescape=select_autoescape())
         return env.get_template(self.options_template).render(**ns)
@@ -297,7 +305,11 @@ class SessionSpawnerMixin(LoggingConfigurable):
             "images": images,
             "groups": groups,
             "scaling_groups": sgroups,
-            "presets": [p for p in answer["presets"] if p["allocatable"]],
+            "presets": [
+                {**p, "human": ResourceSlots.parse(p["resource_slots"]).nonzero().humanize()}
+                for p in answer["presets"]
+                if p["allocatable"]
+            ],
             "hidden_presets": len([p for p in answer["presets"] if not p["allocatable"]]),
             "folders": [a for a in accessible if not a.is_automount],
             "automount": [a for a in accessible if a.is_automount],
@@ -484,7 +496,10 @@ class SessionSpawnerMixin(LoggingConfigurable):
         except Cancelled as e:
             raise SessionRefused(f"The session did not start: {e}.", 503) from None
         except asyncio.CancelledError:
-            await self.run_db(self._mark, m.SessionStatus.CANCELLED, "cancelled by the user while waiting")
+            # The user's DELETE and a hub shutdown both cancel a waiting spawn; neither can be told apart here.
+            await self.run_db(
+                self._mark, m.SessionStatus.CANCELLED, "the spawn was cancelled while it waited in the queue"
+            )
             self.scheduler.wake()
             raise
         # The server's address goes into the hub's env for it (JUPYTERHUB_SERVICE_URL): pick it first.
@@ -492,6 +507,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
         self.port = random_port()
         try:
             spec = await self.run_db(self._prepare, self.get_env())
+            self.ssh_port = spec.ssh_port
             ip_port = await self.start_session(spec)
         except BaseException as e:
             reason = str(e) if not isinstance(e, asyncio.CancelledError) else "cancelled while starting"
@@ -520,6 +536,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
     _stopping = False
     _end_reason: str | None = None
     _monitor_task: asyncio.Task | None = None
+    _seen_ready = False
 
     def _finish(self, db, session_id: uuid.UUID, reason: str) -> None:
         session = db.get(m.Session, session_id)
@@ -535,6 +552,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
         # After a hub restart poll() is the first call: start the queue (it cancels sessions
         # that were waiting when the hub stopped) and watch the sessions that survived.
         self.scheduler.ensure_running()
+        await self.ensure_agent()
         if self.session_id and self._monitor_task is None and not self._stopping:
             self._start_monitor()
         session_id = self.session_id
@@ -578,6 +596,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
 
     def _start_monitor(self) -> None:
         if self._monitor_task is None or self._monitor_task.done():
+            self._seen_ready = False
             self._monitor_task = asyncio.ensure_future(self._monitor())
 
     def _stop_monitor(self) -> None:
@@ -592,9 +611,14 @@ class SessionSpawnerMixin(LoggingConfigurable):
             session_id = self.session_id
             if session_id is None:
                 return
+            if self.pending or not self.ready:
+                continue  # idleness counts from when the server answers, not from its start
             try:
                 sample = await self.sample_usage()
                 activity = getattr(getattr(self, "orm_spawner", None), "last_activity", None)
+                if not self._seen_ready:
+                    self._seen_ready = True
+                    activity = utcnow()
                 idle_for = await self.run_db(_record_usage, session_id, sample, activity)
             except Exception:
                 self.log.exception("Usage sampling of session %s failed", session_id)
@@ -611,9 +635,21 @@ class SessionSpawnerMixin(LoggingConfigurable):
 
     # --- the backend ---------------------------------------------------------------------------------
 
+    agent_heartbeat_interval = Float(
+        60.0, config=True, help="Seconds between the agent's heartbeats (re-registration with its capacity)."
+    )
+
     async def ensure_agent(self) -> None:
-        if SessionSpawnerMixin._agent_registered:
+        """Register the backend as an agent, and refresh it (a heartbeat) once the interval has passed."""
+        import time
+
+        now = time.monotonic()
+        if (
+            SessionSpawnerMixin._agent_registered
+            and now - SessionSpawnerMixin._agent_seen < self.agent_heartbeat_interval
+        ):
             return
+        SessionSpawnerMixin._agent_seen = now
         capacity, devices, addr = await self.agent_info()
         if self.agent_capacity:
             capacity = ResourceSlots.parse(self.agent_capacity)
@@ -631,8 +667,9 @@ class SessionSpawnerMixin(LoggingConfigurable):
                 version=self.backend_name,
             )
         )
+        if not SessionSpawnerMixin._agent_registered:
+            self.log.info("Agent %s registered in %s with %s", self.agent_id, self.agent_scaling_group, capacity)
         SessionSpawnerMixin._agent_registered = True
-        self.log.info("Agent %s registered in %s with %s", self.agent_id, self.agent_scaling_group, capacity)
 
     async def agent_info(self) -> tuple[ResourceSlots, list[dict], str]:
         raise NotImplementedError
