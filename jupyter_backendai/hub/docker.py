@@ -118,7 +118,14 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
             await DockerSpawner.stop(self, now=now)
 
     async def poll_session(self):
-        return await DockerSpawner.poll(self)
+        status = await DockerSpawner.poll(self)
+        if status is not None and self.remove and self.object_id and not self._stopping:
+            # Died on its own (killed, crashed): remove it like a stopped one.
+            try:
+                await self.remove_object()
+            except Exception as e:  # already gone is fine
+                self.log.debug("Removing the ended container %s: %s", self.object_name, e)
+        return status
 
     async def sample_usage(self):
         if not self.object_id:

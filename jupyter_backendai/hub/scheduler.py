@@ -30,6 +30,9 @@ from ..db.types import utcnow
 
 log = logging.getLogger("jupyter_backendai.scheduler")
 
+#: Sessions queued before this process started were queued by an earlier hub: nobody waits for them.
+PROCESS_STARTED = utcnow()
+
 
 class Cancelled(Exception):
     """The session left the queue without a place (timeout, cancelled, refused); ``str`` is why."""
@@ -50,8 +53,7 @@ class SessionScheduler:
 
     def __init__(self, factory: sessionmaker, *, interval: float = 2.0):
         self.factory = factory
-        # Sessions queued before this moment were queued by an earlier hub process: nobody waits for them.
-        self.started_at = utcnow()
+        self.started_at = PROCESS_STARTED
         self.interval = interval
         self._waiters: dict[uuid.UUID, asyncio.Future] = {}
         self._positions: dict[uuid.UUID, QueuePosition] = {}

@@ -194,6 +194,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
     _factory = None
     _agent_registered = False
     _agent_seen = 0.0
+    _agent_lock: asyncio.Lock | None = None
 
     # --- database ---------------------------------------------------------------------------
 
@@ -643,13 +644,17 @@ class SessionSpawnerMixin(LoggingConfigurable):
         """Register the backend as an agent, and refresh it (a heartbeat) once the interval has passed."""
         import time
 
-        now = time.monotonic()
-        if (
-            SessionSpawnerMixin._agent_registered
-            and now - SessionSpawnerMixin._agent_seen < self.agent_heartbeat_interval
-        ):
-            return
-        SessionSpawnerMixin._agent_seen = now
+        if SessionSpawnerMixin._agent_lock is None:
+            SessionSpawnerMixin._agent_lock = asyncio.Lock()
+        async with SessionSpawnerMixin._agent_lock:  # concurrent spawns register it once
+            now = time.monotonic()
+            registered = SessionSpawnerMixin._agent_registered
+            if registered and now - SessionSpawnerMixin._agent_seen < self.agent_heartbeat_interval:
+                return
+            SessionSpawnerMixin._agent_seen = now
+            await self._register_agent()
+
+    async def _register_agent(self) -> None:
         capacity, devices, addr = await self.agent_info()
         if self.agent_capacity:
             capacity = ResourceSlots.parse(self.agent_capacity)
