@@ -18,8 +18,8 @@ def test_setup_cfg_and_pyproject_agree():
     cfg_requires = sorted(line.strip() for line in cfg["options"]["install_requires"].splitlines() if line.strip())
     assert cfg_requires == sorted(project["dependencies"])
     assert cfg["options"]["python_requires"] == project["requires-python"]
-    scripts = cfg["options.entry_points"]["console_scripts"].strip()
-    assert scripts == " = ".join(next(iter(project["scripts"].items())))
+    scripts = [line.strip() for line in cfg["options.entry_points"]["console_scripts"].splitlines() if line.strip()]
+    assert scripts == [f"{k} = {v}" for k, v in project["scripts"].items()]
 
 
 def test_console_script_entry_point():

@@ -1,0 +1,109 @@
+"""``GET /``: the version, unsigned, as Backend.AI's clients expect; ``/auth/*`` account calls."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from .._version import __version__
+from ..core.passwords import WeakPasswordError, check_password
+from ..db import models as m
+from ..db.credentials import hash_password, verify_password
+from .base import APIError, APIHandler
+from .signing import API_VERSION
+
+
+class RootHandler(APIHandler):
+    public = True
+
+    def get(self):
+        self.send({"version": API_VERSION, "manager": __version__})
+
+
+class AuthorizeHandler(APIHandler):
+    """``POST /auth/authorize`` {type: keypair, domain, username, password} → the user's keypair."""
+
+    public = True
+
+    async def post(self):
+        data = self.json_body()
+        if data.get("type", "keypair") != "keypair":
+            raise APIError(400, "only type 'keypair' is supported")
+        name = str(data.get("username") or "").strip().lower()
+        password = str(data.get("password") or "")
+        domain = data.get("domain")
+        if not name or not password:
+            raise APIError(400, "username and password are required")
+
+        def check(db):
+            user = db.scalar(select(m.User).where((m.User.email == name) | (m.User.username == name)))
+            if user is None or not verify_password(user.password, password):
+                return None
+            if domain and user.domain_name != domain:
+                return None
+            if not user.is_active:
+                return "inactive"
+            keypair = next((k for k in user.keypairs if k.is_active), None)
+            if keypair is None:
+                return "inactive"
+            return {
+                "access_key": keypair.access_key,
+                "secret_key": keypair.secret_key,
+                "role": user.role.value,
+                "status": user.status.value,
+            }
+
+        result = await self.run_db(check)
+        if result is None:
+            raise APIError(401, "wrong user name or password")
+        if result == "inactive":
+            raise APIError(403, "this account is inactive")
+        self.send({"data": result})
+
+
+class UpdatePasswordHandler(APIHandler):
+    """``POST /auth/update-password`` {old_password, new_password, new_password2} (F15)."""
+
+    async def post(self):
+        data = self.json_body()
+        old, new, again = (str(data.get(k) or "") for k in ("old_password", "new_password", "new_password2"))
+        if new != again:
+            raise APIError(400, "the two new passwords differ")
+        try:
+            check_password(new)
+        except WeakPasswordError as e:
+            raise APIError(400, str(e)) from None
+
+        def change(db):
+            user = db.get(m.User, self.identity.user_id)
+            if not verify_password(user.password, old):
+                return False
+            user.password = hash_password(new)
+            user.need_password_change = False
+            return True
+
+        if not await self.run_db(change):
+            raise APIError(403, "the current password is wrong")
+        self.send({"error_msg": ""})
+
+
+class WhoAmIHandler(APIHandler):
+    def get(self):
+        ident = self.identity
+        self.send(
+            {
+                "username": ident.username,
+                "email": ident.email,
+                "role": ident.role,
+                "domain": ident.domain,
+                "access_key": ident.access_key,
+                "via": ident.via,
+            }
+        )
+
+
+handlers = [
+    (r"/?", RootHandler),
+    (r"/auth/authorize", AuthorizeHandler),
+    (r"/auth/update-password", UpdatePasswordHandler),
+    (r"/auth/whoami", WhoAmIHandler),
+]

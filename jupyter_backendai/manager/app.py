@@ -1,0 +1,188 @@
+"""The manager service: a tornado application on the product's database and folder storage.
+
+Runs as a JupyterHub-managed service at ``/services/backendai/`` (``jupyterhub_config.py``
+declares it) or on its own (``jupyter-backendai-manager --port 8090``) for keypair clients.
+Each concern is a module with a ``handlers`` list of ``(path, HandlerClass)`` relative to
+the service's base URL; :data:`HANDLER_MODULES` lists them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import os
+import secrets
+import time
+from typing import Any
+
+from tornado import httpserver, web
+from traitlets import Bytes, Float, Integer, Unicode, default
+from traitlets.config import Application
+
+from .._version import __version__
+from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, connect
+from .base import APIHandler, RateLimiter, ReplayGuard
+from .metrics import Metrics, MetricsHandler
+
+#: Modules with a ``handlers`` list, in routing order (added as the API grows).
+HANDLER_MODULES = [
+    "jupyter_backendai.manager.api_root",
+    "jupyter_backendai.manager.api_folders",
+    "jupyter_backendai.manager.api_transfer",
+    "jupyter_backendai.manager.api_sessions",
+    "jupyter_backendai.manager.api_resources",
+    "jupyter_backendai.manager.api_admin",
+    "jupyter_backendai.manager.api_openapi",
+]
+
+log = logging.getLogger("jupyter_backendai.manager")
+
+
+class NotFoundHandler(APIHandler):
+    public = True
+
+    def prepare(self):
+        super().prepare()
+        from .base import APIError
+
+        raise APIError(404, f"no such endpoint: {self.request.method} {self.request.path}")
+
+
+class ManagerApp(Application):
+    """``jupyter-backendai-manager``: the REST API for folders, transfers, sessions, resources, admin."""
+
+    name = "jupyter-backendai-manager"
+    version = __version__
+
+    db_url = Unicode(config=True, help=f"SQLAlchemy URL of the product's database (default: ${ENV_DB_URL}).")
+
+    @default("db_url")
+    def _default_db_url(self):
+        return os.environ.get(ENV_DB_URL, DEFAULT_DB_URL)
+
+    storage_root = Unicode(
+        config=True, help="Directory of the folder storage (default: $BACKENDAI_STORAGE or ./backendai-storage)."
+    )
+
+    @default("storage_root")
+    def _default_storage_root(self):
+        return os.path.abspath(os.environ.get("BACKENDAI_STORAGE", "backendai-storage"))
+
+    ip = Unicode("127.0.0.1", config=True, help="Address to listen on.")
+    port = Integer(config=True, help="Port to listen on (default: from $JUPYTERHUB_SERVICE_URL, else 8090).")
+
+    @default("port")
+    def _default_port(self):
+        from urllib.parse import urlparse
+
+        url = os.environ.get("JUPYTERHUB_SERVICE_URL")
+        return urlparse(url).port if url and urlparse(url).port else 8090
+
+    base_url = Unicode(config=True, help="URL prefix of every route (default: $JUPYTERHUB_SERVICE_PREFIX, else /).")
+
+    @default("base_url")
+    def _default_base_url(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+
+    hub_api_url = Unicode(config=True, help="The hub's REST API (default: $JUPYTERHUB_API_URL).")
+
+    @default("hub_api_url")
+    def _default_hub_api_url(self):
+        return os.environ.get("JUPYTERHUB_API_URL", "")
+
+    hub_api_token = Unicode(
+        config=True, help="This service's token for the hub's API (default: $JUPYTERHUB_API_TOKEN). Never logged."
+    )
+
+    @default("hub_api_token")
+    def _default_hub_api_token(self):
+        return os.environ.get("JUPYTERHUB_API_TOKEN", "")
+
+    transfer_secret = Bytes(config=True, help="Key of the upload/download tokens (default: random per start).")
+
+    @default("transfer_secret")
+    def _default_transfer_secret(self):
+        env = os.environ.get("BACKENDAI_TRANSFER_SECRET")
+        return env.encode() if env else secrets.token_bytes(32)
+
+    transfer_token_lifetime = Float(3600.0, config=True, help="Seconds an upload or download URL stays valid.")
+    max_upload_size = Integer(64 * 1024**3, config=True, help="Largest single upload in bytes.")
+    hub_token_cache_seconds = Float(60.0, config=True, help="Seconds a checked JupyterHub token is remembered.")
+
+    # --- runtime ------------------------------------------------------------------------------
+
+    def initialize(self, argv=None):
+        super().initialize(argv)
+        self.db_factory = connect(self.db_url)
+        from ..storage import FolderStore
+
+        self.store = FolderStore(self.storage_root)
+        self.rate_limiter = RateLimiter()
+        self.replays = ReplayGuard()
+        self.metrics = Metrics()
+        self.started = time.time()
+        self._token_cache: dict[str, tuple[float, Any]] = {}
+
+    def make_app(self) -> web.Application:
+        prefix = "/" + self.base_url.strip("/")
+        prefix = "" if prefix == "/" else prefix
+        routes: list[Any] = []
+        for name in HANDLER_MODULES:
+            try:
+                module = importlib.import_module(name)
+            except ModuleNotFoundError as e:
+                if e.name == name:
+                    continue  # a part of the API that is not there yet
+                raise
+            routes += [(prefix + path, handler, *rest) for path, handler, *rest in module.handlers]
+        routes.append((prefix + "/metrics", MetricsHandler))
+        routes.append((prefix + "/.*", NotFoundHandler))
+        return web.Application(
+            routes,
+            backendai_manager=self,
+            default_handler_class=NotFoundHandler,
+            websocket_ping_interval=None,
+        )
+
+    async def hub_user_for_token(self, token: str) -> dict | None:
+        """The hub's model of the token's owner (cached briefly), or None for a bad token."""
+        now = time.monotonic()
+        cached = self._token_cache.get(token)
+        if cached and now - cached[0] < self.hub_token_cache_seconds:
+            return cached[1]
+        if not self.hub_api_url:
+            return None
+        from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+        try:
+            response = await AsyncHTTPClient().fetch(
+                self.hub_api_url.rstrip("/") + "/user", headers={"Authorization": f"token {token}"}, request_timeout=10
+            )
+            import json
+
+            model = json.loads(response.body)
+        except HTTPClientError as e:
+            if e.code in (401, 403, 404):
+                model = None
+            else:
+                raise
+        if len(self._token_cache) > 10_000:
+            self._token_cache.clear()
+        self._token_cache[token] = (now, model)
+        return model
+
+    def start(self):
+        app = self.make_app()
+        server = httpserver.HTTPServer(app, xheaders=True, max_body_size=self.max_upload_size)
+        server.listen(self.port, self.ip)
+        self.log.info("jupyter-backendai manager listening on http://%s:%s%s", self.ip, self.port, self.base_url)
+        asyncio.get_event_loop().run_forever()
+
+
+def main(argv=None):
+    ManagerApp.launch_instance(argv)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,115 @@
+"""A live manager service for tests: a real process on a free loopback port, keypair-signed calls."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from jupyter_backendai.db import admin
+from jupyter_backendai.manager import signing
+from tests.hub_fixtures import free_port
+from tests.session_helpers import PASSWORD, ProductDB
+
+
+class Manager:
+    """The running service; ``call`` signs requests with a user's keypair like Backend.AI's client."""
+
+    def __init__(self, directory: Path, pdb: ProductDB, extra_args: list[str] | None = None):
+        self.pdb = pdb
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = directory / "manager.log"
+        args = [
+            sys.executable, "-m", "jupyter_backendai.manager",
+            f"--ManagerApp.db_url={pdb.url}",
+            f"--ManagerApp.storage_root={pdb.storage_root}",
+            f"--ManagerApp.port={self.port}",
+            "--ManagerApp.ip=127.0.0.1",
+            *(extra_args or []),
+        ]  # fmt: skip
+        env = {**os.environ, "BACKENDAI_TRANSFER_SECRET": "test-transfer-secret"}
+        env.pop("JUPYTERHUB_API_URL", None)
+        self._log = open(self.log_file, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the manager exited:\n{self.log_text()}")
+            try:
+                if requests.get(self.url + "/", timeout=2).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.2)
+        raise RuntimeError(f"the manager did not answer within 30 s:\n{self.log_text()}")
+
+    def log_text(self) -> str:
+        return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+
+    def keys(self, username: str) -> tuple[str, str]:
+        def read(db):
+            kp = next(k for k in admin.get_user(db, username).keypairs if k.is_active)
+            return kp.access_key, kp.secret_key
+
+        return self.pdb.setup(read)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        who: str | tuple[str, str] | None = None,
+        *,
+        json_body: Any = None,
+        date: dt.datetime | None = None,
+        headers: dict[str, str] | None = None,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """A request signed with ``who``'s keypair (a user name, or (access key, secret key))."""
+        request = requests.Request(method, self.url + path, headers=headers or {}, **kwargs)
+        if json_body is not None:
+            request.data = json.dumps(json_body)
+        prepared = request.prepare()
+        if who is not None:
+            access, secret = self.keys(who) if isinstance(who, str) else who
+            path_with_query = prepared.path_url
+            signed = signing.headers(
+                access, secret, method, path_with_query, f"127.0.0.1:{self.port}",
+                content_type=prepared.headers.get("Content-Type") or "application/json", date=date,
+            )  # fmt: skip
+            prepared.headers.update({k: v for k, v in signed.items() if k not in (headers or {})})
+        with requests.Session() as s:
+            return s.send(prepared, timeout=60)
+
+
+@pytest.fixture
+def manager(tmp_path):
+    """A manager on a fresh product database; users: ``admin`` (superadmin), ``alice`` and ``bob``."""
+    pdb = ProductDB(tmp_path)
+    pdb.user("admin@example.com", role="superadmin", username="admin")
+    pdb.user("alice@example.com")
+    pdb.user("bob@example.com")
+    service = Manager(tmp_path, pdb)
+    yield service
+    service.stop()
+    pdb.close()
+
+
+__all__ = ["Manager", "PASSWORD", "manager"]
