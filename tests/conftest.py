@@ -16,7 +16,7 @@ from sqlalchemy.engine import make_url
 
 from jupyter_backendai.db.engine import make_engine, resolve_url
 
-pytest_plugins = ["tests.hub_fixtures"]
+pytest_plugins = ["tests.hub_fixtures", "tests.manager_fixtures"]
 
 PG_URL = os.environ.get("BACKENDAI_TEST_POSTGRES_URL", "")
 REQUIRE_PG = os.environ.get("BACKENDAI_TEST_REQUIRE_POSTGRES", "") not in ("", "0", "false")

@@ -7,7 +7,7 @@ import datetime as dt
 import requests
 
 from jupyter_backendai.db import admin
-from tests.manager_fixtures import PASSWORD, manager  # noqa: F401 - the fixture
+from tests.manager_fixtures import PASSWORD
 
 
 def test_root_is_public_and_unknown_paths_are_json_404(manager):
