@@ -53,3 +53,31 @@ storage = os.path.abspath(os.environ.get("BACKENDAI_STORAGE", "backendai-storage
 c.DockerSessionSpawner.storage_root = storage
 c.LocalSessionSpawner.storage_root = storage
 c.Spawner.default_url = "/lab"
+
+# The manager service (REST API for folders, transfers, sessions, resources, administration) at
+# /services/backendai/, started and stopped by the hub, on the same database and storage.
+import sys  # noqa: E402
+
+manager_port = int(os.environ.get("BACKENDAI_MANAGER_PORT", "8090"))
+c.JupyterHub.services = [
+    {
+        "name": "backendai",
+        "url": f"http://127.0.0.1:{manager_port}",
+        "command": [sys.executable, "-m", "jupyter_backendai.manager"],
+        "environment": {"BACKENDAI_DB_URL": db_url, "BACKENDAI_STORAGE": storage},
+        "oauth_no_confirm": True,
+    }
+]
+c.JupyterHub.load_roles = [
+    {
+        # Starts and stops sessions for users through the hub's API, and checks their tokens.
+        "name": "backendai-manager",
+        "services": ["backendai"],
+        "scopes": ["admin:users", "admin:servers", "list:users", "read:users", "access:servers"],
+    },
+    {
+        # Every user may call the manager (the lab panels and widgets do, with their tokens).
+        "name": "user",
+        "scopes": ["self", "access:services!service=backendai"],
+    },
+]
