@@ -241,3 +241,22 @@ def test_idle_session_ends_on_local(make_hub, pdb):
     ended = wait_status(pdb, "ivy", "i", S.TERMINATED, timeout=120)
     assert ended.history[-1].reason == "idle-timeout"
     assert S.RUNNING in [h.status for h in ended.history]
+
+
+def test_group_domain_and_capacity_refusals(make_hub, pdb):
+    def setup(db):
+        admin.create_domain(db, "lab", total_resource_slots={"cpu": 3})
+        admin.create_group(db, "capped", domain="lab", total_resource_slots={"cpu": 1})
+        admin.create_group(db, "open", domain="lab")
+        admin.allow_scaling_group(db, "default", domains=["lab"])
+        admin.create_user(db, "gus@example.com", "S3cret!pw", domain="lab", groups=["capped", "open"])
+
+    pdb.setup(setup)
+    hub = local_hub(make_hub, pdb, capacity='{"cpu": 8, "mem": "16g"}')
+    group = spawn(hub, "gus", "g1", group="capped", cpu="2", mem="512m")
+    assert group.status_code == 403 and "cpu 2 exceeds the group 'capped' limit of 1" in group.json()["message"]
+    domain = spawn(hub, "gus", "g2", group="open", cpu="4", mem="512m")
+    assert domain.status_code == 403 and "cpu 4 exceeds the domain 'lab' limit of 3" in domain.json()["message"]
+    capacity = spawn(hub, "gus", "g3", group="open", cpu="1", mem="64g")
+    assert capacity.status_code == 403 and "the resource group 'default' capacity" in capacity.json()["message"]
+    assert spawn(hub, "gus", "g4", group="nope", preset="small").status_code == 400
