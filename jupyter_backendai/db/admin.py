@@ -90,8 +90,12 @@ def check_non_negative(label: str, value: int | None) -> int | None:
 
 
 def check_hosts(hosts: Iterable[str] | None) -> list[str]:
+    if isinstance(hosts, str):  # a plain string would be read as a list of letters
+        raise AdminError(f"storage hosts must be a list of host names, not the string {hosts!r}")
     out = []
     for host in hosts or []:
+        if not isinstance(host, str):
+            raise AdminError(f"invalid storage host name {host!r}")
         host = host.strip()
         if not host:
             continue
@@ -130,7 +134,10 @@ def get_group(db: DB, name: str, domain: str = DEFAULT) -> m.Group:
 
 def get_user(db: DB, email_or_name: str) -> m.User:
     key = (email_or_name or "").strip().lower()
-    user = db.scalar(select(m.User).where((m.User.email == key) | (m.User.username == key)))
+    # An e-mail address wins over a user name that happens to look like one.
+    user = db.scalar(select(m.User).where(m.User.email == key)) or db.scalar(
+        select(m.User).where(m.User.username == key)
+    )
     if user is None:
         raise NotFound(f"no user with e-mail or name {email_or_name!r}")
     return user
@@ -455,6 +462,8 @@ def update_user(
         user.username = username
     if role is not None:
         user.role = _enum(m.UserRole, "role", role)
+        for keypair in user.keypairs:  # as create_user does: admins' keypairs are admin keypairs
+            keypair.is_admin = user.role in (m.UserRole.SUPERADMIN, m.UserRole.ADMIN)
     if status is not None:
         user.status = _enum(m.UserStatus, "status", status)
     if full_name is not None:

@@ -42,8 +42,8 @@ log = logging.getLogger("jupyter_backendai.manager")
 class NotFoundHandler(APIHandler):
     public = True
 
-    def prepare(self):
-        super().prepare()
+    async def prepare(self):
+        await super().prepare()
         from .base import APIError
 
         raise APIError(404, f"no such endpoint: {self.request.method} {self.request.path}")

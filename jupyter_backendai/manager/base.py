@@ -299,6 +299,8 @@ class APIHandler(web.RequestHandler):
             if arg is not None:
                 value = arg
                 break
+        if kind is int and isinstance(value, bool):
+            raise APIError(400, f"{name!r} must be a whole number, not {value!r}")
         if value is not None and kind is not None and not isinstance(value, kind):
             if kind is int and isinstance(value, str) and value.lstrip("-").isdigit():
                 return int(value)
