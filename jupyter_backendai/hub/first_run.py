@@ -118,8 +118,10 @@ async def session_limit(handler) -> int | None:
 
     from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL
 
-    user = handler.current_user
-    name = getattr(user, "name", None)
+    # The user whose server is started: the URL's (/users/<name>/..., /spawn/<name>/...) when an
+    # admin or a service starts it for someone, else the caller.
+    args = [a for a in (getattr(handler, "path_args", None) or []) if isinstance(a, str) and a]
+    name = args[0] if args else getattr(handler.current_user, "name", None)
     factory = _limit_factory(os.environ.get(ENV_DB_URL, DEFAULT_DB_URL))
 
     def read() -> int:

@@ -174,7 +174,9 @@ class ManagerApp(Application):
 
     def start(self):
         app = self.make_app()
-        server = httpserver.HTTPServer(app, xheaders=True, max_body_size=self.max_upload_size)
+        # Small for every request: tornado buffers a body before the handler runs. The tus upload
+        # handler streams its body and raises the limit for itself (up to max_upload_size).
+        server = httpserver.HTTPServer(app, xheaders=True, max_body_size=16 * 1024 * 1024)
         server.listen(self.port, self.ip)
         self.log.info("jupyter-backendai manager listening on http://%s:%s%s", self.ip, self.port, self.base_url)
         asyncio.get_event_loop().run_forever()

@@ -46,6 +46,10 @@ def verify(secret: bytes, token: str, *, op: str, now: float | None = None) -> d
         raise TransferTokenError("the transfer token is malformed") from None
     if not isinstance(claims, dict) or claims.get("op") != op:
         raise TransferTokenError(f"the transfer token is not for {op}")
-    if float(claims.get("exp", 0)) < now:
+    try:
+        expires = float(claims.get("exp", 0))
+    except (TypeError, ValueError):
+        raise TransferTokenError("the transfer token is malformed") from None
+    if expires < now:
         raise TransferTokenError("the transfer token has expired")
     return claims

@@ -1,0 +1,674 @@
+"""Backend.AI's ``/folders`` API (F24–F32): folders, their files, invitations and sharing.
+
+Paths and answers follow Backend.AI's manager so that its client and SDK work unchanged; the
+rules (names, hosts, who may do what) live in :mod:`jupyter_backendai.db.folders` and the file
+operations (no ``..``, no symbolic link followed) in :mod:`jupyter_backendai.storage`. This
+module only maps one to the other, and checks the permission each endpoint needs:
+
+* ``ro`` to read (list, usage, download),
+* ``rw`` to write (mkdir, upload, rename or move a file): a read-only share must not change
+  anything,
+* ``wd`` to delete files, and ownership (or administration of the group) with ``wd`` to
+  rename or delete the folder itself.
+
+``{name}`` in a path is a folder name or its id (hex or dashed UUID); tornado hands us the
+URL-decoded text, so names in any script work. Backend.AI's client sends a JSON body even on
+GET and DELETE; query arguments are accepted too (:meth:`APIHandler.param`).
+
+A folder's directory is made when the folder is created here, and lazily (like the spawner
+does) when a folder created elsewhere (the CLI, the db layer) is first used for files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session as DB
+
+from .. import storage
+from ..db import admin
+from ..db import folders as folder_db
+from ..db import models as m
+from . import transfer_tokens
+from .base import APIError, APIHandler
+
+#: Where the transfer endpoints live, relative to the service's base URL (see ``api_transfer``).
+TUS_PATH = "/folders/_/tus/upload"
+DOWNLOAD_PATH = "/folders/_/download"
+
+
+@dataclass(frozen=True)
+class FolderRef:
+    """What a file endpoint needs of a folder, read inside the transaction (rows detach after it)."""
+
+    id: uuid.UUID
+    host: str
+    name: str
+    permission: str
+    via: str
+    capacity: int | None
+
+
+# --- helpers that run inside a transaction ----------------------------------------------------
+
+
+def _capacity(db: DB, folder: m.VFolder) -> int | None:
+    """The folder's capacity in bytes: its own quota and its owner's policy limit, whichever is lower.
+
+    Group folders have no owner policy, so only their own quota limits them. None is unlimited.
+    """
+    limits = [folder.quota] if folder.quota else []
+    if folder.ownership_type == m.FolderOwnership.USER and folder.user_id is not None:
+        owner = db.get(m.User, folder.user_id)
+        keypair = folder_db.main_keypair(db, owner) if owner is not None else None
+        if keypair is not None and keypair.policy.max_vfolder_size:
+            limits.append(keypair.policy.max_vfolder_size)
+    return min(limits) if limits else None
+
+
+def _view(db: DB, access: folder_db.FolderAccess) -> dict[str, Any]:
+    """A folder as Backend.AI's ``GET /folders`` shows it (ids in hex, as Backend.AI does)."""
+    f = access.folder
+    owner = db.get(m.User, f.user_id) if f.user_id is not None else None
+    group = db.get(m.Group, f.group_id) if f.group_id is not None else None
+    capacity = _capacity(db, f)
+    return {
+        "id": f.id.hex,
+        "name": f.name,
+        "host": f.host,
+        "usage_mode": f.usage_mode,
+        "permission": access.permission,
+        "max_size": capacity,
+        "quota": f.quota,
+        "created_at": f.created_at.isoformat() if f.created_at else None,
+        "last_used": f.last_used.isoformat() if f.last_used else None,
+        "is_owner": access.via == "owner",
+        "ownership_type": f.ownership_type.value,
+        "type": f.ownership_type.value,
+        "via": access.via,
+        "user": str(f.user_id) if f.user_id else None,
+        "user_email": owner.email if owner is not None else None,
+        "group": str(f.group_id) if f.group_id else None,
+        "group_name": group.name if group is not None else None,
+        "creator": f.creator,
+        "cloneable": f.cloneable,
+        "status": "ready",
+        "automount": f.is_automount,
+        "mount_path": access.mount_path,
+    }
+
+
+def _invitation_view(db: DB, inv: m.VFolderInvitation) -> dict[str, Any]:
+    folder = db.get(m.VFolder, inv.vfolder_id)
+    return {
+        "id": str(inv.id),
+        "inviter": inv.inviter,
+        "invitee": inv.invitee,
+        "perm": inv.permission.value,
+        "state": inv.state.value,
+        "created_at": inv.created_at.isoformat() if inv.created_at else None,
+        "modified_at": inv.modified_at.isoformat() if inv.modified_at else None,
+        "vfolder_id": inv.vfolder_id.hex,
+        "vfolder_name": folder.name if folder is not None else None,
+    }
+
+
+def _find_group(db: DB, user: m.User, ref: str) -> m.Group:
+    """A group by id, or by name in the user's domain; NotFound (no existence leak) otherwise."""
+    try:
+        group = db.get(m.Group, uuid.UUID(str(ref)))
+    except ValueError:
+        group = db.scalar(select(m.Group).where(m.Group.name == str(ref), m.Group.domain_name == user.domain_name))
+    if group is None or not (user.role == m.UserRole.SUPERADMIN or group.domain_name == user.domain_name):
+        raise admin.NotFound(f"no group {str(ref)!r}")
+    return group
+
+
+def _emails_of(db: DB, refs: list[Any]) -> list[str]:
+    """E-mail addresses for invitees named by e-mail (Backend.AI's ``user_ids``), user id or user name."""
+    out = []
+    for ref in refs:
+        if not isinstance(ref, str) or not ref.strip():
+            raise admin.AdminError(f"invitees are named by e-mail address, user id or user name, not {ref!r}")
+        ref = ref.strip()
+        if "@" in ref:
+            out.append(ref)
+            continue
+        try:
+            user = db.get(m.User, uuid.UUID(ref))
+        except ValueError:
+            user = db.scalar(select(m.User).where(m.User.username == ref.lower()))
+        if user is None:
+            raise admin.NotFound(f"no user {ref!r}")
+        out.append(user.email)
+    return out
+
+
+# --- handlers ---------------------------------------------------------------------------------
+
+
+class FolderHandler(APIHandler):
+    """Shared plumbing: the caller's db user, a folder with a permission check, its directory."""
+
+    def me(self, db: DB) -> m.User:
+        user = db.get(m.User, self.identity.user_id)
+        if user is None:  # pragma: no cover - authenticated users exist
+            raise APIError(401, "your account no longer exists")
+        return user
+
+    def need(self, data: dict[str, Any], name: str, *aliases: str, kind: type | None = None) -> Any:
+        """A required field (body or query); 400 naming it when missing or empty."""
+        value = self.param(data, name, *aliases, kind=kind)
+        if value is None or value == "" or value == []:
+            raise APIError(400, f"{name!r} is required")
+        return value
+
+    async def folder(self, ref: str, needed: str) -> FolderRef:
+        """The folder ``ref`` means to the caller, if they hold at least ``needed`` on it."""
+
+        def look_up(db: DB) -> FolderRef:
+            access = folder_db.require(folder_db.get_accessible(db, self.me(db), ref), needed)
+            f = access.folder
+            return FolderRef(f.id, f.host, f.name, access.permission, access.via, _capacity(db, f))
+
+        return await self.run_db(look_up)
+
+    async def directory(self, ref: FolderRef) -> str:
+        """The folder's directory, made first if the folder was created without one."""
+
+        def ensure() -> str:
+            if not self.store.exists(ref.host, ref.id):
+                try:
+                    self.store.create(ref.host, ref.id)
+                except storage.AlreadyExists:
+                    pass  # made meanwhile by someone else
+            return str(self.store.path(ref.host, ref.id))
+
+        return await asyncio.to_thread(ensure)
+
+    def service_url(self, path: str) -> str:
+        """An absolute URL of this service (as the caller reached it) for transfer links."""
+        prefix = "/" + self.manager.base_url.strip("/")
+        prefix = "" if prefix == "/" else prefix
+        return f"{self.request.protocol}://{self.request.host}{prefix}{path}"
+
+
+class FoldersHandler(FolderHandler):
+    """``GET /folders`` (list), ``POST /folders`` (create), ``DELETE /folders`` {id} (delete)."""
+
+    async def get(self) -> None:
+        data = self.json_body()
+        group_filter = self.param(data, "group_id", "group", kind=str)
+
+        def listing(db: DB) -> list[dict[str, Any]]:
+            entries = folder_db.accessible_folders(db, self.me(db))
+            views = [_view(db, a) for a in entries]
+            if group_filter:
+                views = [v for v in views if group_filter in (v["group"], v["group_name"]) or v["group"] is None]
+            return views
+
+        self.send(await self.run_db(listing))
+
+    async def post(self) -> None:
+        data = self.json_body()
+        name = self.need(data, "name", kind=str)
+        host = self.param(data, "host", "folder_host", default="local", kind=str)
+        group_ref = self.param(data, "group", "group_id")
+        if group_ref is not None and not isinstance(group_ref, str):
+            raise APIError(400, "'group' must be a group name or id")
+        usage_mode = self.param(data, "usage_mode", default="general", kind=str)
+        permission = self.param(data, "permission", default="rw", kind=str)
+        cloneable = self.param(data, "cloneable", default=False, kind=bool)
+        quota = self.param(data, "quota", default=None, kind=int)
+        if group_ref and not self.identity.is_admin:
+            raise APIError(403, f"cannot create group folder {name!r}: only admins create group folders")
+
+        def create(db: DB) -> dict[str, Any]:
+            user = self.me(db)
+            group = _find_group(db, user, group_ref) if group_ref else None
+            folder = folder_db.create_folder(
+                db,
+                user,
+                name,
+                host=host,
+                group=group,
+                permission=permission,
+                usage_mode=usage_mode,
+                quota=quota,
+                cloneable=cloneable,
+            )
+            # In the transaction: if the directory cannot be made, the row is not kept either.
+            self.store.create(folder.host, folder.id)
+            perm = "wd" if group is None else folder.permission.value
+            access = folder_db.FolderAccess(folder, perm, "owner" if group is None else "group", folder.is_automount)
+            return _view(db, access)
+
+        self.send(await self.run_db(create), 201)
+
+    async def delete(self) -> None:
+        data = self.json_body()
+        ref = self.need(data, "id", "vfolder_id", "name", kind=str)
+        await delete_folder(self, ref)
+        self.set_status(204)
+        self.finish()
+
+
+async def delete_folder(handler: FolderHandler, ref: str) -> None:
+    """Delete the row (the db checks ownership and ``wd``), then the directory.
+
+    Rows first: a directory left behind by a failure is an orphan to clean up, whereas a row
+    whose directory is gone would be a folder that lost its data.
+    """
+
+    def delete(db: DB) -> tuple[str, uuid.UUID]:
+        deleted = folder_db.delete_folder(db, handler.me(db), ref)
+        return deleted.host, deleted.id
+
+    host, folder_id = await handler.run_db(delete)
+    await asyncio.to_thread(handler.store.delete, host, folder_id)
+
+
+class FolderHostsHandler(FolderHandler):
+    """``GET /folders/_/hosts`` → {default, allowed}: hosts the caller may create folders on here."""
+
+    async def get(self) -> None:
+        data = self.json_body()
+        group_ref = self.param(data, "group", "group_id", kind=str)
+
+        def hosts(db: DB) -> dict[str, Any]:
+            user = self.me(db)
+            group = _find_group(db, user, group_ref) if group_ref else None
+            # Only hosts this store serves: a host allowed by policy but not configured cannot be used.
+            allowed = sorted(folder_db.allowed_hosts(db, user, group) & set(self.store.hosts))
+            default = "local" if "local" in allowed else (allowed[0] if allowed else None)
+            return {"default": default, "allowed": allowed}
+
+        self.send(await self.run_db(hosts))
+
+
+class FolderIdHandler(FolderHandler):
+    """``GET /folders/_/id?name=`` → {id}: the id of the folder the name means to the caller."""
+
+    async def get(self) -> None:
+        ref = self.need(self.json_body(), "name", kind=str)
+        folder = await self.folder(ref, "ro")
+        self.send({"id": folder.id.hex, "name": folder.name})
+
+
+class FolderUsageHandler(FolderHandler):
+    """``GET /folders/_/usage?id=`` and ``GET /folders/{name}/usage`` → bytes, files and capacity."""
+
+    async def get(self, name: str | None = None) -> None:
+        if name is None:
+            name = self.need(self.json_body(), "id", "vfolder_id", "name", kind=str)
+        folder = await self.folder(name, "ro")
+        directory = await self.directory(folder)
+        used, count = await asyncio.to_thread(storage.usage, directory)
+        self.send(
+            {
+                "id": folder.id.hex,
+                "name": folder.name,
+                "used_bytes": used,
+                "file_count": count,
+                "quota": folder.capacity,
+                "max_size": folder.capacity,
+            }
+        )
+
+
+class FolderItemHandler(FolderHandler):
+    """``GET /folders/{name}`` (one folder's view) and ``DELETE /folders/{name}``."""
+
+    async def get(self, name: str) -> None:
+        def view(db: DB) -> dict[str, Any]:
+            return _view(db, folder_db.get_accessible(db, self.me(db), name))
+
+        self.send(await self.run_db(view))
+
+    async def delete(self, name: str) -> None:
+        await delete_folder(self, name)
+        self.set_status(204)
+        self.finish()
+
+
+class RenameFolderHandler(FolderHandler):
+    """``POST /folders/{name}/rename`` {new_name}: owners (or admins of a group folder's domain) with wd."""
+
+    async def post(self, name: str) -> None:
+        new_name = self.need(self.json_body(), "new_name", kind=str)
+
+        def rename(db: DB) -> dict[str, Any]:
+            user = self.me(db)
+            folder = folder_db.rename_folder(db, user, name, new_name)
+            try:
+                access = folder_db.get_accessible(db, user, folder.id)
+            except admin.NotFound:  # an admin managing a group folder they are not a member of
+                access = folder_db.FolderAccess(folder, "wd", "group", folder.is_automount)
+            return _view(db, access)
+
+        self.send(await self.run_db(rename), 201)
+
+
+class MkdirHandler(FolderHandler):
+    """``POST /folders/{name}/mkdir`` {path (one or a list), parents, exist_ok} → {results}."""
+
+    async def post(self, name: str) -> None:
+        data = self.json_body()
+        paths = self.need(data, "path")
+        paths = [paths] if isinstance(paths, str) else paths
+        if not isinstance(paths, list) or not all(isinstance(p, str) for p in paths):
+            raise APIError(400, "'path' must be a path or a list of paths")
+        parents = self.param(data, "parents", default=False, kind=bool)
+        exist_ok = self.param(data, "exist_ok", default=False, kind=bool)
+        folder = await self.folder(name, "rw")
+        directory = await self.directory(folder)
+
+        def make() -> list[str]:
+            made = []
+            for path in paths:
+                try:
+                    made.append(storage.mkdir(directory, path, parents=parents))
+                except storage.AlreadyExists:
+                    st = storage.stat(directory, path)
+                    if not exist_ok or st.type != "dir":
+                        raise
+                    made.append(storage.normalize_relpath(path))
+            return made
+
+        self.send({"results": await asyncio.to_thread(make)}, 201)
+
+
+class FilesHandler(FolderHandler):
+    """``GET /folders/{name}/files?path=`` → {path, items}: a directory listing (links shown as links)."""
+
+    async def get(self, name: str) -> None:
+        path = self.param(self.json_body(), "path", default="", kind=str)
+        folder = await self.folder(name, "ro")
+        directory = await self.directory(folder)
+        entries = await asyncio.to_thread(storage.list_dir, directory, path)
+        items = [{**e.as_dict(), "modified": e.mtime} for e in entries]
+        self.send({"path": storage.normalize_relpath(path), "items": items})
+
+
+class RenameFileHandler(FolderHandler):
+    """``POST /folders/{name}/rename-file`` {target_path, new_name} (rw): rename within its directory."""
+
+    async def post(self, name: str) -> None:
+        data = self.json_body()
+        target = self.need(data, "target_path", "path", kind=str)
+        new_name = self.need(data, "new_name", kind=str)
+        folder = await self.folder(name, "rw")
+        directory = await self.directory(folder)
+        path = await asyncio.to_thread(storage.rename, directory, target, new_name)
+        self.send({"path": path})
+
+
+class MoveFileHandler(FolderHandler):
+    """``POST /folders/{name}/move-file`` {src, dst} (rw).
+
+    As Backend.AI (``shutil.move``): into ``dst`` when it is a directory, else to the path
+    ``dst`` (its directory must exist and the name be free). Never over an existing entry.
+    """
+
+    async def post(self, name: str) -> None:
+        data = self.json_body()
+        src = self.need(data, "src", kind=str)
+        dst = self.param(data, "dst", default="", kind=str)
+        folder = await self.folder(name, "rw")
+        directory = await self.directory(folder)
+        self.send({"path": await asyncio.to_thread(_move, directory, src, dst)})
+
+
+def _move(directory: str, src: str, dst: str) -> str:
+    src_parts = storage.split_relpath(src)
+    dst_parts = storage.split_relpath(dst)
+    if not src_parts:
+        raise storage.UnsafePath("the folder root cannot be moved")
+    try:
+        is_dir = storage.stat(directory, dst).type == "dir"
+    except storage.NotFound:
+        is_dir = False
+    if is_dir:
+        return storage.move(directory, src, dst)
+    parent, new_name = dst_parts[:-1], dst_parts[-1]
+    if parent == src_parts[:-1]:
+        return storage.rename(directory, src, new_name)
+    if new_name == src_parts[-1]:
+        return storage.move(directory, src, "/".join(parent))
+    # Rename where it is, then move; undo the rename if the move is refused.
+    if storage.stat(directory, "/".join(parent)).type != "dir":
+        raise storage.Conflict(f"{'/'.join(parent)!r} is not a directory")
+    renamed = storage.rename(directory, src, new_name)
+    try:
+        return storage.move(directory, renamed, "/".join(parent))
+    except storage.StorageError:
+        storage.rename(directory, renamed, src_parts[-1])
+        raise
+
+
+class DeleteFilesHandler(FolderHandler):
+    """``DELETE /folders/{name}/delete-files`` (or POST) {files: [...], recursive} (wd).
+
+    All paths are checked before anything is removed (the store does that), so one bad path
+    deletes nothing.
+    """
+
+    async def delete(self, name: str) -> None:
+        data = self.json_body()
+        files = self.need(data, "files", "file", "path")
+        files = [files] if isinstance(files, str) else files
+        if not isinstance(files, list) or not all(isinstance(p, str) for p in files):
+            raise APIError(400, "'files' must be a list of paths")
+        recursive = self.param(data, "recursive", default=False, kind=bool)
+        folder = await self.folder(name, "wd")
+        directory = await self.directory(folder)
+        await asyncio.to_thread(storage.delete, directory, files, recursive)
+        self.send({"deleted": [storage.normalize_relpath(p) for p in files]})
+
+    post = delete
+
+
+class RequestUploadHandler(FolderHandler):
+    """``POST /folders/{name}/request-upload`` {path, size} → {token, url} for the tus endpoint (rw).
+
+    The upload session is made now, so that an unsafe target or a size over the folder's
+    capacity is refused before any byte is sent (413 with the numbers).
+    """
+
+    async def post(self, name: str) -> None:
+        data = self.json_body()
+        path = self.need(data, "path", kind=str)
+        size = self.param(data, "size", default=None, kind=int)
+        if size is None or size < 0:
+            raise APIError(400, "'size' (bytes, zero or more) is required")
+        limit = self.manager.max_upload_size
+        if size > limit:
+            raise APIError(
+                413, f"an upload of {size} bytes is larger than the largest single upload, {limit} bytes", size=size,
+                max_upload_size=limit,
+            )  # fmt: skip
+        folder = await self.folder(name, "rw")
+        await self.directory(folder)
+        relpath = storage.normalize_relpath(path)
+        try:
+            upload_id = await asyncio.to_thread(
+                self.store.begin_upload, folder.host, folder.id, relpath, size, quota=folder.capacity
+            )
+        except storage.QuotaExceeded as e:
+            raise APIError(
+                413, str(e), size=size, used_bytes=e.used, replaced_bytes=e.replaced, quota=e.quota
+            ) from None
+        claims = {
+            "op": "upload",
+            "upload": upload_id,
+            "folder": str(folder.id),
+            "host": folder.host,
+            "path": relpath,
+            "size": size,
+            "quota": folder.capacity,
+            "user": self.identity.username,
+        }
+        token = transfer_tokens.issue(self.manager.transfer_secret, claims, ttl=self.manager.transfer_token_lifetime)
+        self.send({"token": token, "url": self.service_url(f"{TUS_PATH}?token={token}"), "path": relpath})
+
+
+class RequestDownloadHandler(FolderHandler):
+    """``POST /folders/{name}/request-download`` {path, archive} → {token, url} (ro); regular files only."""
+
+    async def post(self, name: str) -> None:
+        data = self.json_body()
+        path = self.need(data, "path", kind=str)
+        if self.param(data, "archive", default=False, kind=bool):
+            raise APIError(
+                400, "archive downloads (a directory as one file) are not supported; download files one by one"
+            )
+        folder = await self.folder(name, "ro")
+        directory = await self.directory(folder)
+        entry = await asyncio.to_thread(storage.stat, directory, path)
+        if entry.type == "symlink":
+            raise APIError(400, f"{path!r} is a symbolic link; symbolic links are not followed")
+        if entry.type != "file":
+            raise APIError(400, f"{path!r} is a {entry.type}, not a file; only files can be downloaded")
+        relpath = storage.normalize_relpath(path)
+        claims = {
+            "op": "download",
+            "folder": str(folder.id),
+            "host": folder.host,
+            "path": relpath,
+            "size": entry.size,
+            "user": self.identity.username,
+        }
+        token = transfer_tokens.issue(self.manager.transfer_secret, claims, ttl=self.manager.transfer_token_lifetime)
+        self.send({"token": token, "url": self.service_url(f"{DOWNLOAD_PATH}?token={token}"), "path": relpath})
+
+
+class InviteHandler(FolderHandler):
+    """``POST /folders/{name}/invite`` {perm, user_ids|emails} → {invited_ids}: the owner invites users."""
+
+    async def post(self, name: str) -> None:
+        data = self.json_body()
+        refs = self.need(data, "user_ids", "emails", "user_emails")
+        refs = [refs] if isinstance(refs, str) else refs
+        if not isinstance(refs, list):
+            raise APIError(400, "'user_ids' must be a list of e-mail addresses")
+        perm = self.param(data, "perm", "permission", default="rw", kind=str)
+
+        def invite(db: DB) -> list[str]:
+            made = folder_db.invite(db, self.me(db), name, _emails_of(db, refs), perm)
+            return [inv.invitee for inv in made]
+
+        self.send({"invited_ids": await self.run_db(invite)}, 201)
+
+
+class InvitationsListHandler(FolderHandler):
+    """``GET /folders/invitations/list`` (to me) and ``/folders/invitations/list-sent`` (by me), pending."""
+
+    def initialize(self, sent: bool = False) -> None:
+        self.sent = sent
+
+    async def get(self) -> None:
+        def listing(db: DB) -> list[dict[str, Any]]:
+            fn = folder_db.sent_invitations if self.sent else folder_db.list_invitations
+            return [_invitation_view(db, inv) for inv in fn(db, self.me(db))]
+
+        self.send({"invitations": await self.run_db(listing)})
+
+
+class InvitationAcceptHandler(FolderHandler):
+    """``POST /folders/invitations/accept`` {inv_id}: only the invitee."""
+
+    async def post(self) -> None:
+        inv_id = self.need(self.json_body(), "inv_id", "id", kind=str)
+
+        def accept(db: DB) -> dict[str, Any]:
+            row = folder_db.accept_invitation(db, self.me(db), inv_id)
+            return {"id": row.vfolder_id.hex, "permission": row.permission.value}
+
+        self.send(await self.run_db(accept))
+
+
+class InvitationDeleteHandler(FolderHandler):
+    """``DELETE|POST /folders/invitations/delete`` {inv_id}: the invitee rejects, the inviter cancels."""
+
+    async def delete(self) -> None:
+        inv_id = self.need(self.json_body(), "inv_id", "id", kind=str)
+
+        def reject(db: DB) -> dict[str, Any]:
+            inv = folder_db.reject_invitation(db, self.me(db), inv_id)
+            return {"id": str(inv.id), "state": inv.state.value}
+
+        self.send(await self.run_db(reject))
+
+    post = delete
+
+
+class ShareHandler(FolderHandler):
+    """``POST /folders/{name}/share`` {permission, emails}: admins give group members their own permission."""
+
+    async def post(self, name: str) -> None:
+        data = self.json_body()
+        emails = self.need(data, "emails", "user_emails")
+        permission = self.need(data, "permission", "perm", kind=str)
+
+        def share(db: DB) -> list[str]:
+            rows = folder_db.share_group_folder(db, self.me(db), name, emails, permission)
+            return sorted(db.get(m.User, r.user_id).email for r in rows)
+
+        self.send({"shared_emails": await self.run_db(share)}, 201)
+
+
+class UnshareHandler(FolderHandler):
+    """``DELETE|POST /folders/{name}/unshare`` {emails}: members fall back to the folder's permission."""
+
+    async def delete(self, name: str) -> None:
+        emails = self.need(self.json_body(), "emails", "user_emails")
+
+        def unshare(db: DB) -> list[str]:
+            return folder_db.unshare_group_folder(db, self.me(db), name, emails)
+
+        self.send({"unshared_emails": await self.run_db(unshare)})
+
+    post = delete
+
+
+class LeaveHandler(FolderHandler):
+    """``POST /folders/{name}/leave``: stop using a folder shared with me."""
+
+    async def post(self, name: str) -> None:
+        def leave(db: DB) -> dict[str, Any]:
+            folder = folder_db.leave_folder(db, self.me(db), name)
+            return {"id": folder.id.hex, "name": folder.name}
+
+        self.send(await self.run_db(leave))
+
+
+_NAME = r"(?P<name>[^/]+)"
+
+handlers = [
+    (r"/folders/?", FoldersHandler),
+    (r"/folders/_/hosts", FolderHostsHandler),
+    (r"/folders/_/id", FolderIdHandler),
+    (r"/folders/_/usage", FolderUsageHandler),
+    (r"/folders/invitations/list", InvitationsListHandler),
+    (r"/folders/invitations/list-sent", InvitationsListHandler, {"sent": True}),
+    (r"/folders/invitations/accept", InvitationAcceptHandler),
+    (r"/folders/invitations/delete", InvitationDeleteHandler),
+    (rf"/folders/{_NAME}/usage", FolderUsageHandler),
+    (rf"/folders/{_NAME}/rename", RenameFolderHandler),
+    (rf"/folders/{_NAME}/mkdir", MkdirHandler),
+    (rf"/folders/{_NAME}/files", FilesHandler),
+    (rf"/folders/{_NAME}/rename-file", RenameFileHandler),
+    (rf"/folders/{_NAME}/move-file", MoveFileHandler),
+    (rf"/folders/{_NAME}/delete-files", DeleteFilesHandler),
+    (rf"/folders/{_NAME}/request-upload", RequestUploadHandler),
+    (rf"/folders/{_NAME}/request-download", RequestDownloadHandler),
+    (rf"/folders/{_NAME}/invite", InviteHandler),
+    (rf"/folders/{_NAME}/share", ShareHandler),
+    (rf"/folders/{_NAME}/unshare", UnshareHandler),
+    (rf"/folders/{_NAME}/leave", LeaveHandler),
+    (rf"/folders/{_NAME}/?", FolderItemHandler),
+]

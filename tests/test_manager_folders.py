@@ -1,0 +1,375 @@
+"""The ``/folders`` API against a live manager: owners, other users, admins, shares and path escapes."""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from pathlib import Path
+
+import pytest
+import requests
+
+from jupyter_backendai.db import admin
+from jupyter_backendai.storage import FolderStore
+
+
+def q(name: str) -> str:
+    """A folder name or file path as it goes into a URL path."""
+    return urllib.parse.quote(name, safe="")
+
+
+def create(manager, who: str, name: str, **body) -> dict:
+    r = manager.call("POST", "/folders", who, json_body={"name": name, "host": "local", **body})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def directory(manager, folder_id: str) -> Path:
+    return FolderStore(manager.pdb.storage_root).path("local", folder_id)
+
+
+def names(manager, who: str) -> list[str]:
+    r = manager.call("GET", "/folders", who, json_body={})
+    assert r.status_code == 200, r.text
+    return [f["name"] for f in r.json()]
+
+
+def title(r: requests.Response) -> str:
+    return r.json()["title"]
+
+
+@pytest.fixture
+def team(manager):
+    """Group ``team`` with alice as its only member."""
+
+    def setup(db):
+        group = admin.create_group(db, "team")
+        admin.add_user_to_group(db, group, admin.get_user(db, "alice"))
+        return str(group.id)
+
+    return manager.pdb.setup(setup)
+
+
+# --- creating, listing, looking up ---------------------------------------------------------------
+
+
+def test_create_list_and_look_up(manager):
+    view = create(manager, "alice", "data", usage_mode="model", cloneable=True)
+    assert view["name"] == "data" and view["host"] == "local" and view["usage_mode"] == "model"
+    assert view["permission"] == "wd" and view["is_owner"] is True and view["ownership_type"] == "user"
+    assert view["type"] == "user" and view["cloneable"] is True and view["automount"] is False
+    assert view["status"] == "ready" and view["created_at"] and view["max_size"] is None
+    assert directory(manager, view["id"]).is_dir()
+    assert create(manager, "alice", ".local")["automount"] is True
+
+    assert names(manager, "alice") == [".local", "data"]
+    assert names(manager, "bob") == []
+    assert names(manager, "admin") == []  # admins do not see users' folders as theirs
+
+    # Query arguments work as well as the JSON body Backend.AI's client sends on GET.
+    by_query = manager.call("GET", "/folders/_/id", "alice", params={"name": "data"})
+    by_body = manager.call("GET", "/folders/_/id", "alice", json_body={"name": "data"})
+    assert by_query.json()["id"] == by_body.json()["id"] == view["id"]
+    assert manager.call("GET", "/folders/_/id", "bob", params={"name": "data"}).status_code == 404
+
+    hosts = manager.call("GET", "/folders/_/hosts", "alice", json_body={}).json()
+    assert hosts == {"default": "local", "allowed": ["local"]}
+
+    one = manager.call("GET", f"/folders/{view['id']}", "alice")
+    assert one.status_code == 200 and one.json()["name"] == "data"
+
+
+def test_create_refusals(manager, team):
+    create(manager, "alice", "data")
+    dup = manager.call("POST", "/folders", "alice", json_body={"name": "data"})
+    assert dup.status_code == 409 and "already have a folder named 'data'" in title(dup)
+    bad = manager.call("POST", "/folders", "alice", json_body={"name": "my data"})
+    assert bad.status_code == 400 and "contains a space" in title(bad)
+    missing = manager.call("POST", "/folders", "alice", json_body={})
+    assert missing.status_code == 400 and title(missing) == "'name' is required"
+    wrong_type = manager.call("POST", "/folders", "alice", json_body={"name": ["x"]})
+    assert wrong_type.status_code == 400 and title(wrong_type) == "'name' must be a str"
+    garbage = manager.call("POST", "/folders", "alice", data=b"{not json")
+    assert garbage.status_code == 400 and title(garbage) == "the request body is not valid JSON"
+    host = manager.call("POST", "/folders", "alice", json_body={"name": "x", "host": "nfs"})
+    assert host.status_code == 403 and "not allowed (allowed: local)" in title(host)
+    mode = manager.call("POST", "/folders", "alice", json_body={"name": "x", "usage_mode": "weird"})
+    assert mode.status_code == 400 and "invalid usage mode" in title(mode)
+    group = manager.call("POST", "/folders", "alice", json_body={"name": "g", "group": "team"})
+    assert group.status_code == 403 and "only admins create group folders" in title(group)
+    nogroup = manager.call("POST", "/folders", "admin", json_body={"name": "g", "group": "nope"})
+    assert nogroup.status_code == 404
+    assert names(manager, "alice") == ["data"]
+
+
+def test_non_ascii_folder_names_in_urls(manager):
+    view = create(manager, "alice", "데이터")
+    assert manager.call("GET", f"/folders/{q('데이터')}/files", "alice").status_code == 200
+    renamed = manager.call("POST", f"/folders/{q('데이터')}/rename", "alice", json_body={"new_name": "Ünïcödé"})
+    assert renamed.status_code == 201 and renamed.json()["name"] == "Ünïcödé" and renamed.json()["id"] == view["id"]
+    assert names(manager, "alice") == ["Ünïcödé"]
+
+
+# --- group folders -----------------------------------------------------------------------------
+
+
+def test_group_folders(manager, team):
+    view = create(manager, "admin", "shared-data", group="team", permission="ro")
+    assert view["ownership_type"] == "group" and view["group"] == team and view["group_name"] == "team"
+    assert names(manager, "alice") == ["shared-data"]
+    listed = manager.call("GET", "/folders", "alice").json()[0]
+    assert listed["permission"] == "ro" and listed["is_owner"] is False
+    assert create(manager, "admin", "by-id", group=team)["group"] == team
+
+    # bob is not in the group: neither the name nor the id reaches the folder.
+    for ref in ("shared-data", view["id"]):
+        assert manager.call("GET", f"/folders/{ref}/files", "bob").status_code == 404
+        assert manager.call("POST", f"/folders/{ref}/rename", "bob", json_body={"new_name": "x"}).status_code == 404
+        assert manager.call("DELETE", f"/folders/{ref}", "bob").status_code == 404
+    # alice (ro member) cannot write, nor rename or delete it.
+    assert manager.call("POST", "/folders/shared-data/mkdir", "alice", json_body={"path": "d"}).status_code == 403
+    assert manager.call("DELETE", "/folders/shared-data", "alice").status_code == 403
+
+    # The admin shares it rw with alice (a member), not with bob (not a member).
+    share = manager.call("POST", "/folders/shared-data/share", "admin",
+                         json_body={"permission": "rw", "emails": ["alice@example.com"]})  # fmt: skip
+    assert share.status_code == 201 and share.json() == {"shared_emails": ["alice@example.com"]}
+    not_member = manager.call("POST", "/folders/shared-data/share", "admin",
+                              json_body={"permission": "rw", "emails": ["bob@example.com"]})  # fmt: skip
+    assert not_member.status_code == 400 and "not a member of group 'team'" in title(not_member)
+    assert manager.call("POST", "/folders/shared-data/share", "alice",
+                        json_body={"permission": "wd", "emails": ["alice@example.com"]}).status_code == 403  # fmt: skip
+    assert manager.call("POST", "/folders/shared-data/mkdir", "alice", json_body={"path": "d"}).status_code == 201
+    unshare = manager.call(
+        "DELETE", "/folders/shared-data/unshare", "admin", json_body={"emails": ["alice@example.com"]}
+    )
+    assert unshare.status_code == 200 and unshare.json() == {"unshared_emails": ["alice@example.com"]}
+    assert manager.call("POST", "/folders/shared-data/mkdir", "alice", json_body={"path": "e"}).status_code == 403
+
+    # The admin manages (renames, deletes) but, not being a member, cannot read the files.
+    assert manager.call("GET", "/folders/shared-data/files", "admin").status_code == 404
+    renamed = manager.call("POST", f"/folders/{view['id']}/rename", "admin", json_body={"new_name": "archive"})
+    assert renamed.status_code == 201 and renamed.json()["name"] == "archive"
+    assert manager.call("DELETE", f"/folders/{view['id']}", "admin").status_code == 204
+    assert not directory(manager, view["id"]).exists()
+    assert names(manager, "alice") == ["by-id"]
+
+    dot = manager.call("POST", "/folders", "admin", json_body={"name": ".local", "group": "team"})
+    assert dot.status_code == 400 and "dot-folders" in title(dot)
+
+
+# --- files -------------------------------------------------------------------------------------
+
+
+def test_file_operations(manager):
+    view = create(manager, "alice", "work")
+    root = directory(manager, view["id"])
+    mk = manager.call("POST", "/folders/work/mkdir", "alice", json_body={"path": "a b/ü/ç", "parents": True})
+    assert mk.status_code == 201 and mk.json() == {"results": ["a b/ü/ç"]}
+    again = manager.call("POST", "/folders/work/mkdir", "alice", json_body={"path": "a b"})
+    assert again.status_code == 409
+    ok = manager.call("POST", "/folders/work/mkdir", "alice", json_body={"path": ["a b", "x"], "exist_ok": True})
+    assert ok.status_code == 201 and ok.json()["results"] == ["a b", "x"]
+    (root / "a b" / "note 한글.txt").write_text("hello")
+
+    listing = manager.call("GET", "/folders/work/files", "alice", params={"path": "a b"})
+    assert listing.status_code == 200, listing.text
+    items = {i["name"]: i for i in listing.json()["items"]}
+    assert (
+        items["ü"]["type"] == "dir" and items["note 한글.txt"]["type"] == "file" and items["note 한글.txt"]["size"] == 5
+    )
+    top = manager.call("GET", "/folders/work/files", "alice", json_body={"path": ""}).json()
+    assert [i["name"] for i in top["items"]] == ["a b", "x"]
+
+    rn = manager.call("POST", "/folders/work/rename-file", "alice",
+                      json_body={"target_path": "a b/note 한글.txt", "new_name": "renamed é.txt"})  # fmt: skip
+    assert rn.status_code == 200 and rn.json() == {"path": "a b/renamed é.txt"}
+    mv = manager.call("POST", "/folders/work/move-file", "alice", json_body={"src": "a b/renamed é.txt", "dst": "x"})
+    assert mv.status_code == 200 and mv.json() == {"path": "x/renamed é.txt"}
+    mv2 = manager.call("POST", "/folders/work/move-file", "alice",
+                       json_body={"src": "x/renamed é.txt", "dst": "a b/ü/final.txt"})  # fmt: skip
+    assert mv2.status_code == 200 and mv2.json() == {"path": "a b/ü/final.txt"}
+    assert (root / "a b" / "ü" / "final.txt").read_text() == "hello"
+    into_self = manager.call("POST", "/folders/work/move-file", "alice", json_body={"src": "a b", "dst": "a b/ü"})
+    assert into_self.status_code == 409
+
+    usage = manager.call("GET", "/folders/work/usage", "alice").json()
+    assert usage["used_bytes"] == 5 and usage["file_count"] == 1 and usage["quota"] is None
+    by_id = manager.call("GET", "/folders/_/usage", "alice", params={"id": view["id"]}).json()
+    assert by_id["used_bytes"] == 5
+
+    dir_no_rec = manager.call("DELETE", "/folders/work/delete-files", "alice", json_body={"files": ["a b"]})
+    assert dir_no_rec.status_code == 409 and "needs recursive" in title(dir_no_rec)
+    one_bad = manager.call("POST", "/folders/work/delete-files", "alice",
+                           json_body={"files": ["x", "missing"], "recursive": True})  # fmt: skip
+    assert one_bad.status_code == 404 and (root / "x").is_dir()  # nothing deleted
+    gone = manager.call(
+        "DELETE", "/folders/work/delete-files", "alice", json_body={"files": ["a b", "x"], "recursive": True}
+    )
+    assert gone.status_code == 200 and sorted(os.listdir(root)) == []
+    not_list = manager.call("POST", "/folders/work/delete-files", "alice", json_body={"files": {"a": 1}})
+    assert not_list.status_code == 400
+
+
+def test_other_users_cannot_touch_a_folder(manager):
+    view = create(manager, "alice", "private")
+    (directory(manager, view["id"]) / "secret.txt").write_text("s")
+    calls = [
+        ("GET", "files", None),
+        ("GET", "usage", None),
+        ("POST", "mkdir", {"path": "d"}),
+        ("POST", "rename", {"new_name": "mine"}),
+        ("POST", "rename-file", {"target_path": "secret.txt", "new_name": "x"}),
+        ("POST", "move-file", {"src": "secret.txt", "dst": "y"}),
+        ("DELETE", "delete-files", {"files": ["secret.txt"]}),
+        ("POST", "request-upload", {"path": "f", "size": 1}),
+        ("POST", "request-download", {"path": "secret.txt"}),
+        ("POST", "invite", {"perm": "rw", "user_ids": ["bob@example.com"]}),
+        ("POST", "leave", None),
+    ]
+    for who in ("bob", "admin"):
+        for ref in ("private", view["id"], view["id"].replace("-", "")):
+            for method, action, body in calls:
+                r = manager.call(method, f"/folders/{ref}/{action}", who, json_body=body)
+                assert r.status_code == 404, (who, ref, action, r.text)
+            assert manager.call("DELETE", f"/folders/{ref}", who).status_code == 404
+        assert manager.call("GET", "/folders/_/usage", who, params={"id": view["id"]}).status_code == 404
+    assert (directory(manager, view["id"]) / "secret.txt").read_text() == "s"
+    assert names(manager, "alice") == ["private"]
+    assert manager.call("POST", "/folders/private/leave", "alice").status_code == 400  # owners delete instead
+
+
+def test_rename_and_delete_folder(manager):
+    view = create(manager, "alice", "old")
+    missing = manager.call("POST", "/folders/old/rename", "alice", json_body={})
+    assert missing.status_code == 400 and title(missing) == "'new_name' is required"
+    assert manager.call("POST", "/folders/old/rename", "alice", json_body={"new_name": "a/b"}).status_code == 400
+    assert manager.call("POST", "/folders/old/rename", "alice", json_body={"new_name": "new"}).status_code == 201
+    assert names(manager, "alice") == ["new"]
+    (directory(manager, view["id"]) / "f").write_text("x")
+    assert manager.call("DELETE", "/folders", "alice", json_body={"id": view["id"]}).status_code == 204
+    assert names(manager, "alice") == [] and not directory(manager, view["id"]).exists()
+    assert manager.call("DELETE", "/folders/new", "alice").status_code == 404
+
+
+# --- invitations and read-only shares ------------------------------------------------------------
+
+
+def test_invitations_and_read_only_share(manager):
+    view = create(manager, "alice", "proj")
+    root = directory(manager, view["id"])
+    (root / "readme.txt").write_text("read me")
+    bad = manager.call("POST", "/folders/proj/invite", "alice", json_body={"perm": "ro"})
+    assert bad.status_code == 400 and title(bad) == "'user_ids' is required"
+    nobody = manager.call("POST", "/folders/proj/invite", "alice", json_body={"perm": "ro", "user_ids": ["x@y.org"]})
+    assert nobody.status_code == 404
+    inv = manager.call(
+        "POST", "/folders/proj/invite", "alice", json_body={"perm": "ro", "user_ids": ["bob@example.com"]}
+    )
+    assert inv.status_code == 201 and inv.json() == {"invited_ids": ["bob@example.com"]}
+    twice = manager.call("POST", "/folders/proj/invite", "alice", json_body={"perm": "ro", "emails": ["bob"]})
+    assert twice.status_code == 409
+
+    listed = manager.call("GET", "/folders/invitations/list", "bob").json()["invitations"]
+    assert [(i["inviter"], i["perm"], i["vfolder_name"]) for i in listed] == [("alice@example.com", "ro", "proj")]
+    inv_id = listed[0]["id"]
+    assert manager.call("GET", "/folders/invitations/list", "admin").json() == {"invitations": []}
+    sent = manager.call("GET", "/folders/invitations/list-sent", "alice").json()["invitations"]
+    assert [i["id"] for i in sent] == [inv_id]
+
+    # Someone else cannot accept or reject bob's invitation, nor can the inviter accept it.
+    assert manager.call("POST", "/folders/invitations/accept", "admin", json_body={"inv_id": inv_id}).status_code == 404
+    assert (
+        manager.call("DELETE", "/folders/invitations/delete", "admin", json_body={"inv_id": inv_id}).status_code == 404
+    )
+    assert manager.call("POST", "/folders/invitations/accept", "alice", json_body={"inv_id": inv_id}).status_code == 403
+    assert manager.call("POST", "/folders/invitations/accept", "bob", json_body={}).status_code == 400
+    assert manager.call("POST", "/folders/invitations/accept", "bob", json_body={"inv_id": "nope"}).status_code == 404
+    accepted = manager.call("POST", "/folders/invitations/accept", "bob", json_body={"inv_id": inv_id})
+    assert accepted.status_code == 200 and accepted.json() == {"id": view["id"], "permission": "ro"}
+    assert manager.call("POST", "/folders/invitations/accept", "bob", json_body={"inv_id": inv_id}).status_code == 400
+
+    shared = manager.call("GET", "/folders", "bob").json()
+    assert [(f["name"], f["permission"], f["is_owner"], f["user_email"]) for f in shared] == [
+        ("proj", "ro", False, "alice@example.com")
+    ]
+    # Reading works; nothing that writes does.
+    assert manager.call("GET", "/folders/proj/files", "bob").status_code == 200
+    assert (
+        manager.call("POST", "/folders/proj/request-download", "bob", json_body={"path": "readme.txt"}).status_code
+        == 200
+    )
+    writes = [
+        ("POST", "mkdir", {"path": "d"}),
+        ("POST", "rename-file", {"target_path": "readme.txt", "new_name": "x"}),
+        ("POST", "move-file", {"src": "readme.txt", "dst": "y"}),
+        ("DELETE", "delete-files", {"files": ["readme.txt"]}),
+        ("POST", "request-upload", {"path": "f", "size": 1}),
+        ("POST", "rename", {"new_name": "mine"}),
+        ("POST", "invite", {"perm": "rw", "user_ids": ["admin@example.com"]}),
+    ]
+    for method, action, body in writes:
+        r = manager.call(method, f"/folders/proj/{action}", "bob", json_body=body)
+        assert r.status_code == 403, (action, r.text)
+    assert manager.call("DELETE", "/folders/proj", "bob").status_code == 403
+    assert sorted(os.listdir(root)) == ["readme.txt"] and names(manager, "alice") == ["proj"]
+
+    left = manager.call("POST", "/folders/proj/leave", "bob")
+    assert left.status_code == 200 and left.json()["id"] == view["id"]
+    assert names(manager, "bob") == []
+
+    # An invitation can be rejected by the invitee or cancelled by the inviter.
+    manager.call("POST", "/folders/proj/invite", "alice", json_body={"perm": "rw", "user_ids": ["bob@example.com"]})
+    inv_id = manager.call("GET", "/folders/invitations/list", "bob").json()["invitations"][0]["id"]
+    rejected = manager.call("POST", "/folders/invitations/delete", "bob", json_body={"inv_id": inv_id})
+    assert rejected.status_code == 200 and rejected.json()["state"] == "rejected"
+    manager.call("POST", "/folders/proj/invite", "alice", json_body={"perm": "rw", "user_ids": ["bob@example.com"]})
+    inv_id = manager.call("GET", "/folders/invitations/list", "bob").json()["invitations"][0]["id"]
+    canceled = manager.call("DELETE", "/folders/invitations/delete", "alice", json_body={"inv_id": inv_id})
+    assert canceled.status_code == 200 and canceled.json()["state"] == "canceled"
+
+
+# --- escapes -------------------------------------------------------------------------------------
+
+
+def test_paths_and_links_cannot_leave_the_folder(manager, tmp_path):
+    view = create(manager, "alice", "jail")
+    root = directory(manager, view["id"])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "victim.txt").write_text("keep me")
+    os.symlink(outside, root / "link-dir")
+    os.symlink(outside / "victim.txt", root / "link-file")
+    (root / "d").mkdir()
+
+    listing = manager.call("GET", "/folders/jail/files", "alice").json()["items"]
+    assert {i["name"]: i["type"] for i in listing} == {"d": "dir", "link-dir": "symlink", "link-file": "symlink"}
+    attempts = [
+        ("GET", "files", {"path": "link-dir"}),
+        ("GET", "files", {"path": "../../.."}),
+        ("GET", "files", {"path": "/etc"}),
+        ("POST", "request-download", {"path": "link-file"}),
+        ("POST", "request-download", {"path": "link-dir/victim.txt"}),
+        ("POST", "request-download", {"path": "../../../../etc/passwd"}),
+        ("POST", "request-upload", {"path": "link-dir/new.txt", "size": 3}),
+        ("POST", "request-upload", {"path": "link-file", "size": 3}),
+        ("POST", "request-upload", {"path": "/tmp/x", "size": 3}),
+        ("POST", "mkdir", {"path": "link-dir/sub"}),
+        ("POST", "mkdir", {"path": "../escape"}),
+        ("DELETE", "delete-files", {"files": ["link-dir/victim.txt"]}),
+        ("DELETE", "delete-files", {"files": ["d/../../x"], "recursive": True}),
+        ("POST", "move-file", {"src": "link-dir/victim.txt", "dst": "d"}),
+        ("POST", "move-file", {"src": "d", "dst": "link-dir"}),
+        ("POST", "move-file", {"src": "d", "dst": "../d"}),
+        ("POST", "rename-file", {"target_path": "d", "new_name": "../up"}),
+        ("POST", "rename-file", {"target_path": "link-dir/victim.txt", "new_name": "x"}),
+    ]
+    for method, action, body in attempts:
+        r = manager.call(method, f"/folders/jail/{action}", "alice", json_body=body)
+        assert r.status_code in (400, 403, 409), (action, body, r.status_code, r.text)
+        assert r.json()["title"] and str(root) not in r.text  # a reason, and no host path
+    # Deleting the link removes the link, not what it points at.
+    assert manager.call("DELETE", "/folders/jail/delete-files", "alice",
+                        json_body={"files": ["link-dir", "link-file"], "recursive": True}).status_code == 200  # fmt: skip
+    assert sorted(os.listdir(root)) == ["d"]
+    assert (outside / "victim.txt").read_text() == "keep me" and os.listdir(outside) == ["victim.txt"]

@@ -1,0 +1,296 @@
+"""``/session`` end to end: a real hub (local backend, real proxy) runs the manager as its service.
+
+The manager starts and stops sessions only through the hub's REST API (DESIGN.md), so these
+tests go the whole way: a keypair-signed call to ``<hub>/services/backendai/session`` → the
+manager → ``POST /hub/api/users/<u>/servers/<name>`` → the spawner's admission → a real
+``jupyterhub-singleuser`` process. One test (listing filters and pagination) needs no hub:
+it inserts session rows directly and runs against the ``manager`` fixture alone.
+"""
+
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import requests
+
+from jupyter_backendai.db import admin
+from jupyter_backendai.db import models as m
+from jupyter_backendai.manager import signing
+from jupyter_backendai.manager.api_sessions import is_server_slug, server_name_for
+from tests.hub_fixtures import Hub, free_port
+from tests.session_helpers import ProductDB, hub_config, server_model, wait_ready
+from tests.test_manager_resources import add_session
+
+S = m.SessionStatus
+PREFIX = "/services/backendai"
+SERVICE_SCOPES = ["admin:users", "admin:servers", "list:users", "read:users", "access:servers"]
+
+
+class HubWithManager:
+    """A hub whose ``backendai`` service is the manager; ``call`` signs like Backend.AI's client."""
+
+    def __init__(self, hub: Hub, pdb: ProductDB):
+        self.hub = hub
+        self.pdb = pdb
+
+    def keys(self, username: str) -> tuple[str, str]:
+        def read(db: Any) -> tuple[str, str]:
+            kp = next(k for k in admin.get_user(db, username).keypairs if k.is_active)
+            return kp.access_key, kp.secret_key
+
+        return self.pdb.setup(read)
+
+    def call(self, method: str, path: str, who: str, json_body: Any = None, timeout: float = 120) -> requests.Response:
+        """A keypair-signed request through the proxy (the signature covers the prefixed path)."""
+        access, secret = self.keys(who)
+        request = requests.Request(method, self.hub.url + PREFIX + path, json=json_body).prepare()
+        request.headers.update(
+            signing.headers(
+                access, secret, method, request.path_url, f"127.0.0.1:{self.hub.port}",
+                content_type=request.headers.get("Content-Type") or "application/json",
+            )
+        )  # fmt: skip
+        with requests.Session() as s:
+            return s.send(request, timeout=timeout)
+
+    def wait_status(self, who: str, name: str, wanted: set[str], timeout: float = 90) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        last: Any = None
+        while time.monotonic() < deadline:
+            r = self.call("GET", f"/session/{name}", who)
+            last = r.json()
+            if r.status_code == 200 and last["status"] in wanted:
+                return last
+            time.sleep(0.5)
+        raise AssertionError(f"session {name} of {who} not in {wanted}: {last}\n{self.hub.log_tail(60)}")
+
+
+@pytest.fixture
+def pdb(tmp_path: Any) -> Iterator[ProductDB]:
+    pdb = ProductDB(tmp_path)
+
+    def setup(db: Any) -> None:
+        admin.create_policy(db, "student", total_resource_slots={"cpu": 2, "mem": "2g"}, max_concurrent_sessions=2)
+        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"})
+        admin.upsert_image(db, "python-local:3", labels={"ai.backend.service-ports": "tensorboard:http:6006"},
+                           installed=True)  # fmt: skip
+
+    pdb.setup(setup)
+    pdb.user("admin@example.com", role="superadmin", username="admin")
+    pdb.user("alice@example.com", policy="student")
+    pdb.user("bob@example.com", policy="student")
+    yield pdb
+    pdb.close()
+
+
+@pytest.fixture
+def backendai(make_hub: Any, pdb: ProductDB) -> HubWithManager:
+    """A hub on the local backend with the manager as the managed service ``backendai``."""
+    token = secrets.token_hex(32)
+    command = [
+        sys.executable, "-m", "jupyter_backendai.manager",
+        f"--ManagerApp.db_url={pdb.url}", f"--ManagerApp.storage_root={pdb.storage_root}",
+    ]  # fmt: skip
+    extra = f"""
+c.LocalSessionSpawner.agent_capacity = {{"cpu": 4, "mem": "8g"}}
+c.JupyterHub.services.append({{
+    "name": "backendai",
+    "url": "http://127.0.0.1:{free_port()}",
+    "command": {command!r},
+    "api_token": {token!r},
+}})
+c.JupyterHub.load_roles.append({{"name": "backendai-service", "services": ["backendai"], "scopes": {SERVICE_SCOPES!r}}})
+"""
+    hub = make_hub(hub_config(pdb, "backendai-local", extra))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(f"{hub.url}{PREFIX}/", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the manager service did not answer through the proxy:\n{hub.log_tail(80)}")
+        time.sleep(0.3)
+    return HubWithManager(hub, pdb)
+
+
+def test_create_run_list_delete(backendai: HubWithManager) -> None:
+    body = {"image": "python-local:3", "name": "nb1", "type": "interactive", "preset": "small"}
+    created = backendai.call("POST", "/session", "alice", body)
+    assert created.status_code == 201, created.text
+    answer = created.json()
+    assert answer["created"] is True and answer["sessionName"] == "nb1" and answer["serverName"] == "nb1"
+    assert answer["status"] in {"PENDING", "SCHEDULED", "PREPARING", "RUNNING"}
+    assert answer["servicePorts"] == [{"name": "tensorboard", "protocol": "http", "ports": [6006]}]
+
+    detail = backendai.wait_status("alice", "nb1", {"RUNNING"})
+    assert detail["id"] == answer["sessionId"]
+    assert detail["occupied_slots"] == {"cpu": "1", "mem": str(512 * 1024**2)}
+    assert [h["status"] for h in detail["status_history"]] == ["PENDING", "SCHEDULED", "PREPARING", "RUNNING"]
+    apps = {a["name"]: a["url"] for a in detail["apps"]}
+    assert apps["jupyterlab"] == "/user/alice/nb1/lab" and apps["tensorboard"] == "/user/alice/nb1/proxy/6006/"
+    assert detail["agent"] and detail["user_email"] == "alice@example.com"
+    # RUNNING is the container/process started; the hub calls it ready once the server answers.
+    wait_ready(backendai.hub, "alice", "nb1")
+    # The lab answers through the proxy (the hub's admin token may access it).
+    lab = requests.get(f"{backendai.hub.url}/user/alice/nb1/api/status",
+                       headers={"Authorization": f"token {backendai.hub.admin_token}"}, timeout=30)  # fmt: skip
+    assert lab.status_code == 200, lab.text
+
+    running = backendai.call("GET", "/session?status=running", "alice").json()
+    assert running["total_count"] == 1 and running["items"][0]["name"] == "nb1"
+    assert running["items"][0]["status"] == "RUNNING"
+
+    # Same name again while it runs: a conflict, decided before the hub is asked.
+    again = backendai.call("POST", "/session", "alice", {"name": "nb1", "preset": "small"})
+    assert again.status_code == 409 and "already have an active session named 'nb1'" in again.json()["title"]
+
+    # Bob neither sees nor stops it.
+    assert backendai.call("GET", "/session/nb1", "bob").status_code == 404
+    assert backendai.call("GET", f"/session/{answer['sessionId']}", "bob").status_code == 404
+    assert backendai.call("DELETE", "/session/nb1", "bob").status_code == 404
+    assert backendai.call("GET", "/session/nb1?owner=alice", "bob").status_code == 403
+    assert backendai.call("GET", "/session?status=all", "bob").json()["total_count"] == 0
+    assert backendai.call("GET", "/session?all_users=1", "bob").status_code == 403
+
+    # The admin lists everyone's, and may look at alice's by owner.
+    everyone = backendai.call("GET", "/session?all_users=1&status=all", "admin").json()
+    assert [(i["username"], i["name"]) for i in everyone["items"]] == [("alice", "nb1")]
+    assert backendai.call("GET", "/session/nb1?owner=alice", "admin").json()["id"] == answer["sessionId"]
+
+    logs = backendai.call("GET", "/session/nb1/logs", "alice").json()
+    assert "RUNNING" in logs["result"]["logs"] and "not collected" in logs["note"]
+
+    deleted = backendai.call("DELETE", "/session/nb1", "alice")
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["status"] == "TERMINATED"
+    assert server_model(backendai.hub, "alice", "nb1") is None
+    stopped = backendai.hub.api("GET", "/users/alice?include_stopped_servers=1").json()["servers"]
+    assert "nb1" not in stopped  # removed, so it does not count against the hub's named-server limit
+    assert backendai.call("GET", "/session", "alice").json()["total_count"] == 0
+    finished = backendai.call("GET", "/session?status=finished", "alice").json()
+    assert [i["name"] for i in finished["items"]] == ["nb1"] and finished["items"][0]["terminated_at"]
+    history = backendai.call("GET", "/session/nb1", "alice").json()["status_history"]
+    assert [h["status"] for h in history][-2:] == ["TERMINATING", "TERMINATED"]
+    assert history[-1]["reason"] == "terminated by the user"
+    assert backendai.call("DELETE", "/session/nb1", "alice").status_code == 404
+
+    # The name is free again (the hub's server was removed, not only stopped).
+    second = backendai.call("POST", "/session", "alice", {"name": "nb1", "preset": "small", "enqueueOnly": True})
+    assert second.status_code == 201, second.text
+    assert second.json()["sessionId"] != answer["sessionId"]
+    backendai.wait_status("alice", "nb1", {"RUNNING"})
+    assert backendai.call("DELETE", f"/session/{second.json()['sessionId']}", "admin").json()["status"] == "TERMINATED"
+
+
+def test_refusals_keep_the_hubs_status_and_reason(backendai: HubWithManager) -> None:
+    over = backendai.call("POST", "/session", "bob", {"name": "big", "config": {"resources": {"cpu": 4, "mem": "1g"}}})
+    assert over.status_code == 403, over.text
+    assert "cpu 4 exceeds the keypair policy 'student' limit of 2 (0 in use)" in over.json()["title"]
+    missing = backendai.call("POST", "/session", "bob", {"name": "nofolder", "preset": "small",
+                                                         "config": {"mounts": ["nope"]}})  # fmt: skip
+    assert missing.status_code == 404, missing.text
+    bad_image = backendai.call("POST", "/session", "bob", {"name": "img", "image": "nope:1", "preset": "small"})
+    assert bad_image.status_code == 400 and "unknown image 'nope:1'" in bad_image.json()["title"]
+    bad_group = backendai.call("POST", "/session", "bob", {"name": "sg", "config": {"scaling_group": "gpu"}})
+    assert bad_group.status_code == 400 and "resource group 'gpu'" in bad_group.json()["title"]
+    # Refused by the manager itself, before the hub is asked.
+    assert backendai.call("POST", "/session", "bob", {"name": "bad name!"}).status_code == 400
+    assert backendai.call("POST", "/session", "bob", {"name": "x" * 65}).status_code == 400
+    batch = backendai.call("POST", "/session", "bob", {"name": "job", "type": "batch", "startupCommand": "ls"})
+    assert batch.status_code == 400 and "not supported" in batch.json()["title"]
+    assert backendai.call("GET", "/session?status=all", "bob").json()["total_count"] == 0
+
+
+def test_names_that_are_not_server_slugs(backendai: HubWithManager) -> None:
+    name = "My_Notebook"
+    server = server_name_for(name)
+    assert not is_server_slug(name) and is_server_slug(server)
+    created = backendai.call("POST", "/session", "alice", {"name": name, "preset": "small", "maxWaitSeconds": 60})
+    assert created.status_code == 201, created.text
+    assert created.json()["sessionName"] == name and created.json()["serverName"] == server
+    assert created.json()["status"] == "RUNNING"  # maxWaitSeconds waited for it
+    detail = backendai.call("GET", f"/session/{name}", "alice").json()
+    assert detail["apps"][0]["url"] == f"/user/alice/{server}/lab"
+    renamed = backendai.call("POST", f"/session/{name}/rename", "alice", {"name": "renamed"})
+    assert renamed.status_code == 200 and renamed.json()["sessionName"] == "renamed"
+    assert backendai.call("GET", f"/session/{name}", "alice").status_code == 404
+    assert backendai.call("DELETE", "/session/renamed", "alice").json()["status"] == "TERMINATED"
+
+
+def test_recalculate_usage_ends_sessions_whose_server_is_gone(backendai: HubWithManager) -> None:
+    assert backendai.call("POST", "/session", "alice", {"name": "real", "preset": "small"}).status_code == 201
+    backendai.wait_status("alice", "real", {"RUNNING"})
+    # A row that claims resources but whose server the hub never had (e.g. a hub crash lost it).
+    backendai.pdb.setup(lambda db: add_session(db, "bob", "ghost", S.RUNNING, {"cpu": 1}))
+
+    assert backendai.call("POST", "/resource/recalculate-usage", "alice").status_code == 403
+    r = backendai.call("POST", "/resource/recalculate-usage", "admin")
+    assert r.status_code == 200, r.text
+    assert [(t["username"], t["server_name"]) for t in r.json()["terminated"]] == [("bob", "ghost")]
+    ghost = backendai.pdb.session("bob", "ghost")
+    assert ghost.status == S.TERMINATED and ghost.status_info == "recalculated: the server is gone"
+    assert backendai.pdb.session("alice", "real").status == S.RUNNING
+    backendai.call("DELETE", "/session/real", "alice")
+
+
+def test_hub_token_reaches_the_manager_through_the_proxy(backendai: HubWithManager) -> None:
+    hub = backendai.hub
+    assert hub.api("POST", "/users/alice").status_code in (201, 409)
+    made = hub.api("POST", "/users/alice/tokens", json={"note": "test", "expires_in": 600})
+    assert made.status_code == 201, made.text
+    token = made.json()["token"]
+    me = requests.get(f"{hub.url}{PREFIX}/auth/whoami", headers={"Authorization": f"token {token}"}, timeout=30)
+    assert me.status_code == 200, me.text
+    assert me.json()["username"] == "alice" and me.json()["via"] == "hub-token"
+    # The same token works for the session API.
+    listed = requests.get(f"{hub.url}{PREFIX}/session", headers={"Authorization": f"token {token}"}, timeout=30)
+    assert listed.status_code == 200 and listed.json()["total_count"] == 0
+    bad = requests.get(f"{hub.url}{PREFIX}/auth/whoami", headers={"Authorization": "token nope"}, timeout=30)
+    assert bad.status_code == 401
+
+
+def test_listing_filters_and_pages_without_a_hub(manager: Any) -> None:
+    """Rows inserted directly (no hub): status filters, pagination, scope, latest usage sample."""
+
+    def setup(db: Any) -> None:
+        for i in range(5):
+            add_session(db, "alice", f"run{i}", S.RUNNING, {"cpu": 1, "mem": "1g"})
+        add_session(db, "alice", "done", S.TERMINATED, {"cpu": 1})
+        add_session(db, "alice", "waiting", S.PENDING, {"cpu": 1})
+        add_session(db, "bob", "bobs", S.RUNNING, {"cpu": 2})
+        run0 = next(s for s in db.query(m.Session).all() if s.name == "run0")
+        db.add(m.SessionUsage(session_id=run0.id, cpu_percent=10.0, mem_bytes=100))
+        db.flush()
+        db.add(m.SessionUsage(session_id=run0.id, cpu_percent=42.5, mem_bytes=2048, io_read_bytes=7))
+
+    manager.pdb.setup(setup)
+    page1 = manager.call("GET", "/session?page_size=4", "alice").json()
+    assert page1["total_count"] == 6 and len(page1["items"]) == 4
+    page2 = manager.call("GET", "/session?page_size=4&page=2", "alice").json()
+    names = {i["name"] for i in page1["items"] + page2["items"]}
+    assert names == {"run0", "run1", "run2", "run3", "run4", "waiting"}
+    finished = manager.call("GET", "/session?status=finished", "alice").json()
+    assert [i["name"] for i in finished["items"]] == ["done"]
+    assert manager.call("GET", "/session?status=all", "alice").json()["total_count"] == 7
+    run0 = next(i for i in page1["items"] + page2["items"] if i["name"] == "run0")
+    assert run0["usage"]["cpu_percent"] == 42.5 and run0["usage"]["mem_bytes"] == 2048
+    assert run0["occupied_slots"] == {"cpu": "1", "mem": str(1024**3)} and run0["user_email"] == "alice@example.com"
+
+    assert manager.call("GET", "/session?page_size=101", "alice").status_code == 400
+    assert manager.call("GET", "/session?status=weird", "alice").status_code == 400
+    assert manager.call("GET", "/session?all_users=1", "alice").status_code == 403
+    everyone = manager.call("GET", "/session?all_users=1&page_size=100", "admin").json()
+    assert everyone["total_count"] == 7 and "bob" in {i["username"] for i in everyone["items"]}
+
+    detail = manager.call("GET", "/session/run0", "alice").json()
+    assert detail["usage_summary"]["samples"] == 2 and detail["usage_summary"]["cpu_percent_max"] == 42.5
+    # Without a hub the manager cannot start or stop anything, and says why.
+    no_hub = manager.call("DELETE", "/session/run0", "alice")
+    assert no_hub.status_code == 503 and "without a hub" in no_hub.json()["title"]
