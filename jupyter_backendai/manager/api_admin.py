@@ -49,11 +49,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import importlib
-import inspect
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode, urljoin
@@ -67,6 +65,7 @@ from ..core.slots import ResourceSlots
 from ..db import admin, views
 from ..db import models as m
 from ..db import sessions as session_db
+from .api_resources import RecalculateUsageHandler as _ResourcesRecalculate
 from .base import RATE_WINDOW, APIError, APIHandler, Identity
 from .signing import API_VERSION
 
@@ -1051,33 +1050,13 @@ class SettingsHandler(AdminHandler):
         )
 
 
-class RecalculateUsageHandler(AdminHandler):
-    """Delegates to ``api_resources.recalculate_usage(manager)`` so that both paths do the same thing.
-
-    Imported lazily: the resources module is another part of the API and may not be there yet,
-    in which case this answers 501 and says so instead of failing at import time.
-    """
+class RecalculateUsageHandler(_ResourcesRecalculate):
+    """``POST /admin/maintenance/recalculate-usage`` (superadmins): ``/resource/recalculate-usage`` for everyone."""
 
     async def post(self):
+        self.require_admin()  # a plain user hears "administrator", like on every /admin path
         self.require_superadmin()
-        name = "jupyter_backendai.manager.api_resources"
-        try:
-            api_resources: Any = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise  # the module is there but broken: that is a 500 worth seeing in the log
-            api_resources = None
-        fn: Callable[..., Any] | None = getattr(api_resources, "recalculate_usage", None)
-        if fn is None:
-            raise APIError(
-                501,
-                "recalculate-usage is not available: jupyter_backendai.manager.api_resources.recalculate_usage "
-                "is missing (occupancy is derived from sessions, so the database side has nothing to fix)",
-            )
-        result = fn(self.manager)
-        if inspect.isawaitable(result):
-            result = await result
-        self.send(result if isinstance(result, dict) else {"result": result})
+        await super().post()
 
 
 handlers = [
