@@ -47,3 +47,11 @@ def test_schemathesis_finds_no_server_errors(manager):
 
         run()
     assert failures == [], "\n".join(failures[:20])
+
+
+def test_metrics(manager):
+    assert manager.call("GET", "/auth/whoami", "alice").status_code == 200
+    text = requests.get(manager.url + "/metrics", timeout=10).text
+    assert 'backendai_manager_requests_total{method="GET",route="WhoAmIHandler",status="200"}' in text
+    assert "backendai_manager_request_duration_seconds_bucket" in text
+    assert "backendai_manager_transfer_bytes_total" in text or "backendai_manager_transfer_bytes" in text

@@ -22,6 +22,9 @@ does) when a folder created elsewhere (the CLI, the db layer) is first used for 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
+import json
+import stat as stat_module
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -223,7 +226,8 @@ class FoldersHandler(FolderHandler):
         usage_mode = self.param(data, "usage_mode", default="general", kind=str)
         permission = self.param(data, "permission", default="rw", kind=str)
         cloneable = self.param(data, "cloneable", default=False, kind=bool)
-        quota = self.param(data, "quota", default=None, kind=int)
+        # Backend.AI's client sends 0 for "no quota of its own"; so does None.
+        quota = self.param(data, "quota", default=None, kind=int) or None
         if group_ref and not self.identity.is_admin:
             raise APIError(403, f"cannot create group folder {name!r}: only admins create group folders")
 
@@ -382,6 +386,15 @@ class MkdirHandler(FolderHandler):
         self.send({"results": await asyncio.to_thread(make)}, 201)
 
 
+def _epoch(value) -> float:
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        return dt.datetime.fromisoformat(str(value)).timestamp()
+    except ValueError:
+        return 0.0
+
+
 class FilesHandler(FolderHandler):
     """``GET /folders/{name}/files?path=`` → {path, items}: a directory listing (links shown as links)."""
 
@@ -391,7 +404,18 @@ class FilesHandler(FolderHandler):
         directory = await self.directory(folder)
         entries = await asyncio.to_thread(storage.list_dir, directory, path)
         items = [{**e.as_dict(), "modified": e.mtime} for e in entries]
-        self.send({"path": storage.normalize_relpath(path), "items": items})
+        # Backend.AI's own shape too: "files" is a JSON string of {filename, size, mtime (epoch), mode}.
+        legacy = [
+            {
+                "filename": e.name,
+                "size": e.size,
+                "mtime": _epoch(e.mtime),
+                "mode": stat_module.filemode(e.mode) if isinstance(e.mode, int) else str(e.mode),
+                "type": e.type,
+            }
+            for e in entries
+        ]
+        self.send({"path": storage.normalize_relpath(path), "items": items, "files": json.dumps(legacy)})
 
 
 class RenameFileHandler(FolderHandler):

@@ -41,6 +41,16 @@ log = logging.getLogger("jupyter_backendai.manager")
 T = TypeVar("T")
 
 RATE_WINDOW = 900.0  # seconds: Backend.AI's 15 minutes
+PROBLEM_TYPES = {
+    400: "invalid-api-params",
+    401: "auth-failed",
+    403: "generic-forbidden",
+    404: "object-not-found",
+    409: "generic-conflict",
+    413: "generic-bad-request",
+    429: "too-many-requests",
+    503: "service-unavailable",
+}
 
 
 @dataclass(frozen=True)
@@ -331,7 +341,10 @@ class APIHandler(web.RequestHandler):
         else:
             title = "internal error; the server log has the details"
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(json.dumps({"title": title, "status": status_code, **extra}, default=str))
+        # Backend.AI's problem type URIs: its client reads "type" on every error.
+        kind = PROBLEM_TYPES.get(status_code, "generic-bad-request" if status_code < 500 else "internal-server-error")
+        body = {"type": f"https://api.backend.ai/probs/{kind}", "title": title, "status": status_code, **extra}
+        self.finish(json.dumps(body, default=str))
 
     def log_exception(self, typ, value, tb):
         if isinstance(value, (APIError, admin.AdminError, SlotError)):
