@@ -30,6 +30,7 @@ def test_pass_places_times_out_and_cancels_orphans(db):
     old = queued(db, user, kp, "from-before-restart", 1, at=utcnow() - dt.timedelta(minutes=5))
     db.commit()
     scheduler = SessionScheduler(sessionmaker(db.get_bind(), expire_on_commit=False))
+    scheduler.started_at = utcnow()  # this "hub process" starts now: the older session is an orphan
     first = queued(db, user, kp, "first", 1)
     second = queued(db, user, kp, "second", 1)
     third = queued(db, user, kp, "third", 1)

@@ -385,7 +385,11 @@ class Session(Base):
     """A compute session (one JupyterHub named server)."""
 
     __tablename__ = "sessions"
-    __table_args__ = (Index("ix_sessions_status_scaling_group", "status", "scaling_group"),)
+    __table_args__ = (
+        Index("ix_sessions_status_scaling_group", "status", "scaling_group"),
+        # The session lists: a user's sessions, newest first, by status.
+        Index("ix_sessions_user_created", "user_id", "created_at", "status"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     name: Mapped[str] = mapped_column(String(64))

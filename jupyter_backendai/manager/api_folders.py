@@ -59,26 +59,37 @@ class FolderRef:
 # --- helpers that run inside a transaction ----------------------------------------------------
 
 
-def _capacity(db: DB, folder: m.VFolder) -> int | None:
+def _owner_limit(db: DB, user_id, cache: dict | None = None) -> int | None:
+    """The owner's policy's folder size limit (cached per owner while one listing is built)."""
+    if cache is not None and user_id in cache:
+        return cache[user_id]
+    owner = db.get(m.User, user_id)
+    keypair = folder_db.main_keypair(db, owner) if owner is not None else None
+    limit = keypair.policy.max_vfolder_size if keypair is not None and keypair.policy.max_vfolder_size else None
+    if cache is not None:
+        cache[user_id] = limit
+    return limit
+
+
+def _capacity(db: DB, folder: m.VFolder, cache: dict | None = None) -> int | None:
     """The folder's capacity in bytes: its own quota and its owner's policy limit, whichever is lower.
 
     Group folders have no owner policy, so only their own quota limits them. None is unlimited.
     """
     limits = [folder.quota] if folder.quota else []
     if folder.ownership_type == m.FolderOwnership.USER and folder.user_id is not None:
-        owner = db.get(m.User, folder.user_id)
-        keypair = folder_db.main_keypair(db, owner) if owner is not None else None
-        if keypair is not None and keypair.policy.max_vfolder_size:
-            limits.append(keypair.policy.max_vfolder_size)
+        limit = _owner_limit(db, folder.user_id, cache)
+        if limit:
+            limits.append(limit)
     return min(limits) if limits else None
 
 
-def _view(db: DB, access: folder_db.FolderAccess) -> dict[str, Any]:
+def _view(db: DB, access: folder_db.FolderAccess, cache: dict | None = None) -> dict[str, Any]:
     """A folder as Backend.AI's ``GET /folders`` shows it (ids in hex, as Backend.AI does)."""
     f = access.folder
     owner = db.get(m.User, f.user_id) if f.user_id is not None else None
     group = db.get(m.Group, f.group_id) if f.group_id is not None else None
-    capacity = _capacity(db, f)
+    capacity = _capacity(db, f, cache)
     return {
         "id": f.id.hex,
         "name": f.name,
@@ -209,7 +220,8 @@ class FoldersHandler(FolderHandler):
 
         def listing(db: DB) -> list[dict[str, Any]]:
             entries = folder_db.accessible_folders(db, self.me(db))
-            views = [_view(db, a) for a in entries]
+            owner_limits: dict = {}  # one policy look-up per owner, not per folder
+            views = [_view(db, a, owner_limits) for a in entries]
             if group_filter:
                 views = [v for v in views if group_filter in (v["group"], v["group_name"]) or v["group"] is None]
             return views

@@ -520,7 +520,7 @@ class SessionsHandler(APIHandler):
                 select(m.Session, m.User)
                 .join(m.User, m.User.id == m.Session.user_id)
                 .where(*where)
-                .order_by(m.Session.created_at.desc(), m.Session.id)
+                .order_by(m.Session.created_at.desc(), m.Session.id.desc())
                 .offset((page - 1) * page_size)
                 .limit(page_size)
             ).all()

@@ -39,7 +39,7 @@ TUS_EXTENSIONS = "creation,termination"
 #: Bytes of an upload kept in memory before they are appended to the store.
 FLUSH_BYTES = 4 * 1024 * 1024
 #: Bytes read from disk per write to the client when downloading.
-CHUNK_BYTES = 256 * 1024
+CHUNK_BYTES = 4 * 1024 * 1024  # fewer thread hand-offs and flushes per GiB; still bounded memory
 
 
 class TransferHandler(APIHandler):
@@ -155,6 +155,10 @@ class TusUploadHandler(TransferHandler):
         if len(self._buffer) >= FLUSH_BYTES:
             await self._flush()
 
+    async def _flush_and_sync(self) -> None:
+        await self._flush()
+        await asyncio.to_thread(self.store.sync, self.upload_id)
+
     async def _flush(self) -> None:
         """Append the buffer to the store (one writer at a time); a failure is kept for the answer."""
         async with self._lock:
@@ -166,7 +170,7 @@ class TusUploadHandler(TransferHandler):
             self._quota_checked = True
             try:
                 self._offset = await asyncio.to_thread(
-                    self.store.append, self.upload_id, self._offset, data, quota=quota
+                    self.store.append, self.upload_id, self._offset, data, quota=quota, durable=False
                 )
             except storage.QuotaExceeded as e:
                 self._error = APIError(413, str(e), used_bytes=e.used, quota=e.quota, size=e.adding)
@@ -179,7 +183,7 @@ class TusUploadHandler(TransferHandler):
     def on_connection_close(self) -> None:
         """The client went away mid-body: keep what arrived, so that a resumed upload starts there."""
         if self._patching and self._buffer and not self._finished:
-            self._closing = asyncio.ensure_future(self._flush())
+            self._closing = asyncio.ensure_future(self._flush_and_sync())
         super().on_connection_close()
 
     # --- tus methods --------------------------------------------------------------------------
@@ -200,6 +204,8 @@ class TusUploadHandler(TransferHandler):
 
     async def patch(self) -> None:
         await self._flush()
+        # Durable before the offset is reported (also after an error: what arrived is kept).
+        await asyncio.to_thread(self.store.sync, self.upload_id)
         if self._error is not None:
             raise self._error
         info = await self._finish_if_complete(await asyncio.to_thread(self.store.upload_info, self.upload_id))
