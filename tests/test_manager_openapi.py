@@ -42,7 +42,10 @@ def test_schemathesis_finds_no_server_errors(manager):
             path = case.formatted_path + ("?" + urlencode(case.query, doseq=True) if case.query else "")
             headers = signing.headers(access, secret, case.method, path, f"127.0.0.1:{manager.port}")
             response = case.call(base_url=manager.url, headers=headers, timeout=30)
-            if response.status_code >= 500:
+            # This manager runs without a hub: starting and stopping sessions answer 503 with that
+            # reason by design (tests/test_manager_sessions.py covers them with a hub).
+            without_hub = response.status_code == 503 and "without a hub" in response.text
+            if response.status_code >= 500 and not without_hub:
                 failures.append(f"{case.method} {case.formatted_path}: {response.status_code} {response.text[:200]}")
 
         run()

@@ -51,6 +51,12 @@ def implemented(handler: type) -> list[str]:
     return [m for m in METHODS if getattr(handler, m, None) is not getattr(RequestHandler, m, None)]
 
 
+def entry_ids(paths: dict[str, Any], handler: type, method: str) -> set[str]:
+    """The methods of ``handler`` already documented under another path."""
+    base = f"{handler.__name__}.{method}"
+    return {method for item in paths.values() for op in item.values() if op["operationId"].split("@")[0] == base}
+
+
 def build_document(routes: list[tuple[str, type]], prefix: str = "") -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for regex, handler in routes:
@@ -63,7 +69,9 @@ def build_document(routes: list[tuple[str, type]], prefix: str = "") -> dict[str
         for method in implemented(handler):
             summary, description = _doc(handler, method)
             op: dict[str, Any] = {
-                "operationId": f"{handler.__name__}.{method}",
+                # One handler may serve several paths; the id must be unique per operation.
+                "operationId": f"{handler.__name__}.{method}"
+                + ("" if method not in entry_ids(paths, handler, method) else f"@{path}"),
                 "summary": summary,
                 "parameters": [
                     {"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params
