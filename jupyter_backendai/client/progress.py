@@ -1,0 +1,56 @@
+"""Progress bars through tqdm when it is installed, and silently nothing when it is not.
+
+tqdm is optional (not a dependency of the package): transfers must work in a bare
+environment, and a missing progress bar is no reason to fail. ``tqdm.auto`` draws a widget in
+a notebook and text in a terminal.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+
+class Progress(Protocol):
+    n: int | float
+
+    def update(self, n: int | float = 1) -> Any: ...
+
+    def refresh(self) -> Any: ...
+
+    def close(self) -> Any: ...
+
+
+class NoProgress:
+    """The do-nothing bar: same interface, no output."""
+
+    def __init__(self) -> None:
+        self.n = 0
+
+    def update(self, n: int | float = 1) -> None:
+        self.n += n
+
+    def refresh(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def progress_bar(enabled: bool, total: int, initial: int, desc: str) -> Progress:
+    """A byte-counting bar starting at ``initial`` of ``total``, or :class:`NoProgress`."""
+    if enabled:
+        try:
+            from tqdm.auto import tqdm
+        except ImportError:
+            pass
+        else:
+            return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=desc)
+    bar = NoProgress()
+    bar.n = initial
+    return bar
+
+
+def move_to(bar: Progress, n: int) -> None:
+    """Set the bar to ``n`` bytes (after a resume, where the server's offset is what counts)."""
+    bar.n = n
+    bar.refresh()
