@@ -35,6 +35,8 @@ if first_password:
 
 c.JupyterHub.db_url = os.environ.get("JUPYTERHUB_DB_URL", "sqlite:///jupyterhub.sqlite")
 c.JupyterHub.bind_url = os.environ.get("JUPYTERHUB_BIND_URL", "http://127.0.0.1:8000")
+# Sessions (and the Python client inside them) reach the manager through the proxy.
+c.Spawner.environment = {"BACKENDAI_ENDPOINT": c.JupyterHub.bind_url.rstrip("/") + "/services/backendai"}
 
 # Login with the product's accounts, its pages, and users of any other authenticator mapped
 # to db users (set c.BackendAI.auto_provision = True to create them on first login).
