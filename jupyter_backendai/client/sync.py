@@ -253,10 +253,14 @@ class Client:
                         offset = self._resume_offset(url, failures, retries)
                         move_to(bar, offset)
                         continue
-                    if response.status_code == 409 and response.headers.get("Upload-Offset", "").isdigit():
-                        # Our offset was stale (a broken PATCH was still being written): take the server's.
+                    if response.status_code == 409:
+                        # Our offset was stale, or a broken PATCH is still being written ("busy"):
+                        # wait a little, then take the server's offset.
                         failures = self._retry_or_raise(failures, retries, None)
-                        offset = int(response.headers["Upload-Offset"])
+                        if response.headers.get("Upload-Offset", "").isdigit():
+                            offset = int(response.headers["Upload-Offset"])
+                        else:
+                            offset = self._resume_offset(url, failures, retries)
                         move_to(bar, offset)
                         continue
                     raise_for(response)
