@@ -79,3 +79,30 @@ def test_authorize_and_update_password(manager):
     wrong = manager.call("POST", "/auth/update-password", "alice",
                          json_body={"old_password": PASSWORD, "new_password": "Other-pw-3", "new_password2": "Other-pw-3"})  # fmt: skip
     assert wrong.status_code == 403
+
+
+def test_profile_and_preferred_ssh_port(manager):
+    """``/auth/profile``: one's own projects, keypair policy and preferred SSH port (F34), nobody else's."""
+    manager.pdb.setup(lambda db: admin.create_policy(db, "two", max_concurrent_sessions=2))
+    manager.pdb.setup(lambda db: admin.update_keypair(db, admin.get_user(db, "alice").keypairs[0], policy="two"))
+    manager.pdb.setup(lambda db: admin.add_user_to_group(db, admin.get_group(db, "default", "default"),
+                                                         admin.get_user(db, "alice")))  # fmt: skip
+    me = manager.call("GET", "/auth/profile", "alice")
+    assert me.status_code == 200, me.text
+    profile = me.json()
+    assert profile["username"] == "alice" and profile["groups"] == ["default"]
+    assert profile["resource_policy"]["name"] == "two" and profile["resource_policy"]["max_concurrent_sessions"] == 2
+    assert profile["preferred_ssh_port"] is None
+
+    changed = manager.call("PATCH", "/auth/profile", "alice", json_body={"preferred_ssh_port": 20022})
+    assert changed.status_code == 200 and changed.json()["preferred_ssh_port"] == 20022
+    assert manager.pdb.setup(lambda db: admin.get_user(db, "alice").preferred_ssh_port) == 20022
+    assert manager.call("GET", "/auth/profile", "bob").json()["preferred_ssh_port"] is None
+    for bad in (22, 65001, "20022", True, 1.5):
+        refused = manager.call("PATCH", "/auth/profile", "alice", json_body={"preferred_ssh_port": bad})
+        assert refused.status_code == 400 and "10000 to 65000" in refused.json()["title"], bad
+    other = manager.call("PATCH", "/auth/profile", "alice", json_body={"username": "mallory"})
+    assert other.status_code == 400 and "unknown field(s): username" in other.json()["title"]
+    cleared = manager.call("PATCH", "/auth/profile", "alice", json_body={"preferred_ssh_port": None})
+    assert cleared.status_code == 200 and cleared.json()["preferred_ssh_port"] is None
+    assert manager.call("GET", "/auth/profile").status_code == 401

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from .._version import __version__
 from ..core.passwords import WeakPasswordError, check_password
 from ..db import models as m
+from ..db import views
 from ..db.credentials import hash_password, verify_password
 from .base import APIError, APIHandler
 from .signing import API_VERSION
@@ -101,9 +102,68 @@ class WhoAmIHandler(APIHandler):
         )
 
 
+#: The preferred SSH port must be in this range (F34), as the spawner only takes it from there.
+SSH_PORT_RANGE = (10000, 65000)
+
+
+class ProfileHandler(APIHandler):
+    """``GET /auth/profile``: the caller's account, projects, keypair policy and preferences.
+
+    What the lab's Summary and Settings need and a plain user may read about themselves: the
+    project (group) names for the switcher, the limits of their own keypair's policy (the
+    session count limit is not in check-presets) and the preferred SSH port (F34).
+    """
+
+    async def get(self):
+        ident = self.identity
+
+        def read(db):
+            user = db.get(m.User, ident.user_id)
+            keypair = db.get(m.KeyPair, ident.access_key)
+            return {
+                "username": user.username,
+                "email": user.email,
+                "full_name": user.full_name,
+                "role": user.role.value,
+                "domain": user.domain_name,
+                "groups": sorted(g.name for g in user.groups),
+                "access_key": keypair.access_key,
+                "resource_policy": views.policy_view(keypair.policy),
+                "preferred_ssh_port": user.preferred_ssh_port,
+            }
+
+        self.send(await self.run_db(read))
+
+    async def patch(self):
+        """``PATCH /auth/profile`` {preferred_ssh_port: 10000–65000 or null, full_name}: change one's own settings."""
+        ident = self.identity
+        data = self.json_body()
+        unknown = sorted(set(data) - {"preferred_ssh_port", "full_name"})
+        if unknown:
+            raise APIError(400, f"unknown field(s): {', '.join(unknown)}; expected preferred_ssh_port, full_name")
+        port = data.get("preferred_ssh_port")
+        lo, hi = SSH_PORT_RANGE
+        if port is not None and (isinstance(port, bool) or not isinstance(port, int) or not lo <= port <= hi):
+            raise APIError(400, f"the preferred SSH port must be a whole number from {lo} to {hi}, or null")
+        full_name = data.get("full_name")
+        if full_name is not None and (not isinstance(full_name, str) or len(full_name) > 128):
+            raise APIError(400, "the full name must be a string of at most 128 characters")
+
+        def change(db):
+            user = db.get(m.User, ident.user_id)
+            if "preferred_ssh_port" in data:
+                user.preferred_ssh_port = port
+            if full_name is not None:
+                user.full_name = full_name.strip()
+            return {"preferred_ssh_port": user.preferred_ssh_port, "full_name": user.full_name}
+
+        self.send(await self.run_db(change))
+
+
 handlers = [
     (r"/?", RootHandler),
     (r"/auth/authorize", AuthorizeHandler),
     (r"/auth/update-password", UpdatePasswordHandler),
     (r"/auth/whoami", WhoAmIHandler),
+    (r"/auth/profile", ProfileHandler),
 ]
