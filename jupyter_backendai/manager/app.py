@@ -31,7 +31,9 @@ HANDLER_MODULES = [
     "jupyter_backendai.manager.api_folders",
     "jupyter_backendai.manager.api_transfer",
     "jupyter_backendai.manager.api_sessions",
+    "jupyter_backendai.manager.api_queue",
     "jupyter_backendai.manager.api_resources",
+    "jupyter_backendai.manager.api_launch",
     "jupyter_backendai.manager.api_admin",
     "jupyter_backendai.manager.api_openapi",
 ]
