@@ -1,0 +1,467 @@
+/**
+ * Environments: images with their minimum resources (F41), resource presets (F43) and Docker
+ * registries with a rescan (F42).
+ */
+import React, { useState } from 'react';
+
+import { confirm, IAdminContext, SlotForm, slotForm, SlotInputs, slotsPayload, slotText } from './adminkit';
+import {
+  api,
+  Btn,
+  CheckField,
+  DataTable,
+  ErrorMessage,
+  errorText,
+  FormDialog,
+  formatBytes,
+  formatSlots,
+  amount,
+  Loading,
+  SectionHeader,
+  segment,
+  SelectField,
+  Slots,
+  StatusMessage,
+  Tabs,
+  TextField,
+  useLoad
+} from './common';
+
+interface IImage {
+  id: string;
+  reference: string;
+  registry: string;
+  name: string;
+  tag: string;
+  architecture: string;
+  digest: string | null;
+  labels: Record<string, string>;
+  resource_limits: Slots;
+  installed: boolean;
+}
+
+interface IPreset {
+  name: string;
+  resource_slots: Slots;
+  shared_memory: string | null;
+  scaling_group_name: string | null;
+}
+
+interface IRegistry {
+  hostname: string;
+  url: string;
+  type: string;
+  project: string | null;
+  username: string | null;
+  has_password: boolean;
+}
+
+export interface IRescanReport {
+  added: number;
+  updated: number;
+  images: string[];
+  skipped: string[];
+  errors: string[];
+  registries: string[];
+}
+
+/** One paragraph for a registry scan's report. */
+export function rescanText(report: IRescanReport): string {
+  const parts = [
+    `Scanned ${report.registries.length ? report.registries.join(', ') : 'no registry'}:`,
+    `${report.added} image(s) added, ${report.updated} updated`
+  ];
+  if (report.skipped.length) {
+    parts.push(`${report.skipped.length} skipped (not labeled for the platform)`);
+  }
+  if (report.errors.length) {
+    parts.push(`errors: ${report.errors.join('; ')}`);
+  }
+  return parts.join(' ') + '.';
+}
+
+function ImageMinimum(props: { image: IImage; onClose: () => void; onSaved: () => void }): JSX.Element {
+  const [slots, setSlots] = useState<SlotForm>(slotForm(props.image.resource_limits));
+  const submit = async () => {
+    const min = slotsPayload(slots);
+    if (!Object.keys(min).length) {
+      throw new Error('Give at least one minimum.');
+    }
+    await api(`admin/images/${segment(props.image.reference, true)}`, 'PATCH', {
+      min_slots: min,
+      architecture: props.image.architecture
+    });
+    props.onSaved();
+  };
+  return (
+    <FormDialog
+      title={`Minimum resources of ${props.image.reference}`}
+      submitLabel="Save"
+      onSubmit={submit}
+      onClose={props.onClose}
+      wide
+    >
+      <p className="jp-BackendAI-hint">A session asking for less is raised to these amounts.</p>
+      <SlotInputs form={slots} onChange={setSlots} blankMeans="unchanged" prefix="Minimum " />
+    </FormDialog>
+  );
+}
+
+function ImagesPanel(props: { ctx: IAdminContext }): JSX.Element {
+  const [installed, setInstalled] = useState('');
+  const images = useLoad(
+    () => api<{ images: IImage[] }>(`admin/images${installed ? `?installed=${installed}` : ''}`).then(r => r.images),
+    [installed]
+  );
+  const [editing, setEditing] = useState<IImage | null>(null);
+  const [done, setDone] = useState('');
+  return (
+    <section aria-label="Images">
+      <SectionHeader title="Images" level={3} onRefresh={images.reload}>
+        <SelectField
+          label="Show"
+          name="installed"
+          value={installed}
+          onChange={setInstalled}
+          options={[
+            { value: '', label: 'All images' },
+            { value: 'true', label: 'Installed on an agent' },
+            { value: 'false', label: 'Not installed' }
+          ]}
+        />
+      </SectionHeader>
+      <ErrorMessage error={images.error} />
+      <StatusMessage text={done} />
+      {images.loading && !images.data && <Loading what="images" />}
+      {images.data && (
+        <DataTable
+          caption="Images"
+          rows={images.data}
+          rowKey={i => `${i.reference}@${i.architecture}`}
+          columns={[
+            { label: 'Registry', render: i => i.registry },
+            { label: 'Name', render: i => i.name },
+            { label: 'Tag', render: i => i.tag },
+            { label: 'Architecture', render: i => i.architecture },
+            { label: 'Minimum', render: i => formatSlots(i.resource_limits) },
+            { label: 'Installed', render: i => (i.installed ? 'yes' : 'no') },
+            {
+              label: 'Digest',
+              render: i => <code title={i.digest || ''}>{i.digest ? i.digest.slice(0, 19) : '—'}</code>
+            }
+          ]}
+          actions={
+            props.ctx.superadmin
+              ? i => (
+                  <Btn onClick={() => setEditing(i)} aria-label={`Edit the minimum resources of ${i.reference}`}>
+                    Minimums
+                  </Btn>
+                )
+              : undefined
+          }
+        />
+      )}
+      {editing && (
+        <ImageMinimum
+          image={editing}
+          onClose={() => setEditing(null)}
+          onSaved={() => {
+            setDone(`The minimum resources of ${editing.reference} were saved.`);
+            setEditing(null);
+            images.reload();
+          }}
+        />
+      )}
+    </section>
+  );
+}
+
+function PresetDialog(props: { preset?: IPreset; onClose: () => void; onSaved: (name: string) => void }): JSX.Element {
+  const p = props.preset;
+  const [name, setName] = useState(p?.name || '');
+  const [slots, setSlots] = useState<SlotForm>(slotForm(p?.resource_slots));
+  const [shmem, setShmem] = useState(p?.shared_memory ? slotText('shmem', p.shared_memory) : '');
+  const [group, setGroup] = useState(p?.scaling_group_name || '');
+  const groups = useLoad(
+    () =>
+      api<{ scaling_groups: { name: string }[] }>('admin/scaling-groups').then(r => r.scaling_groups.map(s => s.name)),
+    []
+  );
+  const submit = async () => {
+    const body: Record<string, unknown> = { resource_slots: slotsPayload(slots) };
+    if (shmem.trim()) {
+      body.shared_memory = shmem.trim();
+    }
+    if (group) {
+      body.scaling_group = group;
+    }
+    if (p) {
+      await api(`admin/presets/${segment(p.name)}`, 'PATCH', body);
+    } else {
+      await api('admin/presets', 'POST', { name: name.trim(), ...body });
+    }
+    props.onSaved(p ? p.name : name.trim());
+  };
+  return (
+    <FormDialog
+      title={p ? `Edit preset ${p.name}` : 'New resource preset'}
+      submitLabel={p ? 'Save' : 'Create preset'}
+      onSubmit={submit}
+      onClose={props.onClose}
+      wide
+    >
+      {!p && <TextField label="Name" name="name" value={name} onChange={setName} required />}
+      <SlotInputs form={slots} onChange={setSlots} blankMeans={p ? 'unchanged' : 'none'} />
+      <div className="jp-BackendAI-grid">
+        <TextField
+          label="Shared memory"
+          name="shared_memory"
+          value={shmem}
+          onChange={setShmem}
+          placeholder="e.g. 64m"
+          hint="Blank: the default."
+        />
+        <SelectField
+          label="Resource group"
+          name="scaling_group"
+          value={group}
+          onChange={setGroup}
+          options={[{ value: '', label: 'any' }, ...(groups.data || [])]}
+        />
+      </div>
+    </FormDialog>
+  );
+}
+
+function PresetsPanel(props: { ctx: IAdminContext }): JSX.Element {
+  const presets = useLoad(() => api<{ presets: IPreset[] }>('admin/presets').then(r => r.presets), []);
+  const [dialog, setDialog] = useState<{ preset?: IPreset } | null>(null);
+  const [error, setError] = useState('');
+  const [done, setDone] = useState('');
+  const su = props.ctx.superadmin;
+  const remove = async (p: IPreset) => {
+    if (!(await confirm('Delete preset?', `The resource preset ${p.name} is deleted.`, 'Delete'))) {
+      return;
+    }
+    setError('');
+    try {
+      await api(`admin/presets/${segment(p.name)}`, 'DELETE');
+      setDone(`Preset ${p.name} was deleted.`);
+      presets.reload();
+    } catch (reason) {
+      setError(errorText(reason));
+    }
+  };
+  return (
+    <section aria-label="Presets">
+      <SectionHeader title="Resource presets" level={3} onRefresh={presets.reload}>
+        {su && (
+          <Btn kind="accept" onClick={() => setDialog({})}>
+            + New preset
+          </Btn>
+        )}
+      </SectionHeader>
+      <ErrorMessage error={presets.error || error} onDismiss={error ? () => setError('') : undefined} />
+      <StatusMessage text={done} />
+      {presets.loading && !presets.data && <Loading what="presets" />}
+      {presets.data && (
+        <DataTable
+          caption="Resource presets"
+          rows={presets.data}
+          rowKey={p => p.name}
+          columns={[
+            { label: 'Name', render: p => p.name },
+            { label: 'Resources', render: p => formatSlots(p.resource_slots) },
+            { label: 'Shared memory', render: p => (p.shared_memory ? formatBytes(amount(p.shared_memory)) : 'default') },
+            { label: 'Resource group', render: p => p.scaling_group_name || 'any' }
+          ]}
+          actions={
+            su
+              ? p => (
+                  <>
+                    <Btn onClick={() => setDialog({ preset: p })} aria-label={`Edit preset ${p.name}`}>
+                      Edit
+                    </Btn>
+                    <Btn kind="warn" onClick={() => void remove(p)} aria-label={`Delete preset ${p.name}`}>
+                      Delete
+                    </Btn>
+                  </>
+                )
+              : undefined
+          }
+        />
+      )}
+      {dialog && (
+        <PresetDialog
+          preset={dialog.preset}
+          onClose={() => setDialog(null)}
+          onSaved={name => {
+            setDialog(null);
+            setDone(`Preset ${name} was saved.`);
+            presets.reload();
+          }}
+        />
+      )}
+    </section>
+  );
+}
+
+function RegistryDialog(props: { onClose: () => void; onSaved: (hostname: string) => void }): JSX.Element {
+  const [hostname, setHostname] = useState('');
+  const [url, setUrl] = useState('https://');
+  const [username, setUsername] = useState('');
+  const [password, setPassword] = useState('');
+  const [project, setProject] = useState('');
+  const [sslVerify, setSslVerify] = useState(true);
+  const submit = async () => {
+    const body: Record<string, unknown> = { hostname: hostname.trim(), url: url.trim(), ssl_verify: sslVerify };
+    for (const [key, value] of [
+      ['username', username],
+      ['password', password],
+      ['project', project]
+    ]) {
+      if (value.trim()) {
+        body[key] = key === 'password' ? value : value.trim();
+      }
+    }
+    await api('admin/registries', 'POST', body);
+    props.onSaved(hostname.trim());
+  };
+  return (
+    <FormDialog title="Add a registry" submitLabel="Add registry" onSubmit={submit} onClose={props.onClose} wide>
+      <div className="jp-BackendAI-grid">
+        <TextField
+          label="Host name"
+          name="hostname"
+          value={hostname}
+          onChange={setHostname}
+          required
+          hint="As in image references, e.g. registry.example.org or localhost:5000."
+        />
+        <TextField label="URL" name="url" value={url} onChange={setUrl} required hint="With the scheme." />
+        <TextField label="User name (optional)" name="username" value={username} onChange={setUsername} />
+        <TextField
+          label="Password (optional)"
+          type="password"
+          name="password"
+          autoComplete="off"
+          value={password}
+          onChange={setPassword}
+        />
+        <TextField
+          label="Project (optional)"
+          name="project"
+          value={project}
+          onChange={setProject}
+          hint="Only repositories under it are scanned."
+        />
+      </div>
+      <CheckField label="Verify the TLS certificate" checked={sslVerify} onChange={setSslVerify} />
+    </FormDialog>
+  );
+}
+
+function RegistriesPanel(props: { ctx: IAdminContext }): JSX.Element {
+  const registries = useLoad(() => api<{ registries: IRegistry[] }>('admin/registries').then(r => r.registries), []);
+  const [adding, setAdding] = useState(false);
+  const [busy, setBusy] = useState('');
+  const [error, setError] = useState('');
+  const [done, setDone] = useState('');
+  const su = props.ctx.superadmin;
+  const rescan = async (hostname?: string) => {
+    setBusy(hostname || '*');
+    setError('');
+    setDone('');
+    try {
+      const report = await api<IRescanReport>('admin/images/rescan', 'POST', hostname ? { registry: hostname } : {});
+      setDone(rescanText(report));
+    } catch (reason) {
+      setError(errorText(reason));
+    } finally {
+      setBusy('');
+    }
+  };
+  const remove = async (r: IRegistry) => {
+    if (!(await confirm('Remove registry?', `The registry ${r.hostname} is removed.`, 'Remove'))) {
+      return;
+    }
+    setError('');
+    try {
+      await api(`admin/registries/${segment(r.hostname)}`, 'DELETE');
+      setDone(`Registry ${r.hostname} was removed.`);
+      registries.reload();
+    } catch (reason) {
+      setError(errorText(reason));
+    }
+  };
+  return (
+    <section aria-label="Registries">
+      <SectionHeader title="Registries" level={3} onRefresh={registries.reload}>
+        {su && (
+          <>
+            <Btn onClick={() => void rescan()} disabled={!!busy}>
+              {busy === '*' ? 'Rescanning…' : 'Rescan all'}
+            </Btn>
+            <Btn kind="accept" onClick={() => setAdding(true)}>
+              + Add registry
+            </Btn>
+          </>
+        )}
+      </SectionHeader>
+      <ErrorMessage error={registries.error || error} onDismiss={error ? () => setError('') : undefined} />
+      <StatusMessage text={done} />
+      {registries.loading && !registries.data && <Loading what="registries" />}
+      {registries.data && (
+        <DataTable
+          caption="Docker registries"
+          rows={registries.data}
+          rowKey={r => r.hostname}
+          columns={[
+            { label: 'Host name', render: r => r.hostname },
+            { label: 'URL', render: r => r.url },
+            { label: 'Project', render: r => r.project || '—' },
+            { label: 'User name', render: r => r.username || '—' },
+            { label: 'Password', render: r => (r.has_password ? 'set' : '—') }
+          ]}
+          actions={
+            su
+              ? r => (
+                  <>
+                    <Btn onClick={() => void rescan(r.hostname)} disabled={!!busy} aria-label={`Rescan ${r.hostname}`}>
+                      {busy === r.hostname ? 'Rescanning…' : 'Rescan'}
+                    </Btn>
+                    <Btn kind="warn" onClick={() => void remove(r)} aria-label={`Remove ${r.hostname}`}>
+                      Remove
+                    </Btn>
+                  </>
+                )
+              : undefined
+          }
+        />
+      )}
+      {adding && (
+        <RegistryDialog
+          onClose={() => setAdding(false)}
+          onSaved={hostname => {
+            setAdding(false);
+            setDone(`Registry ${hostname} was added; rescan it to read its images.`);
+            registries.reload();
+          }}
+        />
+      )}
+    </section>
+  );
+}
+
+export function EnvironmentsTab(props: { ctx: IAdminContext }): JSX.Element {
+  return (
+    <Tabs
+      label="Environments"
+      tabs={[
+        { id: 'images', label: 'Images', render: () => <ImagesPanel ctx={props.ctx} /> },
+        { id: 'presets', label: 'Presets', render: () => <PresetsPanel ctx={props.ctx} /> },
+        { id: 'registries', label: 'Registries', render: () => <RegistriesPanel ctx={props.ctx} /> }
+      ]}
+    />
+  );
+}

@@ -1,0 +1,198 @@
+/**
+ * Charts as plain SVG (no chart library): a ring gauge for used against allocatable, and a
+ * daily bar chart. Colours are JupyterLab theme variables, so both follow light and dark.
+ * Each chart is an image with a text alternative, and the bar chart can show its numbers as
+ * a table.
+ */
+import React from 'react';
+
+import { trimNumber } from './common';
+
+const TAU = Math.PI * 2;
+
+function arc(cx: number, cy: number, r: number, fraction: number): string {
+  const f = Math.max(0, Math.min(fraction, 0.9999));
+  const start = -Math.PI / 2;
+  const end = start + TAU * f;
+  const large = f > 0.5 ? 1 : 0;
+  const x0 = cx + r * Math.cos(start);
+  const y0 = cy + r * Math.sin(start);
+  const x1 = cx + r * Math.cos(end);
+  const y1 = cy + r * Math.sin(end);
+  return `M ${x0} ${y0} A ${r} ${r} 0 ${large} 1 ${x1} ${y1}`;
+}
+
+/**
+ * Used against allocatable as a ring. `total` Infinity means no limit: the ring stays empty and
+ * the text says "no limit".
+ */
+export function Gauge(props: {
+  label: string;
+  used: number;
+  total: number;
+  format: (value: number) => string;
+  unit?: string;
+  detail?: string;
+  id?: string;
+}): JSX.Element {
+  const { used, total } = props;
+  const limited = Number.isFinite(total);
+  const fraction = limited ? (total > 0 ? used / total : used > 0 ? 1 : 0) : 0;
+  const level = fraction >= 0.9 ? 'high' : fraction >= 0.7 ? 'mid' : 'low';
+  const unit = props.unit ? ` ${props.unit}` : '';
+  const usedText = props.format(used);
+  const totalText = limited ? props.format(total) : 'no limit';
+  const alt = limited
+    ? `${props.label}: ${usedText}${unit} used of ${totalText}${unit} (${Math.round(fraction * 100)}%)`
+    : `${props.label}: ${usedText}${unit} used, no limit`;
+  return (
+    <figure className="jp-BackendAI-gauge" data-gauge={props.id || props.label}>
+      <svg viewBox="0 0 120 120" width="120" height="120" role="img" aria-label={alt}>
+        <title>{alt}</title>
+        <circle className="jp-BackendAI-gauge-track" cx="60" cy="60" r="48" />
+        {fraction > 0 && (
+          <path
+            className={`jp-BackendAI-gauge-bar jp-BackendAI-gauge-${level}`}
+            d={fraction >= 1 ? arc(60, 60, 48, 0.9999) : arc(60, 60, 48, fraction)}
+          />
+        )}
+        <text x="60" y="56" textAnchor="middle" className="jp-BackendAI-gauge-value">
+          {limited ? `${Math.round(fraction * 100)}%` : usedText}
+        </text>
+        <text x="60" y="76" textAnchor="middle" className="jp-BackendAI-gauge-sub">
+          {limited ? `${usedText} / ${totalText}` : 'no limit'}
+        </text>
+      </svg>
+      <figcaption>
+        <span className="jp-BackendAI-gauge-label">{props.label}</span>
+        <span className="jp-BackendAI-gauge-numbers">
+          {usedText}
+          {unit} of {totalText}
+          {limited ? unit : ''}
+        </span>
+        {props.detail && <span className="jp-BackendAI-hint">{props.detail}</span>}
+      </figcaption>
+    </figure>
+  );
+}
+
+/** A horizontal bar for tables (an agent's use of its capacity). */
+export function Meter(props: { label: string; used: number; total: number; text: string }): JSX.Element {
+  const fraction = props.total > 0 && Number.isFinite(props.total) ? Math.min(1, props.used / props.total) : 0;
+  return (
+    <div className="jp-BackendAI-meter" title={`${props.label}: ${props.text}`}>
+      <svg width="60" height="8" role="img" aria-label={`${props.label}: ${props.text}`}>
+        <rect className="jp-BackendAI-meter-track" x="0" y="0" width="60" height="8" rx="2" />
+        <rect className="jp-BackendAI-meter-bar" x="0" y="0" width={60 * fraction} height="8" rx="2" />
+      </svg>
+      <span>{props.text}</span>
+    </div>
+  );
+}
+
+export interface IPoint {
+  day: string; // YYYY-MM-DD
+  value: number;
+}
+
+function niceMax(value: number): number {
+  if (value <= 0) {
+    return 1;
+  }
+  const power = 10 ** Math.floor(Math.log10(value));
+  for (const step of [1, 2, 2.5, 5, 10]) {
+    if (step * power >= value) {
+      return step * power;
+    }
+  }
+  return 10 * power;
+}
+
+/** Daily values as bars, with a y axis in `unit` and a table of the numbers on request. */
+export function BarChart(props: {
+  title: string;
+  unit: string;
+  points: IPoint[];
+  digits?: number;
+  id?: string;
+}): JSX.Element {
+  const width = 560;
+  const height = 200;
+  const left = 48;
+  const bottom = 24;
+  const top = 10;
+  const plotW = width - left - 8;
+  const plotH = height - top - bottom;
+  const max = niceMax(Math.max(0, ...props.points.map(p => p.value)));
+  const n = Math.max(1, props.points.length);
+  const slot = plotW / n;
+  const barW = Math.max(1, slot * 0.7);
+  const ticks = [0, 0.25, 0.5, 0.75, 1].map(f => f * max);
+  const total = props.points.reduce((s, p) => s + p.value, 0);
+  const fmt = (v: number) => trimNumber(v, props.digits ?? 2);
+  const labelEvery = Math.ceil(n / 8);
+  const alt = `${props.title}: ${fmt(total)} ${props.unit} over ${props.points.length} days, at most ${fmt(
+    Math.max(0, ...props.points.map(p => p.value))
+  )} ${props.unit} on one day`;
+  return (
+    <figure className="jp-BackendAI-chart" data-chart={props.id || props.title}>
+      <figcaption>
+        <span className="jp-BackendAI-chart-title">{props.title}</span>
+        <span className="jp-BackendAI-hint">
+          total {fmt(total)} {props.unit}
+        </span>
+      </figcaption>
+      <svg viewBox={`0 0 ${width} ${height}`} role="img" aria-label={alt} preserveAspectRatio="xMinYMin meet">
+        <title>{alt}</title>
+        {ticks.map(t => {
+          const y = top + plotH - (t / max) * plotH;
+          return (
+            <g key={t}>
+              <line className="jp-BackendAI-chart-grid" x1={left} x2={width - 8} y1={y} y2={y} />
+              <text className="jp-BackendAI-chart-axis" x={left - 4} y={y + 3} textAnchor="end">
+                {fmt(t)}
+              </text>
+            </g>
+          );
+        })}
+        {props.points.map((p, i) => {
+          const h = (p.value / max) * plotH;
+          const x = left + i * slot + (slot - barW) / 2;
+          return (
+            <g key={p.day}>
+              <rect className="jp-BackendAI-chart-bar" x={x} y={top + plotH - h} width={barW} height={h}>
+                <title>{`${p.day}: ${fmt(p.value)} ${props.unit}`}</title>
+              </rect>
+              {i % labelEvery === 0 && (
+                <text className="jp-BackendAI-chart-axis" x={x + barW / 2} y={height - 8} textAnchor="middle">
+                  {p.day.slice(5)}
+                </text>
+              )}
+            </g>
+          );
+        })}
+        <line className="jp-BackendAI-chart-baseline" x1={left} x2={width - 8} y1={top + plotH} y2={top + plotH} />
+      </svg>
+      <details className="jp-BackendAI-chart-data">
+        <summary>Show the numbers</summary>
+        <table className="jp-BackendAI-table">
+          <caption className="jp-BackendAI-sr-only">{props.title} per day</caption>
+          <thead>
+            <tr>
+              <th scope="col">Day</th>
+              <th scope="col">{props.unit}</th>
+            </tr>
+          </thead>
+          <tbody>
+            {props.points.map(p => (
+              <tr key={p.day}>
+                <td>{p.day}</td>
+                <td>{fmt(p.value)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </details>
+    </figure>
+  );
+}

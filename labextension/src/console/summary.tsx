@@ -1,0 +1,253 @@
+/**
+ * Summary (F11–F14): what the user holds against what they may still allocate, per project
+ * (group) and resource group, from `resource/check-presets`, and running sessions against the
+ * keypair policy's limit (from `auth/profile`).
+ */
+import { CommandRegistry } from '@lumino/commands';
+import React, { useEffect, useState } from 'react';
+
+import { Gauge } from './charts';
+import {
+  amount,
+  api,
+  Btn,
+  DataTable,
+  ErrorMessage,
+  formatBytes,
+  formatSlot,
+  formatSlots,
+  Loading,
+  SectionHeader,
+  SelectField,
+  Slots,
+  trimNumber,
+  useLoad
+} from './common';
+
+export interface IProfile {
+  username: string;
+  email: string;
+  full_name: string;
+  role: string;
+  domain: string;
+  groups: string[];
+  access_key: string;
+  resource_policy: {
+    name: string;
+    total_resource_slots: Slots;
+    max_concurrent_sessions: number;
+    [key: string]: unknown;
+  };
+  preferred_ssh_port: number | null;
+}
+
+export interface ICheckPresets {
+  keypair_limits: Slots;
+  keypair_using: Slots;
+  keypair_remaining: Slots;
+  group_limits: Slots;
+  group_using: Slots;
+  group_remaining: Slots;
+  scaling_group_remaining: Slots;
+  scaling_groups: Record<string, { using: Slots; remaining: Slots }>;
+  presets: { name: string; resource_slots: Slots; shared_memory: string | null; allocatable: boolean }[];
+  group: string | null;
+  scaling_group: string | null;
+}
+
+interface ISlotView {
+  slot: string;
+  label: string;
+  unit: string;
+  format: (v: number) => string;
+}
+
+const SLOT_VIEWS: ISlotView[] = [
+  { slot: 'cpu', label: 'CPU', unit: 'cores', format: v => trimNumber(v) },
+  { slot: 'mem', label: 'RAM', unit: '', format: v => formatBytes(v) },
+  { slot: 'cuda.device', label: 'GPU', unit: 'GPUs', format: v => trimNumber(v) },
+  { slot: 'cuda.shares', label: 'fGPU', unit: 'fGPU', format: v => trimNumber(v) }
+];
+
+/** What bounds the amount still allocatable: the smallest of the keypair, project and resource group. */
+export function allocatable(
+  check: ICheckPresets,
+  slot: string,
+  scalingGroup: string
+): { used: number; total: number; limitedBy: string } {
+  const used = amount(check.keypair_using[slot]);
+  const sgFree = scalingGroup
+    ? amount(check.scaling_groups[scalingGroup]?.remaining?.[slot])
+    : amount(check.scaling_group_remaining[slot]);
+  const bounds: [number, string][] = [
+    [amount(check.keypair_remaining[slot] ?? 'Infinity'), 'your keypair policy'],
+    [amount(check.group_remaining[slot] ?? 'Infinity'), 'the project limit'],
+    [sgFree, scalingGroup ? `free capacity in ${scalingGroup}` : 'free capacity']
+  ];
+  let [remaining, limitedBy] = bounds[0];
+  for (const [value, why] of bounds.slice(1)) {
+    if (value < remaining) {
+      remaining = value;
+      limitedBy = why;
+    }
+  }
+  return { used, total: used + remaining, limitedBy };
+}
+
+export function Summary(props: { commands: CommandRegistry }): JSX.Element {
+  const profile = useLoad(() => api<IProfile>('auth/profile'), []);
+  const [group, setGroup] = useState('');
+  const [scalingGroup, setScalingGroup] = useState('');
+  const [round, setRound] = useState(0);
+
+  useEffect(() => {
+    const groups = profile.data?.groups || [];
+    if (!group && groups.length) {
+      setGroup(groups.includes('default') ? 'default' : groups[0]);
+    }
+  }, [profile.data]);
+
+  // Without a resource group the answer lists all that are open to the user, for the switcher.
+  const all = useLoad(
+    () => api<ICheckPresets>('resource/check-presets', 'POST', group ? { group } : {}),
+    [group, round]
+  );
+  const names = Object.keys(all.data?.scaling_groups || {});
+  useEffect(() => {
+    if (names.length && !names.includes(scalingGroup)) {
+      setScalingGroup(names[0]);
+    }
+  }, [all.data]);
+  const one = useLoad(
+    () =>
+      scalingGroup
+        ? api<ICheckPresets>('resource/check-presets', 'POST', {
+            ...(group ? { group } : {}),
+            scaling_group: scalingGroup
+          })
+        : Promise.resolve(undefined),
+    [group, scalingGroup, round]
+  );
+  const running = useLoad(
+    () => api<{ total_count: number }>('session?status=running&page_size=1'),
+    [round]
+  );
+
+  const refresh = () => {
+    profile.reload();
+    setRound(r => r + 1);
+  };
+  const check = one.data || all.data;
+  const policy = profile.data?.resource_policy;
+  const maxSessions = policy?.max_concurrent_sessions || 0;
+  const canStart = props.commands.hasCommand('backendai:start-session');
+
+  return (
+    <div className="jp-BackendAI-page jp-BackendAI-summary">
+      <SectionHeader title="Summary" onRefresh={refresh}>
+        {canStart && (
+          <Btn kind="accept" onClick={() => void props.commands.execute('backendai:start-session')}>
+            + Start a session
+          </Btn>
+        )}
+      </SectionHeader>
+      <ErrorMessage error={profile.error || all.error || one.error || running.error} />
+      <div className="jp-BackendAI-switchers">
+        <SelectField
+          label="Project"
+          name="group"
+          value={group}
+          onChange={setGroup}
+          options={(profile.data?.groups || []).map(g => ({ value: g, label: g }))}
+          hint={profile.data && !profile.data.groups.length ? 'You are in no project.' : undefined}
+          disabled={!profile.data?.groups.length}
+        />
+        <SelectField
+          label="Resource group"
+          name="scaling_group"
+          value={scalingGroup}
+          onChange={setScalingGroup}
+          options={names.map(n => ({ value: n, label: n }))}
+          hint={all.data && !names.length ? 'No resource group is open to you.' : undefined}
+          disabled={!names.length}
+        />
+      </div>
+      {!check && (all.loading || one.loading) && <Loading what="resources" />}
+      {check && (
+        <>
+          <h3>Resources</h3>
+          <p className="jp-BackendAI-hint">
+            Used by your sessions against what you may allocate: the smallest of your keypair policy
+            {policy ? ` (${policy.name})` : ''}, the project's limit and the free capacity of the resource
+            group.
+          </p>
+          <div className="jp-BackendAI-gauges">
+            {SLOT_VIEWS.map(view => {
+              const figures = allocatable(check, view.slot, scalingGroup);
+              return (
+                <Gauge
+                  key={view.slot}
+                  id={view.slot}
+                  label={view.label}
+                  used={figures.used}
+                  total={figures.total}
+                  unit={view.unit}
+                  format={view.format}
+                  detail={`bounded by ${figures.limitedBy}`}
+                />
+              );
+            })}
+            <Gauge
+              id="sessions"
+              label="Sessions"
+              used={running.data?.total_count ?? 0}
+              total={maxSessions > 0 ? maxSessions : Infinity}
+              unit="running"
+              format={v => String(v)}
+              detail={policy ? `limit of the policy ${policy.name}` : undefined}
+            />
+          </div>
+          <h3>Project {check.group || ''}</h3>
+          <DataTable
+            caption="The project's usage against its limits"
+            rowKey={row => row.slot}
+            rows={SLOT_VIEWS}
+            columns={[
+              { label: 'Resource', render: v => v.label },
+              { label: 'Project uses', render: v => formatSlot(v.slot, check.group_using[v.slot] ?? '0') },
+              { label: 'Project limit', render: v => formatSlot(v.slot, check.group_limits[v.slot] ?? 'Infinity') },
+              { label: 'You use', render: v => formatSlot(v.slot, check.keypair_using[v.slot] ?? '0') },
+              {
+                label: 'Your policy allows',
+                render: v => formatSlot(v.slot, check.keypair_limits[v.slot] ?? 'Infinity')
+              }
+            ]}
+          />
+          <h3>Presets</h3>
+          <DataTable
+            caption="Resource presets and whether they still fit"
+            rowKey={p => p.name}
+            rows={check.presets}
+            empty="No presets."
+            columns={[
+              { label: 'Preset', render: p => p.name },
+              { label: 'Resources', render: p => formatSlots(p.resource_slots) },
+              {
+                label: 'Shared memory',
+                render: p => (p.shared_memory ? formatBytes(amount(p.shared_memory)) : 'default')
+              },
+              {
+                label: 'Fits now',
+                render: p => (
+                  <span className={p.allocatable ? 'jp-BackendAI-ok' : 'jp-BackendAI-no'}>
+                    {p.allocatable ? 'yes' : 'no'}
+                  </span>
+                )
+              }
+            ]}
+          />
+        </>
+      )}
+    </div>
+  );
+}
