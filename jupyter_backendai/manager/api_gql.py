@@ -357,34 +357,58 @@ def _slots(value: ResourceSlots | None) -> str:
 
 _TOKEN = re.compile(
     r"""\s*(?:(?P<str>"(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*')|(?P<num>-?\d+(?:\.\d+)?)"""
-    r"""|(?P<op>==|!=|<=|>=|<|>|&|\||\(|\))|(?P<word>[A-Za-z_][A-Za-z0-9_.]*))"""
+    r"""|(?P<op>==|!=|<=|>=|<|>|&|\||\(|\)|\[|\]|,)|(?P<word>[A-Za-z_][A-Za-z0-9_.]*))"""
 )
-_COMPARE = {
-    "==": lambda a, b: a == b,
-    "!=": lambda a, b: a != b,
-    "<": lambda a, b: a is not None and a < b,
-    "<=": lambda a, b: a is not None and a <= b,
-    ">": lambda a, b: a is not None and a > b,
-    ">=": lambda a, b: a is not None and a >= b,
-}
+_WORD_OPS = ("like", "ilike", "in", "contains", "is", "isnot")
+
+
+def _fold(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else value
 
 
 def _like(pattern: str, *, ignore_case: bool) -> re.Pattern[str]:
     body = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.compile(f"^{body}$", re.IGNORECASE | re.DOTALL if ignore_case else re.DOTALL)
+    return re.compile(f"^{body}$", (re.IGNORECASE | re.DOTALL) if ignore_case else re.DOTALL)
 
 
-def parse_filter(text: str, fields: Iterable[str]) -> Callable[[Mapping[str, Any]], bool]:
-    """``name ilike "%x%" & status == "RUNNING" | ...``: conditions joined by ``&`` and ``|``.
+def _condition(op: str, value: Any) -> Callable[[Any], bool]:
+    """``row value <op> value``; strings compare case-insensitively (``status == "ACTIVE"`` is Backend.AI's way)."""
+    if op in ("like", "ilike"):
+        if not isinstance(value, str):
+            raise Refused(f"{op} needs a quoted pattern", 400)
+        rx = _like(value, ignore_case=op == "ilike")
+        return lambda x: x is not None and bool(rx.match(str(x)))
+    if op == "in":
+        if not isinstance(value, list):
+            raise Refused('in needs a list, like ["a", "b"]', 400)
+        folded = [_fold(v) for v in value]
+        return lambda x: _fold(x) in folded
+    if op == "contains":
+        return lambda x: x is not None and _fold(value) in _fold(x if isinstance(x, (str, list)) else str(x))
+    if isinstance(value, list):
+        raise Refused(f"{op} compares with one value, not a list", 400)
+    if op in ("is", "isnot"):
+        if value is not None:
+            raise Refused(f"{op} compares with null", 400)
+        return (lambda x: x is None) if op == "is" else (lambda x: x is not None)
+    if op in ("==", "!="):
+        equal = (lambda x: _fold(x) == _fold(value)) if value is not None else (lambda x: x is None)
+        return equal if op == "==" else (lambda x: not equal(x))
+    order = {"<": lambda a, b: a < b, "<=": lambda a, b: a <= b, ">": lambda a, b: a > b, ">=": lambda a, b: a >= b}
+    compare = order[op]
 
-    The subset of Backend.AI's minilang that its CLI's ``--filter`` help shows: comparisons
-    (``== != < <= > >=``, ``like``, ``ilike``, ``in``-free), ``&`` binding tighter than ``|``,
-    no parentheses. A field that is not a listed scalar, or a malformed expression, is refused.
-    """
-    known = set(fields)
+    def check(x: Any) -> bool:
+        try:
+            return x is not None and compare(x, value)
+        except TypeError:
+            return False
+
+    return check
+
+
+def _filter_tokens(text: str) -> list[tuple[str, Any]]:
     tokens: list[tuple[str, Any]] = []
-    pos = 0
-    text = text.strip()
+    pos, text = 0, text.strip()
     while pos < len(text):
         match = _TOKEN.match(text, pos)
         if not match or match.end() == pos:
@@ -402,7 +426,7 @@ def parse_filter(text: str, fields: Iterable[str]) -> Callable[[Mapping[str, Any
         else:
             word = match.group("word")
             lowered = word.lower()
-            if lowered in ("like", "ilike"):
+            if lowered in _WORD_OPS:
                 tokens.append(("op", lowered))
             elif lowered in ("true", "false"):
                 tokens.append(("value", lowered == "true"))
@@ -410,37 +434,52 @@ def parse_filter(text: str, fields: Iterable[str]) -> Callable[[Mapping[str, Any
                 tokens.append(("value", None))
             else:
                 tokens.append(("field", word))
+    return tokens
+
+
+def parse_filter(text: str, fields: Iterable[str]) -> Callable[[Mapping[str, Any]], bool]:
+    """Backend.AI's filter minilang over listed rows: ``email ilike "%@lab.org" & role in ["ADMIN"] | ...``.
+
+    Conditions are ``field operator value`` with ``== != < <= > >= like ilike in contains is
+    isnot``, joined by ``&`` (binding tighter) and ``|``; no parentheses. A field that is not a
+    scalar of the listed rows, or a malformed expression, is refused with the reason.
+    """
+    known = set(fields)
+    tokens = _filter_tokens(text)
     alternatives: list[list[Callable[[Mapping[str, Any]], bool]]] = [[]]
     i = 0
     while i < len(tokens):
-        if len(tokens) - i < 3:
+        if len(tokens) - i < 3 or tokens[i][0] != "field" or tokens[i + 1][0] != "op":
             raise Refused("a filter condition is 'field operator value'", 400)
-        (k1, name), (k2, op), (k3, value) = tokens[i : i + 3]
-        if k1 != "field" or k2 != "op" or k3 != "value" or op in ("&", "|"):
-            raise Refused("a filter condition is 'field operator value'", 400)
+        name, op = tokens[i][1], tokens[i + 1][1]
         if name not in known:
             raise Refused(f"cannot filter on {name!r}; use one of {', '.join(sorted(known))}", 400)
-        if op in ("like", "ilike"):
-            if not isinstance(value, str):
-                raise Refused(f"{op} needs a quoted pattern", 400)
-            rx = _like(value, ignore_case=op == "ilike")
-            alternatives[-1].append(lambda row, n=name, rx=rx: row.get(n) is not None and bool(rx.match(str(row[n]))))
+        if op in ("&", "|", "[", "]", ","):
+            raise Refused(f"{op!r} is not a comparison", 400)
+        i += 2
+        if tokens[i] == ("op", "["):  # a list of values
+            values, i = [], i + 1
+            while i < len(tokens) and tokens[i] != ("op", "]"):
+                if tokens[i][0] != "value":
+                    raise Refused('a list holds values, like ["a", "b"]', 400)
+                values.append(tokens[i][1])
+                i += 1
+                if i < len(tokens) and tokens[i] == ("op", ","):
+                    i += 1
+            if i >= len(tokens):
+                raise Refused("a list in the filter is not closed with ']'", 400)
+            value: Any = values
+        elif tokens[i][0] == "value":
+            value = tokens[i][1]
         else:
-            cmp = _COMPARE[op]
-
-            def check(row, n=name, cmp=cmp, v=value):
-                try:
-                    return cmp(row.get(n), v)
-                except TypeError:
-                    return False
-
-            alternatives[-1].append(check)
-        i += 3
+            raise Refused("a filter condition is 'field operator value'", 400)
+        i += 1
+        test = _condition(op, value)
+        alternatives[-1].append(lambda row, n=name, test=test: test(row.get(n)))
         if i < len(tokens):
-            kind, joiner = tokens[i]
-            if kind != "op" or joiner not in ("&", "|") or i + 1 >= len(tokens):
+            if tokens[i] not in (("op", "&"), ("op", "|")) or i + 1 >= len(tokens):
                 raise Refused("join filter conditions with '&' or '|'", 400)
-            if joiner == "|":
+            if tokens[i][1] == "|":
                 alternatives.append([])
             i += 1
     return lambda row: any(all(c(row) for c in conds) for conds in alternatives)
@@ -460,7 +499,8 @@ def page(
         raise Refused("offset must be 0 or more", 400)
     scalars = [k for k, v in (rows[0].items() if rows else ()) if not callable(v) and not isinstance(v, (list, dict))]
     if filter:
-        rows = [r for r in rows if parse_filter(filter, scalars)(r)] if rows else []
+        keep = parse_filter(filter, scalars) if rows else None
+        rows = [r for r in rows if keep(r)] if keep else []
     if order:
         for part in reversed([p.strip() for p in order.split(",") if p.strip()]):
             desc = part.startswith("-")
