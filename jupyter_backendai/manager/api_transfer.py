@@ -24,7 +24,9 @@ worker thread and flushed one by one.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import select
 import urllib.parse
 from typing import Any, BinaryIO
 
@@ -36,10 +38,15 @@ from .base import APIError, APIHandler
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination"
-#: Bytes of an upload kept in memory before they are appended to the store.
-FLUSH_BYTES = 4 * 1024 * 1024
-#: Bytes read from disk per write to the client when downloading.
-CHUNK_BYTES = 4 * 1024 * 1024  # fewer thread hand-offs and flushes per GiB; still bounded memory
+MiB = 1024 * 1024
+#: Size of each of the two buffers a PATCH body is read into (8 MiB of memory per PATCH in flight).
+RECEIVE_BYTES = 4 * MiB
+#: Bytes read from disk per write to the client when a download cannot use ``sendfile``.
+CHUNK_BYTES = 4 * MiB
+#: Seconds a download waits for a client that reads nothing before it gives up on it.
+SEND_TIMEOUT = 300.0
+
+log = logging.getLogger("jupyter_backendai.manager")
 
 
 class TransferHandler(APIHandler):
@@ -87,12 +94,9 @@ class TusUploadHandler(TransferHandler):
         self.set_header("Cache-Control", "no-store")
 
     async def prepare(self) -> None:
+        self._writer: storage.UploadWriter | None = None
         self._buffer = bytearray()
         self._error: APIError | None = None
-        self._offset = 0
-        self._accepted = 0
-        self._remaining = 0
-        self._quota_checked = False
         self._lock = asyncio.Lock()
         self._patching = False
         self._closing: asyncio.Future[None] | None = None
@@ -111,7 +115,7 @@ class TusUploadHandler(TransferHandler):
         return str(self.claims.get("upload", ""))
 
     async def _prepare_patch(self) -> None:
-        """Refuse a bad PATCH before its body arrives (tornado reads it only after ``prepare``)."""
+        """Refuse a bad PATCH before its body arrives, then open the upload for this request."""
         content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type != "application/offset+octet-stream":
             raise APIError(415, f"a tus PATCH needs Content-Type application/offset+octet-stream, not {content_type!r}")
@@ -125,65 +129,146 @@ class TusUploadHandler(TransferHandler):
                 409, f"Upload-Offset {offset} does not match the upload's offset {info.offset}",
                 headers={"Upload-Offset": str(info.offset)}, offset=info.offset,
             )  # fmt: skip
-        self._offset = offset
-        self._remaining = info.size - offset
-        length = self.request.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) > self._remaining:
+        remaining = info.size - offset
+        length = self._content_length()
+        if length is not None and length > remaining:
             raise APIError(
-                413, f"this PATCH sends {length} bytes; the upload has {self._remaining} bytes left to its declared"
+                413, f"this PATCH sends {length} bytes; the upload has {remaining} bytes left to its declared"
                 f" length of {info.size}", offset=offset, size=info.size,
             )  # fmt: skip
-        # Accept what this upload still needs (plus a margin, so that an overflow gets a 413 from
-        # data_received) whatever the server-wide body limit is.
-        self.request.connection.set_max_body_size(self._remaining + 64 * 1024)
+        # The folder's capacity is re-checked now: its usage may have grown since request-upload.
+        try:
+            self._writer = await asyncio.to_thread(
+                self.store.open_upload, self.upload_id, offset, quota=self.claims.get("quota")
+            )
+        except storage.QuotaExceeded as e:
+            raise APIError(413, str(e), used_bytes=e.used, quota=e.quota, size=e.adding) from None
+        except storage.Conflict as e:
+            current = await asyncio.to_thread(self.store.upload_offset, self.upload_id)
+            raise APIError(409, str(e), headers={"Upload-Offset": str(current)}, offset=current) from None
         self._patching = True
+        stream = getattr(self.request.connection, "stream", None)
+        if length is not None and isinstance(stream, iostream.IOStream):
+            await self._receive(stream, length)
+        else:
+            # Chunked (no Content-Length) or another kind of connection: tornado hands the body
+            # to data_received. Accept what this upload still needs, plus a margin so that an
+            # overflow gets its 413 from data_received, whatever the server-wide body limit is.
+            self.request.connection.set_max_body_size(remaining + 64 * 1024)
 
-    # --- the streamed body -------------------------------------------------------------------
+    def _content_length(self) -> int | None:
+        headers = self.request.headers
+        if "Transfer-Encoding" in headers:
+            return None  # chunked: tornado decodes it
+        raw = headers.get("Content-Length")
+        if raw is None:
+            return None
+        if not raw.isdigit():
+            raise APIError(400, f"the Content-Length {raw!r} is not a number")
+        return int(raw)
+
+    # --- the body, read here --------------------------------------------------------------------
+
+    async def _receive(self, stream: iostream.IOStream, length: int) -> None:
+        """Read the body straight into two buffers: one fills from the socket while the other is written.
+
+        tornado would deliver the body in ``chunk_size`` (64 KiB) pieces, each copied twice
+        more and each a coroutine call; reading ``length`` bytes ourselves with ``read_into``
+        costs one copy and a call per few MiB. Afterwards the request says ``Content-Length: 0``
+        so that tornado does not wait for a body that is already read. A client going away
+        mid-body keeps what arrived (synced), so that it resumes from there.
+        """
+        headers = self.request.headers
+        if headers.get("Expect", "").lower() == "100-continue":
+            # tornado sends this only after prepare(), that is after the body: too late here.
+            stream.write(b"HTTP/1.1 100 (Continue)\r\n\r\n")
+            del headers["Expect"]
+        size = max(min(RECEIVE_BYTES, length), 1)
+        buffers = (bytearray(size), bytearray(size))
+        writing: asyncio.Future[None] | None = None
+        left, turn, closed = length, 0, False
+        try:
+            while left > 0 and not closed:
+                view = memoryview(buffers[turn])[: min(size, left)]
+                turn ^= 1
+                got = 0
+                try:
+                    while got < len(view):
+                        got += await stream.read_into(view[got:], partial=True)
+                except iostream.StreamClosedError:
+                    closed = True
+                left -= got
+                if writing is not None:
+                    await writing  # the other buffer is free again
+                    writing = None
+                if got and self._error is None:
+                    writing = asyncio.ensure_future(self._write(view[:got]))
+        finally:
+            if writing is not None:
+                await writing
+            headers["Content-Length"] = "0"  # read: tornado must not read it again
+        if closed:
+            await self._sync_and_release()
+            raise web.Finish()  # nobody to answer
+
+    async def _write(self, data: bytes | bytearray | memoryview) -> None:
+        """Append on a worker thread; a failure is kept for the answer (what came before stays)."""
+        assert self._writer is not None
+        try:
+            await asyncio.to_thread(self._writer.write, data)
+        except storage.StorageError as e:
+            if self._error is None:
+                self._error = APIError(e.status if 400 <= e.status < 500 else 500, str(e))
+            return
+        self.manager.metrics.transfer_bytes.labels("upload").inc(memoryview(data).nbytes)
+
+    async def _sync_and_release(self) -> int | None:
+        """Make what was written durable (the offset reported must be on disk) and release the upload."""
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return None
+        try:
+            return await asyncio.to_thread(writer.sync)
+        finally:
+            writer.close()
+
+    def on_finish(self) -> None:
+        if self._writer is not None and self._closing is None:
+            self._writer.close()  # an error answered before the body was read
+            self._writer = None
+        super().on_finish()
+
+    # --- the body, from tornado (chunked requests) ------------------------------------------------
 
     async def data_received(self, chunk: bytes) -> None:
         """Buffer a piece of the body; append when the buffer is full. Never raises (see ``patch``)."""
-        if not self._patching or self._error is not None:
+        if not self._patching or self._error is not None or self._writer is None:
             return
-        if self._accepted + len(chunk) > self._remaining:
+        if len(self._buffer) + len(chunk) > self._writer.remaining:
             self._error = APIError(
-                413, f"the body is longer than the {self._remaining} bytes left of the upload's declared length"
+                413, f"the body is longer than the {self._writer.remaining} bytes left of the upload's declared length"
             )
             self._buffer = bytearray()
             return
-        self._accepted += len(chunk)
         self._buffer += chunk
-        if len(self._buffer) >= FLUSH_BYTES:
+        if len(self._buffer) >= RECEIVE_BYTES:
             await self._flush()
 
-    async def _flush_and_sync(self) -> None:
-        await self._flush()
-        await asyncio.to_thread(self.store.sync, self.upload_id)
-
     async def _flush(self) -> None:
-        """Append the buffer to the store (one writer at a time); a failure is kept for the answer."""
         async with self._lock:
-            if not self._buffer or self._error is not None:
+            if not self._buffer or self._error is not None or self._writer is None:
                 return
             data, self._buffer = self._buffer, bytearray()
-            # The folder's capacity is re-checked once per request: usage may have grown since request-upload.
-            quota = None if self._quota_checked else self.claims.get("quota")
-            self._quota_checked = True
-            try:
-                self._offset = await asyncio.to_thread(
-                    self.store.append, self.upload_id, self._offset, data, quota=quota, durable=False
-                )
-            except storage.QuotaExceeded as e:
-                self._error = APIError(413, str(e), used_bytes=e.used, quota=e.quota, size=e.adding)
-                return
-            except storage.StorageError as e:
-                self._error = APIError(e.status if 400 <= e.status < 500 else 500, str(e))
-                return
-            self.manager.metrics.transfer_bytes.labels("upload").inc(len(data))
+            await self._write(data)
+
+    async def _flush_and_release(self) -> None:
+        await self._flush()
+        await self._sync_and_release()
 
     def on_connection_close(self) -> None:
         """The client went away mid-body: keep what arrived, so that a resumed upload starts there."""
-        if self._patching and self._buffer and not self._finished:
-            self._closing = asyncio.ensure_future(self._flush_and_sync())
+        if self._patching and self._writer is not None and not self._finished:
+            self._closing = asyncio.ensure_future(self._flush_and_release())
         super().on_connection_close()
 
     # --- tus methods --------------------------------------------------------------------------
@@ -205,7 +290,7 @@ class TusUploadHandler(TransferHandler):
     async def patch(self) -> None:
         await self._flush()
         # Durable before the offset is reported (also after an error: what arrived is kept).
-        await asyncio.to_thread(self.store.sync, self.upload_id)
+        await self._sync_and_release()
         if self._error is not None:
             raise self._error
         info = await self._finish_if_complete(await asyncio.to_thread(self.store.upload_info, self.upload_id))
@@ -248,7 +333,7 @@ def content_disposition(filename: str) -> str:
 
 
 class DownloadHandler(TransferHandler):
-    """``GET|HEAD /folders/_/download?token=``: one file, whole or one byte range, streamed."""
+    """``GET|HEAD /folders/_/download?token=``: one file, whole or one byte range; or an archive."""
 
     op = "download"
 
@@ -259,6 +344,9 @@ class DownloadHandler(TransferHandler):
         await self._serve(send_body=False)
 
     async def _serve(self, *, send_body: bool) -> None:
+        if self.claims.get("archive"):
+            await self._serve_archive(send_body=send_body)
+            return
         relpath = str(self.claims["path"])
         f: BinaryIO = await asyncio.to_thread(storage.open_read, self.folder_path(), relpath)
         try:
@@ -268,31 +356,160 @@ class DownloadHandler(TransferHandler):
             except storage.RangeNotSatisfiable as e:
                 raise APIError(416, str(e), headers={"Content-Range": f"bytes */{size}"}, size=size) from None
             start, end = byte_range if byte_range is not None else (0, size - 1)
+            length = max(end - start + 1, 0)
             self.set_header("Content-Type", "application/octet-stream")
             self.set_header("Accept-Ranges", "bytes")
             self.set_header("Content-Disposition", content_disposition(relpath.rsplit("/", 1)[-1]))
             self.set_header("Cache-Control", "no-store")
-            self.set_header("Content-Length", str(max(end - start + 1, 0)))
+            self.set_header("Content-Length", str(length))
             if byte_range is not None:
                 self.set_status(206)
                 self.set_header("Content-Range", storage.content_range(start, end, size))
-            if send_body:
-                await asyncio.to_thread(f.seek, start)
-                remaining = end - start + 1
-                while remaining > 0:
-                    chunk = await asyncio.to_thread(f.read, min(CHUNK_BYTES, remaining))
-                    if not chunk:
-                        break  # the file shrank meanwhile: the client sees a short body
-                    remaining -= len(chunk)
-                    self.write(chunk)
-                    try:
-                        await self.flush()
-                    except iostream.StreamClosedError:
-                        return  # the client went away
-                    self.manager.metrics.transfer_bytes.labels("download").inc(len(chunk))
+            if send_body and length > 0:
+                send = self._sendfile if self._can_sendfile() else self._send_chunks
+                try:
+                    sent = await send(f, start, length)
+                except (iostream.StreamClosedError, ConnectionError, TimeoutError):
+                    self._drop_connection()  # the client went away or stopped reading
+                    return
+                if sent < length:
+                    self._drop_connection()  # the file shrank meanwhile: the client sees a short body
+                    return
         finally:
             f.close()
         self.finish()
+
+    def _drop_connection(self) -> None:
+        stream = getattr(self.request.connection, "stream", None)
+        if stream is not None:
+            stream.close()
+
+    def _can_sendfile(self) -> bool:
+        """Whether the body can go from the file to the socket in the kernel (``os.sendfile``).
+
+        Only on a plain TCP connection (TLS must encrypt in user space), with no output
+        transform (compression) and when tornado's HTTP/1 connection lets us account for the
+        bytes (see :meth:`_sendfile`); otherwise the body is read and written in chunks.
+        """
+        connection = self.request.connection
+        stream = getattr(connection, "stream", None)
+        return (
+            hasattr(os, "sendfile")
+            and type(stream) is iostream.IOStream
+            and hasattr(connection, "_expected_content_remaining")
+            and not self._transforms
+        )
+
+    async def _sendfile(self, f: BinaryIO, start: int, length: int) -> int:
+        """The body by ``os.sendfile`` on a worker thread: no copy through Python, one call per socket buffer."""
+        await self.flush()  # the status line and headers go first, through tornado
+        connection = self.request.connection
+        if not isinstance(getattr(connection, "_expected_content_remaining", None), int):
+            return await self._send_chunks(f, start, length)  # tornado does not count as we expect
+        stream = connection.stream  # type: ignore[attr-defined]
+        # Our own descriptor of the socket: if tornado closes its own meanwhile (the client
+        # went away), the number cannot be reused under us for another connection.
+        sock = os.dup(stream.fileno().fileno())
+        try:
+            sent = await asyncio.to_thread(_sendfile_all, sock, f.fileno(), start, length, SEND_TIMEOUT)
+        finally:
+            os.close(sock)
+        # Bytes tornado did not write itself: without this, finish() would find the body short.
+        connection._expected_content_remaining -= sent  # type: ignore[attr-defined]
+        self.manager.metrics.transfer_bytes.labels("download").inc(sent)
+        return sent
+
+    async def _send_chunks(self, f: BinaryIO, start: int, length: int) -> int:
+        """The body read in :data:`CHUNK_BYTES` pieces; the next piece is read while one is sent."""
+        await asyncio.to_thread(f.seek, start)
+        left, sent = length, 0
+        reading = asyncio.ensure_future(asyncio.to_thread(f.read, min(CHUNK_BYTES, left)))
+        try:
+            while True:
+                chunk = await reading
+                if not chunk:
+                    return sent
+                left -= len(chunk)
+                if left > 0:
+                    reading = asyncio.ensure_future(asyncio.to_thread(f.read, min(CHUNK_BYTES, left)))
+                self.write(chunk)
+                await self.flush()
+                sent += len(chunk)
+                self.manager.metrics.transfer_bytes.labels("download").inc(len(chunk))
+                if left <= 0:
+                    return sent
+        finally:
+            if not reading.done():
+                await asyncio.wait([reading])  # the file is closed after this returns
+
+    async def _serve_archive(self, *, send_body: bool) -> None:
+        """A ZIP of the token's paths, made as it is sent (chunked; no length, no ranges)."""
+        folder = self.folder_path()
+        spec = self.claims.get("paths")
+        plan = await asyncio.to_thread(
+            storage.plan_archive, folder, spec if isinstance(spec, list) else str(spec or ""),
+            folder_name=str(self.claims.get("name") or "archive"),
+        )  # fmt: skip
+        self.set_header("Content-Type", "application/zip")
+        self.set_header("Accept-Ranges", "none")
+        self.set_header("Content-Disposition", content_disposition(plan.filename))
+        self.set_header("Cache-Control", "no-store")
+        if not send_body:
+            self.finish()
+            return
+        loop = asyncio.get_running_loop()
+        metric = self.manager.metrics.transfer_bytes.labels("download")
+
+        async def write(chunk: bytes) -> None:
+            self.write(chunk)
+            await self.flush()
+            metric.inc(len(chunk))
+
+        def send(chunk: bytes) -> None:
+            # Called on the archive's worker thread; waits until the piece is on its way, so
+            # that a slow client slows the archive down instead of piling it up in memory.
+            asyncio.run_coroutine_threadsafe(write(chunk), loop).result()
+
+        try:
+            stats = await asyncio.to_thread(
+                storage.write_archive, folder, plan, send, compress=bool(self.claims.get("compress", True))
+            )
+        except (iostream.StreamClosedError, ConnectionError):
+            self._drop_connection()
+            return
+        except storage.StorageError as e:
+            if not self._headers_written:
+                raise
+            # Half an archive is out: end the connection without the last chunk, so that the
+            # client sees an incomplete download rather than a complete-looking archive.
+            log.warning("archive of %s stopped: %s", plan.paths, e)
+            self._drop_connection()
+            return
+        if stats.skipped:
+            log.info("archive of %s left out %d links or special files", plan.paths, len(stats.skipped))
+        self.finish()
+
+
+def _sendfile_all(sock: int, fd: int, offset: int, count: int, timeout: float) -> int:
+    """``sendfile`` ``count`` bytes from ``offset`` to a non-blocking socket; returns what was sent.
+
+    Stops early when the file ends (it shrank); raises :class:`TimeoutError` when the socket
+    stays full for ``timeout`` seconds and :class:`ConnectionError` when the client is gone.
+    """
+    poller = select.poll()
+    poller.register(sock, select.POLLOUT)
+    sent = 0
+    while sent < count:
+        try:
+            n = os.sendfile(sock, fd, offset + sent, count - sent)
+        except BlockingIOError:
+            if not poller.poll(timeout * 1000):
+                raise TimeoutError(f"the client read nothing for {timeout} s") from None
+            continue
+        if n == 0:
+            break
+        sent += n
+    return sent
 
 
 handlers = [

@@ -10,11 +10,13 @@ the :class:`StorageError` family to answers with each error's ``status``.
   read, atomic write, usage), all relative paths checked and walked by descriptor so that
   neither ``..`` nor a symbolic link, even one planted by a session mid-operation, leads out.
 - :mod:`.ranges`: ``Range`` header parsing and ranged reads.
+- :mod:`.archive`: a directory or several entries as a streamed ZIP (no temporary file, no link followed).
 """
 
 from __future__ import annotations
 
 from ._fs import split_relpath
+from .archive import ArchivePlan, ArchiveStats, plan_archive, write_archive
 from .errors import (
     AlreadyExists,
     Conflict,
@@ -45,11 +47,13 @@ from .files import (
 )
 from .ranges import content_range, parse_range, read_range
 from .store import FolderStore
-from .uploads import UploadInfo
+from .uploads import UploadInfo, UploadWriter
 
 __all__ = [
     "TEMP_PREFIX",
     "AlreadyExists",
+    "ArchivePlan",
+    "ArchiveStats",
     "Conflict",
     "FileEntry",
     "FolderStore",
@@ -63,6 +67,7 @@ __all__ = [
     "UnsafePath",
     "UploadInfo",
     "UploadTooLarge",
+    "UploadWriter",
     "content_range",
     "delete",
     "list_dir",
@@ -71,11 +76,13 @@ __all__ = [
     "normalize_relpath",
     "open_read",
     "parse_range",
+    "plan_archive",
     "read_range",
     "rename",
     "resolve",
     "split_relpath",
     "stat",
     "usage",
+    "write_archive",
     "write_atomic",
 ]
