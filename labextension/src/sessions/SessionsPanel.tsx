@@ -1,0 +1,433 @@
+/**
+ * The Sessions side panel (F17, F21, F23, F33): Running / Finished / Others (admins),
+ * polled while the panel is visible; start, apps, SSH/SFTP and terminate.
+ */
+import { Dialog, ReactWidget, showDialog, showErrorMessage } from '@jupyterlab/apputils';
+import * as React from 'react';
+
+import { reasonOf, requestAPI } from '../handler';
+import {
+  Button,
+  confirm,
+  formatBytes,
+  formatDuration,
+  formatGPU,
+  formatSlot,
+  formatTime,
+  Message,
+  Tabs
+} from '../ui';
+import { showStartDialog, startSession } from './StartDialog';
+import { ACTIVE_STATUSES, isAdmin, ISession, ISessionDetail, ISessionList, IWhoAmI } from './types';
+
+/** Seconds between refreshes while the panel is shown. */
+export const POLL_SECONDS = 5;
+
+type TabId = 'running' | 'finished' | 'others';
+
+function slotsOf(s: ISession): { [slot: string]: string } {
+  const occupied = s.occupied_slots || {};
+  return Object.keys(occupied).length ? occupied : s.requested_slots || {};
+}
+
+function elapsed(s: ISession, now: number): string {
+  const start = s.started_at || s.created_at;
+  if (!start) {
+    return '–';
+  }
+  const end = s.terminated_at ? new Date(s.terminated_at).getTime() : now;
+  return formatDuration((end - new Date(start).getTime()) / 1000);
+}
+
+async function showApps(session: ISession): Promise<void> {
+  let detail: ISessionDetail;
+  try {
+    detail = await requestAPI<ISessionDetail>(`session/${encodeURIComponent(session.id)}`);
+  } catch (e) {
+    await showErrorMessage('Apps', reasonOf(e));
+    return;
+  }
+  const body = (
+    <ul className="jp-BackendAI-apps" aria-label={`Apps of ${session.name}`}>
+      {detail.apps.map(app => (
+        <li key={app.name}>
+          {app.url ? (
+            <a href={app.url} target="_blank" rel="noopener noreferrer" className="jp-BackendAI-appLink">
+              {app.name}
+            </a>
+          ) : (
+            <span>
+              {app.name} ({app.protocol}
+              {app.ports.length ? ` port ${app.ports.join(', ')}` : ''}, no web page)
+            </span>
+          )}
+        </li>
+      ))}
+    </ul>
+  );
+  await showDialog({
+    title: `Apps of ${session.name}`,
+    body: ReactWidget.create(body),
+    buttons: [Dialog.okButton({ label: 'Close' })]
+  });
+}
+
+function serverPrefix(detail: ISessionDetail): string | null {
+  const lab = detail.apps.find(a => a.name === 'jupyterlab' && a.url);
+  return lab && lab.url ? lab.url.replace(/\/lab$/, '/') : null;
+}
+
+async function showSSH(session: ISession): Promise<void> {
+  let detail: ISessionDetail;
+  let publicKey = '';
+  try {
+    detail = await requestAPI<ISessionDetail>(`session/${encodeURIComponent(session.id)}`);
+    publicKey = (await requestAPI<{ ssh_public_key: string }>('resource/ssh-keypair')).ssh_public_key;
+  } catch (e) {
+    await showErrorMessage('SSH / SFTP', reasonOf(e));
+    return;
+  }
+  const prefix = serverPrefix(detail);
+  const ssh = detail.ssh;
+  const body = ssh ? (
+    <div className="jp-BackendAI-ssh">
+      <dl className="jp-BackendAI-dl">
+        <dt>Host</dt>
+        <dd>{ssh.host}</dd>
+        <dt>Port</dt>
+        <dd>{ssh.port}</dd>
+        <dt>User</dt>
+        <dd>work</dd>
+      </dl>
+      <p>Connect with the session's key (SFTP clients take the same host, port, user and key):</p>
+      <pre className="jp-BackendAI-code">{`ssh -i id_container -p ${ssh.port} work@${ssh.host}\nsftp -i id_container -P ${ssh.port} work@${ssh.host}`}</pre>
+      {prefix ? (
+        <p>
+          <a
+            href={`${prefix}files/id_container?download=1`}
+            download="id_container"
+            target="_blank"
+            rel="noopener noreferrer"
+            className="jp-BackendAI-keyLink"
+          >
+            Download the key (id_container)
+          </a>
+        </p>
+      ) : null}
+      <p className="jp-BackendAI-hint">
+        Your public key (from your SSH keypair; Settings can make a new one):
+      </p>
+      <pre className="jp-BackendAI-code jp-BackendAI-wrap">{publicKey}</pre>
+    </div>
+  ) : (
+    <Message kind="info">This session runs no SSH server (it is not running, or its backend offers none).</Message>
+  );
+  await showDialog({
+    title: `SSH / SFTP: ${session.name}`,
+    body: ReactWidget.create(body),
+    buttons: [Dialog.okButton({ label: 'Close' })]
+  });
+}
+
+async function terminate(session: ISession, refresh: () => void): Promise<void> {
+  const ok = await confirm(
+    'Terminate the session?',
+    `Terminate "${session.name}"? Files outside mounted folders are lost.`,
+    'Terminate'
+  );
+  if (!ok) {
+    return;
+  }
+  try {
+    // By id: an administrator can end another user's session without naming its owner.
+    await requestAPI(`session/${encodeURIComponent(session.id)}`, { method: 'DELETE' });
+  } catch (e) {
+    await showErrorMessage('Terminate', reasonOf(e));
+  }
+  refresh();
+}
+
+function SessionCard(props: {
+  session: ISession;
+  now: number;
+  queue: { position: number | null; length: number | null } | undefined;
+  showOwner: boolean;
+  refresh: () => void;
+}): JSX.Element {
+  const s = props.session;
+  const slots = slotsOf(s);
+  const usage = s.usage;
+  const active = ACTIVE_STATUSES.includes(s.status);
+  const titleId = `jp-BackendAI-session-${s.id}`;
+  return (
+    <li className="jp-BackendAI-card jp-BackendAI-session" aria-labelledby={titleId} data-session-name={s.name}>
+      <div className="jp-BackendAI-cardHead">
+        <span id={titleId} className="jp-BackendAI-cardTitle">
+          {s.name}
+        </span>
+        <span className={`jp-BackendAI-status jp-BackendAI-status-${s.status}`}>{s.status}</span>
+      </div>
+      {s.status === 'PENDING' && props.queue && props.queue.position ? (
+        <div className="jp-BackendAI-queue" role="status">
+          Waiting in {s.resource_group}: position {props.queue.position} of {props.queue.length}
+        </div>
+      ) : null}
+      {s.status_info ? <div className="jp-BackendAI-hint">{s.status_info}</div> : null}
+      <dl className="jp-BackendAI-dl">
+        <dt>ID</dt>
+        <dd title={s.id}>{s.id.slice(0, 8)}</dd>
+        {props.showOwner ? (
+          <>
+            <dt>Owner</dt>
+            <dd>{s.user_email || s.username}</dd>
+          </>
+        ) : null}
+        <dt>Image</dt>
+        <dd>{s.image}</dd>
+        <dt>Resource group</dt>
+        <dd>{s.resource_group || '–'}</dd>
+        <dt>CPU</dt>
+        <dd>{formatSlot('cpu', slots.cpu)}</dd>
+        <dt>RAM</dt>
+        <dd>{formatSlot('mem', slots.mem)}</dd>
+        <dt>GPU</dt>
+        <dd>{formatGPU(slots)}</dd>
+        {usage ? (
+          <>
+            <dt>Usage</dt>
+            <dd className="jp-BackendAI-usage">
+              CPU {usage.cpu_percent !== null ? `${Math.round(usage.cpu_percent)}%` : '–'}, memory{' '}
+              {formatBytes(usage.mem_bytes)}, I/O {formatBytes(usage.io_read_bytes)} read /{' '}
+              {formatBytes(usage.io_write_bytes)} written
+              {usage.gpu_percent !== null ? `, GPU ${Math.round(usage.gpu_percent)}%` : ''}
+            </dd>
+          </>
+        ) : null}
+        <dt>Started</dt>
+        <dd>{formatTime(s.started_at || s.created_at)}</dd>
+        <dt>{s.terminated_at ? 'Ran for' : 'Elapsed'}</dt>
+        <dd>{elapsed(s, props.now)}</dd>
+      </dl>
+      {active ? (
+        <div className="jp-BackendAI-actions">
+          {s.status === 'RUNNING' ? (
+            <>
+              <Button label="Apps" title={`Apps of ${s.name}`} onClick={() => void showApps(s)} />
+              <Button label="SSH / SFTP" title={`SSH / SFTP of ${s.name}`} onClick={() => void showSSH(s)} />
+            </>
+          ) : null}
+          <Button
+            label="Terminate"
+            title={`Terminate ${s.name}`}
+            warn
+            onClick={() => void terminate(s, props.refresh)}
+          />
+        </div>
+      ) : null}
+    </li>
+  );
+}
+
+interface IViewProps {
+  visible: boolean;
+  who: IWhoAmI | null;
+  whoError: string;
+  register: (refresh: () => void) => void;
+}
+
+function SessionsView(props: IViewProps): JSX.Element {
+  const [tab, setTab] = React.useState<TabId>('running');
+  const [items, setItems] = React.useState<ISession[]>([]);
+  const [total, setTotal] = React.useState(0);
+  const [error, setError] = React.useState('');
+  const [loaded, setLoaded] = React.useState(false);
+  const [now, setNow] = React.useState(Date.now());
+  const [queues, setQueues] = React.useState<{ [id: string]: { position: number | null; length: number | null } }>({});
+  const admin = isAdmin(props.who);
+
+  const refresh = React.useCallback(async () => {
+    const status = tab === 'finished' ? 'finished' : 'running';
+    const all = tab === 'others';
+    try {
+      const answer = await requestAPI<ISessionList>(
+        `session?status=${status}&page_size=100${all ? '&all_users=true' : ''}`
+      );
+      let list = answer.items;
+      if (all && props.who) {
+        list = list.filter(s => s.username !== props.who!.username);
+      }
+      setItems(list);
+      setTotal(all ? list.length : answer.total_count);
+      setError('');
+      const pending = list.filter(s => s.status === 'PENDING');
+      const positions: typeof queues = {};
+      await Promise.all(
+        pending.map(async s => {
+          try {
+            positions[s.id] = await requestAPI(`session/${encodeURIComponent(s.id)}/queue`);
+          } catch {
+            // An older manager has no queue endpoint: the status line still says PENDING.
+          }
+        })
+      );
+      setQueues(positions);
+    } catch (e) {
+      setError(reasonOf(e));
+    }
+    setLoaded(true);
+    setNow(Date.now());
+  }, [tab, props.who]);
+
+  React.useEffect(() => {
+    props.register(() => void refresh());
+  }, [refresh]);
+
+  React.useEffect(() => {
+    if (!props.visible) {
+      return;
+    }
+    void refresh();
+    const timer = window.setInterval(() => void refresh(), POLL_SECONDS * 1000);
+    const clock = window.setInterval(() => setNow(Date.now()), 1000);
+    return () => {
+      window.clearInterval(timer);
+      window.clearInterval(clock);
+    };
+  }, [props.visible, refresh]);
+
+  const tabs = [
+    { id: 'running', label: 'Running' },
+    { id: 'finished', label: 'Finished' },
+    ...(admin ? [{ id: 'others', label: 'Others' }] : [])
+  ];
+
+  const start = async () => {
+    const request = await showStartDialog();
+    if (!request) {
+      return;
+    }
+    try {
+      await startSession(request);
+      setTab('running');
+    } catch (e) {
+      await showErrorMessage('The session was not started', reasonOf(e));
+    }
+    void refresh();
+  };
+
+  return (
+    <div className="jp-BackendAI-panel">
+      <div className="jp-BackendAI-panelHead">
+        <h2 className="jp-BackendAI-title">Sessions</h2>
+        <div className="jp-BackendAI-actions">
+          <Button label="Start" title="Start a session" accept onClick={() => void start()} />
+          <Button label="Refresh" title="Refresh the session list" onClick={() => void refresh()} />
+        </div>
+      </div>
+      {props.whoError ? <Message kind="error">{props.whoError}</Message> : null}
+      <Tabs
+        tabs={tabs}
+        current={tab}
+        label="Sessions"
+        idPrefix="jp-BackendAI-sessions"
+        onChange={id => {
+          setLoaded(false);
+          setItems([]);
+          setTab(id as TabId);
+        }}
+      />
+      <div
+        id="jp-BackendAI-sessions-tabpanel"
+        role="tabpanel"
+        aria-labelledby={`jp-BackendAI-sessions-tab-${tab}`}
+        className="jp-BackendAI-tabpanel"
+      >
+        {error ? <Message kind="error">{error}</Message> : null}
+        {loaded && !error && items.length === 0 ? (
+          <div className="jp-BackendAI-empty">
+            {tab === 'running' ? 'No session is running.' : tab === 'finished' ? 'No finished session.' : "No other user's session."}
+          </div>
+        ) : null}
+        <ul className="jp-BackendAI-list" aria-label={`${tab} sessions`}>
+          {items.map(s => (
+            <SessionCard
+              key={s.id}
+              session={s}
+              now={now}
+              queue={queues[s.id]}
+              showOwner={tab === 'others'}
+              refresh={() => void refresh()}
+            />
+          ))}
+        </ul>
+        {total > items.length ? (
+          <div className="jp-BackendAI-hint">
+            Showing the latest {items.length} of {total}.
+          </div>
+        ) : null}
+      </div>
+    </div>
+  );
+}
+
+/** The side-panel widget; it polls only while shown. */
+export class SessionsPanel extends ReactWidget {
+  constructor() {
+    super();
+    this.id = 'backendai-sessions';
+    this.addClass('jp-BackendAI-sessionsPanel');
+    this.title.caption = 'Backend.AI sessions';
+    void this._loadWho();
+  }
+
+  /** Refresh the list now (after a session was started from elsewhere). */
+  refresh(): void {
+    this._refresh();
+  }
+
+  /** Open the start dialog, start the session and show it. */
+  async startSession(folders?: string[]): Promise<void> {
+    const request = await showStartDialog(folders);
+    if (!request) {
+      return;
+    }
+    try {
+      await startSession(request);
+    } catch (e) {
+      await showErrorMessage('The session was not started', reasonOf(e));
+    }
+    this._refresh();
+  }
+
+  protected onAfterShow(): void {
+    this.update();
+  }
+
+  protected onAfterHide(): void {
+    this.update();
+  }
+
+  protected render(): JSX.Element {
+    return (
+      <SessionsView
+        visible={this.isVisible}
+        who={this._who}
+        whoError={this._whoError}
+        register={fn => (this._refresh = fn)}
+      />
+    );
+  }
+
+  private async _loadWho(): Promise<void> {
+    try {
+      this._who = await requestAPI<IWhoAmI>('auth/whoami');
+    } catch (e) {
+      this._whoError = reasonOf(e);
+    }
+    this.update();
+  }
+
+  private _who: IWhoAmI | null = null;
+  private _whoError = '';
+  private _refresh: () => void = () => undefined;
+}

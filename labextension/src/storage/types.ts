@@ -1,0 +1,42 @@
+export interface IFolder {
+  id: string;
+  name: string;
+  host: string;
+  usage_mode: string;
+  permission: string;
+  max_size: number | null;
+  created_at: string | null;
+  is_owner: boolean;
+  ownership_type: string;
+  type: string;
+  via: 'owner' | 'group' | 'shared';
+  user_email: string | null;
+  group: string | null;
+  group_name: string | null;
+  automount: boolean;
+}
+
+export interface IFileEntry {
+  name: string;
+  type: 'file' | 'dir' | 'symlink' | string;
+  size: number;
+  mtime?: string;
+  modified?: string;
+  ctime?: string;
+}
+
+export interface IUsage {
+  used_bytes: number;
+  file_count: number;
+  max_size: number | null;
+}
+
+export interface IInvitation {
+  id: string;
+  inviter: string;
+  invitee: string;
+  perm: string;
+  state: string;
+  vfolder_id: string;
+  vfolder_name: string | null;
+}
