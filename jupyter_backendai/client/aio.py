@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .progress import ProgressFactory
 from .sync import DEFAULT_CHUNK_SIZE, DEFAULT_RETRIES, Client, MiB
 
 
@@ -87,7 +88,7 @@ class AsyncClient:
         local_path: str | os.PathLike[str],
         remote_path: str | None = None,
         *,
-        progress: bool = True,
+        progress: bool | ProgressFactory = True,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         retries: int = DEFAULT_RETRIES,
     ) -> str:
@@ -101,7 +102,7 @@ class AsyncClient:
         remote_path: str,
         local_path: str | os.PathLike[str],
         *,
-        progress: bool = True,
+        progress: bool | ProgressFactory = True,
         resume: bool = True,
         retries: int = DEFAULT_RETRIES,
         chunk_size: int = MiB,
@@ -134,8 +135,14 @@ class AsyncClient:
     async def destroy_session(self, name: str) -> dict[str, Any]:
         return await asyncio.to_thread(self.sync.destroy_session, name)
 
+    async def session_queue(self, name: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self.sync.session_queue, name)
+
     async def presets(self) -> list[dict[str, Any]]:
         return await asyncio.to_thread(self.sync.presets)
 
     async def check_presets(self, group: str | None = None, scaling_group: str | None = None) -> dict[str, Any]:
         return await asyncio.to_thread(self.sync.check_presets, group, scaling_group)
+
+    async def launch_options(self, group: str | None = None) -> dict[str, Any]:
+        return await asyncio.to_thread(self.sync.launch_options, group)

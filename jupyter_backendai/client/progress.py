@@ -7,6 +7,7 @@ a notebook and text in a terminal.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 
@@ -18,6 +19,10 @@ class Progress(Protocol):
     def refresh(self) -> Any: ...
 
     def close(self) -> Any: ...
+
+
+#: Makes a bar: ``factory(total=..., initial=..., desc=...)``.
+ProgressFactory = Callable[..., Progress]
 
 
 class NoProgress:
@@ -36,8 +41,14 @@ class NoProgress:
         pass
 
 
-def progress_bar(enabled: bool, total: int, initial: int, desc: str) -> Progress:
-    """A byte-counting bar starting at ``initial`` of ``total``, or :class:`NoProgress`."""
+def progress_bar(enabled: bool | ProgressFactory, total: int, initial: int, desc: str) -> Progress:
+    """A byte-counting bar starting at ``initial`` of ``total``, or :class:`NoProgress`.
+
+    ``enabled`` may also be a factory ``f(total=, initial=, desc=)`` of a bar of one's own (the
+    notebook widgets pass one that drives an ipywidgets progress bar).
+    """
+    if callable(enabled):
+        return enabled(total=total, initial=initial, desc=desc)
     if enabled:
         try:
             from tqdm.auto import tqdm

@@ -21,7 +21,7 @@ import requests
 from ..manager import signing
 from .config import discover_credentials, discover_endpoint, host_header
 from .errors import ManagerError, TransferError
-from .progress import Progress, move_to, progress_bar
+from .progress import Progress, ProgressFactory, move_to, progress_bar
 
 MiB = 1024 * 1024
 DEFAULT_CHUNK_SIZE = 8 * MiB
@@ -208,7 +208,7 @@ class Client:
         local_path: str | os.PathLike[str],
         remote_path: str | None = None,
         *,
-        progress: bool = True,
+        progress: bool | ProgressFactory = True,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         retries: int = DEFAULT_RETRIES,
     ) -> str:
@@ -298,7 +298,7 @@ class Client:
         remote_path: str,
         local_path: str | os.PathLike[str],
         *,
-        progress: bool = True,
+        progress: bool | ProgressFactory = True,
         resume: bool = True,
         retries: int = DEFAULT_RETRIES,
         chunk_size: int = MiB,
@@ -410,6 +410,10 @@ class Client:
         """Stop a session through the hub; the answer has its final status."""
         return self.request("DELETE", f"/session/{q(name)}")
 
+    def session_queue(self, name: str) -> dict[str, Any]:
+        """A session's status and, while PENDING, its ``position`` of ``length`` in its resource group's queue."""
+        return self.request("GET", f"/session/{q(name)}/queue")
+
     # --- resources ------------------------------------------------------------------------------
 
     def presets(self) -> list[dict[str, Any]]:
@@ -420,3 +424,7 @@ class Client:
         """Limits, what is in use and which presets still fit, for a group and resource group."""
         body = {k: v for k, v in (("group", group), ("scaling_group", scaling_group)) if v is not None}
         return self.request("POST", "/resource/check-presets", body=body)
+
+    def launch_options(self, group: str | None = None) -> dict[str, Any]:
+        """What a launch may choose: the caller's projects, and the images and resource groups of one."""
+        return self.request("GET", "/resource/launch-options", params={"group": group})
