@@ -101,7 +101,7 @@ function ImageMinimum(props: { image: IImage; onClose: () => void; onSaved: () =
       onClose={props.onClose}
       wide
     >
-      <p className="jp-BackendAI-hint">A session asking for less is raised to these amounts.</p>
+      <p className="jp-BackendAI-c-hint">A session asking for less is raised to these amounts.</p>
       <SlotInputs form={slots} onChange={setSlots} blankMeans="unchanged" prefix="Minimum " />
     </FormDialog>
   );
@@ -212,7 +212,7 @@ function PresetDialog(props: { preset?: IPreset; onClose: () => void; onSaved: (
     >
       {!p && <TextField label="Name" name="name" value={name} onChange={setName} required />}
       <SlotInputs form={slots} onChange={setSlots} blankMeans={p ? 'unchanged' : 'none'} />
-      <div className="jp-BackendAI-grid">
+      <div className="jp-BackendAI-c-grid">
         <TextField
           label="Shared memory"
           name="shared_memory"
@@ -329,7 +329,7 @@ function RegistryDialog(props: { onClose: () => void; onSaved: (hostname: string
   };
   return (
     <FormDialog title="Add a registry" submitLabel="Add registry" onSubmit={submit} onClose={props.onClose} wide>
-      <div className="jp-BackendAI-grid">
+      <div className="jp-BackendAI-c-grid">
         <TextField
           label="Host name"
           name="hostname"

@@ -118,7 +118,7 @@ function PolicyDialog(props: { policy?: IPolicy; onClose: () => void; onSaved: (
       <h3>Resources per keypair</h3>
       <SlotInputs form={slots} onChange={setSlots} blankMeans="unlimited" />
       <h3>Sessions</h3>
-      <div className="jp-BackendAI-grid">
+      <div className="jp-BackendAI-c-grid">
         <TextField
           label="Concurrent sessions"
           type="number"
@@ -165,7 +165,7 @@ function PolicyDialog(props: { policy?: IPolicy; onClose: () => void; onSaved: (
         />
       </div>
       <h3>Folders</h3>
-      <div className="jp-BackendAI-grid">
+      <div className="jp-BackendAI-c-grid">
         <TextField
           label="Folders"
           type="number"
@@ -226,7 +226,7 @@ export function PoliciesTab(props: { ctx: IAdminContext }): JSX.Element {
           </Btn>
         )}
       </SectionHeader>
-      {!su && <p className="jp-BackendAI-hint">Only a superadmin may change policies.</p>}
+      {!su && <p className="jp-BackendAI-c-hint">Only a superadmin may change policies.</p>}
       <ErrorMessage error={policies.error || error} onDismiss={error ? () => setError('') : undefined} />
       <StatusMessage text={done} />
       {policies.loading && !policies.data && <Loading what="policies" />}

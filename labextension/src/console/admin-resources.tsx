@@ -169,7 +169,7 @@ function GroupDialog(props: { group?: IScalingGroup; onClose: () => void; onSave
       onClose={props.onClose}
       wide
     >
-      <div className="jp-BackendAI-grid">
+      <div className="jp-BackendAI-c-grid">
         {!g && <TextField label="Name" name="name" value={name} onChange={setName} required />}
         <TextField label="Description" name="description" value={description} onChange={setDescription} />
         <SelectField

@@ -100,7 +100,7 @@ function CreateUser(props: {
   return (
     <FormDialog title="New user" submitLabel="Create user" onSubmit={submit} onClose={props.onClose} wide>
       <ErrorMessage error={policies.error || domains.error || groupNames.error} />
-      <div className="jp-BackendAI-grid">
+      <div className="jp-BackendAI-c-grid">
         <TextField label="E-mail" type="email" name="email" value={email} onChange={setEmail} required />
         <TextField
           label="User name"
@@ -121,7 +121,7 @@ function CreateUser(props: {
         />
       </div>
       <PasswordRules password={password} />
-      <div className="jp-BackendAI-grid">
+      <div className="jp-BackendAI-c-grid">
         <SelectField label="Role" name="role" value={role} onChange={setRole} options={roles(ctx)} />
         <SelectField
           label="Domain"
@@ -186,7 +186,7 @@ function EditUser(props: { ctx: IAdminContext; user: IUser; onClose: () => void;
 
   return (
     <FormDialog title={`Edit ${user.email}`} submitLabel="Save" onSubmit={submit} onClose={props.onClose} wide>
-      <div className="jp-BackendAI-grid">
+      <div className="jp-BackendAI-c-grid">
         <TextField label="User name" name="username" value={username} onChange={setUsername} />
         <TextField label="Full name" name="full_name" value={fullName} onChange={setFullName} />
         <TextField label="Description" name="description" value={description} onChange={setDescription} />
@@ -214,7 +214,7 @@ function EditUser(props: { ctx: IAdminContext; user: IUser; onClose: () => void;
         checked={needChange}
         onChange={setNeedChange}
       />
-      <p className="jp-BackendAI-hint">
+      <p className="jp-BackendAI-c-hint">
         Domain {user.domain_name}; projects: {user.groups.join(', ') || 'none'}; created {formatTime(user.created_at)}.
       </p>
     </FormDialog>
@@ -375,7 +375,7 @@ function KeypairDialog(props: {
       wide
     >
       <ErrorMessage error={policies.error} />
-      <div className="jp-BackendAI-grid">
+      <div className="jp-BackendAI-c-grid">
         {!editing && (
           <TextField label="User (e-mail or user name)" name="user" value={user} onChange={setUser} required />
         )}

@@ -28,9 +28,9 @@ export function Administration(props: { ctx: IAdminContext }): JSX.Element {
     );
   }
   return (
-    <div className="jp-BackendAI-page jp-BackendAI-admin">
+    <div className="jp-BackendAI-c-page jp-BackendAI-c-admin">
       <SectionHeader title="Administration">
-        <span className="jp-BackendAI-hint">
+        <span className="jp-BackendAI-c-hint">
           {ctx.superadmin ? 'Superadmin' : `Admin of the domain ${ctx.domain}`} ({ctx.email})
         </span>
       </SectionHeader>

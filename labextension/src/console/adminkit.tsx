@@ -118,7 +118,7 @@ export function SlotInputs(props: {
   prefix?: string;
 }): JSX.Element {
   return (
-    <div className="jp-BackendAI-grid">
+    <div className="jp-BackendAI-c-grid">
       {SLOT_FIELDS.map(f => (
         <TextField
           key={f.slot}
@@ -168,7 +168,7 @@ export function SecretResult(props: {
   return (
     <FormDialog title={props.title} submitLabel="" closeOnly onSubmit={() => undefined} onClose={props.onClose}>
       {props.note && <p>{props.note}</p>}
-      <dl className="jp-BackendAI-dl">
+      <dl className="jp-BackendAI-c-dl">
         <dt>Access key</dt>
         <dd>
           <code>{props.keypair.access_key}</code>
@@ -178,7 +178,7 @@ export function SecretResult(props: {
           <code>{props.keypair.secret_key}</code>
         </dd>
       </dl>
-      <p className="jp-BackendAI-hint">The secret key is shown only now; copy it before closing.</p>
+      <p className="jp-BackendAI-c-hint">The secret key is shown only now; copy it before closing.</p>
     </FormDialog>
   );
 }

@@ -183,13 +183,13 @@ export const PASSWORD_RULES: IPasswordRule[] = [
 /** The password rules with a mark for each one the password keeps. */
 export function PasswordRules(props: { password: string; id?: string }): JSX.Element {
   return (
-    <ul className="jp-BackendAI-rules" id={props.id} aria-label="Password rules">
+    <ul className="jp-BackendAI-c-rules" id={props.id} aria-label="Password rules">
       {PASSWORD_RULES.map(rule => {
         const ok = rule.ok(props.password);
         return (
-          <li key={rule.label} className={ok ? 'jp-BackendAI-rule-ok' : 'jp-BackendAI-rule-missing'}>
+          <li key={rule.label} className={ok ? 'jp-BackendAI-c-rule-ok' : 'jp-BackendAI-c-rule-missing'}>
             <span aria-hidden="true">{ok ? '✓' : '•'}</span> {rule.label}
-            <span className="jp-BackendAI-sr-only">{ok ? ' (met)' : ' (not met yet)'}</span>
+            <span className="jp-BackendAI-c-sr-only">{ok ? ' (met)' : ' (not met yet)'}</span>
           </li>
         );
       })}
@@ -242,7 +242,7 @@ export function useLoad<T>(load: () => Promise<T>, deps: React.DependencyList): 
 let nextId = 0;
 
 /** A document-unique id for label/control pairs. */
-export function useId(prefix = 'jp-BackendAI-field'): string {
+export function useId(prefix = 'jp-BackendAI-c-field'): string {
   const ref = useRef<string>();
   if (!ref.current) {
     nextId += 1;
@@ -259,12 +259,12 @@ export function ErrorMessage(props: { error?: string; onDismiss?: () => void }):
     return null;
   }
   return (
-    <div className="jp-BackendAI-error" role="alert">
+    <div className="jp-BackendAI-c-error" role="alert">
       <span>{props.error}</span>
       {props.onDismiss && (
         <button
           type="button"
-          className="jp-BackendAI-linkButton"
+          className="jp-BackendAI-c-linkButton"
           onClick={props.onDismiss}
           aria-label="Dismiss the message"
         >
@@ -281,7 +281,7 @@ export function StatusMessage(props: { text?: string }): JSX.Element | null {
     return null;
   }
   return (
-    <div className="jp-BackendAI-status" role="status">
+    <div className="jp-BackendAI-c-status" role="status">
       {props.text}
     </div>
   );
@@ -289,7 +289,7 @@ export function StatusMessage(props: { text?: string }): JSX.Element | null {
 
 export function Loading(props: { what?: string }): JSX.Element {
   return (
-    <div className="jp-BackendAI-loading" role="status" aria-live="polite">
+    <div className="jp-BackendAI-c-loading" role="status" aria-live="polite">
       Loading{props.what ? ` ${props.what}` : ''}…
     </div>
   );
@@ -306,7 +306,7 @@ export function Btn(
   return (
     <button
       type={type || 'button'}
-      className={`jp-Button jp-mod-styled jp-BackendAI-button ${mod} ${className || ''}`}
+      className={`jp-Button jp-mod-styled jp-BackendAI-c-button ${mod} ${className || ''}`}
       {...rest}
     />
   );
@@ -320,11 +320,11 @@ export function Field(props: {
   children: React.ReactNode;
 }): JSX.Element {
   return (
-    <div className="jp-BackendAI-field">
+    <div className="jp-BackendAI-c-field">
       <label htmlFor={props.id}>{props.label}</label>
       {props.children}
       {props.hint && (
-        <div className="jp-BackendAI-hint" id={`${props.id}-hint`}>
+        <div className="jp-BackendAI-c-hint" id={`${props.id}-hint`}>
           {props.hint}
         </div>
       )}
@@ -352,7 +352,7 @@ export function TextField(props: {
       <input
         id={id}
         name={props.name}
-        className="jp-mod-styled jp-BackendAI-input"
+        className="jp-mod-styled jp-BackendAI-c-input"
         type={props.type || 'text'}
         value={props.value}
         placeholder={props.placeholder}
@@ -383,7 +383,7 @@ export function SelectField(props: {
       <select
         id={id}
         name={props.name}
-        className="jp-mod-styled jp-BackendAI-select"
+        className="jp-BackendAI-c-select"
         value={props.value}
         disabled={props.disabled}
         aria-describedby={props.hint ? `${id}-hint` : undefined}
@@ -411,7 +411,7 @@ export function CheckField(props: {
 }): JSX.Element {
   const id = useId();
   return (
-    <div className="jp-BackendAI-field jp-BackendAI-check">
+    <div className="jp-BackendAI-c-field jp-BackendAI-c-check">
       <input
         id={id}
         name={props.name}
@@ -433,13 +433,13 @@ export function MultiCheck(props: {
   onChange: (value: string[]) => void;
   empty?: string;
 }): JSX.Element {
-  const base = useId('jp-BackendAI-multi');
+  const base = useId('jp-BackendAI-c-multi');
   return (
-    <fieldset className="jp-BackendAI-fieldset">
+    <fieldset className="jp-BackendAI-c-fieldset">
       <legend>{props.legend}</legend>
-      {props.options.length === 0 && <div className="jp-BackendAI-hint">{props.empty || 'none'}</div>}
+      {props.options.length === 0 && <div className="jp-BackendAI-c-hint">{props.empty || 'none'}</div>}
       {props.options.map((option, i) => (
-        <div className="jp-BackendAI-check" key={option}>
+        <div className="jp-BackendAI-c-check" key={option}>
           <input
             type="checkbox"
             id={`${base}-${i}`}
@@ -479,7 +479,7 @@ export function FormDialog(props: {
   /** Hide the submit button (a read-only result). */
   closeOnly?: boolean;
 }): JSX.Element {
-  const titleId = useId('jp-BackendAI-dialog-title');
+  const titleId = useId('jp-BackendAI-c-dialog-title');
   const ref = useRef<HTMLFormElement>(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState('');
@@ -528,21 +528,21 @@ export function FormDialog(props: {
     }
   };
   return (
-    <div className="jp-BackendAI-overlay" onKeyDown={onKeyDown}>
+    <div className="jp-BackendAI-c-overlay" onKeyDown={onKeyDown}>
       <form
         ref={ref}
-        className={`jp-BackendAI-dialog ${props.wide ? 'jp-BackendAI-dialog-wide' : ''}`}
+        className={`jp-BackendAI-c-dialog ${props.wide ? 'jp-BackendAI-c-dialog-wide' : ''}`}
         role="dialog"
         aria-modal="true"
         aria-labelledby={titleId}
         onSubmit={submit}
       >
-        <h2 id={titleId} className="jp-BackendAI-dialog-title">
+        <h2 id={titleId} className="jp-BackendAI-c-dialog-title">
           {props.title}
         </h2>
-        <div className="jp-BackendAI-dialog-body">{props.children}</div>
+        <div className="jp-BackendAI-c-dialog-body">{props.children}</div>
         <ErrorMessage error={error || props.error} />
-        <div className="jp-BackendAI-dialog-buttons">
+        <div className="jp-BackendAI-c-dialog-buttons">
           <Btn kind="reject" onClick={props.onClose}>
             {props.closeOnly ? 'Close' : 'Cancel'}
           </Btn>
@@ -564,7 +564,7 @@ export function Tabs(props: {
   selected?: string;
   onSelect?: (id: string) => void;
 }): JSX.Element {
-  const base = useId('jp-BackendAI-tabs');
+  const base = useId('jp-BackendAI-c-tabs');
   const [own, setOwn] = useState(props.tabs[0]?.id);
   const selected = props.selected ?? own;
   const select = (id: string) => {
@@ -593,8 +593,8 @@ export function Tabs(props: {
   };
   const current = props.tabs.find(t => t.id === selected) || props.tabs[0];
   return (
-    <div className="jp-BackendAI-tabs">
-      <div role="tablist" aria-label={props.label} className="jp-BackendAI-tablist">
+    <div className="jp-BackendAI-c-tabs">
+      <div role="tablist" aria-label={props.label} className="jp-BackendAI-c-tablist">
         {props.tabs.map((tab, index) => (
           <button
             key={tab.id}
@@ -606,7 +606,7 @@ export function Tabs(props: {
             aria-selected={tab.id === current?.id}
             aria-controls={`${base}-${tab.id}-panel`}
             tabIndex={tab.id === current?.id ? 0 : -1}
-            className={`jp-BackendAI-tab ${tab.id === current?.id ? 'jp-mod-current' : ''}`}
+            className={`jp-BackendAI-c-tab ${tab.id === current?.id ? 'jp-mod-current' : ''}`}
             onClick={() => select(tab.id)}
             onKeyDown={e => onKeyDown(e, index)}
           >
@@ -619,7 +619,7 @@ export function Tabs(props: {
           role="tabpanel"
           id={`${base}-${current.id}-panel`}
           aria-labelledby={`${base}-${current.id}`}
-          className="jp-BackendAI-tabpanel"
+          className="jp-BackendAI-c-tabpanel"
           tabIndex={0}
         >
           {current.render()}
@@ -645,9 +645,9 @@ export function DataTable<T>(props: {
   actions?: (row: T) => React.ReactNode;
 }): JSX.Element {
   return (
-    <div className="jp-BackendAI-tableWrap">
-      <table className="jp-BackendAI-table">
-        <caption className="jp-BackendAI-sr-only">{props.caption}</caption>
+    <div className="jp-BackendAI-c-tableWrap">
+      <table className="jp-BackendAI-c-table">
+        <caption className="jp-BackendAI-c-sr-only">{props.caption}</caption>
         <thead>
           <tr>
             {props.columns.map(c => (
@@ -657,7 +657,7 @@ export function DataTable<T>(props: {
             ))}
             {props.actions && (
               <th scope="col">
-                <span className="jp-BackendAI-sr-only">Actions</span>
+                <span className="jp-BackendAI-c-sr-only">Actions</span>
               </th>
             )}
           </tr>
@@ -665,7 +665,7 @@ export function DataTable<T>(props: {
         <tbody>
           {props.rows.length === 0 && (
             <tr>
-              <td colSpan={props.columns.length + (props.actions ? 1 : 0)} className="jp-BackendAI-empty">
+              <td colSpan={props.columns.length + (props.actions ? 1 : 0)} className="jp-BackendAI-c-empty">
                 {props.empty || 'Nothing here yet.'}
               </td>
             </tr>
@@ -677,7 +677,7 @@ export function DataTable<T>(props: {
                   {c.render(row)}
                 </td>
               ))}
-              {props.actions && <td className="jp-BackendAI-actions">{props.actions(row)}</td>}
+              {props.actions && <td className="jp-BackendAI-c-actions">{props.actions(row)}</td>}
             </tr>
           ))}
         </tbody>
@@ -695,9 +695,9 @@ export function SectionHeader(props: {
 }): JSX.Element {
   const Heading = props.level === 3 ? 'h3' : 'h2';
   return (
-    <div className="jp-BackendAI-sectionHeader">
+    <div className="jp-BackendAI-c-sectionHeader">
       <Heading>{props.title}</Heading>
-      <div className="jp-BackendAI-toolbar">
+      <div className="jp-BackendAI-c-toolbar">
         {props.children}
         {props.onRefresh && (
           <Btn onClick={props.onRefresh} aria-label={`Refresh ${props.title}`} title="Refresh">
@@ -726,16 +726,16 @@ export function CopyText(props: { label: string; value: string; rows?: number })
     <Field label={props.label} id={id}>
       <textarea
         id={id}
-        className="jp-mod-styled jp-BackendAI-key"
+        className="jp-mod-styled jp-BackendAI-c-key"
         readOnly
         rows={props.rows || 3}
         value={props.value}
       />
-      <div className="jp-BackendAI-toolbar">
+      <div className="jp-BackendAI-c-toolbar">
         <Btn onClick={copy} aria-label={`Copy ${props.label}`}>
           Copy
         </Btn>
-        <span role="status" className="jp-BackendAI-hint">
+        <span role="status" className="jp-BackendAI-c-hint">
           {copied ? 'Copied.' : ''}
         </span>
       </div>

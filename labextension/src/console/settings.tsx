@@ -62,8 +62,8 @@ function PasswordForm(): JSX.Element {
   };
 
   return (
-    <form className="jp-BackendAI-card" onSubmit={submit} aria-labelledby="jp-BackendAI-password-title">
-      <h3 id="jp-BackendAI-password-title">Change password</h3>
+    <form className="jp-BackendAI-c-card" onSubmit={submit} aria-labelledby="jp-BackendAI-c-password-title">
+      <h3 id="jp-BackendAI-c-password-title">Change password</h3>
       <TextField
         label="Current password"
         type="password"
@@ -132,9 +132,9 @@ function SSHKeys(): JSX.Element {
   };
 
   return (
-    <section className="jp-BackendAI-card" aria-labelledby="jp-BackendAI-ssh-title">
-      <h3 id="jp-BackendAI-ssh-title">SSH keypair</h3>
-      <p className="jp-BackendAI-hint">
+    <section className="jp-BackendAI-c-card" aria-labelledby="jp-BackendAI-c-ssh-title">
+      <h3 id="jp-BackendAI-c-ssh-title">SSH keypair</h3>
+      <p className="jp-BackendAI-c-hint">
         Sessions accept this public key for SSH and SFTP; inside a session the private key is
         /home/work/id_container.
       </p>
@@ -142,7 +142,7 @@ function SSHKeys(): JSX.Element {
       {key.loading && !key.data && <Loading what="the public key" />}
       {key.data && <CopyText label="Public key" value={fresh?.ssh_public_key || key.data.ssh_public_key} />}
       {fresh && (
-        <div className="jp-BackendAI-secret" role="region" aria-label="New private key">
+        <div className="jp-BackendAI-c-secret" role="region" aria-label="New private key">
           <p>
             <strong>This private key is shown only now.</strong> Download it or copy it before you leave
             this page.
@@ -203,8 +203,8 @@ function SSHPort(): JSX.Element {
   };
 
   return (
-    <form className="jp-BackendAI-card" onSubmit={submit} aria-labelledby="jp-BackendAI-port-title">
-      <h3 id="jp-BackendAI-port-title">Preferred SSH port</h3>
+    <form className="jp-BackendAI-c-card" onSubmit={submit} aria-labelledby="jp-BackendAI-c-port-title">
+      <h3 id="jp-BackendAI-c-port-title">Preferred SSH port</h3>
       <ErrorMessage error={profile.error} />
       <TextField
         label="Port"
@@ -219,7 +219,7 @@ function SSHPort(): JSX.Element {
       />
       <ErrorMessage error={error} />
       <StatusMessage text={done} />
-      <div className="jp-BackendAI-toolbar">
+      <div className="jp-BackendAI-c-toolbar">
         <Btn type="submit" kind="accept" disabled={!profile.data}>
           Save port
         </Btn>
@@ -233,9 +233,9 @@ function SSHPort(): JSX.Element {
 
 export function Settings(): JSX.Element {
   return (
-    <div className="jp-BackendAI-page jp-BackendAI-settings">
+    <div className="jp-BackendAI-c-page jp-BackendAI-c-settings">
       <SectionHeader title="Settings" />
-      <div className="jp-BackendAI-cards">
+      <div className="jp-BackendAI-c-cards">
         <PasswordForm />
         <SSHKeys />
         <SSHPort />

@@ -135,12 +135,12 @@ export function Statistics(): JSX.Element {
   const scope = usage.data?.scope;
 
   return (
-    <div className="jp-BackendAI-page jp-BackendAI-statistics">
+    <div className="jp-BackendAI-c-page jp-BackendAI-c-statistics">
       <SectionHeader title="Statistics" onRefresh={usage.reload} />
-      <form className="jp-BackendAI-switchers" onSubmit={show} aria-label="Period">
+      <form className="jp-BackendAI-c-switchers" onSubmit={show} aria-label="Period">
         <TextField label="First day" type="date" name="start_date" value={start} onChange={setStart} />
         <TextField label="Last day" type="date" name="end_date" value={end} onChange={setEnd} />
-        <div className="jp-BackendAI-toolbar jp-BackendAI-alignEnd">
+        <div className="jp-BackendAI-c-toolbar jp-BackendAI-c-alignEnd">
           <Btn type="submit" kind="accept" disabled={!!problem}>
             Show
           </Btn>
@@ -161,12 +161,12 @@ export function Statistics(): JSX.Element {
       {usage.loading && !usage.data && <Loading what="usage" />}
       {usage.data && (
         <>
-          <p className="jp-BackendAI-hint" role="status">
+          <p className="jp-BackendAI-c-hint" role="status">
             {period.start} to {period.end} (days in UTC):{' '}
             {items.reduce((s, i) => s + i.num_sessions, 0)} session-days
             {scope === 'all' ? ', all users' : scope === 'domain' ? ', your domain' : ', your sessions'}.
           </p>
-          <div className="jp-BackendAI-charts">
+          <div className="jp-BackendAI-c-charts">
             <BarChart id="sessions" title="Sessions" unit="sessions" digits={0} points={perDay(days, items, i => i.num_sessions)} />
             <BarChart
               id="cpu"

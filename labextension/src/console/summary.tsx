@@ -143,7 +143,7 @@ export function Summary(props: { commands: CommandRegistry }): JSX.Element {
   const canStart = props.commands.hasCommand('backendai:start-session');
 
   return (
-    <div className="jp-BackendAI-page jp-BackendAI-summary">
+    <div className="jp-BackendAI-c-page jp-BackendAI-c-summary">
       <SectionHeader title="Summary" onRefresh={refresh}>
         {canStart && (
           <Btn kind="accept" onClick={() => void props.commands.execute('backendai:start-session')}>
@@ -152,7 +152,7 @@ export function Summary(props: { commands: CommandRegistry }): JSX.Element {
         )}
       </SectionHeader>
       <ErrorMessage error={profile.error || all.error || one.error || running.error} />
-      <div className="jp-BackendAI-switchers">
+      <div className="jp-BackendAI-c-switchers">
         <SelectField
           label="Project"
           name="group"
@@ -176,12 +176,12 @@ export function Summary(props: { commands: CommandRegistry }): JSX.Element {
       {check && (
         <>
           <h3>Resources</h3>
-          <p className="jp-BackendAI-hint">
+          <p className="jp-BackendAI-c-hint">
             Used by your sessions against what you may allocate: the smallest of your keypair policy
             {policy ? ` (${policy.name})` : ''}, the project's limit and the free capacity of the resource
             group.
           </p>
-          <div className="jp-BackendAI-gauges">
+          <div className="jp-BackendAI-c-gauges">
             {SLOT_VIEWS.map(view => {
               const figures = allocatable(check, view.slot, scalingGroup);
               return (
@@ -239,7 +239,7 @@ export function Summary(props: { commands: CommandRegistry }): JSX.Element {
               {
                 label: 'Fits now',
                 render: p => (
-                  <span className={p.allocatable ? 'jp-BackendAI-ok' : 'jp-BackendAI-no'}>
+                  <span className={p.allocatable ? 'jp-BackendAI-c-ok' : 'jp-BackendAI-c-no'}>
                     {p.allocatable ? 'yes' : 'no'}
                   </span>
                 )
