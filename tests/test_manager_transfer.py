@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
+import http.client
+import io
+import json
 import os
 import socket
+import stat
 import time
 import urllib.parse
+import zipfile
 from pathlib import Path
 
 import requests
@@ -255,7 +261,7 @@ def test_download_with_ranges(manager):
     d = manager.call("POST", "/folders/data/request-download", "alice", json_body={"path": "dir with space"})
     assert d.status_code == 400 and "not a file" in d.json()["title"]
     archive = manager.call("POST", "/folders/data/request-download", "alice", json_body={"path": "x", "archive": True})
-    assert archive.status_code == 400
+    assert archive.status_code == 404 and archive.json()["title"] == "'x' does not exist"
     (root / "victim.txt").write_text("x")
     swapped = request_download(manager, "alice", "data", "victim.txt")
     (root / "victim.txt").unlink()
@@ -274,3 +280,260 @@ def test_upload_over_a_planted_link_is_refused(manager, tmp_path):
     r = requests.patch(ticket["url"], data=b"abc", headers={**PATCH, "Upload-Offset": "0"}, timeout=10)
     assert r.status_code == 400 and "symbolic link" in r.json()["title"]
     assert os.listdir(outside) == []
+
+
+# --- the fast paths: PATCH bodies read by the handler, downloads by sendfile --------------------
+
+
+def raw_request(port: int, head: str, body: bytes = b"") -> socket.socket:
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(head.encode() + body)
+    return s
+
+
+def read_response(s: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response with a Content-Length (1xx answers skipped) from a raw socket."""
+    data = b""
+    while True:
+        while b"\r\n\r\n" not in data:
+            more = s.recv(65536)
+            assert more, f"connection closed after {data!r}"
+            data += more
+        head, _, data = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        if status >= 200:
+            break
+    headers = {k.strip().lower(): v.strip() for k, v in (line.split(":", 1) for line in lines[1:])}
+    length = int(headers.get("content-length", "0"))
+    while len(data) < length:
+        more = s.recv(65536)
+        assert more
+        data += more
+    return status, headers, data[:length]
+
+
+def test_patch_bodies_expect_continue_keep_alive_chunked_and_busy(manager):
+    view = create(manager, "alice", "data")
+    payload = os.urandom(9 * 1024 * 1024 + 7)  # more than the two 4 MiB receive buffers
+    ticket = request_upload(manager, "alice", "data", "big.bin", len(payload))
+    path = ticket["url"].split(str(manager.port), 1)[1]
+
+    # Two PATCHes and a HEAD over one keep-alive connection: each body is read exactly.
+    conn = http.client.HTTPConnection("127.0.0.1", manager.port, timeout=30)
+    first = 5 * 1024 * 1024 + 1
+    for start, end in ((0, first), (first, 8 * 1024 * 1024)):
+        conn.request("PATCH", path, body=payload[start:end], headers={**PATCH, "Upload-Offset": str(start)})
+        r = conn.getresponse()
+        assert r.status == 204 and r.getheader("Upload-Offset") == str(end), r.read()
+        r.read()
+    conn.request("HEAD", path, headers=TUS)
+    r = conn.getresponse()
+    r.read()
+    assert r.status == 200 and r.getheader("Upload-Offset") == str(8 * 1024 * 1024)
+
+    # Another request on the upload while a PATCH is mid-body: busy (409), nothing interleaved.
+    rest = payload[8 * 1024 * 1024 :]
+    head = (
+        f"PATCH {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nTus-Resumable: 1.0.0\r\n"
+        f"Content-Type: application/offset+octet-stream\r\nUpload-Offset: {8 * 1024 * 1024}\r\n"
+        f"Content-Length: {len(rest)}\r\nExpect: 100-continue\r\n\r\n"
+    )
+    s = raw_request(manager.port, head)
+    assert s.recv(64).startswith(b"HTTP/1.1 100")  # asked for, and sent before the body
+    s.sendall(rest[:1000])
+    time.sleep(0.3)
+    conn.request("PATCH", path, body=b"x", headers={**PATCH, "Upload-Offset": str(8 * 1024 * 1024)})
+    r = conn.getresponse()
+    busy = json.loads(r.read())
+    assert r.status == 409 and "busy" in busy["title"], busy
+    s.sendall(rest[1000:])
+    status, headers, _ = read_response(s)
+    s.close()
+    assert status == 204 and headers["upload-offset"] == str(len(payload))
+    stored = directory(manager, view["id"]) / "big.bin"
+    assert hashlib.sha256(stored.read_bytes()).digest() == hashlib.sha256(payload).digest()
+
+    # A chunked PATCH (no Content-Length) goes through tornado's body reading instead.
+    ticket = request_upload(manager, "alice", "data", "chunked.bin", 3 * 1024 * 1024)
+    body = os.urandom(3 * 1024 * 1024)
+    r = requests.patch(
+        ticket["url"], data=iter([body[:1000], body[1000:]]), headers={**PATCH, "Upload-Offset": "0"}, timeout=30
+    )
+    assert r.status_code == 204 and r.headers["Upload-Offset"] == str(len(body))
+    assert (directory(manager, view["id"]) / "chunked.bin").read_bytes() == body
+    ticket = request_upload(manager, "alice", "data", "short.bin", 10)
+    r = requests.patch(ticket["url"], data=iter([b"x" * 6, b"y" * 6]), headers={**PATCH, "Upload-Offset": "0"})
+    assert r.status_code == 413 and offset(ticket["url"]) == 0
+    assert metric(manager, "upload") == len(payload) + len(body)
+
+
+def test_download_by_sendfile_keep_alive_and_a_client_gone(manager):
+    view = create(manager, "alice", "data")
+    data = os.urandom(12 * 1024 * 1024 + 3)
+    (directory(manager, view["id"]) / "big.bin").write_bytes(data)
+    url = request_download(manager, "alice", "data", "big.bin")["url"]
+    path = url.split(str(manager.port), 1)[1]
+
+    conn = http.client.HTTPConnection("127.0.0.1", manager.port, timeout=30)
+    for headers, expected, status in (
+        ({}, data, 200),
+        ({"Range": "bytes=4194300-8388610"}, data[4194300:8388611], 206),
+        ({"Range": "bytes=-3"}, data[-3:], 206),
+    ):
+        conn.request("GET", path, headers=headers)
+        r = conn.getresponse()
+        body = r.read()
+        assert r.status == status and body == expected and r.getheader("Content-Length") == str(len(expected))
+    conn.close()
+
+    # A client that reads a little and goes away: the server drops it and goes on serving.
+    s = raw_request(manager.port, f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+    assert s.recv(65536).startswith(b"HTTP/1.1 200")
+    s.close()
+    time.sleep(0.3)
+    assert requests.get(url, timeout=30).content == data
+    assert metric(manager, "download") >= 2 * len(data) + len(data[4194300:8388611]) + 3
+
+
+# --- archives: a directory or several entries as one streamed ZIP ------------------------------
+
+
+def request_archive(manager, who: str, folder: str, **body) -> requests.Response:
+    return manager.call("POST", f"/folders/{folder}/request-download", who, json_body=body)
+
+
+def fetch_zip(url: str) -> tuple[requests.Response, zipfile.ZipFile]:
+    r = requests.get(url, timeout=60)
+    assert r.status_code == 200, r.text
+    return r, zipfile.ZipFile(io.BytesIO(r.content))
+
+
+def test_archive_of_a_directory_and_of_entries(manager, tmp_path):
+    view = create(manager, "alice", "data")
+    root = directory(manager, view["id"])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("TOP-SECRET-OUTSIDE")
+    proj = root / "프로젝트 ü"
+    (proj / "sub" / "empty").mkdir(parents=True)
+    big = os.urandom(3 * 1024 * 1024 + 5)
+    (proj / "big.bin").write_bytes(big)
+    (proj / "notes café.txt").write_text("bonjour\n" * 1000)
+    (proj / "sub" / "데이터.csv").write_text("a,b\n1,2\n")
+    (proj / "sub" / "photo.png").write_bytes(b"\x89PNG" + os.urandom(100))
+    os.chmod(proj / "sub" / "데이터.csv", 0o640)
+    os.symlink(outside / "secret.txt", proj / "leak.txt")  # planted by a session: not followed
+    os.symlink(outside, proj / "sub" / "leakdir")
+    os.mkfifo(proj / "sub" / "pipe")
+    (root / "top.txt").write_text("top")
+
+    r = request_archive(manager, "alice", "data", path="프로젝트 ü", archive=True)
+    assert r.status_code == 200, r.text
+    ticket = r.json()
+    assert (
+        ticket["archive"] is True
+        and ticket["filename"] == "프로젝트 ü.zip"
+        and "/folders/_/download?token=" in ticket["url"]
+    )
+    response, zf = fetch_zip(ticket["url"])
+    assert response.headers["Content-Type"] == "application/zip"
+    assert (
+        "filename*=UTF-8''%ED%94%84%EB%A1%9C%EC%A0%9D%ED%8A%B8%20%C3%BC.zip" in response.headers["Content-Disposition"]
+    )
+    assert "Content-Length" not in response.headers and response.headers["Accept-Ranges"] == "none"
+    assert zf.testzip() is None
+    names = sorted(zf.namelist())
+    assert names == ["big.bin", "notes café.txt", "sub/", "sub/empty/", "sub/photo.png", "sub/데이터.csv"]
+    assert zf.read("big.bin") == big and zf.read("sub/데이터.csv") == b"a,b\n1,2\n"
+    assert zf.read("notes café.txt") == b"bonjour\n" * 1000
+    assert zf.getinfo("notes café.txt").compress_type == zipfile.ZIP_DEFLATED
+    assert zf.getinfo("sub/photo.png").compress_type == zipfile.ZIP_STORED  # compressed already
+    assert zf.getinfo("sub/데이터.csv").flag_bits & 0x800  # UTF-8 names
+    assert stat.S_IMODE(zf.getinfo("sub/데이터.csv").external_attr >> 16) == 0o640
+    assert b"TOP-SECRET-OUTSIDE" not in response.content
+    assert metric(manager, "download") == len(response.content)
+    head = requests.head(ticket["url"], timeout=10)
+    assert head.status_code == 200 and head.headers["Content-Type"] == "application/zip" and not head.content
+
+    # Several entries, under their own names; stored without compression when asked.
+    r = request_archive(
+        manager, "alice", "data", paths=["프로젝트 ü/sub", "top.txt", "프로젝트 ü/sub/데이터.csv"], compress=False
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["paths"] == ["top.txt", "프로젝트 ü/sub"] and r.json()["filename"] == "data.zip"
+    _, zf = fetch_zip(r.json()["url"])
+    # Named relative to their common parent (the folder root); no entry for "프로젝트 ü/" itself.
+    assert sorted(zf.namelist()) == [
+        "top.txt",
+        "프로젝트 ü/sub/",
+        "프로젝트 ü/sub/empty/",
+        "프로젝트 ü/sub/photo.png",
+        "프로젝트 ü/sub/데이터.csv",
+    ]
+    assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
+
+    # The whole folder.
+    r = request_archive(manager, "alice", "data", archive=True)
+    assert r.status_code == 200 and r.json()["filename"] == "data.zip"
+    _, zf = fetch_zip(r.json()["url"])
+    assert "top.txt" in zf.namelist() and "프로젝트 ü/big.bin" in zf.namelist()
+    assert not any("leak" in n or "pipe" in n for n in zf.namelist())
+
+
+def test_archive_refusals_and_permissions(manager, tmp_path):
+    view = create(manager, "alice", "proj")
+    root = directory(manager, view["id"])
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("TOP-SECRET-OUTSIDE")
+    (root / "d").mkdir()
+    (root / "d" / "f.txt").write_text("f")
+    os.symlink(outside, root / "linked")
+
+    for body, status, words in [
+        ({"path": "linked", "archive": True}, 400, "symbolic link"),
+        ({"path": "../..", "archive": True}, 400, "'..'"),
+        ({"path": "/etc", "archive": True}, 400, "relative"),
+        ({"path": "nope", "archive": True}, 404, "does not exist"),
+        ({"paths": []}, 400, "non-empty list"),
+        ({"paths": [1, 2]}, 400, "non-empty list"),
+        ({"paths": ["d", "linked"]}, 400, "symbolic link"),
+        ({"paths": [f"d/{i:04d}-{'x' * 20}" for i in range(400)]}, 400, "too many paths"),
+    ]:
+        r = request_archive(manager, "alice", "proj", **body)
+        assert r.status_code == status and words in r.json()["title"], (body, r.text)
+
+    # Not bob's folder: neither by name nor by id.
+    assert request_archive(manager, "bob", "proj", path="d", archive=True).status_code == 404
+    assert request_archive(manager, "bob", view["id"], path="d", archive=True).status_code == 404
+
+    # A token cannot be stretched to other paths: its signature covers them.
+    ticket = request_archive(manager, "alice", "proj", path="d", archive=True).json()
+    header, body, sig = ticket["token"].split(".")
+    claims = transfer_tokens.verify(SECRET, ticket["token"], op="download")
+    forged = transfer_tokens._b64(json.dumps({**claims, "paths": "linked"}).encode())
+    r = requests.get(manager.url + "/folders/_/download", params={"token": f"{header}.{forged}.{sig}"}, timeout=10)
+    assert r.status_code == 401
+
+    # A link swapped in for the directory after the token was issued: refused, nothing read outside.
+    (root / "d" / "f.txt").unlink()
+    (root / "d").rmdir()
+    os.symlink(outside, root / "d")
+    r = requests.get(ticket["url"], timeout=10)
+    assert r.status_code == 400 and "symbolic link" in r.json()["title"] and "TOP-SECRET" not in r.text
+
+    # With a read-only share bob may archive; the download then works without any signature.
+    (root / "d").unlink()
+    (root / "d").mkdir()
+    (root / "d" / "g.txt").write_text("g")
+    inv = manager.call(
+        "POST", "/folders/proj/invite", "alice", json_body={"perm": "ro", "user_ids": ["bob@example.com"]}
+    )
+    assert inv.status_code == 201
+    inv_id = manager.call("GET", "/folders/invitations/list", "bob").json()["invitations"][0]["id"]
+    assert manager.call("POST", "/folders/invitations/accept", "bob", json_body={"inv_id": inv_id}).status_code == 200
+    r = request_archive(manager, "bob", "proj", path="d", archive=True)
+    assert r.status_code == 200, r.text
+    _, zf = fetch_zip(r.json()["url"])
+    assert zf.namelist() == ["g.txt"] and zf.read("g.txt") == b"g"

@@ -36,7 +36,7 @@ from .. import storage
 from ..db import admin
 from ..db import folders as folder_db
 from ..db import models as m
-from . import transfer_tokens
+from . import api_transfer, transfer_tokens
 from .base import APIError, APIHandler
 
 #: Where the transfer endpoints live, relative to the service's base URL (see ``api_transfer``).
@@ -553,15 +553,18 @@ class RequestUploadHandler(FolderHandler):
 
 
 class RequestDownloadHandler(FolderHandler):
-    """``POST /folders/{name}/request-download`` {path, archive} → {token, url} (ro); regular files only."""
+    """``POST /folders/{name}/request-download`` {path, archive, paths} → {token, url} (ro).
+
+    A regular file; with ``archive`` (a directory) or ``paths`` (entries) a streamed ZIP, see
+    ``api_transfer.request_archive``.
+    """
 
     async def post(self, name: str) -> None:
         data = self.json_body()
+        if self.param(data, "archive", default=False, kind=bool) or "paths" in data:
+            await api_transfer.request_archive(self, name, data)
+            return
         path = self.need(data, "path", kind=str)
-        if self.param(data, "archive", default=False, kind=bool):
-            raise APIError(
-                400, "archive downloads (a directory as one file) are not supported; download files one by one"
-            )
         folder = await self.folder(name, "ro")
         directory = await self.directory(folder)
         entry = await asyncio.to_thread(storage.stat, directory, path)

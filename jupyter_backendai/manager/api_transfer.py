@@ -24,6 +24,7 @@ worker thread and flushed one by one.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import select
@@ -43,6 +44,9 @@ MiB = 1024 * 1024
 RECEIVE_BYTES = 4 * MiB
 #: Bytes read from disk per write to the client when a download cannot use ``sendfile``.
 CHUNK_BYTES = 4 * MiB
+#: Longest JSON list of paths one archive token may carry (URLs pass proxies with ~16 KiB header limits).
+MAX_ARCHIVE_PATHS_CHARS = 8000
+DOWNLOAD_PATH = "/folders/_/download"
 #: Seconds a download waits for a client that reads nothing before it gives up on it.
 SEND_TIMEOUT = 300.0
 
@@ -490,6 +494,48 @@ class DownloadHandler(TransferHandler):
         self.finish()
 
 
+async def request_archive(handler: Any, name: str, data: dict[str, Any]) -> None:
+    """``POST /folders/{name}/request-download`` with ``archive`` or ``paths``: a token for a ZIP.
+
+    Called by ``api_folders``'s request-download handler (``handler``: its ``FolderHandler``).
+    ``archive: true`` with ``path`` a directory (``""``: the whole folder) gives its contents,
+    as Backend.AI's storage proxy does; ``paths`` (a list) gives those entries under their own
+    names. ``compress: false`` stores instead of deflating. Needs ``ro`` on the folder; what is
+    named is checked now (present, no link, nothing special) and again when the archive is made.
+    """
+    paths = data.get("paths")
+    spec: str | list[str]
+    if paths is not None:
+        if isinstance(paths, str):
+            paths = [paths]
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise APIError(400, "'paths' must be a non-empty list of paths")
+        spec = [storage.normalize_relpath(p) for p in paths]
+        if len(json.dumps(spec)) > MAX_ARCHIVE_PATHS_CHARS:
+            raise APIError(400, "too many paths for one archive (they travel in the URL); archive their directory")
+    else:
+        spec = storage.normalize_relpath(handler.param(data, "path", default="", kind=str) or "")
+    compress = handler.param(data, "compress", default=True, kind=bool)
+    folder = await handler.folder(name, "ro")
+    directory = await handler.directory(folder)
+    plan = await asyncio.to_thread(storage.plan_archive, directory, spec, folder_name=folder.name)
+    claims = {
+        "op": "download",
+        "archive": True,
+        "folder": str(folder.id),
+        "host": folder.host,
+        "paths": spec,
+        "name": folder.name,
+        "compress": compress,
+        "user": handler.identity.username,
+    }
+    token = transfer_tokens.issue(handler.manager.transfer_secret, claims, ttl=handler.manager.transfer_token_lifetime)
+    handler.send({
+        "token": token, "url": handler.service_url(f"{DOWNLOAD_PATH}?token={token}"), "archive": True,
+        "path": plan.base, "paths": list(plan.paths), "filename": plan.filename,
+    })  # fmt: skip
+
+
 def _sendfile_all(sock: int, fd: int, offset: int, count: int, timeout: float) -> int:
     """``sendfile`` ``count`` bytes from ``offset`` to a non-blocking socket; returns what was sent.
 
@@ -514,5 +560,5 @@ def _sendfile_all(sock: int, fd: int, offset: int, count: int, timeout: float) -
 
 handlers = [
     (r"/folders/_/tus/upload", TusUploadHandler),
-    (r"/folders/_/download", DownloadHandler),
+    (DOWNLOAD_PATH, DownloadHandler),
 ]
