@@ -44,6 +44,8 @@ def client_cli(manager, tmp_path):
 def test_folders_and_files_with_backendai_client(manager, client_cli, tmp_path):
     (tmp_path / "hello world.txt").write_text("from the real client\n")
     assert 'Virtual folder "data" is created' in client_cli("vfolder", "create", "data", "local").stdout
+    listed = client_cli("vfolder", "list").stdout  # a GraphQL query (POST /admin/gql)
+    assert any(line.split()[:2] == ["local", "data"] for line in listed.splitlines()), listed
     client_cli("vfolder", "mkdir", "data", "sub")
     client_cli("vfolder", "upload", "data", "hello world.txt")  # signed request-upload, then tus
     listing = client_cli("vfolder", "ls", "data").stdout
