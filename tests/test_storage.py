@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import io
 import json
 import os
 import time
 import uuid
+import zipfile
 from datetime import datetime
 from pathlib import Path
 
@@ -807,3 +809,158 @@ def test_finish_copies_when_the_host_is_another_filesystem(
     assert entry.size == 3 * MiB
     assert (folder / "dir" / "f.bin").read_bytes() == payload
     assert not (store.root / ".uploads" / upload).exists()
+
+
+# -- one request's appends (UploadWriter) -----------------------------------------------------
+def test_upload_writer_holds_the_upload_for_its_request(store: FolderStore, folder: Path) -> None:
+    upload = store.begin_upload("local", uuid.UUID(folder.name), "f.bin", 10)
+    data = store.root / ".uploads" / upload / "data"
+    with store.open_upload(upload, 0) as writer:
+        assert writer.remaining == 10
+        assert writer.write(b"abc") == 3
+        assert writer.write(memoryview(bytearray(b"defg"))[:2]) == 5
+        with pytest.raises(Conflict, match="busy"):
+            store.append(upload, 5, b"x")  # a second request meanwhile
+        with pytest.raises(Conflict, match="busy"):
+            store.open_upload(upload, 5)
+        with pytest.raises(UploadTooLarge):
+            writer.write(b"123456")  # 5 + 6 > 10: refused whole, nothing of it written
+        assert data.read_bytes() == b"abcde" and writer.offset == 5
+        assert writer.sync() == 5
+        info = json.loads((store.root / ".uploads" / upload / "info.json").read_text())
+        assert info["offset"] == 5
+    with pytest.raises(StorageError, match="closed"):
+        writer.write(b"x")
+    with pytest.raises(Conflict, match="current offset 5"):
+        store.open_upload(upload, 0)
+    with store.open_upload(upload, 5) as writer:
+        writer.write(b"fghij")
+        writer.sync()
+    store.finish(upload)
+    assert (folder / "f.bin").read_bytes() == b"abcdefghij"
+
+
+def test_upload_writer_checks_the_quota_before_any_byte(store: FolderStore, folder: Path) -> None:
+    upload = store.begin_upload("local", uuid.UUID(folder.name), "f.bin", 100, quota=150)
+    (folder / "grown.bin").write_bytes(b"g" * 100)  # the session wrote meanwhile
+    with pytest.raises(QuotaExceeded):
+        store.open_upload(upload, 0, quota=150)
+    with store.open_upload(upload, 0, quota=250) as writer:  # the lock was released after the refusal
+        writer.write(b"x" * 100)
+    assert store.upload_offset(upload) == 100
+
+
+def test_start_writeback_is_a_harmless_hint(tmp_path: Path) -> None:
+    from jupyter_backendai.storage._fs import start_writeback
+
+    path = tmp_path / "f"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT)
+    try:
+        os.write(fd, b"x" * 100_000)
+        start_writeback(fd, 0, 100_000)
+        start_writeback(fd, 0, 0)
+    finally:
+        os.close(fd)
+    start_writeback(fd, 0, 10)  # a closed descriptor: ignored, like any error of a hint
+    assert path.read_bytes() == b"x" * 100_000
+
+
+# -- archives ------------------------------------------------------------------------------------
+def zip_of(folder: Path, paths, **kwargs) -> tuple[zipfile.ZipFile, storage.ArchiveStats, list[bytes]]:
+    plan = storage.plan_archive(folder, paths, folder_name="my folder")
+    pieces: list[bytes] = []
+    stats = storage.write_archive(folder, plan, pieces.append, chunk_size=64 * 1024, **kwargs)
+    return zipfile.ZipFile(io.BytesIO(b"".join(pieces))), stats, pieces
+
+
+def test_archive_plans(trapped: Path) -> None:
+    (trapped / "d" / "e").mkdir(parents=True)
+    (trapped / "d" / "e" / "x.txt").write_text("x")
+    plan = storage.plan_archive(trapped, "d", folder_name="my folder")
+    assert plan == storage.ArchivePlan(paths=("d",), base="d", filename="d.zip")
+    assert storage.plan_archive(trapped, "", folder_name="my folder").filename == "my folder.zip"
+    assert storage.plan_archive(trapped, "inner.txt", folder_name="f") == storage.ArchivePlan(
+        paths=("inner.txt",), base="", filename="inner.txt.zip"
+    )
+    nested = storage.plan_archive(trapped, ["d/e/x.txt", "d/e", "d//e/./x.txt"], folder_name="f")
+    assert nested == storage.ArchivePlan(paths=("d/e",), base="d", filename="e.zip")
+    several = storage.plan_archive(trapped, ["d/e", "inner.txt"], folder_name="f")
+    assert several == storage.ArchivePlan(paths=("d/e", "inner.txt"), base="", filename="f.zip")
+    for bad, error in [
+        ("link_file", UnsafePath),
+        ("link_dir", UnsafePath),
+        ("sub/link_dir", UnsafePath),
+        ("link_dir/deep", UnsafePath),
+        ("../x", UnsafePath),
+        ("nope", NotFound),
+        ([], StorageError),
+        (["x"] * (storage.archive.MAX_PATHS + 1), StorageError),
+    ]:
+        with pytest.raises(error):
+            storage.plan_archive(trapped, bad, folder_name="f")
+    os.mkfifo(trapped / "pipe")
+    with pytest.raises(Conflict, match="not a regular file or a directory"):
+        storage.plan_archive(trapped, "pipe", folder_name="f")
+
+
+def test_archive_contents_links_and_names(trapped: Path, outside: Path) -> None:
+    before = snapshot(outside)
+    (trapped / "sub" / "데이터 ü.txt").write_text("한국어")
+    (trapped / "sub" / "empty").mkdir()
+    (trapped / "sub" / "inner_link").symlink_to("../inner.txt")  # inside, but links are never followed
+    os.mkfifo(trapped / "sub" / "pipe")
+    big = os.urandom(300_000)
+    (trapped / "big.npz").write_bytes(big)
+    old = trapped / "old.txt"
+    old.write_text("old")
+    os.utime(old, (0, 0))  # before 1980: clamped, not refused
+    zf, stats, pieces = zip_of(trapped, "")
+    assert zf.testzip() is None
+    assert sorted(zf.namelist()) == ["big.npz", "inner.txt", "old.txt", "sub/", "sub/empty/", "sub/데이터 ü.txt"]
+    assert zf.read("sub/데이터 ü.txt") == "한국어".encode() and zf.read("big.npz") == big
+    assert zf.getinfo("big.npz").compress_type == zipfile.ZIP_STORED
+    assert zf.getinfo("inner.txt").compress_type == zipfile.ZIP_DEFLATED
+    assert zf.getinfo("old.txt").date_time == (1980, 1, 1, 0, 0, 0)
+    assert sorted(stats.skipped) == [
+        "link_dir",
+        "link_file",
+        "relative_out",
+        "sub/inner_link",
+        "sub/link_dir",
+        "sub/pipe",
+    ]
+    assert stats.files == 4 and stats.dirs == 2 and stats.bytes == len(big) + 5 + 3 + len("한국어".encode())
+    assert all(len(p) >= 64 * 1024 for p in pieces[:-1])  # handed out in pieces, not all at once
+    assert b"secret" not in b"".join(pieces) and b"keep" not in b"".join(pieces)
+    assert snapshot(outside) == before
+    stored, _, _ = zip_of(trapped, ["sub"], compress=False)
+    assert sorted(stored.namelist()) == ["sub/", "sub/empty/", "sub/데이터 ü.txt"]
+    assert {i.compress_type for i in stored.infolist()} == {zipfile.ZIP_STORED}
+
+
+def test_archive_link_planted_after_the_plan_and_a_receiver_gone(folder: Path, outside: Path) -> None:
+    (folder / "d").mkdir()
+    (folder / "d" / "f.txt").write_text("f" * 200_000)
+    plan = storage.plan_archive(folder, "d", folder_name="f")
+    (folder / "d" / "f.txt").unlink()
+    (folder / "d").rmdir()
+    (folder / "d").symlink_to(outside)
+    pieces: list[bytes] = []
+    with pytest.raises(UnsafePath):
+        storage.write_archive(folder, plan, pieces.append)
+    assert pieces == []
+
+    (folder / "d").unlink()
+    (folder / "d").mkdir()
+    for i in range(5):
+        (folder / "d" / f"{i}.bin").write_bytes(os.urandom(100_000))
+    sent: list[bytes] = []
+
+    def send(piece: bytes) -> None:
+        if sent:
+            raise ConnectionError("the client went away")
+        sent.append(piece)
+
+    with pytest.raises(ConnectionError):
+        storage.write_archive(folder, plan, send, chunk_size=64 * 1024)
+    assert len(sent) == 1  # nothing more was sent after the failure, not even the central directory
