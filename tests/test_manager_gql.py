@@ -332,6 +332,13 @@ def test_graphql_errors_name_the_reason(world):
     assert answer["ok"] is False and "password" in answer["msg"].lower()
     assert _user(world, "h@example.com") is None
 
+    purge = gql(world, "admin", 'mutation { purge_user(email: "bob@example.com", props: {}) { ok msg } }')
+    assert purge.json()["data"]["purge_user"] == {
+        "ok": False,
+        "msg": "users are never deleted here, only deactivated (delete_user)",
+    }
+    assert _user(world, "bob@example.com")["status"] == "active"
+
     # The endpoint of API versions before v6.20210815 answers the bare data.
     legacy = world.call("POST", "/admin/graphql", "alice", json_body={"query": "{ user { email } }"})
     assert legacy.status_code == 200 and legacy.json() == {"user": {"email": "alice@example.com"}}

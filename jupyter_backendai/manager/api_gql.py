@@ -113,6 +113,7 @@ type Mutation {
   create_user(email: String!, props: UserInput!): CreateUser
   modify_user(email: String!, props: ModifyUserInput!): ModifyUser
   delete_user(email: String!): DeleteUser
+  purge_user(email: String!, props: PurgeUserInput!): PurgeUser
   create_keypair(user_id: String!, props: KeyPairInput!): CreateKeyPair
   modify_keypair(access_key: String!, props: ModifyKeyPairInput!): ModifyKeyPair
   delete_keypair(access_key: String!): DeleteKeyPair
@@ -242,6 +243,8 @@ input ModifyKeyPairInput {
 type CreateUser { ok: Boolean msg: String user: User }
 type ModifyUser { ok: Boolean msg: String user: User }
 type DeleteUser { ok: Boolean msg: String }
+type PurgeUser { ok: Boolean msg: String }
+input PurgeUserInput { purge_shared_vfolders: Boolean }
 type CreateKeyPair { ok: Boolean msg: String keypair: KeyPair }
 type ModifyKeyPair { ok: Boolean msg: String }
 type DeleteKeyPair { ok: Boolean msg: String }
@@ -1417,6 +1420,13 @@ def m_delete_user(ctx: Ctx, email: str):
     if user.id == ctx.me.user_id:
         raise Refused("you cannot deactivate yourself; ask another admin", 409)
     return _outcome(ctx, lambda: (admin.deactivate_user(ctx.db, user), {})[1])
+
+
+def m_purge_user(ctx: Ctx, email: str, props: dict[str, Any]):
+    ctx.require_admin()
+    check_user_reach(ctx.me, admin.get_user(ctx.db, email))
+    ctx.failed = True
+    return {"ok": False, "msg": "users are never deleted here, only deactivated (delete_user)"}
 
 
 def m_create_keypair(ctx: Ctx, user_id: str, props: dict[str, Any]):
