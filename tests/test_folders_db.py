@@ -363,6 +363,67 @@ def test_delete_folder(db):
     assert [a.folder.name for a in folders.accessible_folders(db, ann)] == ["ro-team"]
 
 
+def _live_session(db, user: m.User, name: str, status: m.SessionStatus, mounts: list[dict]) -> m.Session:
+    keypair = next(k for k in user.keypairs if k.is_active)
+    session = m.Session(
+        name=name, server_name=name, user_id=user.id, access_key=keypair.access_key, domain_name=user.domain_name,
+        scaling_group="default", image="python:3", status=status, mounts=mounts,
+    )  # fmt: skip
+    db.add(session)
+    db.flush()
+    return session
+
+
+def test_a_folder_mounted_in_a_live_session_cannot_be_deleted(db):
+    group = admin.get_group(db, "default")
+    ann = _user(db, "ann@example.com", groups=["default"])
+    bob = _user(db, "bob@example.com", groups=["default"])
+    boss = _user(db, "boss@example.com", role="admin")
+    data = folders.create_folder(db, ann, "data")
+    (inv,) = folders.invite(db, ann, "data", ["bob@example.com"], "rw")
+    folders.accept_invitation(db, bob, inv.id)
+    mount = [{"folder": "data", "id": str(data.id), "permission": "wd"}]
+    _live_session(db, ann, "first", m.SessionStatus.PENDING, mount)
+    with _raises(
+        admin.Conflict,
+        "folder 'data' is mounted in your live session 'first' (PENDING): terminate them before deleting it",
+    ):
+        folders.delete_folder(db, ann, "data")
+    bobs = _live_session(db, bob, "bobs", m.SessionStatus.RUNNING, [{"folder": "data", "id": str(data.id)}])
+    _live_session(db, ann, "second", m.SessionStatus.TERMINATING, mount)
+    with _raises(
+        admin.Conflict,
+        "folder 'data' is mounted in your live sessions 'first' (PENDING), 'second' (TERMINATING)"
+        " and 1 live session of bob: terminate them before deleting it",
+    ):
+        folders.delete_folder(db, ann, data.id)
+    # Finished sessions, other folders of the same name and other users' sessions of that name do not count.
+    for session in db.scalars(select(m.Session)):
+        session.status = m.SessionStatus.TERMINATED
+    other = folders.create_folder(db, bob, "notes")
+    _live_session(db, bob, "notes-user", m.SessionStatus.RUNNING, [{"folder": "notes", "id": str(other.id)}])
+    _live_session(db, ann, "elsewhere", m.SessionStatus.RUNNING, [{"folder": "data", "id": str(uuid.uuid4())}])
+    assert folders.delete_folder(db, ann, "data").id == data.id
+    assert bobs.status == m.SessionStatus.TERMINATED
+    # A session row without ids (recorded by name) and an automounted dot-folder of the owner.
+    legacy = folders.create_folder(db, ann, "legacy")
+    _live_session(db, ann, "old-style", m.SessionStatus.RUNNING, [{"folder": "legacy"}])
+    with _raises(admin.Conflict, "folder 'legacy' is mounted in your live session 'old-style' (RUNNING): "
+                                 "terminate them before deleting it"):  # fmt: skip
+        folders.delete_folder(db, ann, legacy.id)
+    dot = folders.create_folder(db, ann, ".local")
+    with pytest.raises(admin.Conflict, match="'.local' is mounted in your live sessions 'elsewhere' .RUNNING., "):
+        folders.delete_folder(db, ann, dot.id)
+    # A group folder: the admin deleting it sees whose sessions mount it.
+    team = folders.create_folder(db, boss, "team", group=group, permission="rw")
+    _live_session(db, bob, "team-work", m.SessionStatus.SCHEDULED, [{"folder": "team", "id": str(team.id)}])
+    with _raises(
+        admin.Conflict, "folder 'team' is mounted in 1 live session of bob: terminate them before deleting it"
+    ):
+        folders.delete_folder(db, boss, "team")
+    assert folders.live_sessions_mounting(db, team)[0].name == "team-work"
+
+
 # --- invitations ----------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
+import uuid
 from pathlib import Path
 
 import pytest
@@ -197,6 +198,9 @@ def test_file_operations(manager):
     assert usage["used_bytes"] == 5 and usage["file_count"] == 1 and usage["quota"] is None
     by_id = manager.call("GET", "/folders/_/usage", "alice", params={"id": view["id"]}).json()
     assert by_id["used_bytes"] == 5
+    # The listing shows the size last measured (it never walks the directories itself).
+    listed = next(f for f in manager.call("GET", "/folders", "alice").json() if f["name"] == "work")
+    assert listed["cur_size"] == 5 and listed["file_count"] == 1 and listed["usage_at"]
 
     dir_no_rec = manager.call("DELETE", "/folders/work/delete-files", "alice", json_body={"files": ["a b"]})
     assert dir_no_rec.status_code == 409 and "needs recursive" in title(dir_no_rec)
@@ -373,3 +377,58 @@ def test_paths_and_links_cannot_leave_the_folder(manager, tmp_path):
                         json_body={"files": ["link-dir", "link-file"], "recursive": True}).status_code == 200  # fmt: skip
     assert sorted(os.listdir(root)) == ["d"]
     assert (outside / "victim.txt").read_text() == "keep me" and os.listdir(outside) == ["victim.txt"]
+
+
+# --- the listing's fast path ---------------------------------------------------------------------
+
+
+def test_listing_rows_give_the_same_json_as_the_folder_views(db):
+    """``GET /folders`` reads unconverted rows and reuses JSON per row: it must say what ``_view`` says."""
+    import datetime as dt
+    import json
+
+    from jupyter_backendai.db import folders as folder_db
+    from jupyter_backendai.db import models as m
+    from jupyter_backendai.manager import api_folders
+
+    admin.create_policy(db, "capped", max_vfolder_size=10**9)
+    group = admin.create_group(db, "proj")
+    ann = admin.create_user(db, "ann@example.com", "S3cret!pw", policy="capped", groups=["proj"])[0]
+    bob = admin.create_user(db, "bob@example.com", "S3cret!pw", groups=["proj"])[0]
+    boss = admin.create_user(db, "boss@example.com", "S3cret!pw", role="admin")[0]
+    data = folder_db.create_folder(db, ann, "data", quota=10**6, usage_mode="model", cloneable=True)
+    data.used_bytes, data.file_count, data.usage_at = 1234, 5, dt.datetime(2026, 1, 2, 3, 4, 5, tzinfo=dt.timezone.utc)
+    folder_db.create_folder(db, ann, ".local")
+    folder_db.create_folder(db, bob, "data")
+    folder_db.create_folder(db, bob, "notes")
+    folder_db.create_folder(db, boss, "data", group=group, permission="ro")
+    folder_db.create_folder(db, boss, "team", group=group, permission="rw")
+    folder_db.share_group_folder(db, boss, "team", ["ann@example.com"], "wd")
+    for name in ("data", "notes"):
+        (inv,) = folder_db.invite(db, bob, name, ["ann@example.com"], "ro")
+        folder_db.accept_invitation(db, ann, inv.id)
+    db.commit()
+
+    def listed(user, group_filter=None) -> list:
+        entries = folder_db.folder_listing(db, user)
+        decode = api_folders._decoder(db)
+        if group_filter:
+            entries = [e for e in entries if api_folders._in_group(decode(e.raw), e.group_name, group_filter)]
+        return json.loads("[" + ",".join(api_folders._LISTED.texts(entries, decode)) + "]")
+
+    for user in (ann, bob, boss):
+        expected = [api_folders._view(db, a) for a in folder_db.accessible_folders(db, user)]
+        assert listed(user) == expected
+        assert listed(user) == expected  # the second time from the kept JSON
+    ann_view = {(f["name"], f["via"]): f for f in listed(ann)}
+    assert len(ann_view) == 6
+    assert ann_view["data", "owner"]["max_size"] == 10**6 and ann_view["data", "owner"]["cur_size"] == 1234
+    assert ann_view["data", "owner"]["usage_at"] == "2026-01-02T03:04:05+00:00"
+    assert ann_view["notes", "shared"]["permission"] == "ro" and ann_view["notes", "shared"]["user_email"] == bob.email
+    assert ann_view["team", "group"]["permission"] == "wd" and ann_view["team", "group"]["group_name"] == "proj"
+    # A change is a different row: never the old JSON.
+    db.get(m.VFolder, data.id).used_bytes = 99
+    db.commit()
+    assert {(f["name"], f["via"]): f for f in listed(ann)}["data", "owner"]["cur_size"] == 99
+    assert [f["name"] for f in listed(ann, "proj")] == [".local", "data", "data", "data", "notes", "team"]
+    assert [f["name"] for f in listed(ann, str(uuid.uuid4()))] == [".local", "data", "data", "notes"]

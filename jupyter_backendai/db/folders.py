@@ -45,13 +45,15 @@ import unicodedata
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
-from sqlalchemy import func, select
+from sqlalchemy import Dialect, and_, bindparam, func, select, type_coerce, update
 from sqlalchemy.orm import Session as DB
+from sqlalchemy.types import NullType
 
 from . import admin
 from . import models as m
+from .types import utcnow
 
 Perm = Literal["ro", "rw", "wd"]
 Via = Literal["owner", "group", "shared"]
@@ -352,6 +354,137 @@ def accessible_folders(db: DB, user: m.User) -> list[FolderAccess]:
     return out
 
 
+_V = m.VFolder
+_FOLDER_COLUMNS = tuple(_V.__table__.columns)
+#: The same columns without result processing: values as the database driver returns them.
+_RAW_COLUMNS = tuple(type_coerce(c, NullType()).label(c.key) for c in _FOLDER_COLUMNS)
+_QUOTA = [c.key for c in _FOLDER_COLUMNS].index("quota")
+_NAME = [c.key for c in _FOLDER_COLUMNS].index("name")
+_ID = [c.key for c in _FOLDER_COLUMNS].index("id")
+
+
+class ListedFolder(NamedTuple):
+    """One line of a folder listing: the folder's columns as the driver returns them, and the access.
+
+    ``raw`` is a tuple in :class:`~.models.VFolder` column order, not converted (no UUID,
+    datetime or enum objects made): :class:`RawFolderDecoder` converts one when needed. A
+    listing's caller can then reuse what it built for an unchanged row (the tuple is the key)
+    instead of converting a thousand rows per request. ``owner_limit`` is the owner's policy's
+    folder size limit (user folders).
+    """
+
+    raw: tuple
+    permission: Perm
+    via: Via
+    owner_email: str | None
+    group_name: str | None
+    owner_limit: int | None = None
+
+    @property
+    def capacity(self) -> int | None:
+        """Bytes the folder may hold: its quota and its owner's policy limit, whichever is lower."""
+        limits = [v for v in (self.raw[_QUOTA], self.owner_limit) if v]
+        return min(limits) if limits else None
+
+
+class RawFolderDecoder:
+    """Converts :attr:`ListedFolder.raw` into {column: value} as a query of the model would give it."""
+
+    def __init__(self, dialect: Dialect):
+        self.keys = tuple(c.key for c in _FOLDER_COLUMNS)
+        self.processors = tuple(c.type.dialect_impl(dialect).result_processor(dialect, None) for c in _FOLDER_COLUMNS)
+
+    def __call__(self, raw: Sequence) -> dict[str, object]:
+        return {
+            k: (p(v) if p is not None and v is not None else v)
+            for k, p, v in zip(self.keys, self.processors, raw, strict=True)
+        }
+
+
+# Built once: a listing runs them on every request, and building (and hashing) a statement of
+# twenty columns costs as much as running it.
+_MEMBER_PERM = m.VFolderPermission.permission.label("member_perm")
+_OWN = select(*_RAW_COLUMNS).where(
+    _V.ownership_type == m.FolderOwnership.USER, _V.user_id == bindparam("user_id", type_=_V.user_id.type)
+)
+_GROUPED = (
+    select(*_RAW_COLUMNS, _V.permission.label("folder_perm"), _MEMBER_PERM, m.Group.name.label("group_name"))
+    .join(m.Group, m.Group.id == _V.group_id)
+    .join(m.memberships, m.memberships.c.group_id == m.Group.id)
+    .outerjoin(
+        m.VFolderPermission,
+        and_(m.VFolderPermission.vfolder_id == _V.id, m.VFolderPermission.user_id == m.memberships.c.user_id),
+    )
+    .where(
+        _V.ownership_type == m.FolderOwnership.GROUP,
+        m.Group.is_active.is_(True),
+        m.memberships.c.user_id == bindparam("user_id", type_=_V.user_id.type),
+    )
+)
+_SHARED = (
+    select(*_RAW_COLUMNS, _MEMBER_PERM, _V.user_id.label("owner_id"), m.User.email.label("owner_email"))
+    .join(m.VFolderPermission, m.VFolderPermission.vfolder_id == _V.id)
+    .join(m.User, m.User.id == _V.user_id)
+    .where(
+        m.VFolderPermission.user_id == bindparam("user_id", type_=_V.user_id.type),
+        _V.ownership_type == m.FolderOwnership.USER,
+        _V.user_id != m.VFolderPermission.user_id,
+    )
+)
+_N = len(_RAW_COLUMNS)
+
+
+def folder_listing(db: DB, user: m.User) -> list[ListedFolder]:
+    """What :func:`accessible_folders` finds, for a listing: four queries, whatever the count.
+
+    Own, group and shared folders (with the owner's e-mail address and the group's name
+    joined in), then the folder size limits of the owners' policies. Neither ORM objects nor
+    converted values: for a thousand folders those cost more than all the queries, and
+    looking up owners and groups one by one would cost a query per folder.
+    """
+    conn = db.connection()
+    who = {"user_id": user.id}
+    own = conn.execute(_OWN, who).all()
+    grouped = conn.execute(_GROUPED, who).all()
+    shared = conn.execute(_SHARED, who).all()
+    limits = _owner_limits(db, {user.id} | {r.owner_id for r in shared})
+    mine = limits.get(user.id)
+    out = [ListedFolder(r, "wd", "owner", user.email, None, mine) for r in own]
+    out += [ListedFolder(r[:_N], (r.member_perm or r.folder_perm).value, "group", None, r.group_name) for r in grouped]
+    out += [
+        ListedFolder(r[:_N], r.member_perm.value, "shared", r.owner_email, None, limits.get(r.owner_id)) for r in shared
+    ]
+    out.sort(key=_listing_order)
+    return out
+
+
+def _listing_order(e: ListedFolder) -> tuple[str, int, str]:
+    return e.raw[_NAME], _PRECEDENCE[e.via], str(e.raw[_ID]).replace("-", "")
+
+
+def record_usage(db: DB, folder_id: uuid.UUID, used_bytes: int, file_count: int) -> None:
+    """Keep a measured size (bytes and files, now) for listings; a folder deleted meanwhile is skipped."""
+    db.execute(
+        update(m.VFolder)
+        .where(m.VFolder.id == folder_id)
+        .values(used_bytes=used_bytes, file_count=file_count, usage_at=utcnow())
+    )
+
+
+def _owner_limits(db: DB, user_ids: set[uuid.UUID]) -> dict[uuid.UUID, int | None]:
+    """Each user's main keypair's (see :func:`main_keypair`) policy folder size limit, in one query."""
+    rows = db.execute(
+        select(m.KeyPair.user_id, m.KeyPairResourcePolicy.max_vfolder_size)
+        .join(m.KeyPairResourcePolicy, m.KeyPairResourcePolicy.name == m.KeyPair.resource_policy)
+        .where(m.KeyPair.user_id.in_(list(user_ids)), m.KeyPair.is_active.is_(True))
+        .order_by(m.KeyPair.user_id, m.KeyPair.created_at, m.KeyPair.access_key)
+    )
+    out: dict[uuid.UUID, int | None] = {}
+    for user_id, limit in rows:
+        out.setdefault(user_id, limit or None)
+    return out
+
+
 def _as_id(ref: m.VFolder | uuid.UUID | str) -> uuid.UUID | None:
     if isinstance(ref, m.VFolder):
         return ref.id
@@ -474,14 +607,80 @@ def rename_folder(db: DB, user: m.User, folder_name_or_id: m.VFolder | uuid.UUID
     return folder
 
 
+#: A session in these statuses has (or is about to have) its folders mounted.
+LIVE_STATUSES = tuple(s for s in m.SessionStatus if s not in m.FINISHED_SESSION_STATUSES)
+
+
+@dataclass(frozen=True)
+class MountingSession:
+    name: str
+    status: str
+    user_id: uuid.UUID
+    username: str
+
+
+def live_sessions_mounting(db: DB, folder: m.VFolder) -> list[MountingSession]:
+    """The live sessions (PENDING to TERMINATING) that mount ``folder``, oldest first.
+
+    A session's chosen folders are in its ``mounts`` (by id; rows written before ids were
+    recorded, by name). Automounted dot-folders are not recorded: any live session of the
+    owner counts, as a session still queued mounts them when it starts.
+    """
+    if folder.ownership_type == m.FolderOwnership.GROUP:
+        users = list(db.scalars(select(m.memberships.c.user_id).where(m.memberships.c.group_id == folder.group_id)))
+    else:
+        shared = select(m.VFolderPermission.user_id).where(m.VFolderPermission.vfolder_id == folder.id)
+        users = [folder.user_id, *db.scalars(shared)]
+    rows = db.execute(
+        select(m.Session.name, m.Session.status, m.Session.user_id, m.Session.mounts, m.User.username)
+        .join(m.User, m.User.id == m.Session.user_id)
+        .where(m.Session.status.in_(LIVE_STATUSES), m.Session.user_id.in_(users))
+        .order_by(m.Session.created_at, m.Session.id)
+    )
+    fid = str(folder.id)
+    out = []
+    for name, status, user_id, mounts, username in rows:
+        automount = folder.is_automount and user_id == folder.user_id
+        chosen = any(
+            (mount.get("id") == fid) if mount.get("id") else mount.get("folder") == folder.name
+            for mount in mounts or []
+            if isinstance(mount, dict)
+        )
+        if automount or chosen:
+            out.append(MountingSession(name, status.value, user_id, username))
+    return out
+
+
+def _describe_sessions(sessions: list[MountingSession], user: m.User) -> str:
+    """The caller's sessions by name; other users' by whose they are (their names are theirs)."""
+    own = [f"{s.name!r} ({s.status})" for s in sessions if s.user_id == user.id]
+    others = sorted({s.username for s in sessions if s.user_id != user.id})
+    parts = []
+    if own:
+        parts.append(("your live session " if len(own) == 1 else "your live sessions ") + ", ".join(own))
+    if others:
+        count = len(sessions) - len(own)
+        parts.append(f"{count} live session{'s' if count > 1 else ''} of {', '.join(others)}")
+    return " and ".join(parts)
+
+
 def delete_folder(db: DB, user: m.User, name_or_id: m.VFolder | uuid.UUID | str) -> m.VFolder:
     """Delete a folder's row (F28) and, through the foreign keys, its shares and invitations.
+
+    Refused (Conflict, 409) while a live session mounts it: its container would go on writing
+    into a directory that is being removed, and the user would lose what it writes.
 
     Returns the deleted row, its columns still readable (id, host, name...), so that the caller
     can remove the directory after committing.
     """
     folder, access = _managed(db, user, name_or_id)
     _check_manage(db, user, folder, access, "delete")
+    mounted = live_sessions_mounting(db, folder)
+    if mounted:
+        raise admin.Conflict(
+            f"folder {folder.name!r} is mounted in {_describe_sessions(mounted, user)}: terminate them before"
+            " deleting it"
+        )
     # Load every column now: the caller reads them after the row is gone.
     for column in m.VFolder.__table__.columns:
         getattr(folder, column.key)

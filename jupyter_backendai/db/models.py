@@ -387,8 +387,12 @@ class Session(Base):
     __tablename__ = "sessions"
     __table_args__ = (
         Index("ix_sessions_status_scaling_group", "status", "scaling_group"),
-        # The session lists: a user's sessions, newest first, by status.
-        Index("ix_sessions_user_created", "user_id", "created_at", "status"),
+        # The session lists (a user's, a domain's, everyone's), newest first, filtered by status:
+        # the index holds the order (created_at, id) and the filter, so a page, its offset and
+        # the count are read from the index alone.
+        Index("ix_sessions_user_list", "user_id", "created_at", "id", "status"),
+        Index("ix_sessions_domain_list", "domain_name", "created_at", "id", "status"),
+        Index("ix_sessions_created_list", "created_at", "id", "status"),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
@@ -484,6 +488,11 @@ class VFolder(Base):
     cloneable: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     last_used: Mapped[dt.datetime | None] = mapped_column()
+    # The last measured size (a walk of the directory), so that listings never walk 1,000 trees;
+    # usage_at says how old it is (None: never measured).
+    used_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    file_count: Mapped[int | None] = mapped_column(BigInteger)
+    usage_at: Mapped[dt.datetime | None] = mapped_column()
 
     @property
     def is_automount(self) -> bool:

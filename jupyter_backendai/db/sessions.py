@@ -8,13 +8,17 @@ on the database side: it only has to end sessions whose containers are gone).
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import json
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import JSON, Row, and_, func, or_, select, type_coerce
 from sqlalchemy.orm import Session as DB
 
 from ..core.admission import AdmissionRequest, ResourceGroupState
@@ -229,3 +233,110 @@ def register_agent(
 
 def new_session_id() -> uuid.UUID:
     return uuid.uuid4()
+
+
+# --- listing ----------------------------------------------------------------------------------
+
+
+class CursorError(ValueError):
+    """A ``cursor`` that this module did not hand out (or that was altered)."""
+
+
+def encode_cursor(created_at: dt.datetime, session_id: uuid.UUID) -> str:
+    """An opaque position in the newest-first order: just after the session (created_at, id)."""
+    raw = json.dumps([created_at.isoformat(), session_id.hex], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        at, sid = json.loads(raw)
+        created_at = dt.datetime.fromisoformat(at)
+        if created_at.tzinfo is None:
+            created_at = created_at.replace(tzinfo=dt.timezone.utc)
+        return created_at, uuid.UUID(hex=sid)
+    except (binascii.Error, ValueError, TypeError, UnicodeDecodeError):
+        raise CursorError(
+            f"{cursor[:80]!r} is not a cursor of this listing; use next_cursor of a previous page"
+        ) from None
+
+
+@dataclass(frozen=True)
+class SessionPage:
+    """One page of a session listing: rows (columns of the session and its user), newest first."""
+
+    rows: list[Row]
+    usage: dict[uuid.UUID, Row]
+    total: int | None
+    next_cursor: str | None
+
+
+#: What a listing reads of each session: no ORM objects (a page of them costs more to build than
+#: the queries), and the slots as their stored JSON, which already is Backend.AI's string form.
+_S = m.Session
+_LIST_COLUMNS = (
+    _S.id, _S.name, _S.server_name, _S.session_type, _S.image, _S.status, _S.status_info, _S.scaling_group,
+    _S.domain_name, _S.group_id, _S.agent_id, _S.access_key, _S.created_at, _S.started_at, _S.terminated_at,
+    type_coerce(_S.occupied_slots, JSON).label("occupied_slots"),
+    type_coerce(_S.requested_slots, JSON).label("requested_slots"),
+    m.User.email.label("user_email"), m.User.username.label("username"),
+)  # fmt: skip
+_U = m.SessionUsage
+_USAGE_COLUMNS = (
+    _U.session_id, _U.at, _U.cpu_percent, _U.cpu_seconds, _U.mem_bytes, _U.io_read_bytes, _U.io_write_bytes,
+    _U.gpu_percent,
+)  # fmt: skip
+
+
+def list_sessions(
+    db: DB,
+    *,
+    statuses: Sequence[m.SessionStatus] | None,
+    user_id: uuid.UUID | None = None,
+    domain_name: str | None = None,
+    limit: int = 20,
+    offset: int = 0,
+    cursor: str | None = None,
+    count: bool = True,
+) -> SessionPage:
+    """A page of sessions, newest first (created_at, then id): by ``offset`` or after ``cursor``.
+
+    Three queries whatever the page: the count (when asked), the page, the latest usage sample
+    of its sessions. The page's ids are found on the index that holds the filter and the
+    order (``ix_sessions_*_list``), so an offset skips index entries, not rows; only the
+    page's rows are read. A cursor (``next_cursor`` of the previous page) costs the same on
+    page 1 and page 10,000 and does not skip or repeat rows when sessions are added meanwhile.
+    """
+    where: list[Any] = []
+    if statuses is not None:
+        where.append(_S.status.in_(list(statuses)))
+    if user_id is not None:
+        where.append(_S.user_id == user_id)
+    if domain_name is not None:
+        where.append(_S.domain_name == domain_name)
+    total = db.scalar(select(func.count()).select_from(_S).where(*where)) if count else None
+    page_where = list(where)
+    if cursor is not None:
+        at, sid = decode_cursor(cursor)
+        # The first term bounds the index range; the second breaks ties of one created_at by id.
+        page_where += [_S.created_at <= at, or_(_S.created_at < at, and_(_S.created_at == at, _S.id < sid))]
+        offset = 0
+    order = (_S.created_at.desc(), _S.id.desc())
+    page = select(_S.id).where(*page_where).order_by(*order).offset(offset).limit(limit + 1).subquery()
+    rows = db.execute(
+        select(*_LIST_COLUMNS).join(page, page.c.id == _S.id).join(m.User, m.User.id == _S.user_id).order_by(*order)
+    ).all()
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].created_at, rows[-1].id)
+    return SessionPage(rows, latest_usage(db, [r.id for r in rows]), total, next_cursor)
+
+
+def latest_usage(db: DB, session_ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Row]:
+    """The newest usage sample of each session (one query)."""
+    if not session_ids:
+        return {}
+    latest = select(func.max(_U.id)).where(_U.session_id.in_(list(session_ids))).group_by(_U.session_id)
+    return {row.session_id: row for row in db.execute(select(*_USAGE_COLUMNS).where(_U.id.in_(latest)))}

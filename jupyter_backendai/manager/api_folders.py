@@ -25,7 +25,9 @@ import asyncio
 import datetime as dt
 import json
 import stat as stat_module
+import threading
 import uuid
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,35 +87,106 @@ def _capacity(db: DB, folder: m.VFolder, cache: dict | None = None) -> int | Non
 
 
 def _view(db: DB, access: folder_db.FolderAccess, cache: dict | None = None) -> dict[str, Any]:
-    """A folder as Backend.AI's ``GET /folders`` shows it (ids in hex, as Backend.AI does)."""
+    """One folder (an ORM row) as Backend.AI's ``GET /folders`` shows it."""
     f = access.folder
     owner = db.get(m.User, f.user_id) if f.user_id is not None else None
     group = db.get(m.Group, f.group_id) if f.group_id is not None else None
-    capacity = _capacity(db, f, cache)
+    return _folder_json(
+        f, access.permission, access.via, _capacity(db, f, cache), owner.email if owner is not None else None,
+        group.name if group is not None else None,
+    )  # fmt: skip
+
+
+_COLUMNS = tuple(c.key for c in m.VFolder.__table__.columns)
+
+
+def _folder_json(
+    f: Any, permission: str, via: str, capacity: int | None, owner_email: str | None, group_name: str | None
+) -> dict[str, Any]:
+    """The JSON of a folder: ``f`` is a :class:`~..db.models.VFolder` or its columns in a dict.
+
+    Ids in hex, as Backend.AI does. ``cur_size`` (Backend.AI's name) is the size last measured
+    (``usage_at``: when; None: not yet): a listing never walks directories, ``GET
+    /folders/{name}/usage`` measures.
+    """
+    d = f if isinstance(f, dict) else {key: getattr(f, key) for key in _COLUMNS}
+    name, kind, user_id, group_id = d["name"], d["ownership_type"].value, d["user_id"], d["group_id"]
+    created, used, at = d["created_at"], d["last_used"], d["usage_at"]
     return {
-        "id": f.id.hex,
-        "name": f.name,
-        "host": f.host,
-        "usage_mode": f.usage_mode,
-        "permission": access.permission,
+        "id": d["id"].hex,
+        "name": name,
+        "host": d["host"],
+        "usage_mode": d["usage_mode"],
+        "permission": permission,
         "max_size": capacity,
-        "quota": f.quota,
-        "created_at": f.created_at.isoformat() if f.created_at else None,
-        "last_used": f.last_used.isoformat() if f.last_used else None,
-        "is_owner": access.via == "owner",
-        "ownership_type": f.ownership_type.value,
-        "type": f.ownership_type.value,
-        "via": access.via,
-        "user": str(f.user_id) if f.user_id else None,
-        "user_email": owner.email if owner is not None else None,
-        "group": str(f.group_id) if f.group_id else None,
-        "group_name": group.name if group is not None else None,
-        "creator": f.creator,
-        "cloneable": f.cloneable,
+        "quota": d["quota"],
+        "cur_size": d["used_bytes"],
+        "file_count": d["file_count"],
+        "usage_at": at.isoformat() if at else None,
+        "created_at": created.isoformat() if created else None,
+        "last_used": used.isoformat() if used else None,
+        "is_owner": via == "owner",
+        "ownership_type": kind,
+        "type": kind,
+        "via": via,
+        "user": str(user_id) if user_id else None,
+        "user_email": owner_email,
+        "group": str(group_id) if group_id else None,
+        "group_name": group_name,
+        "creator": d["creator"],
+        "cloneable": d["cloneable"],
         "status": "ready",
-        "automount": f.is_automount,
-        "mount_path": access.mount_path,
+        "automount": name.startswith("."),
+        "mount_path": f"{folder_db.MOUNT_ROOT}/{name}",
     }
+
+
+class _ListedJSON:
+    """The JSON text of listed folders, kept per exact row and access (least recently used out).
+
+    A row that did not change since the last listing (same columns, same permission, owner
+    and limits: the whole key) has the same JSON; only new or changed rows are converted and
+    encoded. There is nothing to invalidate: a change makes a different key.
+    """
+
+    def __init__(self, size: int = 50_000):
+        self.size = size
+        self._texts: OrderedDict[tuple, str] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def texts(self, entries: list[folder_db.ListedFolder], decode: folder_db.RawFolderDecoder) -> list[str]:
+        out = []
+        with self._lock:
+            texts = self._texts
+            for e in entries:
+                key = (e.raw, e.permission, e.via, e.owner_email, e.group_name, e.owner_limit)
+                text = texts.get(key)
+                if text is None:
+                    view = _folder_json(decode(e.raw), e.permission, e.via, e.capacity, e.owner_email, e.group_name)
+                    text = texts[key] = json.dumps(view)
+                else:
+                    texts.move_to_end(key)
+                out.append(text)
+            while len(texts) > self.size:
+                texts.popitem(last=False)
+        return out
+
+
+_LISTED = _ListedJSON()
+_DECODERS: dict[str, folder_db.RawFolderDecoder] = {}
+
+
+def _decoder(db: DB) -> folder_db.RawFolderDecoder:
+    dialect = db.get_bind().dialect
+    decoder = _DECODERS.get(dialect.name)
+    if decoder is None:
+        decoder = _DECODERS[dialect.name] = folder_db.RawFolderDecoder(dialect)
+    return decoder
+
+
+def _in_group(folder: dict[str, Any], group_name: str | None, wanted: str) -> bool:
+    """``?group=``: the folders of that group (by id or name), and every user folder."""
+    return folder["group_id"] is None or wanted in (str(folder["group_id"]), group_name)
 
 
 def _invitation_view(db: DB, inv: m.VFolderInvitation) -> dict[str, Any]:
@@ -218,15 +291,15 @@ class FoldersHandler(FolderHandler):
         data = self.json_body()
         group_filter = self.param(data, "group_id", "group", kind=str)
 
-        def listing(db: DB) -> list[dict[str, Any]]:
-            entries = folder_db.accessible_folders(db, self.me(db))
-            owner_limits: dict = {}  # one policy look-up per owner, not per folder
-            views = [_view(db, a, owner_limits) for a in entries]
+        def listing(db: DB) -> str:
+            entries = folder_db.folder_listing(db, self.me(db))
+            decode = _decoder(db)
             if group_filter:
-                views = [v for v in views if group_filter in (v["group"], v["group_name"]) or v["group"] is None]
-            return views
+                entries = [e for e in entries if _in_group(decode(e.raw), e.group_name, group_filter)]
+            return "[" + ",".join(_LISTED.texts(entries, decode)) + "]"
 
-        self.send(await self.run_db(listing))
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.finish(await self.run_db(listing))
 
     async def post(self) -> None:
         data = self.json_body()
@@ -324,6 +397,7 @@ class FolderUsageHandler(FolderHandler):
         folder = await self.folder(name, "ro")
         directory = await self.directory(folder)
         used, count = await asyncio.to_thread(storage.usage, directory)
+        await self.run_db(folder_db.record_usage, folder.id, used, count)  # what listings show as cur_size
         self.send(
             {
                 "id": folder.id.hex,

@@ -188,16 +188,8 @@ def apps_of(session: m.Session, username: str) -> list[dict[str, Any]]:
     return list(apps.values())
 
 
-def _latest_usage(db: DB, session_ids: list[uuid.UUID]) -> dict[uuid.UUID, m.SessionUsage]:
-    if not session_ids:
-        return {}
-    latest = (
-        select(func.max(m.SessionUsage.id))
-        .where(m.SessionUsage.session_id.in_(session_ids))
-        .group_by(m.SessionUsage.session_id)
-    )
-    rows = db.scalars(select(m.SessionUsage).where(m.SessionUsage.id.in_(latest)))
-    return {row.session_id: row for row in rows}
+def _latest_usage(db: DB, session_ids: list[uuid.UUID]) -> dict[uuid.UUID, Any]:
+    return store.latest_usage(db, session_ids)
 
 
 def _usage_json(sample: m.SessionUsage | None) -> dict[str, Any] | None:
@@ -237,6 +229,32 @@ def session_item(session: m.Session, user: m.User, usage: m.SessionUsage | None)
         "user_email": user.email,
         "username": user.username,
         "access_key": session.access_key,
+    }
+
+
+def listed_item(row: Any, usage: Any) -> dict[str, Any]:
+    """:func:`session_item`'s shape from a listing row (:func:`store.list_sessions`), no ORM object."""
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "server_name": row.server_name,
+        "type": row.session_type,
+        "image": row.image,
+        "status": row.status.value,
+        "status_info": row.status_info,
+        "resource_group": row.scaling_group,
+        "domain": row.domain_name,
+        "group_id": str(row.group_id) if row.group_id else None,
+        "occupied_slots": row.occupied_slots or {},
+        "requested_slots": row.requested_slots or {},
+        "created_at": _iso(row.created_at),
+        "started_at": _iso(row.started_at),
+        "terminated_at": _iso(row.terminated_at),
+        "agent": row.agent_id,
+        "usage": _usage_json(usage),
+        "user_email": row.user_email,
+        "username": row.username,
+        "access_key": row.access_key,
     }
 
 
@@ -505,32 +523,32 @@ class SessionsHandler(APIHandler):
         page_size = self.param(data, "page_size", default=DEFAULT_PAGE_SIZE, kind=int)
         if page < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
             raise APIError(400, f"page starts at 1 and page_size is 1 to {MAX_PAGE_SIZE}")
+        cursor = self.param(data, "cursor", kind=str) or None
+        # The count costs an index scan of every matching session: by default only for pages
+        # by number (where clients need it, and always had it), on request for cursor pages.
+        count = self.param(data, "count", default=cursor is None, kind=bool)
         statuses = STATUS_FILTERS[status_name]
+        scope: dict[str, Any] = {}
+        if not all_users:
+            scope["user_id"] = ident.user_id
+        elif not ident.is_superadmin:
+            scope["domain_name"] = ident.domain
 
         def listing(db: DB) -> dict[str, Any]:
-            where = []
-            if statuses is not None:
-                where.append(m.Session.status.in_(statuses))
-            if not all_users:
-                where.append(m.Session.user_id == ident.user_id)
-            elif not ident.is_superadmin:
-                where.append(m.Session.domain_name == ident.domain)
-            total = db.scalar(select(func.count(m.Session.id)).where(*where))
-            rows = db.execute(
-                select(m.Session, m.User)
-                .join(m.User, m.User.id == m.Session.user_id)
-                .where(*where)
-                .order_by(m.Session.created_at.desc(), m.Session.id.desc())
-                .offset((page - 1) * page_size)
-                .limit(page_size)
-            ).all()
-            usage = _latest_usage(db, [s.id for s, _ in rows])
+            try:
+                found = store.list_sessions(
+                    db, statuses=statuses, limit=page_size, offset=(page - 1) * page_size, cursor=cursor,
+                    count=count, **scope,
+                )  # fmt: skip
+            except store.CursorError as e:
+                raise APIError(400, str(e)) from None
             return {
-                "total_count": total,
+                "total_count": found.total,
                 "page": page,
                 "page_size": page_size,
                 "status": status_name,
-                "items": [session_item(s, u, usage.get(s.id)) for s, u in rows],
+                "next_cursor": found.next_cursor,
+                "items": [listed_item(row, found.usage.get(row.id)) for row in found.rows],
             }
 
         self.send(await self.run_db(listing))
