@@ -11,6 +11,7 @@ import pytest
 import requests
 
 from jupyter_backendai.db import admin
+from jupyter_backendai.db import models as m
 from jupyter_backendai.storage import FolderStore
 
 
@@ -388,7 +389,6 @@ def test_listing_rows_give_the_same_json_as_the_folder_views(db):
     import json
 
     from jupyter_backendai.db import folders as folder_db
-    from jupyter_backendai.db import models as m
     from jupyter_backendai.manager import api_folders
 
     admin.create_policy(db, "capped", max_vfolder_size=10**9)
@@ -432,3 +432,168 @@ def test_listing_rows_give_the_same_json_as_the_folder_views(db):
     assert {(f["name"], f["via"]): f for f in listed(ann)}["data", "owner"]["cur_size"] == 99
     assert [f["name"] for f in listed(ann, "proj")] == [".local", "data", "data", "data", "notes", "team"]
     assert [f["name"] for f in listed(ann, str(uuid.uuid4()))] == [".local", "data", "data", "notes"]
+
+
+# --- clone ---------------------------------------------------------------------------------------
+
+
+def _policy(manager, username: str, **fields) -> None:
+    """Give the user's keypair a policy of its own with ``fields`` (folder count, capacity)."""
+
+    def setup(db):
+        name = f"p-{username}"
+        if db.get(m.KeyPairResourcePolicy, name) is None:
+            admin.create_policy(db, name, allowed_vfolder_hosts=["local"])
+        admin.update_policy(db, name, **fields)
+        keypair = next(k for k in admin.get_user(db, username).keypairs if k.is_active)
+        admin.update_keypair(db, keypair, policy=name)
+
+    manager.pdb.setup(setup)
+
+
+def test_clone_copies_the_files_and_only_copies_links(manager, tmp_path):
+    src = create(manager, "alice", "src")
+    root = directory(manager, src["id"])
+    (root / "a b").mkdir()
+    (root / "a b" / "ü.txt").write_text("unicode")
+    (root / "top.bin").write_bytes(os.urandom(100_000))
+    (root / "script.sh").write_text("#!/bin/sh\n")
+    (root / "script.sh").chmod(0o750)
+    (root / "empty").mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_text("not yours")
+    os.symlink(outside, root / "link-dir")
+    os.symlink(outside / "secret.txt", root / "link-file")
+    os.mkfifo(root / "pipe")
+
+    r = manager.call("POST", "/folders/src/clone", "alice", json_body={"target_name": "copy", "usage_mode": "data"})
+    assert r.status_code == 201, r.text
+    view = r.json()
+    assert view["name"] == "copy" and view["usage_mode"] == "data" and view["is_owner"] is True
+    assert view["id"] != src["id"] and view["cur_size"] == 100_000 + 7 + 10 and view["skipped_entries"] == 1
+    copy = directory(manager, view["id"])
+    assert (copy / "a b" / "ü.txt").read_text() == "unicode" and (copy / "empty").is_dir()
+    assert (copy / "top.bin").read_bytes() == (root / "top.bin").read_bytes()
+    assert (copy / "script.sh").stat().st_mode & 0o777 == 0o750
+    # Links are copied as links (their text), never followed: nothing from outside came in.
+    assert os.readlink(copy / "link-dir") == str(outside) and os.readlink(copy / "link-file") == str(
+        outside / "secret.txt"
+    )
+    assert (copy / "link-dir").is_symlink() and not (copy / "pipe").exists()
+    assert sorted(os.listdir(outside)) == ["secret.txt"]
+    assert "not yours" not in "".join(p.read_text() for p in copy.rglob("*.txt") if not p.is_symlink())
+    listed = {f["name"]: f for f in manager.call("GET", "/folders", "alice").json()}
+    assert listed["copy"]["cur_size"] == view["cur_size"] and listed["src"]["cur_size"] == view["cur_size"]
+    # The source is untouched; the clone is a folder of its own.
+    assert manager.call("DELETE", "/folders/copy", "alice").status_code == 204
+    assert (root / "top.bin").exists() and not copy.exists()
+
+
+def test_clone_refusals(manager):
+    create(manager, "alice", "private")
+    shared = create(manager, "alice", "shared")
+    create(manager, "alice", "open", cloneable=True)
+    for name in ("shared", "open"):
+        inv = manager.call("POST", f"/folders/{name}/invite", "alice", json_body={"perm": "ro", "user_ids": ["bob"]})
+        assert inv.status_code == 201, inv.text
+    for inv in manager.call("GET", "/folders/invitations/list", "bob").json()["invitations"]:
+        assert manager.call("POST", "/folders/invitations/accept", "bob", json_body={"inv_id": inv["id"]}).ok
+    (directory(manager, shared["id"]) / "f.txt").write_text("x" * 1000)
+
+    # Without access: not found (no existence leak); read-only and not cloneable: refused.
+    none = manager.call("POST", "/folders/private/clone", "bob", json_body={"target_name": "mine"})
+    assert none.status_code == 404
+    ro = manager.call("POST", "/folders/shared/clone", "bob", json_body={"target_name": "mine"})
+    assert ro.status_code == 403 and title(ro) == "folder 'shared' is not cloneable: only its owner can clone it"
+    ok = manager.call("POST", "/folders/open/clone", "bob", json_body={"target_name": "mine", "permission": "ro"})
+    assert ok.status_code == 201 and ok.json()["is_owner"] is True and ok.json()["user_email"] == "bob@example.com"
+    assert [f["name"] for f in manager.call("GET", "/folders", "bob").json() if f["is_owner"]] == ["mine"]
+
+    # Name rules and conflicts, as for a created folder.
+    taken = manager.call("POST", "/folders/shared/clone", "alice", json_body={"target_name": "private"})
+    assert taken.status_code == 409 and title(taken) == "you already have a folder named 'private'"
+    missing = manager.call("POST", "/folders/shared/clone", "alice", json_body={})
+    assert missing.status_code == 400 and title(missing) == "'target_name' is required"
+    bad = manager.call("POST", "/folders/shared/clone", "alice", json_body={"target_name": "a/b"})
+    assert bad.status_code == 400
+    host = manager.call("POST", "/folders/shared/clone", "alice", json_body={"target_name": "x", "target_host": "nfs"})
+    assert host.status_code == 403 and "not allowed" in title(host)
+
+    # The policy's capacity: the copy must fit in a new folder; nothing is left behind.
+    before = sorted(f["name"] for f in manager.call("GET", "/folders", "alice").json())
+    host_dir = directory(manager, shared["id"]).parent.parent
+    folder_dirs = sorted(p.name for p in host_dir.glob("*/*"))
+    _policy(manager, "alice", max_vfolder_size=500)
+    big = manager.call("POST", "/folders/shared/clone", "alice", json_body={"target_name": "big"})
+    assert big.status_code == 413, big.text
+    assert title(big) == "folder 'shared' holds 1000 B, more than a folder of yours may hold (500 B)"
+    assert big.json()["used_bytes"] == 1000 and big.json()["max_size"] == 500
+    assert sorted(f["name"] for f in manager.call("GET", "/folders", "alice").json()) == before
+    assert sorted(p.name for p in host_dir.glob("*/*")) == folder_dirs
+    # Measured within the capacity, copied past it (a hard link is measured once, copied twice):
+    # the copy stops and the new folder is undone.
+    linked = create(manager, "alice", "linked")
+    (directory(manager, linked["id"]) / "a").write_bytes(b"a" * 400)
+    os.link(directory(manager, linked["id"]) / "a", directory(manager, linked["id"]) / "b")
+    grown = manager.call("POST", "/folders/linked/clone", "alice", json_body={"target_name": "grown"})
+    assert grown.status_code == 413 and "over the new folder's capacity of 500 B" in title(grown)
+    assert "grown" not in [f["name"] for f in manager.call("GET", "/folders", "alice").json()]
+    assert manager.call("DELETE", "/folders/linked", "alice").status_code == 204
+    assert sorted(p.name for p in host_dir.glob("*/*")) == folder_dirs
+    # The policy's folder count.
+    _policy(manager, "alice", max_vfolder_size=0, max_vfolder_count=3)
+    many = manager.call("POST", "/folders/shared/clone", "alice", json_body={"target_name": "fourth"})
+    assert many.status_code == 409 and "you own 3 folder(s), the most policy 'p-alice' allows" in title(many)
+    _policy(manager, "alice", max_vfolder_count=4)
+    fits = manager.call("POST", "/folders/shared/clone", "alice", json_body={"target_name": "fourth"})
+    assert fits.status_code == 201 and fits.json()["cur_size"] == 1000
+
+
+def test_clone_stops_when_the_copy_outgrows_the_capacity(manager, tmp_path):
+    """The source grows between the measure and the copy: the copy stops at the capacity and is undone."""
+    from jupyter_backendai.storage.clone import CopyTooLarge, copy_folder
+
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    (src / "d").mkdir(parents=True)
+    dst.mkdir()
+    (src / "d" / "one").write_bytes(b"1" * 300)
+    (src / "two").write_bytes(b"2" * 300)
+    with pytest.raises(CopyTooLarge, match="over the new folder's capacity of 500 B"):
+        copy_folder(src, dst, max_bytes=500)
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    done = copy_folder(src, fresh, max_bytes=600)
+    assert (done.bytes, done.files, done.skipped) == (600, 2, 0)
+
+
+# --- deleting a mounted folder -------------------------------------------------------------------
+
+
+def test_a_folder_mounted_in_a_live_session_is_not_deleted(manager):
+    from tests.test_manager_resources import add_session
+
+    view = create(manager, "alice", "busy")
+    (directory(manager, view["id"]) / "keep.txt").write_text("keep")
+
+    def start(db):
+        session = add_session(db, "alice", "worker", m.SessionStatus.RUNNING, {"cpu": 1})
+        session.mounts = [{"folder": "busy", "id": str(uuid.UUID(view["id"])), "permission": "wd"}]
+        return session.id
+
+    session_id = manager.pdb.setup(start)
+    for method, path, body in (("DELETE", "/folders/busy", None), ("DELETE", "/folders", {"id": view["id"]})):
+        r = manager.call(method, path, "alice", json_body=body)
+        assert r.status_code == 409, r.text
+        assert (
+            title(r)
+            == "folder 'busy' is mounted in your live session 'worker' (RUNNING): terminate them before deleting it"
+        )
+    assert (directory(manager, view["id"]) / "keep.txt").read_text() == "keep"
+
+    def stop(db):
+        db.get(m.Session, session_id).status = m.SessionStatus.TERMINATED
+
+    manager.pdb.setup(stop)
+    assert manager.call("DELETE", "/folders/busy", "alice").status_code == 204
+    assert not directory(manager, view["id"]).exists()

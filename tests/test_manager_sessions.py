@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import requests
+from sqlalchemy import select
 
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
@@ -283,6 +284,15 @@ def test_listing_filters_and_pages_without_a_hub(manager: Any) -> None:
     assert run0["usage"]["cpu_percent"] == 42.5 and run0["usage"]["mem_bytes"] == 2048
     assert run0["occupied_slots"] == {"cpu": "1", "mem": str(1024**3)} and run0["user_email"] == "alice@example.com"
 
+    # By cursor: the page after page1, the same as page 2 by number; counted only on request.
+    after = manager.call("GET", f"/session?page_size=4&cursor={page1['next_cursor']}", "alice").json()
+    assert [i["id"] for i in after["items"]] == [i["id"] for i in page2["items"]]
+    assert after["total_count"] is None and after["next_cursor"] is None and page2["next_cursor"] is None
+    counted = manager.call("GET", f"/session?page_size=4&count=true&cursor={page1['next_cursor']}", "alice").json()
+    assert counted["total_count"] == 6
+    forged = manager.call("GET", "/session?cursor=bm90LWEtY3Vyc29y", "alice")
+    assert forged.status_code == 400 and "is not a cursor of this listing" in forged.json()["title"]
+
     assert manager.call("GET", "/session?page_size=101", "alice").status_code == 400
     assert manager.call("GET", "/session?status=weird", "alice").status_code == 400
     assert manager.call("GET", "/session?all_users=1", "alice").status_code == 403
@@ -294,3 +304,64 @@ def test_listing_filters_and_pages_without_a_hub(manager: Any) -> None:
     # Without a hub the manager cannot start or stop anything, and says why.
     no_hub = manager.call("DELETE", "/session/run0", "alice")
     assert no_hub.status_code == 503 and "without a hub" in no_hub.json()["title"]
+
+
+def test_pages_by_cursor_and_by_number_agree(db) -> None:
+    """The listing's queries on SQLite and PostgreSQL: ties of created_at, status filters, scopes."""
+    import datetime as dt
+
+    from jupyter_backendai.db import sessions as store
+    from jupyter_backendai.db.types import utcnow
+
+    ann = admin.create_user(db, "ann@example.com", "S3cret!pw")[0]
+    bob = admin.create_user(db, "bob@example.com", "S3cret!pw")[0]
+    base = utcnow().replace(microsecond=0)
+    statuses = [S.RUNNING, S.TERMINATED, S.PENDING, S.ERROR, S.CANCELLED]
+    for i in range(23):
+        for user in (ann, bob):
+            keypair = next(k for k in user.keypairs if k.is_active)
+            db.add(
+                m.Session(
+                    name=f"s{i}", server_name=f"s{i}", user_id=user.id, access_key=keypair.access_key,
+                    domain_name=user.domain_name, scaling_group="default", image="python:3",
+                    status=statuses[i % 5], created_at=base - dt.timedelta(seconds=i // 3),  # three share a time
+                    occupied_slots={"cpu": i},
+                )
+            )  # fmt: skip
+    db.commit()
+
+    def walk(**kw) -> list:
+        seen, cursor = [], None
+        for _ in range(50):
+            page = store.list_sessions(db, limit=4, cursor=cursor, count=False, **kw)
+            assert len(page.rows) <= 4 and page.total is None
+            seen += [(r.created_at, r.id) for r in page.rows]
+            cursor = page.next_cursor
+            if cursor is None:
+                return seen
+        raise AssertionError("the cursor walk did not end")
+
+    for kw, expected_total in (
+        ({"statuses": None, "user_id": ann.id}, 23),
+        ({"statuses": tuple(m.FINISHED_SESSION_STATUSES), "user_id": ann.id}, 13),
+        ({"statuses": store.RESERVING, "domain_name": "default"}, 20),
+        ({"statuses": None}, 46),
+    ):
+        by_number = []
+        for page_no in range(12):
+            page = store.list_sessions(db, limit=4, offset=page_no * 4, **kw)
+            assert page.total == expected_total
+            by_number += [(r.created_at, r.id) for r in page.rows]
+        assert len(by_number) == expected_total == len(set(by_number))
+        assert by_number == sorted(by_number, reverse=True)  # newest first, ties by id
+        assert walk(**kw) == by_number
+    first = store.list_sessions(db, statuses=None, user_id=ann.id, limit=2).rows
+    newest = sorted(db.scalars(select(m.Session).where(m.Session.user_id == ann.id, m.Session.created_at == base)),
+                    key=lambda row: row.id, reverse=True)  # fmt: skip
+    assert [r.id for r in first] == [row.id for row in newest[:2]] and len(newest) == 3
+    # Slots as stored (Backend.AI's strings), the owner joined in.
+    assert [(r.occupied_slots, r.user_email) for r in first] == [
+        ({"cpu": row.name[1:]}, "ann@example.com") for row in newest[:2]
+    ]
+    with pytest.raises(store.CursorError):
+        store.list_sessions(db, statuses=None, cursor="garbage!")

@@ -38,6 +38,8 @@ from .. import storage
 from ..db import admin
 from ..db import folders as folder_db
 from ..db import models as m
+from ..storage import errors as storage_errors
+from ..storage.clone import copy_folder
 from . import api_transfer, transfer_tokens
 from .base import APIError, APIHandler
 
@@ -56,6 +58,7 @@ class FolderRef:
     permission: str
     via: str
     capacity: int | None
+    cloneable: bool = False
 
 
 # --- helpers that run inside a transaction ----------------------------------------------------
@@ -260,7 +263,7 @@ class FolderHandler(APIHandler):
         def look_up(db: DB) -> FolderRef:
             access = folder_db.require(folder_db.get_accessible(db, self.me(db), ref), needed)
             f = access.folder
-            return FolderRef(f.id, f.host, f.name, access.permission, access.via, _capacity(db, f))
+            return FolderRef(f.id, f.host, f.name, access.permission, access.via, _capacity(db, f), f.cloneable)
 
         return await self.run_db(look_up)
 
@@ -441,6 +444,75 @@ class RenameFolderHandler(FolderHandler):
             return _view(db, access)
 
         self.send(await self.run_db(rename), 201)
+
+
+class CloneHandler(FolderHandler):
+    """``POST /folders/{name}/clone`` {target_name, target_host, usage_mode, permission, cloneable} (ro).
+
+    A new user folder of the caller with a copy of the files (links copied as links, never
+    followed; see :mod:`jupyter_backendai.storage.clone`). Owners clone their folders; others
+    only folders marked ``cloneable``. The new folder counts like a created one (name rules,
+    host, the policy's folder count: 409) and must hold the copy within the policy's folder
+    capacity (413 with the numbers, checked before and during the copy). Unlike Backend.AI,
+    which answers at once and copies in a background task, the answer comes when the copy is
+    done; the new folder is listed from the start, and removed again if the copy fails.
+    """
+
+    async def post(self, name: str) -> None:
+        data = self.json_body()
+        target_name = self.need(data, "target_name", kind=str)
+        target_host = self.param(data, "target_host", "folder_host", kind=str) or None
+        usage_mode = self.param(data, "usage_mode", default="general", kind=str) or "general"
+        permission = self.param(data, "permission", "perm", default="rw", kind=str) or "rw"
+        cloneable = self.param(data, "cloneable", default=False, kind=bool)
+        source = await self.folder(name, "ro")
+        if source.via != "owner" and not source.cloneable:
+            raise APIError(403, f"folder {source.name!r} is not cloneable: only its owner can clone it")
+        source_dir = await self.directory(source)
+        used, count = await asyncio.to_thread(storage.usage, source_dir)
+
+        def create(db: DB) -> tuple[uuid.UUID, str, int | None]:
+            user = self.me(db)
+            folder_db.record_usage(db, source.id, used, count)
+            keypair = folder_db.main_keypair(db, user)
+            capacity = keypair.policy.max_vfolder_size or None if keypair is not None else None
+            if capacity is not None and used > capacity:
+                raise APIError(
+                    413,
+                    f"folder {source.name!r} holds {storage_errors.human_size(used)}, more than a folder of yours"
+                    f" may hold ({storage_errors.human_size(capacity)})",
+                    used_bytes=used, max_size=capacity,
+                )  # fmt: skip
+            folder = folder_db.create_folder(
+                db, user, target_name, host=target_host or source.host, permission=permission,
+                usage_mode=usage_mode, cloneable=cloneable,
+            )  # fmt: skip
+            self.store.create(folder.host, folder.id)  # in the transaction, as for a created folder
+            return folder.id, folder.host, capacity
+
+        new_id, host, capacity = await self.run_db(create)
+        try:
+            copied = await asyncio.to_thread(copy_folder, source_dir, self.store.path(host, new_id), max_bytes=capacity)
+        except BaseException:
+            await self.run_db(_drop_folder_row, new_id)
+            await asyncio.to_thread(self.store.delete, host, new_id)
+            raise
+
+        def answer(db: DB) -> dict[str, Any]:
+            folder_db.record_usage(db, new_id, copied.bytes, copied.files)
+            folder = db.get(m.VFolder, new_id)
+            view = _view(db, folder_db.FolderAccess(folder, "wd", "owner", folder.is_automount))
+            view["skipped_entries"] = copied.skipped
+            return view
+
+        self.send(await self.run_db(answer), 201)
+
+
+def _drop_folder_row(db: DB, folder_id: uuid.UUID) -> None:
+    """Undo a clone whose copy failed (the row was committed before the copy began)."""
+    folder = db.get(m.VFolder, folder_id)
+    if folder is not None:
+        db.delete(folder)
 
 
 class MkdirHandler(FolderHandler):
@@ -783,5 +855,6 @@ handlers = [
     (rf"/folders/{_NAME}/share", ShareHandler),
     (rf"/folders/{_NAME}/unshare", UnshareHandler),
     (rf"/folders/{_NAME}/leave", LeaveHandler),
+    (rf"/folders/{_NAME}/clone", CloneHandler),
     (rf"/folders/{_NAME}/?", FolderItemHandler),
 ]
