@@ -6,8 +6,6 @@
  */
 import React from 'react';
 
-import { trimNumber } from './common';
-
 const TAU = Math.PI * 2;
 
 function arc(cx: number, cy: number, r: number, fraction: number): string {
@@ -93,17 +91,29 @@ export interface IPoint {
   value: number;
 }
 
-function niceMax(value: number): number {
-  if (value <= 0) {
-    return 1;
+/** A round step for four grid lines above `max` (whole numbers only when `integer`). */
+export function niceStep(max: number, integer: boolean): number {
+  const raw = max / 4;
+  if (!(raw > 0)) {
+    return integer ? 1 : 0.25;
   }
-  const power = 10 ** Math.floor(Math.log10(value));
-  for (const step of [1, 2, 2.5, 5, 10]) {
-    if (step * power >= value) {
-      return step * power;
+  const power = 10 ** Math.floor(Math.log10(raw));
+  let step = 10 * power;
+  for (const f of [1, 2, 2.5, 5, 10]) {
+    if (f * power >= raw) {
+      step = f * power;
+      break;
     }
   }
-  return 10 * power;
+  return integer ? Math.max(1, Math.ceil(step)) : step;
+}
+
+/** A value for people with three significant digits at most: 0.0123, 1.5, 240. */
+export function formatValue(value: number, integer = false): string {
+  if (integer || value === 0 || Math.abs(value) >= 100) {
+    return String(Math.round(value));
+  }
+  return String(Number(value.toPrecision(3)));
 }
 
 /** Daily values as bars, with a y axis in `unit` and a table of the numbers on request. */
@@ -111,7 +121,8 @@ export function BarChart(props: {
   title: string;
   unit: string;
   points: IPoint[];
-  digits?: number;
+  /** Whole numbers (sessions): the axis has whole steps only. */
+  integer?: boolean;
   id?: string;
 }): JSX.Element {
   const width = 560;
@@ -121,16 +132,23 @@ export function BarChart(props: {
   const top = 10;
   const plotW = width - left - 8;
   const plotH = height - top - bottom;
-  const max = niceMax(Math.max(0, ...props.points.map(p => p.value)));
+  const peak = Math.max(0, ...props.points.map(p => p.value));
+  const step = niceStep(peak, !!props.integer);
+  const max = step * 4;
   const n = Math.max(1, props.points.length);
   const slot = plotW / n;
   const barW = Math.max(1, slot * 0.7);
-  const ticks = [0, 0.25, 0.5, 0.75, 1].map(f => f * max);
+  const ticks = [0, 1, 2, 3, 4].map(i => i * step);
   const total = props.points.reduce((s, p) => s + p.value, 0);
-  const fmt = (v: number) => trimNumber(v, props.digits ?? 2);
+  const fmt = (v: number) => formatValue(v, props.integer);
+  // Ticks are multiples of the step: as many decimals as the step has.
+  const exponent = Math.floor(Math.log10(step));
+  const quarter = Math.abs(step / 10 ** exponent - 2.5) < 1e-9;
+  const tickDigits = Math.max(0, -exponent + (quarter ? 1 : 0));
+  const fmtTick = (v: number) => v.toFixed(props.integer ? 0 : tickDigits);
   const labelEvery = Math.ceil(n / 8);
   const alt = `${props.title}: ${fmt(total)} ${props.unit} over ${props.points.length} days, at most ${fmt(
-    Math.max(0, ...props.points.map(p => p.value))
+    peak
   )} ${props.unit} on one day`;
   return (
     <figure className="jp-BackendAI-c-chart" data-chart={props.id || props.title}>
@@ -148,7 +166,7 @@ export function BarChart(props: {
             <g key={t}>
               <line className="jp-BackendAI-c-chart-grid" x1={left} x2={width - 8} y1={y} y2={y} />
               <text className="jp-BackendAI-c-chart-axis" x={left - 4} y={y + 3} textAnchor="end">
-                {fmt(t)}
+                {fmtTick(t)}
               </text>
             </g>
           );

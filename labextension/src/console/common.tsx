@@ -459,6 +459,9 @@ export function MultiCheck(props: {
   );
 }
 
+/** The open form dialogs, innermost last: Escape closes only that one. */
+const openDialogs: object[] = [];
+
 const FOCUSABLE =
   'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
 
@@ -483,20 +486,34 @@ export function FormDialog(props: {
   const ref = useRef<HTMLFormElement>(null);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState('');
+  const close = useRef(props.onClose);
+  close.current = props.onClose;
   useEffect(() => {
     const before = document.activeElement as HTMLElement | null;
     const first = ref.current?.querySelector<HTMLElement>(
       'input:not([disabled]), select:not([disabled]), textarea, button'
     );
     first?.focus();
-    return () => before?.focus?.();
+    // Escape closes the topmost dialog wherever the focus is (JupyterLab's own shortcuts
+    // listen on the document too, so this listens before them, in the capture phase).
+    const token = {};
+    openDialogs.push(token);
+    const onEscape = (event: KeyboardEvent) => {
+      if (event.key === 'Escape' && openDialogs[openDialogs.length - 1] === token) {
+        event.preventDefault();
+        event.stopPropagation();
+        close.current();
+      }
+    };
+    document.addEventListener('keydown', onEscape, true);
+    return () => {
+      document.removeEventListener('keydown', onEscape, true);
+      openDialogs.splice(openDialogs.indexOf(token), 1);
+      before?.focus?.();
+    };
   }, []);
   const onKeyDown = (event: React.KeyboardEvent) => {
-    if (event.key === 'Escape') {
-      event.stopPropagation();
-      event.preventDefault();
-      props.onClose();
-    } else if (event.key === 'Tab' && ref.current) {
+    if (event.key === 'Tab' && ref.current) {
       const items = Array.from(ref.current.querySelectorAll<HTMLElement>(FOCUSABLE));
       if (!items.length) {
         return;
@@ -547,7 +564,8 @@ export function FormDialog(props: {
             {props.closeOnly ? 'Close' : 'Cancel'}
           </Btn>
           {!props.closeOnly && (
-            <Btn type="submit" kind={props.danger ? 'warn' : 'accept'} disabled={busy}>
+            // Not disabled while busy: a disabled button would drop the focus out of the dialog.
+            <Btn type="submit" kind={props.danger ? 'warn' : 'accept'} aria-disabled={busy}>
               {busy ? 'Working…' : props.submitLabel}
             </Btn>
           )}

@@ -142,7 +142,7 @@ function SSHKeys(): JSX.Element {
       {key.loading && !key.data && <Loading what="the public key" />}
       {key.data && <CopyText label="Public key" value={fresh?.ssh_public_key || key.data.ssh_public_key} />}
       {fresh && (
-        <div className="jp-BackendAI-c-secret" role="region" aria-label="New private key">
+        <div className="jp-BackendAI-c-secret" role="region" aria-label="The new keypair">
           <p>
             <strong>This private key is shown only now.</strong> Download it or copy it before you leave
             this page.

@@ -1,0 +1,324 @@
+"""The console part of the lab extension in a real browser, through a real hub and proxy.
+
+A superadmin logs in to the hub, opens JupyterLab in a session (local backend), opens
+Administration from the "Backend.AI" menu, creates a resource policy and then a user with
+it; the new user logs in to the hub and the policy holds for them. On the way, Summary,
+Statistics, Settings and Administration are saved as screenshots in the light and the dark
+theme (``test-artifacts/screenshots/test_admin_creates_policy_and_user_who_logs_in/``).
+
+The session sees the extension the way an installed package provides it: the built
+``jupyter_backendai/labextension`` as ``labextensions/jupyter-backendai`` on the Jupyter data
+path, and the server extension enabled by the package's ``jupyter_server_config.d`` file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from jupyter_backendai.db import admin
+from tests.hub_fixtures import REPO_ROOT, _missing, free_port, screenshot
+from tests.session_helpers import PASSWORD, ProductDB, hub_config, spawn, wait_ready
+
+PREFIX = "/services/backendai"
+SERVICE_SCOPES = ["admin:users", "admin:servers", "list:users", "read:users", "access:servers"]
+LABEXTENSION = REPO_ROOT / "jupyter_backendai" / "labextension"
+SERVER_CONFIG = REPO_ROOT / "jupyter-config" / "server-config" / "jupyter_backendai.json"
+NEW_PASSWORD = "Fresh!pw42"
+LAB_TIMEOUT_MS = 90_000
+
+
+def jupyter_paths(tmp_path: Path) -> dict[str, str]:
+    """A data path with the built lab extension and a config path enabling the server extension."""
+    if not (LABEXTENSION / "package.json").is_file() or not (LABEXTENSION / "static").is_dir():
+        _missing("the built lab extension (cd labextension && jlpm install && jlpm build)")
+    data = tmp_path / "jupyter-data"
+    (data / "labextensions").mkdir(parents=True)
+    (data / "labextensions" / "jupyter-backendai").symlink_to(LABEXTENSION, target_is_directory=True)
+    config = tmp_path / "jupyter-config"
+    (config / "jupyter_server_config.d").mkdir(parents=True)
+    (config / "jupyter_server_config.d" / "jupyter_backendai.json").write_text(SERVER_CONFIG.read_text())
+    # No "would you like news?" toast over the screenshots.
+    settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    return {
+        "JUPYTER_PATH": str(data),
+        "JUPYTER_CONFIG_PATH": str(config),
+        "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "lab-settings"),
+    }
+
+
+def hub_with_manager(make_hub: Any, pdb: ProductDB, tmp_path: Path) -> Any:
+    """A hub (local backend) whose ``backendai`` service is the manager; sessions run JupyterLab."""
+    token = secrets.token_hex(32)
+    command = [
+        sys.executable, "-m", "jupyter_backendai.manager",
+        f"--ManagerApp.db_url={pdb.url}", f"--ManagerApp.storage_root={pdb.storage_root}",
+    ]  # fmt: skip
+    env = jupyter_paths(tmp_path)
+    extra = f"""
+c.LocalSessionSpawner.agent_capacity = {{"cpu": 4, "mem": "8g"}}
+c.Spawner.default_url = "/lab"
+c.Spawner.environment = {{
+    "BACKENDAI_ENDPOINT": c.JupyterHub.bind_url.rstrip("/") + {PREFIX!r},
+    **{env!r},
+}}
+c.JupyterHub.services.append({{
+    "name": "backendai",
+    "url": "http://127.0.0.1:{free_port()}",
+    "command": {command!r},
+    "api_token": {token!r},
+    "oauth_no_confirm": True,
+}})
+c.JupyterHub.load_roles.append({{"name": "backendai-service", "services": ["backendai"], "scopes": {SERVICE_SCOPES!r}}})
+"""
+    hub = make_hub(hub_config(pdb, "backendai-local", extra))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(f"{hub.url}{PREFIX}/", timeout=2).status_code == 200:
+                return hub
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the manager service did not answer through the proxy:\n{hub.log_tail(80)}")
+        time.sleep(0.3)
+
+
+def hub_login(page: Any, hub: Any, username: str, password: str) -> None:
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", username)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+
+
+def open_from_menu(page: Any, item: str) -> None:
+    """Open a console widget the way a person does: the "Backend.AI" menu of the menu bar."""
+    page.click(".lm-MenuBar-item:has-text('Backend.AI')")
+    page.click(f".lm-Menu-item:has-text('{item}')")
+
+
+def set_theme(page: Any, theme: str, light: bool) -> None:
+    page.click(".lm-MenuBar-item:has-text('Settings')")
+    page.hover(".lm-Menu-item:has-text('Theme')")
+    page.click(f".lm-Menu-item:has-text('{theme}')")
+    page.wait_for_selector(f"body[data-jp-theme-light='{str(light).lower()}']", state="attached")
+
+
+def console_area(page: Any, kind: str) -> Any:
+    return page.locator(f"#backendai-{kind}")
+
+
+def field(scope: Any, label: str) -> Any:
+    return scope.get_by_label(label, exact=True)
+
+
+def shoot_console(page: Any, theme: str) -> None:
+    """Summary, Statistics, Settings and Administration in the current theme."""
+    for kind, item, ready in (
+        ("summary", "Summary", "[data-gauge=cpu]"),
+        ("statistics", "Statistics", "[data-chart=cpu]"),
+        ("settings", "Backend.AI Settings", "textarea"),
+        ("admin", "Administration", "tr[data-key='newbie@example.com']"),
+    ):
+        open_from_menu(page, item)
+        area = console_area(page, kind)
+        area.locator(ready).first.wait_for()
+        page.wait_for_timeout(300)  # the last answers and the theme's transitions settle
+        screenshot(page, f"{kind}-{theme}")
+
+
+@pytest.fixture
+def pdb(tmp_path: Path) -> Any:
+    pdb = ProductDB(tmp_path)
+
+    def setup(db: Any) -> None:
+        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"})
+        admin.upsert_image(db, "python-local:3", installed=True)
+        admin.create_group(db, "physics", domain="default")
+
+    pdb.setup(setup)
+    pdb.user("admin@example.com", role="superadmin", username="admin", groups=["default"])
+    yield pdb
+    pdb.close()
+
+
+def test_admin_creates_policy_and_user_who_logs_in(make_hub, pdb, tmp_path, page, browser) -> None:
+    hub = hub_with_manager(make_hub, pdb, tmp_path)
+    hub_login(page, hub, "admin", PASSWORD)
+    page.wait_for_url(re.compile(r"/hub/home"))
+    started = spawn(hub, "admin", "lab", image="python-local:3", preset="small")
+    assert started.status_code in (201, 202), started.text
+    wait_ready(hub, "admin", "lab", timeout=120)
+
+    errors: list[str] = []
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.goto(f"{hub.url}/user/admin/lab/lab", timeout=LAB_TIMEOUT_MS)
+    page.wait_for_selector("#jp-main-dock-panel", timeout=LAB_TIMEOUT_MS)
+    # The menu gets Administration once auth/whoami (through the server extension) says superadmin.
+    open_from_menu(page, "Administration")
+    admin_area = console_area(page, "admin")
+    admin_area.get_by_role("tab", name="Users").wait_for()
+    assert "Superadmin (admin@example.com)" in admin_area.inner_text()
+
+    # Tabs follow the keyboard: arrow keys move the selection.
+    users_tab = admin_area.get_by_role("tab", name="Users")
+    users_tab.focus()
+    page.keyboard.press("ArrowRight")
+    assert admin_area.get_by_role("tab", name="Credentials").get_attribute("aria-selected") == "true"
+    page.keyboard.press("ArrowRight")
+    policies_tab = admin_area.get_by_role("tab", name="Resource Policies")
+    assert policies_tab.get_attribute("aria-selected") == "true"
+
+    # A resource policy: 1 CPU, 1 GiB, one session at a time, 3 folders of 2 GiB.
+    admin_area.get_by_role("button", name="+ New policy").click()
+    dialog = page.get_by_role("dialog", name="New resource policy")
+    field(dialog, "Name").fill("course")
+    field(dialog, "CPU (cores)").fill("1")
+    field(dialog, "RAM").fill("1g")
+    field(dialog, "Concurrent sessions").fill("1")
+    field(dialog, "Idle timeout (seconds)").fill("3600")
+    field(dialog, "Folders").fill("3")
+    field(dialog, "Folder capacity").fill("2g")
+    dialog.get_by_role("button", name="Create policy").click()
+    dialog.wait_for(state="detached")
+    row = admin_area.locator("tr[data-key='course']")
+    row.wait_for()
+    assert "1 GiB" in row.inner_text() and "1 h" in row.inner_text()
+
+    def policy(db: Any) -> dict[str, Any]:
+        p = admin.get_policy(db, "course")
+        return {
+            "slots": p.total_resource_slots.to_json(),
+            "sessions": p.max_concurrent_sessions,
+            "idle": p.idle_timeout,
+            "folders": p.max_vfolder_count,
+            "size": p.max_vfolder_size,
+            "hosts": list(p.allowed_vfolder_hosts),
+        }
+
+    assert pdb.setup(policy) == {
+        "slots": {"cpu": "1", "mem": str(1024**3)},
+        "sessions": 1,
+        "idle": 3600,
+        "folders": 3,
+        "size": 2 * 1024**3,
+        "hosts": ["local"],
+    }
+
+    # The same name again: the manager's reason is shown in the dialog, which stays open.
+    admin_area.get_by_role("button", name="+ New policy").click()
+    dialog = page.get_by_role("dialog", name="New resource policy")
+    field(dialog, "Name").fill("course")
+    dialog.get_by_role("button", name="Create policy").click()
+    assert "keypair resource policy 'course' already exists" in dialog.get_by_role("alert").inner_text()
+    page.keyboard.press("Escape")
+    dialog.wait_for(state="detached")
+
+    # A user with that policy, in the project "physics".
+    admin_area.get_by_role("tab", name="Users").click()
+    admin_area.get_by_role("button", name="+ New user").click()
+    dialog = page.get_by_role("dialog", name="New user")
+    field(dialog, "E-mail").fill("newbie@example.com")
+    field(dialog, "User name").fill("newbie")
+    field(dialog, "Full name").fill("New Bie")
+    field(dialog, "Password").fill("short")
+    assert "not met yet" in dialog.get_by_label("Password rules").inner_text()
+    field(dialog, "Password").fill(NEW_PASSWORD)
+    assert "not met yet" not in dialog.get_by_label("Password rules").inner_text()
+    field(dialog, "Resource policy").select_option("course")
+    dialog.get_by_label("physics").check()
+    screenshot(page, "admin-new-user-dialog")
+    dialog.get_by_role("button", name="Create user").click()
+    shown = page.get_by_role("dialog", name="User newbie@example.com created")
+    access_key = shown.locator("dd code").first.inner_text()
+    secret_key = shown.locator("dd code").nth(1).inner_text()
+    assert re.fullmatch(r"AK[A-Z0-9]{18}", access_key) and len(secret_key) == 40
+    shown.get_by_role("button", name="Close").click()
+    user_row = admin_area.locator("tr[data-key='newbie@example.com']")
+    user_row.wait_for()
+    assert "physics" in user_row.inner_text() and "New Bie" in user_row.inner_text()
+
+    def new_user(db: Any) -> dict[str, Any]:
+        user = admin.get_user(db, "newbie")
+        return {
+            "groups": sorted(g.name for g in user.groups),
+            "keypairs": [(k.access_key, k.secret_key, k.resource_policy) for k in user.keypairs],
+            "role": user.role.value,
+            "full_name": user.full_name,
+        }
+
+    assert pdb.setup(new_user) == {
+        "groups": ["physics"],
+        "keypairs": [(access_key, secret_key, "course")],
+        "role": "user",
+        "full_name": "New Bie",
+    }
+
+    # Settings: a wrong current password is refused with the manager's reason; the preferred
+    # SSH port is saved; a new SSH keypair shows its private key once, with a download.
+    open_from_menu(page, "Backend.AI Settings")
+    settings = console_area(page, "settings")
+    field(settings, "Current password").fill("not-my-password")
+    field(settings, "New password").fill(NEW_PASSWORD)
+    field(settings, "New password again").fill(NEW_PASSWORD)
+    settings.get_by_role("button", name="Change password").click()
+    assert "the current password is wrong" in settings.get_by_role("alert").inner_text()
+    field(settings, "Port").fill("20022")
+    settings.get_by_role("button", name="Save port").click()
+    settings.get_by_text("New sessions use port 20022 when it is free.").wait_for()
+    assert pdb.setup(lambda db: admin.get_user(db, "admin").preferred_ssh_port) == 20022
+    old_key = field(settings, "Public key").input_value()
+    assert old_key.startswith("ssh-ed25519 ")
+    settings.get_by_role("button", name="Generate a new keypair").click()
+    page.locator(".jp-Dialog").get_by_role("button", name="Generate").click()
+    private = field(settings, "New private key")
+    private.wait_for()
+    assert private.input_value().startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    assert field(settings, "Public key").input_value() not in ("", old_key)
+    with page.expect_download() as download:
+        settings.get_by_role("button", name="Download id_container").click()
+    assert download.value.suggested_filename == "id_container"
+    assert Path(download.value.path()).read_text() == private.input_value()
+    screenshot(page, "settings-new-keypair")
+
+    shoot_console(page, "light")
+    set_theme(page, "JupyterLab Dark", light=False)
+    shoot_console(page, "dark")
+    set_theme(page, "JupyterLab Light", light=True)
+    assert not errors, errors
+
+    # The new user logs in to the hub (a browser of their own) ...
+    other = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        newbie = other.new_page()
+        hub_login(newbie, hub, "newbie", NEW_PASSWORD)
+        newbie.wait_for_url(re.compile(r"/hub/home"))
+        screenshot(newbie, "newbie-home")
+        assert hub.api("GET", "/users/newbie").json()["name"] == "newbie"
+    finally:
+        other.close()
+    # ... and the policy holds for them: two CPUs are more than "course" gives.
+    refused = spawn(hub, "newbie", "big", image="python-local:3", cpu="2", mem="512m")
+    assert refused.status_code == 403, refused.text
+    assert "exceeds the keypair policy 'course' limit of 1" in refused.json()["message"]
+
+
+def test_the_extension_files_are_what_the_session_loads(tmp_path) -> None:
+    """The data and config paths the browser test gives sessions hold the real, built files."""
+    env = jupyter_paths(tmp_path)
+    linked = Path(env["JUPYTER_PATH"]) / "labextensions" / "jupyter-backendai"
+    package = json.loads((linked / "package.json").read_text())
+    assert package["name"] == "jupyter-backendai"
+    assert package["jupyterlab"]["_build"]["load"].startswith("static/remoteEntry.")
+    enabled = Path(env["JUPYTER_CONFIG_PATH"]) / "jupyter_server_config.d" / "jupyter_backendai.json"
+    assert json.loads(enabled.read_text())["ServerApp"]["jpserver_extensions"] == {"jupyter_backendai.serverext": True}
