@@ -263,7 +263,7 @@ def in_process_breakdown(
 
     def folders(db):  # what api_folders.FoldersHandler.get does inside its transaction
         entries = folder_db.folder_listing(db, db.get(m.User, user_id))
-        "[" + ",".join(api_folders._LISTED.texts(entries, api_folders._decoder(db))) + "]"
+        "[" + ",".join(api_folders._LISTED.texts(entries, api_folders._decoder(db))[0]) + "]"
 
     result = {}
     steps = (("keypair_lookup", look_up), ("rate_count_commit", count), ("sessions_listing", listing))

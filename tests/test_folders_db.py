@@ -424,6 +424,24 @@ def test_a_folder_mounted_in_a_live_session_cannot_be_deleted(db):
     assert folders.live_sessions_mounting(db, team)[0].name == "team-work"
 
 
+def test_a_measured_size_is_kept_unless_an_older_one_comes_late(db):
+    import datetime as dt
+
+    ann = _user(db, "ann@example.com")
+    data = folders.create_folder(db, ann, "data")
+    t0 = dt.datetime(2026, 5, 1, 12, 0, tzinfo=dt.timezone.utc)
+    folders.record_usage(db, data.id, 100, 2, t0)
+    folders.record_usage(db, data.id, 50, 1, t0 - dt.timedelta(seconds=1))  # a slow walk that began earlier
+    db.commit()
+    db.refresh(data)
+    assert (data.used_bytes, data.file_count, data.usage_at) == (100, 2, t0)
+    folders.record_usage(db, data.id, 300, 3)  # now
+    folders.record_usage(db, uuid.uuid4(), 1, 1)  # a folder deleted meanwhile: nothing happens
+    db.commit()
+    db.refresh(data)
+    assert (data.used_bytes, data.file_count) == (300, 3) and data.usage_at > t0
+
+
 # --- invitations ----------------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 import urllib.parse
 import uuid
 from pathlib import Path
@@ -414,7 +415,7 @@ def test_listing_rows_give_the_same_json_as_the_folder_views(db):
         decode = api_folders._decoder(db)
         if group_filter:
             entries = [e for e in entries if api_folders._in_group(decode(e.raw), e.group_name, group_filter)]
-        return json.loads("[" + ",".join(api_folders._LISTED.texts(entries, decode)) + "]")
+        return json.loads("[" + ",".join(api_folders._LISTED.texts(entries, decode)[0]) + "]")
 
     for user in (ann, bob, boss):
         expected = [api_folders._view(db, a) for a in folder_db.accessible_folders(db, user)]
@@ -597,3 +598,28 @@ def test_a_folder_mounted_in_a_live_session_is_not_deleted(manager):
     manager.pdb.setup(stop)
     assert manager.call("DELETE", "/folders/busy", "alice").status_code == 204
     assert not directory(manager, view["id"]).exists()
+
+
+def test_listings_have_sizes_measured_in_the_background(manager):
+    """A folder written by a session (here: directly) gets its size measured after a listing shows it."""
+    view = create(manager, "alice", "written")
+    root = directory(manager, view["id"])
+    (root / "sub").mkdir()
+    (root / "sub" / "a.bin").write_bytes(b"a" * 3000)
+    (root / "b.txt").write_text("bb")
+
+    def shown() -> dict:
+        return next(f for f in manager.call("GET", "/folders", "alice").json() if f["name"] == "written")
+
+    first = shown()
+    assert first["cur_size"] is None and first["usage_at"] is None  # never measured when first listed
+    deadline = time.monotonic() + 15
+    while (later := shown())["cur_size"] is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (later["cur_size"], later["file_count"]) == (3002, 2) and later["usage_at"]
+    # Fresh for the TTL (300 s by default): a change is not measured again at once; /usage does measure.
+    (root / "c.txt").write_text("c")
+    time.sleep(0.5)
+    assert shown()["cur_size"] == 3002
+    assert manager.call("GET", "/folders/written/usage", "alice").json()["used_bytes"] == 3003
+    assert shown()["cur_size"] == 3003

@@ -40,6 +40,7 @@ Decisions, where Backend.AI leaves room or where this project differs:
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import unicodedata
 import uuid
@@ -47,7 +48,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal, NamedTuple
 
-from sqlalchemy import Dialect, and_, bindparam, func, select, type_coerce, update
+from sqlalchemy import Dialect, and_, bindparam, func, or_, select, type_coerce, update
 from sqlalchemy.orm import Session as DB
 from sqlalchemy.types import NullType
 
@@ -462,12 +463,17 @@ def _listing_order(e: ListedFolder) -> tuple[str, int, str]:
     return e.raw[_NAME], _PRECEDENCE[e.via], str(e.raw[_ID]).replace("-", "")
 
 
-def record_usage(db: DB, folder_id: uuid.UUID, used_bytes: int, file_count: int) -> None:
-    """Keep a measured size (bytes and files, now) for listings; a folder deleted meanwhile is skipped."""
+def record_usage(db: DB, folder_id: uuid.UUID, used_bytes: int, file_count: int, at: dt.datetime | None = None) -> None:
+    """Keep a size measured at ``at`` (when the walk began; default now) for listings.
+
+    A measurement older than the one kept is dropped, so that a slow walk finishing late does
+    not hide a newer one; a folder deleted meanwhile is skipped.
+    """
+    at = at or utcnow()
     db.execute(
         update(m.VFolder)
-        .where(m.VFolder.id == folder_id)
-        .values(used_bytes=used_bytes, file_count=file_count, usage_at=utcnow())
+        .where(m.VFolder.id == folder_id, or_(m.VFolder.usage_at.is_(None), m.VFolder.usage_at <= at))
+        .values(used_bytes=used_bytes, file_count=file_count, usage_at=at)
     )
 
 

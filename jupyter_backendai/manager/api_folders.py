@@ -23,7 +23,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import heapq
 import json
+import logging
 import stat as stat_module
 import threading
 import uuid
@@ -38,10 +40,13 @@ from .. import storage
 from ..db import admin
 from ..db import folders as folder_db
 from ..db import models as m
+from ..db.types import utcnow
 from ..storage import errors as storage_errors
 from ..storage.clone import copy_folder
 from . import api_transfer, transfer_tokens
 from .base import APIError, APIHandler
+
+log = logging.getLogger(__name__)
 
 #: Where the transfer endpoints live, relative to the service's base URL (see ``api_transfer``).
 TUS_PATH = "/folders/_/tus/upload"
@@ -154,27 +159,84 @@ class _ListedJSON:
 
     def __init__(self, size: int = 50_000):
         self.size = size
-        self._texts: OrderedDict[tuple, str] = OrderedDict()
+        # key → (JSON text, usage_at, id, host): what the size refresh needs, without decoding again
+        self._texts: OrderedDict[tuple, tuple[str, dt.datetime | None, uuid.UUID, str]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def texts(self, entries: list[folder_db.ListedFolder], decode: folder_db.RawFolderDecoder) -> list[str]:
+    def texts(
+        self,
+        entries: list[folder_db.ListedFolder],
+        decode: folder_db.RawFolderDecoder,
+        stale_before: dt.datetime | None = None,
+        stale_max: int = 0,
+    ) -> tuple[list[str], list[tuple[uuid.UUID, str]]]:
+        """The entries' JSON, and up to ``stale_max`` (id, host) measured before ``stale_before``, stalest first."""
         out = []
+        stale: list[tuple[dt.datetime, int, uuid.UUID, str]] = []
+        oldest = dt.datetime.min.replace(tzinfo=dt.timezone.utc)
         with self._lock:
             texts = self._texts
             for e in entries:
                 key = (e.raw, e.permission, e.via, e.owner_email, e.group_name, e.owner_limit)
-                text = texts.get(key)
-                if text is None:
-                    view = _folder_json(decode(e.raw), e.permission, e.via, e.capacity, e.owner_email, e.group_name)
-                    text = texts[key] = json.dumps(view)
+                kept = texts.get(key)
+                if kept is None:
+                    f = decode(e.raw)
+                    view = _folder_json(f, e.permission, e.via, e.capacity, e.owner_email, e.group_name)
+                    kept = texts[key] = (json.dumps(view), f["usage_at"], f["id"], f["host"])
                 else:
                     texts.move_to_end(key)
-                out.append(text)
+                out.append(kept[0])
+                if stale_before is not None and (kept[1] is None or kept[1] < stale_before):
+                    stale.append((kept[1] or oldest, len(stale), kept[2], kept[3]))
             while len(texts) > self.size:
                 texts.popitem(last=False)
-        return out
+        return out, [(fid, host) for _, _, fid, host in heapq.nsmallest(stale_max, stale)]
 
 
+class _UsageRefresh:
+    """Measures folders' sizes in the background, one batch at a time per process.
+
+    A listing hands over the stalest folders it showed; while a batch runs, further listings
+    add nothing (they will hand the still-stale ones over again). A folder without a directory
+    yet holds nothing; one on a host this store does not serve is left alone.
+    """
+
+    BATCH = 8
+
+    def __init__(self) -> None:
+        self._busy = False
+        self._lock = threading.Lock()
+
+    def start(self, manager: Any, folders: list[tuple[uuid.UUID, str]]) -> asyncio.Future | None:
+        with self._lock:
+            if self._busy or not folders:
+                return None
+            self._busy = True
+        return asyncio.get_running_loop().run_in_executor(None, self._run, manager, folders)
+
+    def _run(self, manager: Any, folders: list[tuple[uuid.UUID, str]]) -> None:
+        try:
+            measured = []
+            for folder_id, host in folders:
+                at = utcnow()
+                try:
+                    measured.append((folder_id, *storage.usage(manager.store.path(host, folder_id)), at))
+                except storage.NotFound:
+                    measured.append((folder_id, 0, 0, at))
+                except storage.StorageError:
+                    continue
+            with manager.db_factory() as db:
+                for folder_id, used, count, at in measured:
+                    folder_db.record_usage(db, folder_id, used, count, at)
+                db.commit()
+        except Exception:  # noqa: BLE001 - a background measurement must not take anything down
+            log.warning("measuring folder sizes failed", exc_info=True)
+        finally:
+            with self._lock:
+                self._busy = False
+
+
+_REFRESH = _UsageRefresh()
 _LISTED = _ListedJSON()
 _DECODERS: dict[str, folder_db.RawFolderDecoder] = {}
 
@@ -294,15 +356,22 @@ class FoldersHandler(FolderHandler):
         data = self.json_body()
         group_filter = self.param(data, "group_id", "group", kind=str)
 
-        def listing(db: DB) -> str:
+        ttl = self.manager.folder_usage_ttl
+        stale_before = utcnow() - dt.timedelta(seconds=ttl) if ttl > 0 else None
+
+        def listing(db: DB) -> tuple[str, list[tuple[uuid.UUID, str]]]:
             entries = folder_db.folder_listing(db, self.me(db))
             decode = _decoder(db)
             if group_filter:
                 entries = [e for e in entries if _in_group(decode(e.raw), e.group_name, group_filter)]
-            return "[" + ",".join(_LISTED.texts(entries, decode)) + "]"
+            texts, stale = _LISTED.texts(entries, decode, stale_before, _UsageRefresh.BATCH)
+            return "[" + ",".join(texts) + "]", stale
 
+        body, stale = await self.run_db(listing)
         self.set_header("Content-Type", "application/json; charset=utf-8")
-        self.finish(await self.run_db(listing))
+        self.finish(body)
+        # After the answer: sizes are measured off the request's path and shown by later listings.
+        _REFRESH.start(self.manager, stale)
 
     async def post(self) -> None:
         data = self.json_body()
@@ -399,8 +468,9 @@ class FolderUsageHandler(FolderHandler):
             name = self.need(self.json_body(), "id", "vfolder_id", "name", kind=str)
         folder = await self.folder(name, "ro")
         directory = await self.directory(folder)
+        at = utcnow()
         used, count = await asyncio.to_thread(storage.usage, directory)
-        await self.run_db(folder_db.record_usage, folder.id, used, count)  # what listings show as cur_size
+        await self.run_db(folder_db.record_usage, folder.id, used, count, at)  # what listings show as cur_size
         self.send(
             {
                 "id": folder.id.hex,
@@ -469,11 +539,12 @@ class CloneHandler(FolderHandler):
         if source.via != "owner" and not source.cloneable:
             raise APIError(403, f"folder {source.name!r} is not cloneable: only its owner can clone it")
         source_dir = await self.directory(source)
+        measured_at = utcnow()
         used, count = await asyncio.to_thread(storage.usage, source_dir)
 
         def create(db: DB) -> tuple[uuid.UUID, str, int | None]:
             user = self.me(db)
-            folder_db.record_usage(db, source.id, used, count)
+            folder_db.record_usage(db, source.id, used, count, measured_at)
             keypair = folder_db.main_keypair(db, user)
             capacity = keypair.policy.max_vfolder_size or None if keypair is not None else None
             if capacity is not None and used > capacity:
@@ -499,6 +570,7 @@ class CloneHandler(FolderHandler):
             raise
 
         def answer(db: DB) -> dict[str, Any]:
+            # What the copy wrote is the folder: a listing's measurement taken meanwhile is older.
             folder_db.record_usage(db, new_id, copied.bytes, copied.files)
             folder = db.get(m.VFolder, new_id)
             view = _view(db, folder_db.FolderAccess(folder, "wd", "owner", folder.is_automount))

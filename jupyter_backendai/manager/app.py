@@ -112,6 +112,13 @@ class ManagerApp(Application):
     transfer_token_lifetime = Float(3600.0, config=True, help="Seconds an upload or download URL stays valid.")
     max_upload_size = Integer(64 * 1024**3, config=True, help="Largest single upload in bytes.")
     hub_token_cache_seconds = Float(60.0, config=True, help="Seconds a checked JupyterHub token is remembered.")
+    folder_usage_ttl = Float(
+        300.0,
+        config=True,
+        help="""Seconds a folder's measured size stays fresh. After a folder listing the stalest
+        (or never measured) folders it showed are measured in the background, a few per listing,
+        so that ``cur_size`` follows what sessions write; 0 turns that off.""",
+    )
 
     # --- runtime ------------------------------------------------------------------------------
 
