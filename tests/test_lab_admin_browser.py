@@ -137,6 +137,105 @@ def shoot_console(page: Any, theme: str) -> None:
         screenshot(page, f"{kind}-{theme}")
 
 
+def other_tabs(page: Any, area: Any, pdb: ProductDB) -> None:
+    """One action in each other Administration tab, checked against the database."""
+    # Credentials: a second keypair for newbie (its secret shown once), then deactivated.
+    area.get_by_role("tab", name="Credentials").click()
+    area.get_by_role("button", name="+ New keypair").click()
+    dialog = page.get_by_role("dialog", name="New keypair")
+    field(dialog, "User (e-mail or user name)").fill("newbie")
+    field(dialog, "Resource policy").select_option("course")
+    field(dialog, "Rate limit").fill("500")
+    dialog.get_by_role("button", name="Create keypair").click()
+    shown = page.get_by_role("dialog", name="Keypair for newbie@example.com")
+    access_key = shown.locator("dd code").first.inner_text()
+    shown.get_by_role("button", name="Close").click()
+    area.locator(f"tr[data-key='{access_key}']").wait_for()
+    area.get_by_role("button", name=f"Deactivate {access_key}").click()
+    area.locator(f"tr[data-key='{access_key}']").wait_for(state="detached")
+    keypair = pdb.setup(lambda db: admin.get_keypair(db, access_key))
+    assert (keypair.resource_policy, keypair.rate_limit, keypair.is_active) == ("course", 500, False)
+
+    # Environments: an image's minimums (its reference has a ':' in the URL), a preset, a registry.
+    area.get_by_role("tab", name="Environments").click()
+    area.get_by_role("button", name="Edit the minimum resources of python-local:3").click()
+    dialog = page.get_by_role("dialog", name="Minimum resources of python-local:3")
+    field(dialog, "Minimum CPU (cores)").fill("1")
+    field(dialog, "Minimum RAM").fill("256m")
+    dialog.get_by_role("button", name="Save").click()
+    dialog.wait_for(state="detached")
+    area.get_by_text("CPU 1, RAM 256 MiB").wait_for()
+    image = pdb.setup(lambda db: admin.get_image(db, "python-local:3", None).min_slots.to_json())
+    assert image == {"cpu": "1", "mem": str(256 * 1024**2)}
+
+    area.get_by_role("tab", name="Presets").click()
+    area.get_by_role("button", name="+ New preset").click()
+    dialog = page.get_by_role("dialog", name="New resource preset")
+    field(dialog, "Name").fill("tiny")
+    field(dialog, "CPU (cores)").fill("0.5")
+    field(dialog, "RAM").fill("256m")
+    field(dialog, "Shared memory").fill("64m")
+    dialog.get_by_role("button", name="Create preset").click()
+    area.locator("tr[data-key='tiny']").wait_for()
+    preset = pdb.setup(lambda db: admin.get_preset(db, "tiny"))
+    assert preset.resource_slots.to_json() == {"cpu": "0.5", "mem": str(256 * 1024**2)}
+    assert preset.shared_memory == 64 * 1024**2
+
+    area.get_by_role("tab", name="Registries").click()
+    area.get_by_role("button", name="+ Add registry").click()
+    dialog = page.get_by_role("dialog", name="Add a registry")
+    port = free_port()  # nothing listens there: the rescan reports why it read nothing
+    field(dialog, "Host name").fill(f"localhost:{port}")
+    field(dialog, "URL").fill(f"http://127.0.0.1:{port}")
+    dialog.get_by_role("button", name="Add registry").click()
+    area.locator(f"tr[data-key='localhost:{port}']").wait_for()
+    area.get_by_role("button", name=f"Rescan localhost:{port}").click()
+    report = area.get_by_role("status").filter(has_text="Scanned")
+    report.wait_for()
+    assert f"Scanned localhost:{port}: 0 image(s) added" in report.inner_text()
+    assert "cannot list repositories" in report.inner_text()
+
+    # Resources: the hub's agent with its use; a DRF resource group open to the default domain.
+    area.get_by_role("tab", name="Resources").click()
+    agent_row = area.locator("tbody tr").first
+    agent_row.wait_for()
+    assert "ALIVE" in agent_row.inner_text() and "1 / 4" in agent_row.inner_text()
+    area.get_by_role("tab", name="Resource groups").click()
+    area.get_by_role("button", name="+ New resource group").click()
+    dialog = page.get_by_role("dialog", name="New resource group")
+    field(dialog, "Name").fill("gpu")
+    field(dialog, "Scheduler").select_option("drf")
+    field(dialog, "Pending timeout (seconds)").fill("600")
+    dialog.get_by_role("button", name="Create resource group").click()
+    area.locator("tr[data-key='gpu']").wait_for()
+    area.get_by_role("button", name="Who may use gpu").click()
+    dialog = page.get_by_role("dialog", name="Who may use gpu")
+    dialog.get_by_label("default", exact=True).check()
+    dialog.get_by_label("default/physics", exact=True).check()
+    dialog.get_by_role("button", name="Save").click()
+    dialog.wait_for(state="detached")
+    area.locator("tr[data-key='gpu']").filter(has_text="default/physics").wait_for()
+
+    def sgroup(db: Any) -> dict[str, Any]:
+        sg = admin.get_scaling_group(db, "gpu")
+        return {
+            "scheduler": sg.scheduler.value,
+            "timeout": sg.pending_timeout,
+            "domains": sorted(d.name for d in sg.domains),
+            "groups": sorted(g.name for g in sg.groups),
+        }
+
+    assert pdb.setup(sgroup) == {"scheduler": "drf", "timeout": 600, "domains": ["default"], "groups": ["physics"]}
+
+    # System settings and Maintenance: the running service, and usage recalculated (the lab runs).
+    area.get_by_role("tab", name="System settings").click()
+    area.get_by_text("sqlite (pysqlite)").wait_for()
+    area.get_by_role("tab", name="Maintenance").click()
+    area.get_by_role("button", name="Recalculate usage").click()
+    area.get_by_text("Checked 1 session(s) holding resources; all of them run.").wait_for()
+    area.get_by_role("tab", name="Users").click()
+
+
 @pytest.fixture
 def pdb(tmp_path: Path) -> Any:
     pdb = ProductDB(tmp_path)
@@ -263,6 +362,8 @@ def test_admin_creates_policy_and_user_who_logs_in(make_hub, pdb, tmp_path, page
         "role": "user",
         "full_name": "New Bie",
     }
+
+    other_tabs(page, admin_area, pdb)
 
     # Settings: a wrong current password is refused with the manager's reason; the preferred
     # SSH port is saved; a new SSH keypair shows its private key once, with a download.
