@@ -537,3 +537,28 @@ def test_archive_refusals_and_permissions(manager, tmp_path):
     assert r.status_code == 200, r.text
     _, zf = fetch_zip(r.json()["url"])
     assert zf.namelist() == ["g.txt"] and zf.read("g.txt") == b"g"
+
+
+def test_clients_that_stop_reading_do_not_stall_other_requests(manager):
+    """Downloads wait for slow clients on transfer threads of their own, not on the pool the database calls use."""
+    view = create(manager, "alice", "data")
+    (directory(manager, view["id"]) / "big.bin").write_bytes(os.urandom(32 * 1024 * 1024))
+    path = request_download(manager, "alice", "data", "big.bin")["url"].split(str(manager.port), 1)[1]
+    stalled = []
+    try:
+        for _ in range(16):  # more than asyncio's default pool has threads on most machines
+            s = socket.socket()
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.connect(("127.0.0.1", manager.port))
+            s.sendall(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
+            stalled.append(s)  # and never read
+        time.sleep(1)
+        started = time.monotonic()
+        listing = manager.call("GET", "/folders", "alice")
+        assert listing.status_code == 200 and [f["name"] for f in listing.json()] == ["data"]
+        assert time.monotonic() - started < 10
+        r = manager.call("POST", "/folders/data/request-download", "alice", json_body={"path": "big.bin"})
+        assert r.status_code == 200
+    finally:
+        for s in stalled:
+            s.close()

@@ -2,34 +2,41 @@
 
 ``POST /folders/{name}/request-upload`` (``api_folders``) checks the caller's permission and
 the folder's capacity, starts the upload session in the store and hands out a short-lived
-token naming it; ``request-download`` does the same for one file. The endpoints here are
-``public`` (no keypair signature: the URL is all a browser or ``tuspy`` has) and trust the
-token alone, verified on every request: a tampered, malformed or expired token is 401, a
-token for the other operation 403.
+token naming it; ``request-download`` does the same for one file, and for an archive through
+:func:`request_archive` here. The endpoints here are ``public`` (no keypair signature: the URL
+is all a browser or ``tuspy`` has) and trust the token alone, verified on every request: a
+tampered, malformed or expired token is 401, a token for the other operation 403.
 
 Uploads (``/folders/_/tus/upload?token=``): ``OPTIONS`` (discovery, no token needed),
 ``HEAD`` (offset), ``PATCH`` (append), ``DELETE`` (termination) and ``POST`` (tus
 "creation", for clients such as ``tuspy`` that insist on creating the upload themselves: the
-session already exists, so it only answers its URL in ``Location``). The body is streamed:
-chunks are buffered up to :data:`FLUSH_BYTES` and appended to the store on a worker thread,
-so neither the event loop blocks nor a whole file sits in memory. If the client goes away
-mid-request, what arrived is still appended, so it resumes from there. When the offset
-reaches the declared length, the file is moved into place atomically.
+session already exists, so it only answers its URL in ``Location``). A PATCH holds the upload
+for its duration (a second request meanwhile is 409, busy). Its body is read by the handler
+itself into two :data:`RECEIVE_BYTES` buffers, one filling from the socket while the other is
+written to disk on a transfer thread, so neither the event loop blocks nor a whole file sits
+in memory; a chunked body goes through tornado's ``data_received`` instead. The bytes are
+made durable (``fdatasync``) once, before the PATCH answers its ``Upload-Offset``. If the
+client goes away mid-request, what arrived is kept (and synced), so it resumes from there.
+When the offset reaches the declared length, the file is moved into place atomically.
 
 Downloads (``/folders/_/download?token=``): ``GET``/``HEAD`` with ``Range`` (one range;
-206 with ``Content-Range``, 416 when unsatisfiable), read in :data:`CHUNK_BYTES` pieces on a
-worker thread and flushed one by one.
+206 with ``Content-Range``, 416 when unsatisfiable). The body goes from the file to the
+socket by ``os.sendfile`` on a plain connection, else in :data:`CHUNK_BYTES` pieces (the next
+read while one is sent). An archive token gives a ZIP made on a transfer thread as it is sent.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import functools
 import json
 import logging
 import os
 import select
 import urllib.parse
-from typing import Any, BinaryIO
+from collections.abc import Callable
+from typing import Any, BinaryIO, TypeVar
 
 from tornado import iostream, web
 
@@ -37,6 +44,7 @@ from .. import storage
 from . import transfer_tokens
 from .base import APIError, APIHandler
 
+T = TypeVar("T")
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination"
 MiB = 1024 * 1024
@@ -50,7 +58,22 @@ DOWNLOAD_PATH = "/folders/_/download"
 #: Seconds a download waits for a client that reads nothing before it gives up on it.
 SEND_TIMEOUT = 300.0
 
+#: Threads for the blocking halves of transfers (disk writes and syncs, ``sendfile`` waiting on a
+#: slow client, archives being made), kept apart from asyncio's default pool that the database
+#: calls use: a few slow clients must not stall every other request. Beyond this many at once,
+#: transfers queue.
+TRANSFER_THREADS = 64
+
 log = logging.getLogger("jupyter_backendai.manager")
+_transfer_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+async def in_transfer_thread(func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """``await`` ``func(*args, **kwargs)`` on the transfer threads."""
+    global _transfer_pool
+    if _transfer_pool is None:
+        _transfer_pool = concurrent.futures.ThreadPoolExecutor(TRANSFER_THREADS, thread_name_prefix="transfer")
+    return await asyncio.get_running_loop().run_in_executor(_transfer_pool, functools.partial(func, *args, **kwargs))
 
 
 class TransferHandler(APIHandler):
@@ -219,7 +242,7 @@ class TusUploadHandler(TransferHandler):
         """Append on a worker thread; a failure is kept for the answer (what came before stays)."""
         assert self._writer is not None
         try:
-            await asyncio.to_thread(self._writer.write, data)
+            await in_transfer_thread(self._writer.write, data)
         except storage.StorageError as e:
             if self._error is None:
                 self._error = APIError(e.status if 400 <= e.status < 500 else 500, str(e))
@@ -232,7 +255,7 @@ class TusUploadHandler(TransferHandler):
         if writer is None:
             return None
         try:
-            return await asyncio.to_thread(writer.sync)
+            return await in_transfer_thread(writer.sync)
         finally:
             writer.close()
 
@@ -415,7 +438,7 @@ class DownloadHandler(TransferHandler):
         # went away), the number cannot be reused under us for another connection.
         sock = os.dup(stream.fileno().fileno())
         try:
-            sent = await asyncio.to_thread(_sendfile_all, sock, f.fileno(), start, length, SEND_TIMEOUT)
+            sent = await in_transfer_thread(_sendfile_all, sock, f.fileno(), start, length, SEND_TIMEOUT)
         finally:
             os.close(sock)
         # Bytes tornado did not write itself: without this, finish() would find the body short.
@@ -475,7 +498,7 @@ class DownloadHandler(TransferHandler):
             asyncio.run_coroutine_threadsafe(write(chunk), loop).result()
 
         try:
-            stats = await asyncio.to_thread(
+            stats = await in_transfer_thread(
                 storage.write_archive, folder, plan, send, compress=bool(self.claims.get("compress", True))
             )
         except (iostream.StreamClosedError, ConnectionError):
