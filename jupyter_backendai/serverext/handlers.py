@@ -33,6 +33,8 @@ from . import proxy
 AUTH_RESOURCE = "backendai"
 #: Request body chunks (tornado reads 64 KiB at a time) held between browser and manager.
 QUEUE_CHUNKS = 16
+#: Seconds ``_ext/config`` waits for the manager's ``/auth/whoami``.
+WHOAMI_TIMEOUT = 30.0
 _END = object()
 _ABORT = object()
 
@@ -117,7 +119,15 @@ class ConfigHandler(ExtensionAPIHandler):
         url = upstream.url("auth/whoami")
         headers = {"Host": upstream.host, "Content-Type": "application/json", "Accept": "application/json"}
         headers.update(upstream.auth_headers("GET", url, "application/json", self.extensionapp.clock.now()))
-        request = HTTPRequest(url, method="GET", headers=headers, follow_redirects=False, **self.fetch_args())
+        # A short limit of its own: the panels wait for this answer before they show anything.
+        request = HTTPRequest(
+            url,
+            method="GET",
+            headers=headers,
+            follow_redirects=False,
+            request_timeout=WHOAMI_TIMEOUT,
+            **self.fetch_args(),
+        )
         try:
             response = await self.extensionapp.http.fetch(request, raise_error=False)
         except Exception as e:  # noqa: BLE001 - any failure to reach the manager is reported, not raised
