@@ -16,6 +16,7 @@ import importlib.util
 import json
 import os
 import re
+import secrets
 import subprocess
 import sys
 import threading
@@ -27,6 +28,7 @@ from typing import Any
 
 import psutil
 import pytest
+import requests
 import tusclient.client as tusclient
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest, HTTPResponse
 
@@ -34,7 +36,8 @@ from jupyter_backendai._version import __version__
 from jupyter_backendai.serverext import proxy
 from jupyter_backendai.storage import FolderStore
 from tests.hub_fixtures import free_port
-from tests.test_manager_sessions import PREFIX, HubWithManager
+from tests.session_helpers import hub_config, wait_ready
+from tests.test_manager_sessions import PREFIX, SERVICE_SCOPES, HubWithManager
 
 # pytest-jupyter's fixtures and the hub-with-manager ones, for this module only: pytest finds
 # fixtures by name in the module (bound here so that the names stay off the linter's radar).
@@ -387,6 +390,59 @@ class TestHubMode:
         created = ext.fetch("POST", "folders/_/tus/upload?transfer_token=" + ticket["token"],
                             headers={**TUS, "Upload-Length": "3"})  # fmt: skip
         assert created.code == 201 and created.headers["Location"].startswith(ext.prefix + "folders/_/tus/upload?")
+
+
+@pytest.fixture
+def hub_with_sessions(make_hub, pdb) -> HubWithManager:
+    """A hub (local backend) running the manager, configured like ``jupyterhub_config.py``: its
+    sessions get ``$BACKENDAI_ENDPOINT``, the manager's URL through the proxy."""
+    command = [
+        sys.executable, "-m", "jupyter_backendai.manager",
+        f"--ManagerApp.db_url={pdb.url}", f"--ManagerApp.storage_root={pdb.storage_root}",
+    ]  # fmt: skip
+    extra = f"""
+c.Spawner.environment = {{"BACKENDAI_ENDPOINT": c.JupyterHub.bind_url.rstrip("/") + {PREFIX!r}}}
+c.LocalSessionSpawner.agent_capacity = {{"cpu": 4, "mem": "8g"}}
+c.JupyterHub.services.append({{
+    "name": "backendai", "url": "http://127.0.0.1:{free_port()}", "command": {command!r},
+    "api_token": {secrets.token_hex(32)!r},
+}})
+c.JupyterHub.load_roles.append({{"name": "backendai-service", "services": ["backendai"], "scopes": {SERVICE_SCOPES!r}}})
+"""
+    hub = make_hub(hub_config(pdb, "backendai-local", extra))
+    deadline = time.monotonic() + 30
+    while requests.get(f"{hub.url}{PREFIX}/", timeout=5).status_code != 200:
+        assert time.monotonic() < deadline, hub.log_tail(60)
+        time.sleep(0.3)
+    return HubWithManager(hub, pdb)
+
+
+def test_inside_a_real_session(hub_with_sessions: HubWithManager):
+    """A session started through the manager runs jupyter-server with the extension enabled by the
+    installed config, and forwards with the session's own ``$JUPYTERHUB_API_TOKEN``."""
+    backendai = hub_with_sessions
+    created = backendai.call("POST", "/session", "alice", {"image": "python-local:3", "name": "lab", "preset": "small"})
+    assert created.status_code == 201, created.text
+    backendai.wait_status("alice", "lab", {"RUNNING"})
+    wait_ready(backendai.hub, "alice", "lab")
+    made = backendai.hub.api("POST", "/users/alice/tokens", json={"note": "serverext", "expires_in": 600})
+    assert made.status_code == 201, made.text
+    alice = {"Authorization": f"token {made.json()['token']}"}
+    base = f"{backendai.hub.url}/user/alice/lab/backendai/"
+    config = requests.get(base + "_ext/config", headers=alice, timeout=30)
+    assert config.status_code == 200, config.text
+    assert config.json()["mode"] == "hub" and config.json()["endpoint"] == backendai.hub.url + PREFIX
+    assert config.json()["user"]["username"] == "alice" and config.json()["user"]["via"] == "hub-token"
+    made_folder = requests.post(base + "folders", json={"name": "from-lab", "host": "local"}, headers=alice, timeout=30)
+    assert made_folder.status_code == 201, made_folder.text
+    assert [f["name"] for f in backendai.call("GET", "/folders", "alice").json()] == ["from-lab"]
+    # bob's token does not open alice's session (the hub's own access rule).
+    bob = backendai.hub.api("POST", "/users/bob", json={})
+    assert bob.status_code in (201, 409)
+    bob_token = backendai.hub.api("POST", "/users/bob/tokens", json={"expires_in": 600}).json()["token"]
+    denied = requests.get(base + "folders", headers={"Authorization": f"token {bob_token}"}, timeout=30)
+    assert denied.status_code in (403, 404), denied.status_code
+    assert backendai.call("DELETE", "/session/lab", "alice").status_code == 200
 
 
 # --- streaming ----------------------------------------------------------------------------------------
