@@ -406,12 +406,34 @@ def test_admin_creates_policy_and_user_who_logs_in(make_hub, pdb, tmp_path, page
         newbie.wait_for_url(re.compile(r"/hub/home"))
         screenshot(newbie, "newbie-home")
         assert hub.api("GET", "/users/newbie").json()["name"] == "newbie"
+        # ... the policy holds for them: two CPUs are more than "course" gives ...
+        refused = spawn(hub, "newbie", "big", image="python-local:3", cpu="2", mem="512m")
+        assert refused.status_code == 403, refused.text
+        assert "exceeds the keypair policy 'course' limit of 1" in refused.json()["message"]
+        # ... and in their lab, Summary measures them against it; Administration is not there.
+        started = spawn(hub, "newbie", "work", image="python-local:3", preset="small")
+        assert started.status_code in (201, 202), started.text
+        wait_ready(hub, "newbie", "work", timeout=120)
+        newbie.goto(f"{hub.url}/user/newbie/work/lab", timeout=LAB_TIMEOUT_MS)
+        newbie.wait_for_selector("#jp-main-dock-panel", timeout=LAB_TIMEOUT_MS)
+        open_from_menu(newbie, "Summary")
+        summary = console_area(newbie, "summary")
+        cpu = summary.locator("[data-gauge=cpu] svg")
+        cpu.wait_for()
+        assert field(summary, "Project").input_value() == "physics"
+        assert cpu.get_attribute("aria-label") == "CPU: 1 cores used of 1 cores (100%)"
+        ram = summary.locator("[data-gauge=mem] svg").get_attribute("aria-label")
+        assert ram == "RAM: 512 MiB used of 1 GiB (50%)"
+        sessions = summary.locator("[data-gauge=sessions] svg").get_attribute("aria-label")
+        assert sessions == "Sessions: 1 used of 1 (100%)"
+        assert "bounded by your keypair policy" in summary.locator("[data-gauge=cpu]").inner_text()
+        screenshot(newbie, "newbie-summary")
+        newbie.click(".lm-MenuBar-item:has-text('Backend.AI')")
+        menu = newbie.locator(".lm-Menu").last
+        menu.get_by_text("Summary").wait_for()
+        assert "Administration" not in menu.inner_text()
     finally:
         other.close()
-    # ... and the policy holds for them: two CPUs are more than "course" gives.
-    refused = spawn(hub, "newbie", "big", image="python-local:3", cpu="2", mem="512m")
-    assert refused.status_code == 403, refused.text
-    assert "exceeds the keypair policy 'course' limit of 1" in refused.json()["message"]
 
 
 def test_the_extension_files_are_what_the_session_loads(tmp_path) -> None:

@@ -202,9 +202,8 @@ export function Summary(props: { commands: CommandRegistry }): JSX.Element {
               label="Sessions"
               used={running.data?.total_count ?? 0}
               total={maxSessions > 0 ? maxSessions : Infinity}
-              unit="running"
               format={v => String(v)}
-              detail={policy ? `limit of the policy ${policy.name}` : undefined}
+              detail={policy ? `running; the limit of the policy ${policy.name}` : 'running'}
             />
           </div>
           <h3>Project {check.group || ''}</h3>
