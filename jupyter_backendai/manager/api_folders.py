@@ -28,6 +28,7 @@ import json
 import logging
 import stat as stat_module
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -194,24 +195,29 @@ class _ListedJSON:
 
 
 class _UsageRefresh:
-    """Measures folders' sizes in the background, one batch at a time per process.
+    """Measures folders' sizes in the background: a batch at a time, at most one batch a second.
 
-    A listing hands over the stalest folders it showed; while a batch runs, further listings
-    add nothing (they will hand the still-stale ones over again). A folder without a directory
+    A listing hands over the stalest folders it showed; while a batch runs or within a second
+    of the last one, further listings add nothing (they will hand the still-stale ones over
+    again). So a user who keeps listing a thousand folders costs the walks of eight of them
+    and one small write a second, whatever the listing rate. A folder without a directory
     yet holds nothing; one on a host this store does not serve is left alone.
     """
 
     BATCH = 8
+    INTERVAL = 1.0
 
     def __init__(self) -> None:
         self._busy = False
+        self._last = -self.INTERVAL
         self._lock = threading.Lock()
 
     def start(self, manager: Any, folders: list[tuple[uuid.UUID, str]]) -> asyncio.Future | None:
+        now = time.monotonic()
         with self._lock:
-            if self._busy or not folders:
+            if self._busy or not folders or now - self._last < self.INTERVAL:
                 return None
-            self._busy = True
+            self._busy, self._last = True, now
         return asyncio.get_running_loop().run_in_executor(None, self._run, manager, folders)
 
     def _run(self, manager: Any, folders: list[tuple[uuid.UUID, str]]) -> None:
