@@ -173,6 +173,8 @@ def test_launcher_queues_then_runs(backend: Backend, alice: Client):
     assert list(one.image.options) == [IMAGE] and list(one.scaling_group.options) == ["default"]
     assert list(one.project.options) == ["default"]
     one.mode.value = "custom"
+    assert one.preset.layout.display == "none" and one.custom.layout.display is None
+    assert all(c.layout.display != "none" for c in (one.project, one.image, one.scaling_group, one.name))
     one.cpu.value, one.mem.value, one.name.value = 1, "512m", "w-one"
     try:
         state = one.launch()

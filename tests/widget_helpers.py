@@ -76,6 +76,8 @@ def start_backend(directory: Path, pdb: ProductDB, extra: str = "") -> Backend:
     ]  # fmt: skip
     config = f"""
 c.LocalSessionSpawner.agent_capacity = {{"cpu": 2, "mem": "4g"}}
+# As the product's jupyterhub_config.py: sessions reach the manager through the proxy.
+c.Spawner.environment = {{"BACKENDAI_ENDPOINT": c.JupyterHub.bind_url.rstrip("/") + "{PREFIX}"}}
 c.LocalSessionSpawner.sessions_root = {str(directory / "sessions")!r}
 c.JupyterHub.services.append({{
     "name": "backendai",

@@ -16,6 +16,8 @@ from . import model
 from ._common import Poller, client_or_default, describe_error, message_html
 
 PRESET, CUSTOM = "preset", "custom"
+#: JupyterLab resets the look of links in outputs; this one must look like a link.
+LINK_STYLE = "color: var(--jp-content-link-color, #1976d2); text-decoration: underline"
 
 
 class SessionLauncher(w.VBox):
@@ -33,14 +35,17 @@ class SessionLauncher(w.VBox):
         self._changed = threading.Condition()
         self._poller: Poller | None = None
         style = {"description_width": "120px"}
-        wide = w.Layout(width="420px")
-        self.project = w.Dropdown(description="Project", style=style, layout=wide)
-        self.image = w.Dropdown(description="Image", style=style, layout=wide)
-        self.scaling_group = w.Dropdown(description="Resource group", style=style, layout=wide)
+
+        def wide() -> w.Layout:  # one each: hiding a widget sets display on its layout
+            return w.Layout(width="420px")
+
+        self.project = w.Dropdown(description="Project", style=style, layout=wide())
+        self.image = w.Dropdown(description="Image", style=style, layout=wide())
+        self.scaling_group = w.Dropdown(description="Resource group", style=style, layout=wide())
         self.mode = w.ToggleButtons(
             options=[("Preset", PRESET), ("Custom", CUSTOM)], description="Resources", style=style
         )
-        self.preset = w.Dropdown(description="Preset", style=style, layout=wide)
+        self.preset = w.Dropdown(description="Preset", style=style, layout=wide())
         self.cpu = w.BoundedFloatText(value=1, min=0, max=1024, step=0.5, description="CPU (cores)", style=style)
         self.mem = w.Text(value="1g", description="RAM", placeholder="e.g. 512m, 2g", style=style)
         self.gpu = w.BoundedFloatText(value=0, min=0, max=64, step=0.1, description="GPU (fGPU)", style=style)
@@ -48,7 +53,7 @@ class SessionLauncher(w.VBox):
         self.folders = w.SelectMultiple(
             description="Folders", style=style, layout=w.Layout(width="420px", height="90px")
         )
-        self.name = w.Text(description="Session name", placeholder="(generated)", style=style, layout=wide)
+        self.name = w.Text(description="Session name", placeholder="(generated)", style=style, layout=wide())
         self.launch_button = w.Button(description="Launch", button_style="primary", icon="rocket")
         self.stop_button = w.Button(description="Stop watching", icon="stop", disabled=True)
         self.message = w.HTML()
@@ -172,7 +177,10 @@ class SessionLauncher(w.VBox):
         self.status.value = message_html(model.status_text(state), kind)
         if state.url:
             url = html.escape(state.url, quote=True)
-            self.link.value = f'<a href="{url}" target="_blank" rel="noopener">Open {html.escape(state.name or "")}</a>'
+            self.link.value = (
+                f'<a href="{url}" target="_blank" rel="noopener" style="{LINK_STYLE}">'
+                f"Open {html.escape(state.name or '')}</a>"
+            )
         else:
             self.link.value = ""
         self.launch_button.disabled = not state.done and state.phase != "idle"
