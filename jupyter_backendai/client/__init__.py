@@ -12,7 +12,7 @@ elsewhere give it the endpoint and a Backend.AI keypair::
 
 :class:`AsyncClient` has the same methods as coroutines. Refusals raise :class:`ManagerError`
 (``.status``, ``.title``); see :mod:`.config` for how the endpoint and credentials are found.
-Progress bars need ``tqdm`` (optional).
+Progress bars are drawn with ``tqdm`` (a text bar in a terminal, a widget in a notebook).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Progress bars through tqdm when it is installed, and silently nothing when it is not.
 
-tqdm is optional (not a dependency of the package): transfers must work in a bare
-environment, and a missing progress bar is no reason to fail. ``tqdm.auto`` draws a widget in
-a notebook and text in a terminal.
+tqdm is a dependency of the package, but the client does not need it: transfers must work
+where it was left out, and a missing progress bar is no reason to fail. ``tqdm.auto`` draws a
+widget in a notebook and text in a terminal. A caller may also pass a factory of its own bars
+(the notebook widgets draw theirs on an ipywidgets progress bar).
 """
 
 from __future__ import annotations
