@@ -4,6 +4,7 @@ line turns RUNNING, with the link to open it."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 import time
@@ -14,7 +15,7 @@ import requests
 from nbformat.v4 import new_code_cell, new_notebook
 
 from jupyter_backendai.client import Client
-from tests.hub_fixtures import screenshot
+from tests.hub_fixtures import _missing, screenshot
 from tests.session_helpers import PASSWORD, contents, wait_ready
 from tests.widget_helpers import make_pdb, start_backend
 
@@ -30,8 +31,9 @@ launcher"""
 
 @pytest.fixture
 def backend(tmp_path):
-    pytest.importorskip("jupyterlab")
-    pytest.importorskip("jupyterlab_widgets")
+    for module in ("jupyterlab", "jupyterlab_widgets"):
+        if importlib.util.find_spec(module) is None:
+            _missing(f"{module} (pip)")  # a failure in CI, as any missing part of the hub tests
     pdb = make_pdb(tmp_path)
     service = start_backend(tmp_path, pdb)
     yield service
