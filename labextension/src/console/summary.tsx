@@ -4,7 +4,7 @@
  * keypair policy's limit (from `auth/profile`).
  */
 import { CommandRegistry } from '@lumino/commands';
-import React, { useEffect, useState } from 'react';
+import React, { useState } from 'react';
 
 import { Gauge } from './charts';
 import {
@@ -96,28 +96,29 @@ export function allocatable(
 
 export function Summary(props: { commands: CommandRegistry }): JSX.Element {
   const profile = useLoad(() => api<IProfile>('auth/profile'), []);
-  const [group, setGroup] = useState('');
-  const [scalingGroup, setScalingGroup] = useState('');
+  const [chosenGroup, setGroup] = useState('');
+  const [chosenScalingGroup, setScalingGroup] = useState('');
   const [round, setRound] = useState(0);
+  const settled = !!(profile.data || profile.error);
 
-  useEffect(() => {
-    const groups = profile.data?.groups || [];
-    if (!group && groups.length) {
-      setGroup(groups.includes('default') ? 'default' : groups[0]);
-    }
-  }, [profile.data]);
+  // The project a spawn would use ("default" first) until the user picks another.
+  const groups = profile.data?.groups || [];
+  const group = groups.includes(chosenGroup)
+    ? chosenGroup
+    : groups.includes('default')
+      ? 'default'
+      : groups[0] || '';
 
   // Without a resource group the answer lists all that are open to the user, for the switcher.
   const all = useLoad(
-    () => api<ICheckPresets>('resource/check-presets', 'POST', group ? { group } : {}),
-    [group, round]
+    () =>
+      settled
+        ? api<ICheckPresets>('resource/check-presets', 'POST', group ? { group } : {})
+        : Promise.resolve(undefined),
+    [settled, group, round]
   );
   const names = Object.keys(all.data?.scaling_groups || {});
-  useEffect(() => {
-    if (names.length && !names.includes(scalingGroup)) {
-      setScalingGroup(names[0]);
-    }
-  }, [all.data]);
+  const scalingGroup = names.includes(chosenScalingGroup) ? chosenScalingGroup : names[0] || '';
   const one = useLoad(
     () =>
       scalingGroup
