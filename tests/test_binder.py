@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -134,5 +135,64 @@ def test_binder_start_serves_the_demo_and_stops_cleanly(demo):
     assert process.wait(STOP_TIMEOUT) == 0, log_text()
     assert "stopping the demo hub" in log_text()
     assert not state.exists()
+    for name, port in ports.items():
+        assert not port_open(port), f"{name} {port} is still open"
+
+
+def test_binder_start_then_jupyterlab_with_the_panels(tmp_path: Path):
+    """The Binder way: ``start CMD`` brings the hub up, then execs the lab, pointed at the hub as alice."""
+    if shutil.which("configurable-http-proxy") is None:
+        _missing("configurable-http-proxy (npm install -g configurable-http-proxy)")
+    ports = {name: free_port() for name in ("PORT", "HUB_PORT", "PROXY_API_PORT", "MANAGER_PORT")}
+    lab_port, token = free_port(), "binder-test-token"
+    state = tmp_path / "state"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "BACKENDAI_", "BACKEND_"))}
+    env.update({f"BACKENDAI_DEMO_{k}": str(v) for k, v in ports.items()})
+    env["BACKENDAI_DEMO_STATE"] = str(state)
+    lab_command = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={lab_port}", f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}",
+    ]  # fmt: skip
+    log_path = tmp_path / "start.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([str(START), *lab_command], stdout=log, stderr=subprocess.STDOUT, env=env)
+    lab = f"http://127.0.0.1:{lab_port}"
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        while True:
+            try:
+                if requests.get(f"{lab}/api/status", params={"token": token}, timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, log_path.read_text(errors="replace")
+            time.sleep(0.5)
+        assert "demo hub is up at" in log_path.read_text()
+
+        # The lab's server extension talks to the demo hub's manager with alice's keypair.
+        config = requests.get(f"{lab}/backendai/_ext/config", params={"token": token}, timeout=60).json()
+        assert config["mode"] == "keypair" and config["error"] is None, config
+        assert config["endpoint"] == f"http://127.0.0.1:{ports['PORT']}/services/backendai"
+        assert config["user"]["username"] == "alice"
+        folders = requests.get(f"{lab}/backendai/folders", params={"token": token}, timeout=30)
+        assert folders.status_code == 200 and "demo-data" in [f["name"] for f in folders.json()]
+        # The lab extension's panels are in the page JupyterLab serves.
+        page = requests.get(f"{lab}/lab", params={"token": token}, timeout=30)
+        assert page.status_code == 200 and "jupyter-backendai" in page.text
+    finally:
+        if process.poll() is None:  # the lab (start exec'd it)
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(STOP_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(10)
+        # The hub goes on after the lab (as on Binder, where the container's end stops it).
+        pid_file = state / "jupyterhub.pid"
+        if pid_file.exists():
+            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+        deadline = time.monotonic() + STOP_TIMEOUT
+        while any(port_open(p) for p in ports.values()) and time.monotonic() < deadline:
+            time.sleep(0.5)
     for name, port in ports.items():
         assert not port_open(port), f"{name} {port} is still open"
