@@ -4,7 +4,7 @@ import {
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
-import { folderIcon, LabIcon, runningIcon } from '@jupyterlab/ui-components';
+import { LabIcon } from '@jupyterlab/ui-components';
 
 import { activateConsole } from './console';
 import { SessionsPanel } from './sessions/SessionsPanel';
@@ -21,9 +21,24 @@ export namespace CommandIDs {
 
 const CATEGORY = 'Backend.AI';
 
-function sideIcon(base: LabIcon, name: string): LabIcon {
-  return new LabIcon({ name: `jupyter-backendai:${name}`, svgstr: base.svgstr });
-}
+// Side-bar icons of their own (JupyterLab's running-sessions and file-browser icons are taken);
+// the jp-icon3 class lets the theme colour them.
+const sessionsIcon = new LabIcon({
+  name: 'jupyter-backendai:sessions',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" width="16" viewBox="0 0 24 24"><g class="jp-icon3" fill="#616161">' +
+    '<path d="M4 3h16a1 1 0 0 1 1 1v5a1 1 0 0 1-1 1H4a1 1 0 0 1-1-1V4a1 1 0 0 1 1-1zm1 2v3h14V5zm1 1h2v1H6z"/>' +
+    '<path d="M4 14h16a1 1 0 0 1 1 1v5a1 1 0 0 1-1 1H4a1 1 0 0 1-1-1v-5a1 1 0 0 1 1-1zm1 2v3h14v-3zm1 1h2v1H6z"/>' +
+    '</g></svg>'
+});
+const storageIcon = new LabIcon({
+  name: 'jupyter-backendai:storage',
+  svgstr:
+    '<svg xmlns="http://www.w3.org/2000/svg" width="16" viewBox="0 0 24 24"><g class="jp-icon3" fill="#616161">' +
+    '<path d="M12 2C7.6 2 4 3.3 4 5v14c0 1.7 3.6 3 8 3s8-1.3 8-3V5c0-1.7-3.6-3-8-3zm0 2c3.9 0 6 1.1 6 1s-2.1 1-6 1-6-.9-6-1 2.1-1 6-1z' +
+    'M6 7.6C7.5 8.2 9.6 8.5 12 8.5s4.5-.3 6-.9V11c0 .1-2.1 1-6 1s-6-.9-6-1zm0 5.9c1.5.6 3.6.9 6 .9s4.5-.3 6-.9V19c0 .1-2.1 1-6 1s-6-.9-6-1z"/>' +
+    '</g></svg>'
+});
 
 const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-backendai:plugin',
@@ -36,11 +51,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     restorer: ILayoutRestorer | null
   ) => {
     const sessions = new SessionsPanel();
-    sessions.title.icon = sideIcon(runningIcon, 'sessions');
+    sessions.title.icon = sessionsIcon;
     app.shell.add(sessions, 'left', { rank: 900 });
 
     const storage = new StoragePanel();
-    storage.title.icon = sideIcon(folderIcon, 'storage');
+    storage.title.icon = storageIcon;
     app.shell.add(storage, 'left', { rank: 901 });
 
     if (restorer) {

@@ -3,6 +3,7 @@
  * fields, tabs with arrow-key navigation, and form dialogs whose body is a React component.
  */
 import { Dialog, ReactWidget, showDialog } from '@jupyterlab/apputils';
+import { LabIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 let lastId = 0;
@@ -55,7 +56,7 @@ export function formatTime(iso: string | null | undefined): string {
     return '–';
   }
   const date = new Date(iso);
-  return isNaN(date.getTime()) ? iso : date.toLocaleString();
+  return isNaN(date.getTime()) ? iso : date.toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'short' });
 }
 
 /** A slot amount as Backend.AI sends it (a decimal string) in a readable form. */
@@ -217,6 +218,26 @@ export function Button(props: {
       disabled={props.disabled}
     >
       {props.label}
+    </button>
+  );
+}
+
+/** A small button showing one of JupyterLab's icons; its name is in aria-label and title. */
+export function IconButton(props: {
+  icon: LabIcon;
+  title: string;
+  onClick: () => void;
+  warn?: boolean;
+}): JSX.Element {
+  return (
+    <button
+      type="button"
+      className={'jp-BackendAI-iconButton' + (props.warn ? ' jp-mod-warn' : '')}
+      onClick={props.onClick}
+      title={props.title}
+      aria-label={props.title}
+    >
+      <props.icon.react tag="span" elementSize="small" />
     </button>
   );
 }

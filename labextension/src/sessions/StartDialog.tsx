@@ -158,13 +158,14 @@ function StartForm(props: {
 
   // What fits depends on the project and the resource group.
   React.useEffect(() => {
-    if (!group || !sg) {
+    if (!sg) {
       return;
     }
     let live = true;
+    // A user in no project asks without one: the manager then checks the policy and domain only.
     requestAPI<ICheckPresets>('resource/check-presets', {
       method: 'POST',
-      body: JSON.stringify({ group, scaling_group: sg })
+      body: JSON.stringify(group ? { group, scaling_group: sg } : { scaling_group: sg })
     })
       .then(answer => {
         if (!live) {
@@ -270,6 +271,7 @@ function StartForm(props: {
       </Field>
       <Field label="Project" id={ids.group}>
         <select id={ids.group} value={group} onChange={e => setGroup(e.target.value)}>
+          {options && !options.groups.length ? <option value="">(no project)</option> : null}
           {(options?.groups || []).map(g => (
             <option key={g.id} value={g.name}>
               {g.name}

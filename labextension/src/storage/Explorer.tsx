@@ -6,7 +6,9 @@ import { showErrorMessage } from '@jupyterlab/apputils';
 import * as React from 'react';
 
 import { managerURL, reasonOf, requestAPI } from '../handler';
-import { Button, confirm, formatBytes, formatTime, Message } from '../ui';
+import { deleteIcon, downloadIcon, editIcon, folderIcon } from '@jupyterlab/ui-components';
+
+import { Button, confirm, formatBytes, formatTime, IconButton, Message } from '../ui';
 import { askText } from './dialogs';
 import { IFileEntry, IFolder } from './types';
 import { IUpload, UploadQueue } from './upload';
@@ -257,8 +259,7 @@ export function Explorer(props: {
       <table className="jp-BackendAI-table" aria-label={`Contents of ${folder.name}/${dir}`}>
         <thead>
           <tr>
-            <th scope="col">Name</th>
-            <th scope="col">Modified</th>
+            <th scope="col">Name (modified)</th>
             <th scope="col">Size</th>
             <th scope="col">
               <span className="jp-BackendAI-sr">Actions</span>
@@ -276,24 +277,24 @@ export function Explorer(props: {
                     onClick={() => setDir(join(dir, entry.name))}
                     aria-label={`Open directory ${entry.name}`}
                   >
-                    📁 {entry.name}
+                    <folderIcon.react tag="span" elementSize="small" className="jp-BackendAI-inlineIcon" /> {entry.name}
                   </button>
                 ) : (
                   <span>{entry.name}</span>
                 )}
+                <div className="jp-BackendAI-hint">{formatTime(entry.modified || entry.mtime)}</div>
               </td>
-              <td>{formatTime(entry.modified || entry.mtime)}</td>
               <td>{entry.type === 'dir' ? '' : formatBytes(entry.size)}</td>
               <td className="jp-BackendAI-rowActions">
                 {entry.type === 'file' ? (
-                  <Button
-                    label="⤓"
+                  <IconButton
+                    icon={downloadIcon}
                     title={`Download ${entry.name}`}
                     onClick={() => void act('Download', () => downloadFile(folder, join(dir, entry.name)))}
                   />
                 ) : null}
-                {canWrite ? <Button label="✎" title={`Rename ${entry.name}`} onClick={() => void rename(entry)} /> : null}
-                {canDelete ? <Button label="🗑" title={`Delete ${entry.name}`} warn onClick={() => void remove(entry)} /> : null}
+                {canWrite ? <IconButton icon={editIcon} title={`Rename ${entry.name}`} onClick={() => void rename(entry)} /> : null}
+                {canDelete ? <IconButton icon={deleteIcon} title={`Delete ${entry.name}`} warn onClick={() => void remove(entry)} /> : null}
               </td>
             </tr>
           ))}

@@ -1,0 +1,212 @@
+"""The JupyterLab panels in a real browser, through a real hub, proxy and manager, as a new user would.
+
+A new user logs in and opens JupyterLab in a session of the local backend (the host's Python,
+where this package's lab extension and server extension are installed). From the Data &
+Storage panel they create a folder and upload a file into it; from the Sessions panel they
+start a second session with that folder mounted, find the file inside it, terminate it and
+find it under Finished. Screenshots of both panels, light and dark, go to test-artifacts.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import sys
+import time
+from typing import Any
+
+import pytest
+import requests
+
+from jupyter_backendai.db import admin
+from jupyter_backendai.db import models as m
+from tests.hub_fixtures import free_port, screenshot
+from tests.session_helpers import PASSWORD, ProductDB, contents, hub_config, spawn, wait_ready
+from tests.test_manager_sessions import PREFIX, SERVICE_SCOPES
+
+IMAGE = "python-local:3"
+#: Three tus PATCH requests of 1 MiB and a bit (the panel sends chunks of at least 1 MiB).
+UPLOAD_BYTES = 2 * 1024 * 1024 + 12345
+SLOW_MS = 120_000
+
+
+@pytest.fixture
+def pdb(tmp_path: Any):
+    pdb = ProductDB(tmp_path)
+
+    def setup(db: Any) -> None:
+        admin.create_policy(db, "student", total_resource_slots={"cpu": 4, "mem": "4g"}, max_concurrent_sessions=3)
+        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"})
+        admin.upsert_image(db, IMAGE, installed=True)
+
+    pdb.setup(setup)
+    yield pdb
+    pdb.close()
+
+
+@pytest.fixture
+def hub(make_hub: Any, pdb: ProductDB):
+    """A hub on the local backend, with the manager as its ``backendai`` service; sessions open /lab."""
+    token = secrets.token_hex(32)
+    port = free_port()
+    command = [
+        sys.executable, "-m", "jupyter_backendai.manager",
+        f"--ManagerApp.db_url={pdb.url}", f"--ManagerApp.storage_root={pdb.storage_root}",
+    ]  # fmt: skip
+    extra = f"""
+c.LocalSessionSpawner.agent_capacity = {{"cpu": 4, "mem": "8g"}}
+c.Spawner.default_url = "/lab"
+# The server extension in each session forwards to the manager (as jupyterhub_config.py sets it).
+c.Spawner.environment = {{"BACKENDAI_ENDPOINT": "http://127.0.0.1:{port}{PREFIX}"}}
+c.JupyterHub.services.append({{
+    "name": "backendai",
+    "url": "http://127.0.0.1:{port}",
+    "command": {command!r},
+    "api_token": {token!r},
+}})
+c.JupyterHub.load_roles.append({{"name": "backendai-service", "services": ["backendai"], "scopes": {SERVICE_SCOPES!r}}})
+"""
+    hub = make_hub(hub_config(pdb, "backendai-local", extra))
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if requests.get(f"{hub.url}{PREFIX}/", timeout=2).status_code == 200:
+                break
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the manager service did not answer through the proxy:\n{hub.log_tail(80)}")
+        time.sleep(0.3)
+    return hub
+
+
+def open_panel(page: Any, panel_id: str) -> None:
+    """Show a left side panel by clicking its tab (once: a second click would collapse it)."""
+    tab = page.locator(f'.jp-SideBar li[data-id="{panel_id}"]')
+    tab.wait_for()
+    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
+        tab.click()
+    page.locator(f"#{panel_id}").wait_for(state="visible")
+
+
+def accept_dialog(page: Any) -> None:
+    page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").click()
+    page.locator(".jp-Dialog").wait_for(state="detached")
+
+
+def set_theme(hub: Any, user: str, server: str, theme: str) -> None:
+    """Choose the lab's theme through its settings API (as the Settings menu would)."""
+    url = f"{hub.url}/user/{user}/{server}/lab/api/settings/@jupyterlab/apputils-extension:themes"
+    r = requests.put(
+        url,
+        headers={"Authorization": f"token {hub.admin_token}"},
+        data=json.dumps({"raw": json.dumps({"theme": theme})}),
+        timeout=30,
+    )
+    assert r.status_code == 204, r.text
+
+
+def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
+    pdb.user("nina@example.com", policy="student", username="nina")
+    payload = secrets.token_bytes(UPLOAD_BYTES)
+    upload_file = tmp_path / "measurements.bin"
+    upload_file.write_bytes(payload)
+
+    # The first session, where the user works in JupyterLab.
+    r = spawn(hub, "nina", "desk", image=IMAGE, preset="small")
+    assert r.status_code in (201, 202), r.text
+    wait_ready(hub, "nina", "desk")
+
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", "nina")
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(r"/hub/"))
+    page.goto(f"{hub.url}/user/nina/desk/lab")
+    page.locator('.jp-SideBar li[data-id="backendai-storage"]').wait_for(timeout=SLOW_MS)
+
+    # Data & Storage: a new folder.
+    open_panel(page, "backendai-storage")
+    storage = page.locator("#backendai-storage")
+    storage.get_by_role("button", name="Create a new folder").click()
+    page.locator(".jp-Dialog").get_by_label("Folder name").fill("results")
+    accept_dialog(page)
+    card = storage.locator('[data-folder-name="results"]')
+    card.wait_for()
+    assert "WD" in card.inner_text()
+
+    # Upload a file with the panel (tus in chunks) and see it listed.
+    card.get_by_role("button", name="Open folder results").first.click()
+    storage.locator(".jp-BackendAI-fileInput").set_input_files(str(upload_file))
+    storage.locator('[data-upload-path="measurements.bin"].jp-BackendAI-upload-done').wait_for(timeout=SLOW_MS)
+    row = storage.locator('[data-file-name="measurements.bin"]')
+    row.wait_for()
+    assert "2.01 MiB" in row.inner_text()
+    screenshot(page, "storage-light")
+    storage.get_by_role("button", name="Back to the folder list").click()
+    storage.locator(
+        '[data-folder-name="results"] meter, [data-folder-name="results"] .jp-BackendAI-usageBar'
+    ).first.wait_for()
+
+    # Sessions: start one with the folder mounted.
+    open_panel(page, "backendai-sessions")
+    sessions = page.locator("#backendai-sessions")
+    sessions.locator('[data-session-name="desk"]').wait_for()
+    sessions.get_by_role("button", name="Start a session").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.get_by_label("Session name (optional)").fill("analysis")
+    # With no folder chosen the dialog warns that data outside folders is lost.
+    assert "No folder is mounted" in dialog.inner_text()
+    dialog.get_by_label("results", exact=True).check()
+    assert "No folder is mounted" not in dialog.inner_text()
+    # Only presets that still fit are offered (small does).
+    dialog.get_by_label("Resource preset").locator("option", has_text="small").wait_for(state="attached")
+    screenshot(page, "start-dialog-light")
+    accept_dialog(page)
+    analysis = sessions.locator('[data-session-name="analysis"]')
+    analysis.locator(".jp-BackendAI-status-RUNNING").wait_for(timeout=SLOW_MS)
+    assert IMAGE in analysis.inner_text()
+    screenshot(page, "sessions-light")
+
+    # The uploaded file is inside the new session, in the mounted folder (once the hub routes to it).
+    wait_ready(hub, "nina", "analysis")
+    got = contents(hub, "nina", "analysis", "results/measurements.bin", params={"content": "1", "format": "base64"})
+    assert got.status_code == 200, got.text
+    assert base64.b64decode(got.json()["content"]) == payload
+
+    # Its apps open in a new tab.
+    analysis.get_by_role("button", name="Apps of analysis").click()
+    link = page.locator(".jp-Dialog a.jp-BackendAI-appLink", has_text="jupyterlab")
+    assert link.get_attribute("target") == "_blank"
+    assert link.get_attribute("href").endswith("/user/nina/analysis/lab")
+    accept_dialog(page)
+
+    # Terminate, confirmed; it leaves Running and shows under Finished.
+    analysis.get_by_role("button", name="Terminate analysis").click()
+    assert "Terminate" in page.locator(".jp-Dialog").inner_text()
+    accept_dialog(page)
+    analysis.wait_for(state="detached", timeout=SLOW_MS)
+    sessions.get_by_role("tab", name="Finished").click()
+    finished = sessions.locator('[data-session-name="analysis"]')
+    finished.locator(".jp-BackendAI-status-TERMINATED").wait_for(timeout=SLOW_MS)
+    rows = [s for s in pdb.sessions("nina") if s.name == "analysis"]
+    assert rows and rows[-1].status == m.SessionStatus.TERMINATED
+    assert rows[-1].mounts[0]["folder"] == "results"
+    screenshot(page, "sessions-finished-light")
+
+    # The same panels in the dark theme.
+    set_theme(hub, "nina", "desk", "JupyterLab Dark")
+    page.reload()
+    page.locator('body[data-jp-theme-light="false"]').wait_for(state="attached", timeout=SLOW_MS)
+    open_panel(page, "backendai-sessions")
+    page.locator('#backendai-sessions [data-session-name="desk"]').wait_for()
+    screenshot(page, "sessions-dark")
+    page.locator("#backendai-sessions").get_by_role("button", name="Start a session").click()
+    page.locator(".jp-Dialog").get_by_label("Resource preset").locator("option").first.wait_for(state="attached")
+    screenshot(page, "start-dialog-dark")
+    page.locator(".jp-Dialog .jp-Dialog-button:not(.jp-mod-accept)").first.click()
+    open_panel(page, "backendai-storage")
+    page.locator('#backendai-storage [data-folder-name="results"]').wait_for()
+    screenshot(page, "storage-dark")
