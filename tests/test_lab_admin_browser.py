@@ -435,6 +435,34 @@ def test_admin_creates_policy_and_user_who_logs_in(make_hub, pdb, tmp_path, page
     finally:
         other.close()
 
+    # Back in the admin's lab: an edit sends only what changed; deactivation locks the user out.
+    page.bring_to_front()
+    open_from_menu(page, "Administration")
+    admin_area.get_by_role("tab", name="Users").click()
+    admin_area.get_by_role("button", name="Edit newbie@example.com").click()
+    dialog = page.get_by_role("dialog", name="Edit newbie@example.com")
+    field(dialog, "Full name").fill("Newbie Second")
+    dialog.get_by_label("Must change the password at next login").check()
+    dialog.get_by_role("button", name="Save").click()
+    dialog.wait_for(state="detached")
+    admin_area.locator("tr[data-key='newbie@example.com']").filter(has_text="Newbie Second").wait_for()
+    edited = pdb.setup(
+        lambda db: (lambda u: (u.full_name, u.need_password_change, u.role.value))(admin.get_user(db, "newbie"))
+    )
+    assert edited == ("Newbie Second", True, "user")
+    admin_area.get_by_role("button", name="Deactivate newbie@example.com").click()
+    page.locator(".jp-Dialog").get_by_role("button", name="Deactivate").click()
+    admin_area.locator("tr[data-key='newbie@example.com']").wait_for(state="detached")
+    assert pdb.setup(lambda db: admin.get_user(db, "newbie").status.value) == "inactive"
+    locked = browser.new_context(viewport={"width": 1280, "height": 900})
+    try:
+        again = locked.new_page()
+        hub_login(again, hub, "newbie", NEW_PASSWORD)
+        again.get_by_text("This account is inactive").wait_for()
+        assert "/hub/login" in again.url
+    finally:
+        locked.close()
+
 
 def test_the_extension_files_are_what_the_session_loads(tmp_path) -> None:
     """The data and config paths the browser test gives sessions hold the real, built files."""
