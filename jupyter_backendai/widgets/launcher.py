@@ -141,7 +141,9 @@ class SessionLauncher(w.VBox):
         if names:
             self.preset.value = current if current in names else names[0]
         elif self.mode.value == PRESET:
-            self.message.value = message_html("No preset fits what you may still use: choose custom amounts.")
+            self.message.value = message_html(
+                "No preset fits what you may still use and what is free now: choose custom amounts."
+            )
 
     def _show_mode(self) -> None:
         preset = self.mode.value == PRESET

@@ -122,7 +122,7 @@ def launch_request(form: LaunchForm) -> dict[str, Any]:
         request["preset"] = form.preset
         return request
     if form.cpu in (None, "") and not form.mem:
-        raise ValueError("choose a preset, or custom amounts (no preset fits what you may still use)")
+        raise ValueError("choose a preset, or custom amounts (no preset fits now)")
     resources: dict[str, str] = {}
     try:
         cpu = ResourceSlots.parse({"cpu": str(form.cpu if form.cpu not in (None, "") else "")})["cpu"]
