@@ -144,11 +144,37 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
     row = storage.locator('[data-file-name="measurements.bin"]')
     row.wait_for()
     assert "2.01 MiB" in row.inner_text()
+    # A file dropped on the explorer is uploaded too.
+    dropped = page.evaluate_handle(
+        "() => { const dt = new DataTransfer();"
+        " dt.items.add(new File(['dropped on the panel'], 'notes.txt', {type: 'text/plain'})); return dt; }"
+    )
+    storage.locator(".jp-BackendAI-explorer").dispatch_event("drop", {"dataTransfer": dropped})
+    storage.locator('[data-file-name="notes.txt"]').wait_for(timeout=SLOW_MS)
     screenshot(page, "storage-light")
     storage.get_by_role("button", name="Back to the folder list").click()
-    storage.locator(
-        '[data-folder-name="results"] meter, [data-folder-name="results"] .jp-BackendAI-usageBar'
-    ).first.wait_for()
+    usage = storage.locator('[data-folder-name="results"] .jp-BackendAI-usageBar')
+    usage.wait_for()
+    page.wait_for_function(
+        "() => /2 file\\(s\\)/.test(document.querySelector('[data-folder-name=\"results\"] .jp-BackendAI-usageBar').innerText)"
+    )
+
+    # The palette's command makes a folder too; deleting it needs its name typed exactly.
+    page.keyboard.press("Control+Shift+C")
+    page.locator(".lm-CommandPalette-input").fill("New Backend.AI Folder")
+    page.keyboard.press("Enter")
+    page.locator(".jp-Dialog").get_by_label("Folder name").fill("scratch")
+    accept_dialog(page)
+    scratch = storage.locator('[data-folder-name="scratch"]')
+    scratch.get_by_role("button", name="Delete folder scratch").click()
+    page.locator(".jp-Dialog").get_by_label("Type the folder's name (scratch) to confirm").fill("scratc")
+    accept_dialog(page)
+    page.wait_for_timeout(1000)
+    assert scratch.count() == 1, "a folder was deleted without its name typed"
+    scratch.get_by_role("button", name="Delete folder scratch").click()
+    page.locator(".jp-Dialog").get_by_label("Type the folder's name (scratch) to confirm").fill("scratch")
+    accept_dialog(page)
+    scratch.wait_for(state="detached")
 
     # Sessions: start one with the folder mounted.
     open_panel(page, "backendai-sessions")
