@@ -144,6 +144,28 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
     row = storage.locator('[data-file-name="measurements.bin"]')
     row.wait_for()
     assert "2.01 MiB" in row.inner_text()
+    # An upload broken by a lost connection resumes from the server's offset.
+    resumed = secrets.token_bytes(UPLOAD_BYTES)
+    (tmp_path / "resumed.bin").write_bytes(resumed)
+    patches = []
+
+    def drop_second_patch(route: Any) -> None:
+        if route.request.method == "PATCH":
+            patches.append(route.request.url)
+            if len(patches) == 2:
+                route.abort("connectionreset")
+                return
+        route.continue_()
+
+    tus = re.compile(r".*/backendai/folders/_/tus/upload.*")
+    page.route(tus, drop_second_patch)
+    storage.locator(".jp-BackendAI-fileInput").set_input_files(str(tmp_path / "resumed.bin"))
+    broken = storage.locator('[data-upload-path="resumed.bin"].jp-BackendAI-upload-error')
+    broken.wait_for(timeout=SLOW_MS)
+    page.unroute(tus)
+    broken.get_by_role("button", name="Resume the upload of resumed.bin").click()
+    storage.locator('[data-upload-path="resumed.bin"].jp-BackendAI-upload-done').wait_for(timeout=SLOW_MS)
+
     # A file dropped on the explorer is uploaded too.
     dropped = page.evaluate_handle(
         "() => { const dt = new DataTransfer();"
@@ -156,7 +178,7 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
     usage = storage.locator('[data-folder-name="results"] .jp-BackendAI-usageBar')
     usage.wait_for()
     page.wait_for_function(
-        "() => /2 file\\(s\\)/.test(document.querySelector('[data-folder-name=\"results\"] .jp-BackendAI-usageBar').innerText)"
+        "() => /3 file\\(s\\)/.test(document.querySelector('[data-folder-name=\"results\"] .jp-BackendAI-usageBar').innerText)"
     )
 
     # The palette's command makes a folder too; deleting it needs its name typed exactly.
@@ -201,6 +223,9 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
     got = contents(hub, "nina", "analysis", "results/measurements.bin", params={"content": "1", "format": "base64"})
     assert got.status_code == 200, got.text
     assert base64.b64decode(got.json()["content"]) == payload
+    got = contents(hub, "nina", "analysis", "results/resumed.bin", params={"content": "1", "format": "base64"})
+    assert got.status_code == 200, got.text
+    assert base64.b64decode(got.json()["content"]) == resumed
 
     # Its apps open in a new tab.
     analysis.get_by_role("button", name="Apps of analysis").click()
