@@ -16,7 +16,7 @@ import logging
 import os
 
 from jupyter_backendai.hub import TEMPLATES
-from jupyter_backendai.hub.first_run import choose_backend, prepare_database, session_limit
+from jupyter_backendai.hub.first_run import choose_backend, prepare_database, register_agent_at_start, session_limit
 from jupyter_backendai.hub.provision import post_auth_hook
 
 logging.basicConfig(level=logging.INFO, format="[%(levelname).1s %(asctime)s %(name)s] %(message)s")
@@ -48,6 +48,7 @@ c.BackendAIAuthenticator.allow_signup = os.environ.get("BACKENDAI_ALLOW_SIGNUP",
 # One session = one named server; the policy caps how many run at once.
 backend = choose_backend(db_url, prefer=os.environ.get("BACKENDAI_BACKEND", "auto"))
 c.JupyterHub.spawner_class = f"backendai-{backend}"
+register_agent_at_start(c, backend)  # so that presets fit before the first spawn
 c.JupyterHub.allow_named_servers = True
 c.JupyterHub.named_server_limit_per_user = session_limit
 c.JupyterHub.default_url = "/hub/home"

@@ -107,6 +107,8 @@ def test_binder_start_serves_the_demo_and_stops_cleanly(demo):
         check = client.check_presets()
         assert check["keypair_limits"]["cpu"] == "2"  # the demo policy
         assert {p["name"] for p in check["presets"]} == {"small", "medium", "large"}
+        # The agent registered when the hub started: a preset fits before anyone has spawned.
+        assert {p["name"]: p["allocatable"] for p in check["presets"]}["small"] is True, check
         assert [i["reference"] for i in client.launch_options()["images"]] == ["local-python:3"]
 
         # A session on the local backend starts and answers through the proxy.

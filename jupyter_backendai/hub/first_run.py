@@ -107,6 +107,43 @@ def choose_backend(url: str, *, prefer: str = "auto", image: str = SESSION_IMAGE
     return backend
 
 
+_agent_tasks: set = set()
+
+
+def register_agent_at_start(config, backend: str) -> None:
+    """Register the backend's agent as soon as the hub runs, not at the first spawn.
+
+    Until an agent is registered, check-presets has no capacity to offer, so a fresh hub's
+    panels, widgets and spawn form would show nothing that fits. JupyterHub reads its config
+    inside its event loop, so the registration is scheduled there; the spawners keep it fresh
+    with their heartbeats afterwards. Outside a running loop (a config file read by a tool)
+    nothing is scheduled.
+    """
+    import asyncio
+
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    if backend == "docker":
+        from .docker import DockerSessionSpawner as cls
+    else:
+        from .local import LocalSessionSpawner as cls
+
+    async def register() -> None:
+        try:
+            await cls(config=config).ensure_agent()
+        except Exception:
+            log.exception("jupyter-backendai: could not register the %s agent at start-up", backend)
+
+    def schedule() -> None:
+        task = loop.create_task(register())
+        _agent_tasks.add(task)  # the loop keeps only weak references to tasks
+        task.add_done_callback(_agent_tasks.discard)
+
+    loop.call_soon(schedule)
+
+
 async def session_limit(handler) -> int | None:
     """``c.JupyterHub.named_server_limit_per_user``: the current user's policy's concurrent sessions.
 
