@@ -108,24 +108,27 @@ def set_theme(hub: Any, user: str, server: str, theme: str) -> None:
     assert r.status_code == 204, r.text
 
 
+def open_lab(hub: Any, page: Any, user: str, server: str = "desk") -> None:
+    """Start the user's first session (where they work in JupyterLab), log in and open its lab."""
+    r = spawn(hub, user, server, image=IMAGE, preset="small")
+    assert r.status_code in (201, 202), r.text
+    wait_ready(hub, user, server)
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", user)
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(r"/hub/"))
+    page.goto(f"{hub.url}/user/{user}/{server}/lab")
+    page.locator('.jp-SideBar li[data-id="backendai-storage"]').wait_for(timeout=SLOW_MS)
+
+
 def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
     pdb.user("nina@example.com", policy="student", username="nina")
     payload = secrets.token_bytes(UPLOAD_BYTES)
     upload_file = tmp_path / "measurements.bin"
     upload_file.write_bytes(payload)
 
-    # The first session, where the user works in JupyterLab.
-    r = spawn(hub, "nina", "desk", image=IMAGE, preset="small")
-    assert r.status_code in (201, 202), r.text
-    wait_ready(hub, "nina", "desk")
-
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", "nina")
-    page.fill("#password_input", PASSWORD)
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(r"/hub/"))
-    page.goto(f"{hub.url}/user/nina/desk/lab")
-    page.locator('.jp-SideBar li[data-id="backendai-storage"]').wait_for(timeout=SLOW_MS)
+    open_lab(hub, page, "nina")
 
     # Data & Storage: a new folder.
     open_panel(page, "backendai-storage")
@@ -261,3 +264,70 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
     open_panel(page, "backendai-storage")
     page.locator('#backendai-storage [data-folder-name="results"]').wait_for()
     screenshot(page, "storage-dark")
+
+
+def test_invitation_accepted_and_admins_see_others(hub, pdb, page, browser):
+    """An admin sees another user's session under Others and invites them to a folder; they accept it."""
+    pdb.user("ada@example.com", policy="student", username="ada", role="admin")
+    pdb.user("nina@example.com", policy="student", username="nina")
+
+    open_lab(hub, page, "ada")
+    open_panel(page, "backendai-sessions")
+    sessions = page.locator("#backendai-sessions")
+    # A user's own session under Running; Others lists only the other users' (nina has none yet).
+    sessions.locator('[data-session-name="desk"]').wait_for()
+    r = spawn(hub, "nina", "desk", image=IMAGE, preset="small")
+    assert r.status_code in (201, 202), r.text
+    wait_ready(hub, "nina", "desk")
+    sessions.get_by_role("tab", name="Others").click()
+    other = sessions.locator('[data-session-name="desk"]')
+    other.wait_for()
+    assert "nina@example.com" in other.inner_text()
+    assert other.count() == 1
+    screenshot(page, "sessions-others-light")
+
+    open_panel(page, "backendai-storage")
+    storage = page.locator("#backendai-storage")
+    storage.get_by_role("button", name="Create a new folder").click()
+    page.locator(".jp-Dialog").get_by_label("Folder name").fill("datasets")
+    accept_dialog(page)
+    storage.locator('[data-folder-name="datasets"]').get_by_role("button", name="Invite users to datasets").click()
+    dialog = page.locator(".jp-Dialog")
+    dialog.get_by_label("E-mail addresses (separated by commas or spaces)").fill("nina@example.com")
+    dialog.get_by_label("Permission").select_option("ro")
+    accept_dialog(page)
+    # An unknown address is refused with the manager's reason.
+    storage.locator('[data-folder-name="datasets"]').get_by_role("button", name="Invite users to datasets").click()
+    page.locator(".jp-Dialog").get_by_label("E-mail addresses (separated by commas or spaces)").fill("nobody")
+    accept_dialog(page)
+    error = page.locator(".jp-Dialog")
+    error.wait_for()
+    assert "no user 'nobody'" in error.inner_text()
+    error.locator(".jp-Dialog-button").first.click()
+    error.wait_for(state="detached")
+
+    # nina, in her own lab, accepts the invitation from the Shared tab.
+    nina_context = browser.new_context(viewport={"width": 1280, "height": 900})
+    nina_context.set_default_timeout(15_000)
+    try:
+        nina = nina_context.new_page()
+        nina.goto(f"{hub.url}/hub/login")
+        nina.fill("#username_input", "nina")
+        nina.fill("#password_input", PASSWORD)
+        nina.click("#login_submit")
+        nina.wait_for_url(re.compile(r"/hub/"))
+        nina.goto(f"{hub.url}/user/nina/desk/lab")
+        open_panel(nina, "backendai-storage")
+        shared = nina.locator("#backendai-storage")
+        shared.get_by_role("tab", name="Shared (1)").click()
+        assert "ada@example.com invites you to datasets (ro)" in shared.inner_text()
+        screenshot(nina, "invitation-light")
+        shared.get_by_role("button", name="Accept the invitation to datasets").click()
+        card = shared.locator('[data-folder-name="datasets"]')
+        card.wait_for()
+        assert "RO" in card.inner_text() and "from ada@example.com" in card.inner_text()
+        # A read-only folder offers no upload.
+        card.get_by_role("button", name="Open folder datasets").first.click()
+        assert shared.get_by_role("button", name=re.compile("^Upload files into datasets")).is_disabled()
+    finally:
+        nina_context.close()
