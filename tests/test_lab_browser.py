@@ -15,6 +15,7 @@ import re
 import secrets
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -176,6 +177,25 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
     )
     storage.locator(".jp-BackendAI-explorer").dispatch_event("drop", {"dataTransfer": dropped})
     storage.locator('[data-file-name="notes.txt"]').wait_for(timeout=SLOW_MS)
+
+    # A sub-folder, entered and left by the breadcrumb; rename, download and delete.
+    storage.get_by_role("button", name="Create a sub-folder here").click()
+    page.locator(".jp-Dialog").get_by_label("Name of the new sub-folder").fill("raw")
+    accept_dialog(page)
+    storage.get_by_role("button", name="Open directory raw").click()
+    storage.get_by_text("This directory is empty.").wait_for()
+    assert storage.locator(".jp-BackendAI-breadcrumb").inner_text().split() == ["results", "/", "raw"]
+    storage.get_by_role("button", name="Top of results").click()
+    storage.locator('[data-file-name="notes.txt"]').get_by_role("button", name="Rename notes.txt").click()
+    page.locator(".jp-Dialog").get_by_label("New name").fill("notes.md")
+    accept_dialog(page)
+    notes = storage.locator('[data-file-name="notes.md"]')
+    with page.expect_download() as download:
+        notes.get_by_role("button", name="Download notes.md").click()
+    assert Path(download.value.path()).read_bytes() == b"dropped on the panel"
+    storage.locator('[data-file-name="raw"]').get_by_role("button", name="Delete raw").click()
+    accept_dialog(page)
+    storage.locator('[data-file-name="raw"]').wait_for(state="detached")
     screenshot(page, "storage-light")
     storage.get_by_role("button", name="Back to the folder list").click()
     usage = storage.locator('[data-folder-name="results"] .jp-BackendAI-usageBar')
@@ -190,14 +210,17 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
     page.keyboard.press("Enter")
     page.locator(".jp-Dialog").get_by_label("Folder name").fill("scratch")
     accept_dialog(page)
-    scratch = storage.locator('[data-folder-name="scratch"]')
-    scratch.get_by_role("button", name="Delete folder scratch").click()
-    page.locator(".jp-Dialog").get_by_label("Type the folder's name (scratch) to confirm").fill("scratc")
+    storage.locator('[data-folder-name="scratch"]').get_by_role("button", name="Rename folder scratch").click()
+    page.locator(".jp-Dialog").get_by_label("New folder name").fill("scratch2")
+    accept_dialog(page)
+    scratch = storage.locator('[data-folder-name="scratch2"]')
+    scratch.get_by_role("button", name="Delete folder scratch2").click()
+    page.locator(".jp-Dialog").get_by_label("Type the folder's name (scratch2) to confirm").fill("scratch")
     accept_dialog(page)
     page.wait_for_timeout(1000)
     assert scratch.count() == 1, "a folder was deleted without its name typed"
-    scratch.get_by_role("button", name="Delete folder scratch").click()
-    page.locator(".jp-Dialog").get_by_label("Type the folder's name (scratch) to confirm").fill("scratch")
+    scratch.get_by_role("button", name="Delete folder scratch2").click()
+    page.locator(".jp-Dialog").get_by_label("Type the folder's name (scratch2) to confirm").fill("scratch2")
     accept_dialog(page)
     scratch.wait_for(state="detached")
 
@@ -235,6 +258,11 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
     link = page.locator(".jp-Dialog a.jp-BackendAI-appLink", has_text="jupyterlab")
     assert link.get_attribute("target") == "_blank"
     assert link.get_attribute("href").endswith("/user/nina/analysis/lab")
+    accept_dialog(page)
+
+    # The local backend runs no sshd: the SSH/SFTP dialog says so.
+    analysis.get_by_role("button", name="SSH / SFTP of analysis").click()
+    assert "runs no SSH server" in page.locator(".jp-Dialog").inner_text()
     accept_dialog(page)
 
     # Terminate, confirmed; it leaves Running and shows under Finished.
