@@ -270,7 +270,10 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
     assert "Terminate" in page.locator(".jp-Dialog").inner_text()
     accept_dialog(page)
     analysis.wait_for(state="detached", timeout=SLOW_MS)
-    sessions.get_by_role("tab", name="Finished").click()
+    # The tabs work with the keyboard: the arrow key moves from Running to Finished.
+    sessions.get_by_role("tab", name="Running").focus()
+    page.keyboard.press("ArrowRight")
+    assert sessions.get_by_role("tab", name="Finished").get_attribute("aria-selected") == "true"
     finished = sessions.locator('[data-session-name="analysis"]')
     finished.locator(".jp-BackendAI-status-TERMINATED").wait_for(timeout=SLOW_MS)
     rows = [s for s in pdb.sessions("nina") if s.name == "analysis"]
