@@ -562,3 +562,26 @@ def test_clients_that_stop_reading_do_not_stall_other_requests(manager):
     finally:
         for s in stalled:
             s.close()
+
+
+def test_listed_size_follows_uploads_and_deletes(manager):
+    """A finished upload and a delete make the kept size stale; the next listings measure it again."""
+    create(manager, "alice", "sized")
+
+    def size_after_listings() -> int | None:
+        deadline = time.monotonic() + 15
+        while True:
+            shown = next(f for f in manager.call("GET", "/folders", "alice").json() if f["name"] == "sized")
+            if shown["usage_at"] is not None or time.monotonic() > deadline:
+                return shown["cur_size"]
+            time.sleep(0.2)
+
+    assert manager.call("GET", "/folders/sized/usage", "alice").json()["used_bytes"] == 0
+    assert size_after_listings() == 0
+    url = request_upload(manager, "alice", "sized", "up.bin", 5000)["url"]
+    done = requests.patch(url, data=b"u" * 5000, headers={**PATCH, "Upload-Offset": "0"}, timeout=30)
+    assert done.status_code == 204, done.text
+    assert size_after_listings() == 5000
+    gone = manager.call("DELETE", "/folders/sized/delete-files", "alice", json_body={"files": ["up.bin"]})
+    assert gone.status_code == 200, gone.text
+    assert size_after_listings() == 0

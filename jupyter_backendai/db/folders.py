@@ -477,6 +477,16 @@ def record_usage(db: DB, folder_id: uuid.UUID, used_bytes: int, file_count: int,
     )
 
 
+def mark_usage_stale(db: DB, folder_id: uuid.UUID | str) -> None:
+    """Files were written or removed: the kept size is measured again after the next listing.
+
+    Cheaper than walking the folder on every upload; a listing hands the stalest folders
+    (those never measured first) to the background refresh.
+    """
+    folder_id = folder_id if isinstance(folder_id, uuid.UUID) else uuid.UUID(str(folder_id))
+    db.execute(update(m.VFolder).where(m.VFolder.id == folder_id).values(usage_at=None))
+
+
 def _owner_limits(db: DB, user_ids: set[uuid.UUID]) -> dict[uuid.UUID, int | None]:
     """Each user's main keypair's (see :func:`main_keypair`) policy folder size limit, in one query."""
     rows = db.execute(

@@ -728,6 +728,7 @@ class DeleteFilesHandler(FolderHandler):
         folder = await self.folder(name, "wd")
         directory = await self.directory(folder)
         await asyncio.to_thread(storage.delete, directory, files, recursive)
+        await self.run_db(folder_db.mark_usage_stale, folder.id)
         self.send({"deleted": [storage.normalize_relpath(p) for p in files]})
 
     post = delete

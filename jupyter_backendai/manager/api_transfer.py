@@ -41,6 +41,7 @@ from typing import Any, BinaryIO, TypeVar
 from tornado import iostream, web
 
 from .. import storage
+from ..db import folders as folder_db
 from . import transfer_tokens
 from .base import APIError, APIHandler
 
@@ -349,6 +350,7 @@ class TusUploadHandler(TransferHandler):
         """Move a complete upload into place; also an empty one, for which no PATCH ever comes."""
         if info.complete:
             await asyncio.to_thread(self.store.finish, self.upload_id)
+            await self.run_db(folder_db.mark_usage_stale, self.claims["folder"])
         return info
 
 
