@@ -4,24 +4,30 @@
  */
 import React, { useState } from 'react';
 
-import { confirm, IAdminContext, SlotForm, slotForm, SlotInputs, slotsPayload, slotText } from './adminkit';
+import {
+  AdminList,
+  EditDelete,
+  IAdminContext,
+  saveNamed,
+  SlotForm,
+  slotForm,
+  SlotInputs,
+  slotsPayload,
+  slotText,
+  useActions
+} from './adminkit';
 import {
   api,
   Btn,
   CheckField,
-  DataTable,
-  ErrorMessage,
   errorText,
   FormDialog,
   formatBytes,
   formatSlots,
   amount,
-  Loading,
-  SectionHeader,
   segment,
   SelectField,
   Slots,
-  StatusMessage,
   Tabs,
   TextField,
   useLoad
@@ -114,10 +120,14 @@ function ImagesPanel(props: { ctx: IAdminContext }): JSX.Element {
     [installed]
   );
   const [editing, setEditing] = useState<IImage | null>(null);
-  const [done, setDone] = useState('');
+  const acts = useActions(images.reload);
   return (
-    <section aria-label="Images">
-      <SectionHeader title="Images" level={3} onRefresh={images.reload}>
+    <AdminList
+      label="Images"
+      list={images}
+      what="images"
+      actions={acts}
+      toolbar={
         <SelectField
           label="Show"
           name="installed"
@@ -129,50 +139,42 @@ function ImagesPanel(props: { ctx: IAdminContext }): JSX.Element {
             { value: 'false', label: 'Not installed' }
           ]}
         />
-      </SectionHeader>
-      <ErrorMessage error={images.error} />
-      <StatusMessage text={done} />
-      {images.loading && !images.data && <Loading what="images" />}
-      {images.data && (
-        <DataTable
-          caption="Images"
-          rows={images.data}
-          rowKey={i => `${i.reference}@${i.architecture}`}
-          columns={[
-            { label: 'Registry', render: i => i.registry },
-            { label: 'Name', render: i => i.name },
-            { label: 'Tag', render: i => i.tag },
-            { label: 'Architecture', render: i => i.architecture },
-            { label: 'Minimum', render: i => formatSlots(i.resource_limits) },
-            { label: 'Installed', render: i => (i.installed ? 'yes' : 'no') },
-            {
-              label: 'Digest',
-              render: i => <code title={i.digest || ''}>{i.digest ? i.digest.slice(0, 19) : '—'}</code>
-            }
-          ]}
-          actions={
-            props.ctx.superadmin
-              ? i => (
-                  <Btn onClick={() => setEditing(i)} aria-label={`Edit the minimum resources of ${i.reference}`}>
-                    Minimums
-                  </Btn>
-                )
-              : undefined
-          }
-        />
-      )}
+      }
+      caption="Images"
+      rowKey={i => `${i.reference}@${i.architecture}`}
+      columns={[
+        { label: 'Registry', render: i => i.registry },
+        { label: 'Name', render: i => i.name },
+        { label: 'Tag', render: i => i.tag },
+        { label: 'Architecture', render: i => i.architecture },
+        { label: 'Minimum', render: i => formatSlots(i.resource_limits) },
+        { label: 'Installed', render: i => (i.installed ? 'yes' : 'no') },
+        {
+          label: 'Digest',
+          render: i => <code title={i.digest || ''}>{i.digest ? i.digest.slice(0, 19) : '—'}</code>
+        }
+      ]}
+      rowActions={
+        props.ctx.superadmin
+          ? i => (
+              <Btn onClick={() => setEditing(i)} aria-label={`Edit the minimum resources of ${i.reference}`}>
+                Minimums
+              </Btn>
+            )
+          : undefined
+      }
+    >
       {editing && (
         <ImageMinimum
           image={editing}
           onClose={() => setEditing(null)}
           onSaved={() => {
-            setDone(`The minimum resources of ${editing.reference} were saved.`);
+            acts.saved(`The minimum resources of ${editing.reference} were saved.`);
             setEditing(null);
-            images.reload();
           }}
         />
       )}
-    </section>
+    </AdminList>
   );
 }
 
@@ -195,12 +197,7 @@ function PresetDialog(props: { preset?: IPreset; onClose: () => void; onSaved: (
     if (group) {
       body.scaling_group = group;
     }
-    if (p) {
-      await api(`admin/presets/${segment(p.name)}`, 'PATCH', body);
-    } else {
-      await api('admin/presets', 'POST', { name: name.trim(), ...body });
-    }
-    props.onSaved(p ? p.name : name.trim());
+    props.onSaved(await saveNamed('admin/presets', p?.name, name, body));
   };
   return (
     <FormDialog
@@ -235,74 +232,61 @@ function PresetDialog(props: { preset?: IPreset; onClose: () => void; onSaved: (
 
 function PresetsPanel(props: { ctx: IAdminContext }): JSX.Element {
   const presets = useLoad(() => api<{ presets: IPreset[] }>('admin/presets').then(r => r.presets), []);
+  const acts = useActions(presets.reload);
   const [dialog, setDialog] = useState<{ preset?: IPreset } | null>(null);
-  const [error, setError] = useState('');
-  const [done, setDone] = useState('');
   const su = props.ctx.superadmin;
-  const remove = async (p: IPreset) => {
-    if (!(await confirm('Delete preset?', `The resource preset ${p.name} is deleted.`, 'Delete'))) {
-      return;
-    }
-    setError('');
-    try {
-      await api(`admin/presets/${segment(p.name)}`, 'DELETE');
-      setDone(`Preset ${p.name} was deleted.`);
-      presets.reload();
-    } catch (reason) {
-      setError(errorText(reason));
-    }
-  };
   return (
-    <section aria-label="Presets">
-      <SectionHeader title="Resource presets" level={3} onRefresh={presets.reload}>
-        {su && (
+    <AdminList
+      label="Presets"
+      title="Resource presets"
+      list={presets}
+      what="presets"
+      actions={acts}
+      toolbar={
+        su && (
           <Btn kind="accept" onClick={() => setDialog({})}>
             + New preset
           </Btn>
-        )}
-      </SectionHeader>
-      <ErrorMessage error={presets.error || error} onDismiss={error ? () => setError('') : undefined} />
-      <StatusMessage text={done} />
-      {presets.loading && !presets.data && <Loading what="presets" />}
-      {presets.data && (
-        <DataTable
-          caption="Resource presets"
-          rows={presets.data}
-          rowKey={p => p.name}
-          columns={[
-            { label: 'Name', render: p => p.name },
-            { label: 'Resources', render: p => formatSlots(p.resource_slots) },
-            { label: 'Shared memory', render: p => (p.shared_memory ? formatBytes(amount(p.shared_memory)) : 'default') },
-            { label: 'Resource group', render: p => p.scaling_group_name || 'any' }
-          ]}
-          actions={
-            su
-              ? p => (
-                  <>
-                    <Btn onClick={() => setDialog({ preset: p })} aria-label={`Edit preset ${p.name}`}>
-                      Edit
-                    </Btn>
-                    <Btn kind="warn" onClick={() => void remove(p)} aria-label={`Delete preset ${p.name}`}>
-                      Delete
-                    </Btn>
-                  </>
-                )
-              : undefined
-          }
-        />
-      )}
+        )
+      }
+      caption="Resource presets"
+      rowKey={p => p.name}
+      columns={[
+        { label: 'Name', render: p => p.name },
+        { label: 'Resources', render: p => formatSlots(p.resource_slots) },
+        { label: 'Shared memory', render: p => (p.shared_memory ? formatBytes(amount(p.shared_memory)) : 'default') },
+        { label: 'Resource group', render: p => p.scaling_group_name || 'any' }
+      ]}
+      rowActions={
+        su
+          ? p => (
+              <EditDelete
+                noun="preset"
+                name={p.name}
+                onEdit={() => setDialog({ preset: p })}
+                onDelete={() =>
+                  void acts.run(
+                    `Preset ${p.name} was deleted.`,
+                    () => api(`admin/presets/${segment(p.name)}`, 'DELETE'),
+                    ['Delete preset?', `The resource preset ${p.name} is deleted.`, 'Delete']
+                  )
+                }
+              />
+            )
+          : undefined
+      }
+    >
       {dialog && (
         <PresetDialog
           preset={dialog.preset}
           onClose={() => setDialog(null)}
           onSaved={name => {
             setDialog(null);
-            setDone(`Preset ${name} was saved.`);
-            presets.reload();
+            acts.saved(`Preset ${name} was saved.`);
           }}
         />
       )}
-    </section>
+    </AdminList>
   );
 }
 
@@ -363,41 +347,31 @@ function RegistryDialog(props: { onClose: () => void; onSaved: (hostname: string
 
 function RegistriesPanel(props: { ctx: IAdminContext }): JSX.Element {
   const registries = useLoad(() => api<{ registries: IRegistry[] }>('admin/registries').then(r => r.registries), []);
+  const acts = useActions(registries.reload);
   const [adding, setAdding] = useState(false);
   const [busy, setBusy] = useState('');
-  const [error, setError] = useState('');
-  const [done, setDone] = useState('');
   const su = props.ctx.superadmin;
   const rescan = async (hostname?: string) => {
     setBusy(hostname || '*');
-    setError('');
-    setDone('');
+    acts.setError('');
+    acts.setDone('');
     try {
       const report = await api<IRescanReport>('admin/images/rescan', 'POST', hostname ? { registry: hostname } : {});
-      setDone(rescanText(report));
+      acts.setDone(rescanText(report));
     } catch (reason) {
-      setError(errorText(reason));
+      acts.setError(errorText(reason));
     } finally {
       setBusy('');
     }
   };
-  const remove = async (r: IRegistry) => {
-    if (!(await confirm('Remove registry?', `The registry ${r.hostname} is removed.`, 'Remove'))) {
-      return;
-    }
-    setError('');
-    try {
-      await api(`admin/registries/${segment(r.hostname)}`, 'DELETE');
-      setDone(`Registry ${r.hostname} was removed.`);
-      registries.reload();
-    } catch (reason) {
-      setError(errorText(reason));
-    }
-  };
   return (
-    <section aria-label="Registries">
-      <SectionHeader title="Registries" level={3} onRefresh={registries.reload}>
-        {su && (
+    <AdminList
+      label="Registries"
+      list={registries}
+      what="registries"
+      actions={acts}
+      toolbar={
+        su && (
           <>
             <Btn onClick={() => void rescan()} disabled={!!busy}>
               {busy === '*' ? 'Rescanning…' : 'Rescan all'}
@@ -406,50 +380,52 @@ function RegistriesPanel(props: { ctx: IAdminContext }): JSX.Element {
               + Add registry
             </Btn>
           </>
-        )}
-      </SectionHeader>
-      <ErrorMessage error={registries.error || error} onDismiss={error ? () => setError('') : undefined} />
-      <StatusMessage text={done} />
-      {registries.loading && !registries.data && <Loading what="registries" />}
-      {registries.data && (
-        <DataTable
-          caption="Docker registries"
-          rows={registries.data}
-          rowKey={r => r.hostname}
-          columns={[
-            { label: 'Host name', render: r => r.hostname },
-            { label: 'URL', render: r => r.url },
-            { label: 'Project', render: r => r.project || '—' },
-            { label: 'User name', render: r => r.username || '—' },
-            { label: 'Password', render: r => (r.has_password ? 'set' : '—') }
-          ]}
-          actions={
-            su
-              ? r => (
-                  <>
-                    <Btn onClick={() => void rescan(r.hostname)} disabled={!!busy} aria-label={`Rescan ${r.hostname}`}>
-                      {busy === r.hostname ? 'Rescanning…' : 'Rescan'}
-                    </Btn>
-                    <Btn kind="warn" onClick={() => void remove(r)} aria-label={`Remove ${r.hostname}`}>
-                      Remove
-                    </Btn>
-                  </>
-                )
-              : undefined
-          }
-        />
-      )}
+        )
+      }
+      caption="Docker registries"
+      rowKey={r => r.hostname}
+      columns={[
+        { label: 'Host name', render: r => r.hostname },
+        { label: 'URL', render: r => r.url },
+        { label: 'Project', render: r => r.project || '—' },
+        { label: 'User name', render: r => r.username || '—' },
+        { label: 'Password', render: r => (r.has_password ? 'set' : '—') }
+      ]}
+      rowActions={
+        su
+          ? r => (
+              <>
+                <Btn onClick={() => void rescan(r.hostname)} disabled={!!busy} aria-label={`Rescan ${r.hostname}`}>
+                  {busy === r.hostname ? 'Rescanning…' : 'Rescan'}
+                </Btn>
+                <Btn
+                  kind="warn"
+                  onClick={() =>
+                    void acts.run(
+                      `Registry ${r.hostname} was removed.`,
+                      () => api(`admin/registries/${segment(r.hostname)}`, 'DELETE'),
+                      ['Remove registry?', `The registry ${r.hostname} is removed.`, 'Remove']
+                    )
+                  }
+                  aria-label={`Remove ${r.hostname}`}
+                >
+                  Remove
+                </Btn>
+              </>
+            )
+          : undefined
+      }
+    >
       {adding && (
         <RegistryDialog
           onClose={() => setAdding(false)}
           onSaved={hostname => {
             setAdding(false);
-            setDone(`Registry ${hostname} was added; rescan it to read its images.`);
-            registries.reload();
+            acts.saved(`Registry ${hostname} was added; rescan it to read its images.`);
           }}
         />
       )}
-    </section>
+    </AdminList>
   );
 }
 

@@ -6,30 +6,28 @@
 import React, { useState } from 'react';
 
 import {
+  AdminList,
   bytesField,
-  confirm,
+  EditDelete,
   IAdminContext,
   IPolicy,
+  saveNamed,
   SlotForm,
   slotForm,
   SlotInputs,
   slotsPayload,
+  useActions,
   wholeNumber
 } from './adminkit';
 import {
   api,
   Btn,
-  DataTable,
-  ErrorMessage,
-  errorText,
   FormDialog,
   formatBytes,
   formatDuration,
   formatSlot,
-  Loading,
-  SectionHeader,
+  NumberField,
   segment,
-  StatusMessage,
   TextField,
   useLoad
 } from './common';
@@ -80,6 +78,15 @@ export function policyPayload(
   return body;
 }
 
+/** The whole-number fields of the Sessions part of the form. */
+const SESSION_FIELDS: { key: string; label: string; min?: number; hint?: string }[] = [
+  { key: 'max_concurrent_sessions', label: 'Concurrent sessions', hint: '0: no limit.' },
+  { key: 'max_containers_per_session', label: 'Containers per session', min: 1 },
+  { key: 'idle_timeout', label: 'Idle timeout (seconds)', hint: '0: never.' },
+  { key: 'max_session_lifetime', label: 'Session lifetime (seconds)', hint: '0: no limit.' },
+  { key: 'max_pending_session_count', label: 'Pending sessions', hint: 'Blank: no limit.' }
+];
+
 function PolicyDialog(props: { policy?: IPolicy; onClose: () => void; onSaved: (name: string) => void }): JSX.Element {
   const p = props.policy;
   const [name, setName] = useState(p?.name || '');
@@ -97,13 +104,7 @@ function PolicyDialog(props: { policy?: IPolicy; onClose: () => void; onSaved: (
   const set = (key: string) => (value: string) => setFields(f => ({ ...f, [key]: value }));
 
   const submit = async () => {
-    const body = policyPayload(fields, slots, p);
-    if (p) {
-      await api(`admin/policies/${segment(p.name)}`, 'PATCH', body);
-    } else {
-      await api('admin/policies', 'POST', { name: name.trim(), ...body });
-    }
-    props.onSaved(p ? p.name : name.trim());
+    props.onSaved(await saveNamed('admin/policies', p?.name, name, policyPayload(fields, slots, p)));
   };
 
   return (
@@ -119,57 +120,22 @@ function PolicyDialog(props: { policy?: IPolicy; onClose: () => void; onSaved: (
       <SlotInputs form={slots} onChange={setSlots} blankMeans="unlimited" />
       <h3>Sessions</h3>
       <div className="jp-BackendAI-c-grid">
-        <TextField
-          label="Concurrent sessions"
-          type="number"
-          min={0}
-          name="max_concurrent_sessions"
-          value={fields.max_concurrent_sessions}
-          onChange={set('max_concurrent_sessions')}
-          hint="0: no limit."
-        />
-        <TextField
-          label="Containers per session"
-          type="number"
-          min={1}
-          name="max_containers_per_session"
-          value={fields.max_containers_per_session}
-          onChange={set('max_containers_per_session')}
-        />
-        <TextField
-          label="Idle timeout (seconds)"
-          type="number"
-          min={0}
-          name="idle_timeout"
-          value={fields.idle_timeout}
-          onChange={set('idle_timeout')}
-          hint="0: never."
-        />
-        <TextField
-          label="Session lifetime (seconds)"
-          type="number"
-          min={0}
-          name="max_session_lifetime"
-          value={fields.max_session_lifetime}
-          onChange={set('max_session_lifetime')}
-          hint="0: no limit."
-        />
-        <TextField
-          label="Pending sessions"
-          type="number"
-          min={0}
-          name="max_pending_session_count"
-          value={fields.max_pending_session_count}
-          onChange={set('max_pending_session_count')}
-          hint="Blank: no limit."
-        />
+        {SESSION_FIELDS.map(f => (
+          <NumberField
+            key={f.key}
+            label={f.label}
+            min={f.min ?? 0}
+            name={f.key}
+            value={fields[f.key]}
+            onChange={set(f.key)}
+            hint={f.hint}
+          />
+        ))}
       </div>
       <h3>Folders</h3>
       <div className="jp-BackendAI-c-grid">
-        <TextField
+        <NumberField
           label="Folders"
-          type="number"
-          min={0}
           name="max_vfolder_count"
           value={fields.max_vfolder_count}
           onChange={set('max_vfolder_count')}
@@ -197,85 +163,70 @@ function PolicyDialog(props: { policy?: IPolicy; onClose: () => void; onSaved: (
 
 export function PoliciesTab(props: { ctx: IAdminContext }): JSX.Element {
   const policies = useLoad(() => api<{ policies: IPolicy[] }>('admin/policies').then(r => r.policies), []);
+  const acts = useActions(policies.reload);
   const [dialog, setDialog] = useState<{ policy?: IPolicy } | null>(null);
-  const [error, setError] = useState('');
-  const [done, setDone] = useState('');
   const su = props.ctx.superadmin;
-
-  const remove = async (p: IPolicy) => {
-    if (!(await confirm('Delete policy?', `The resource policy ${p.name} is deleted.`, 'Delete'))) {
-      return;
-    }
-    setError('');
-    try {
-      await api(`admin/policies/${segment(p.name)}`, 'DELETE');
-      setDone(`Policy ${p.name} was deleted.`);
-      policies.reload();
-    } catch (reason) {
-      setError(errorText(reason));
-    }
-  };
   const slot = (p: IPolicy, s: string) => formatSlot(s, p.total_resource_slots[s] ?? 'Infinity');
 
   return (
-    <section aria-label="Resource policies">
-      <SectionHeader title="Resource policies" level={3} onRefresh={policies.reload}>
-        {su && (
+    <AdminList
+      label="Resource policies"
+      list={policies}
+      what="policies"
+      actions={acts}
+      toolbar={
+        su && (
           <Btn kind="accept" onClick={() => setDialog({})}>
             + New policy
           </Btn>
-        )}
-      </SectionHeader>
-      {!su && <p className="jp-BackendAI-c-hint">Only a superadmin may change policies.</p>}
-      <ErrorMessage error={policies.error || error} onDismiss={error ? () => setError('') : undefined} />
-      <StatusMessage text={done} />
-      {policies.loading && !policies.data && <Loading what="policies" />}
-      {policies.data && (
-        <DataTable
-          caption="Keypair resource policies"
-          rows={policies.data}
-          rowKey={p => p.name}
-          columns={[
-            { label: 'Name', render: p => p.name },
-            { label: 'CPU', render: p => slot(p, 'cpu') },
-            { label: 'RAM', render: p => slot(p, 'mem') },
-            { label: 'GPU', render: p => slot(p, 'cuda.device') },
-            { label: 'fGPU', render: p => slot(p, 'cuda.shares') },
-            { label: 'Sessions', render: p => p.max_concurrent_sessions || 'no limit' },
-            { label: 'Containers', render: p => p.max_containers_per_session },
-            { label: 'Idle timeout', render: p => formatDuration(p.idle_timeout) },
-            { label: 'Lifetime', render: p => formatDuration(p.max_session_lifetime, 'no limit') },
-            { label: 'Folders', render: p => p.max_vfolder_count || 'no limit' },
-            { label: 'Capacity', render: p => (p.max_vfolder_size ? formatBytes(p.max_vfolder_size) : 'no limit') },
-            { label: 'Hosts', render: p => p.allowed_vfolder_hosts.join(', ') }
-          ]}
-          actions={
-            su
-              ? p => (
-                  <>
-                    <Btn onClick={() => setDialog({ policy: p })} aria-label={`Edit policy ${p.name}`}>
-                      Edit
-                    </Btn>
-                    <Btn kind="warn" onClick={() => void remove(p)} aria-label={`Delete policy ${p.name}`}>
-                      Delete
-                    </Btn>
-                  </>
-                )
-              : undefined
-          }
-        />
-      )}
+        )
+      }
+      note={!su && <p className="jp-BackendAI-c-hint">Only a superadmin may change policies.</p>}
+      caption="Keypair resource policies"
+      rowKey={p => p.name}
+      columns={[
+        { label: 'Name', render: p => p.name },
+        { label: 'CPU', render: p => slot(p, 'cpu') },
+        { label: 'RAM', render: p => slot(p, 'mem') },
+        { label: 'GPU', render: p => slot(p, 'cuda.device') },
+        { label: 'fGPU', render: p => slot(p, 'cuda.shares') },
+        { label: 'Sessions', render: p => p.max_concurrent_sessions || 'no limit' },
+        { label: 'Containers', render: p => p.max_containers_per_session },
+        { label: 'Idle timeout', render: p => formatDuration(p.idle_timeout) },
+        { label: 'Lifetime', render: p => formatDuration(p.max_session_lifetime, 'no limit') },
+        { label: 'Folders', render: p => p.max_vfolder_count || 'no limit' },
+        { label: 'Capacity', render: p => (p.max_vfolder_size ? formatBytes(p.max_vfolder_size) : 'no limit') },
+        { label: 'Hosts', render: p => p.allowed_vfolder_hosts.join(', ') }
+      ]}
+      rowActions={
+        su
+          ? p => (
+              <EditDelete
+                noun="policy"
+                name={p.name}
+                onEdit={() => setDialog({ policy: p })}
+                onDelete={() =>
+                  void acts.run(
+                    `Policy ${p.name} was deleted.`,
+                    () => api(`admin/policies/${segment(p.name)}`, 'DELETE'),
+                    ['Delete policy?', `The resource policy ${p.name} is deleted.`, 'Delete']
+                  )
+                }
+              />
+            )
+          : undefined
+      }
+    >
       {dialog && (
         <PolicyDialog
           policy={dialog.policy}
           onClose={() => setDialog(null)}
           onSaved={name => {
             setDialog(null);
-            setDone(`Policy ${name} was saved.`);
-            policies.reload();
+            acts.saved(`Policy ${name} was saved.`);
           }}
         />
       )}
-    </section>
+    </AdminList>
   );
 }

@@ -5,25 +5,21 @@
 import React, { useState } from 'react';
 
 import { Meter } from './charts';
-import { IAdminContext, wholeNumber } from './adminkit';
+import { AdminList, IAdminContext, saveNamed, useActions, wholeNumber } from './adminkit';
 import {
   amount,
   api,
   Btn,
   CheckField,
-  DataTable,
   ErrorMessage,
-  errorText,
   FormDialog,
   formatSlot,
   formatTime,
-  Loading,
   MultiCheck,
-  SectionHeader,
+  NumberField,
   segment,
   SelectField,
   Slots,
-  StatusMessage,
   Tabs,
   TextField,
   useLoad
@@ -76,19 +72,16 @@ function use(agent: IAgent, slot: string): JSX.Element | string {
 function AgentsPanel(): JSX.Element {
   const [status, setStatus] = useState('alive');
   const agents = useLoad(() => api<{ agents: IAgent[] }>(`admin/agents?status=${status}`).then(r => r.agents), [status]);
-  const [error, setError] = useState('');
-  const toggle = async (agent: IAgent) => {
-    setError('');
-    try {
-      await api(`admin/agents/${segment(agent.id)}`, 'PATCH', { schedulable: !agent.schedulable });
-      agents.reload();
-    } catch (reason) {
-      setError(errorText(reason));
-    }
-  };
+  const acts = useActions(agents.reload);
+  const toggle = (agent: IAgent) =>
+    acts.run('', () => api(`admin/agents/${segment(agent.id)}`, 'PATCH', { schedulable: !agent.schedulable }));
   return (
-    <section aria-label="Agents">
-      <SectionHeader title="Agents" level={3} onRefresh={agents.reload}>
+    <AdminList
+      label="Agents"
+      list={agents}
+      what="agents"
+      actions={acts}
+      toolbar={
         <SelectField
           label="Show"
           name="agent-status"
@@ -100,35 +93,28 @@ function AgentsPanel(): JSX.Element {
             { value: 'all', label: 'All agents' }
           ]}
         />
-      </SectionHeader>
-      <ErrorMessage error={agents.error || error} onDismiss={error ? () => setError('') : undefined} />
-      {agents.loading && !agents.data && <Loading what="agents" />}
-      {agents.data && (
-        <DataTable
-          caption="Agents"
-          rows={agents.data}
-          rowKey={a => a.id}
-          columns={[
-            { label: 'Agent', render: a => a.id },
-            { label: 'Status', render: a => a.status },
-            { label: 'Resource group', render: a => a.scaling_group },
-            { label: 'Address', render: a => a.addr || '—' },
-            { label: 'Region', render: a => a.region || '—' },
-            { label: 'Started', render: a => formatTime(a.first_contact) },
-            { label: 'CPU', render: a => use(a, 'cpu') },
-            { label: 'RAM', render: a => use(a, 'mem') },
-            { label: 'GPU', render: a => use(a, 'cuda.device') },
-            { label: 'fGPU', render: a => use(a, 'cuda.shares') },
-            { label: 'Schedulable', render: a => (a.schedulable ? 'yes' : 'no') }
-          ]}
-          actions={a => (
-            <Btn onClick={() => void toggle(a)} aria-label={`${a.schedulable ? 'Stop' : 'Start'} scheduling on ${a.id}`}>
-              {a.schedulable ? 'Stop scheduling' : 'Allow scheduling'}
-            </Btn>
-          )}
-        />
+      }
+      caption="Agents"
+      rowKey={a => a.id}
+      columns={[
+        { label: 'Agent', render: a => a.id },
+        { label: 'Status', render: a => a.status },
+        { label: 'Resource group', render: a => a.scaling_group },
+        { label: 'Address', render: a => a.addr || '—' },
+        { label: 'Region', render: a => a.region || '—' },
+        { label: 'Started', render: a => formatTime(a.first_contact) },
+        { label: 'CPU', render: a => use(a, 'cpu') },
+        { label: 'RAM', render: a => use(a, 'mem') },
+        { label: 'GPU', render: a => use(a, 'cuda.device') },
+        { label: 'fGPU', render: a => use(a, 'cuda.shares') },
+        { label: 'Schedulable', render: a => (a.schedulable ? 'yes' : 'no') }
+      ]}
+      rowActions={a => (
+        <Btn onClick={() => void toggle(a)} aria-label={`${a.schedulable ? 'Stop' : 'Start'} scheduling on ${a.id}`}>
+          {a.schedulable ? 'Stop scheduling' : 'Allow scheduling'}
+        </Btn>
       )}
-    </section>
+    />
   );
 }
 
@@ -154,12 +140,7 @@ function GroupDialog(props: { group?: IScalingGroup; onClose: () => void; onSave
     if (skips.trim() !== '') {
       body.fifo_max_skips = wholeNumber('FIFO skips', skips);
     }
-    if (g) {
-      await api(`admin/scaling-groups/${segment(g.name)}`, 'PATCH', body);
-    } else {
-      await api('admin/scaling-groups', 'POST', { name: name.trim(), ...body });
-    }
-    props.onSaved(g ? g.name : name.trim());
+    props.onSaved(await saveNamed('admin/scaling-groups', g?.name, name, body));
   };
   return (
     <FormDialog
@@ -193,19 +174,15 @@ function GroupDialog(props: { group?: IScalingGroup; onClose: () => void; onSave
             { value: 'dispersed', label: 'Dispersed (spread over agents)' }
           ]}
         />
-        <TextField
+        <NumberField
           label="Pending timeout (seconds)"
-          type="number"
-          min={0}
           name="pending_timeout"
           value={pending}
           onChange={setPending}
           hint="0: sessions wait as long as it takes."
         />
-        <TextField
+        <NumberField
           label="FIFO skips"
-          type="number"
-          min={0}
           name="fifo_max_skips"
           value={skips}
           onChange={setSkips}
@@ -287,63 +264,59 @@ function GroupsPanel(props: { ctx: IAdminContext }): JSX.Element {
     () => api<{ scaling_groups: IScalingGroup[] }>('admin/scaling-groups').then(r => r.scaling_groups),
     []
   );
+  const acts = useActions(groups.reload);
   const [dialog, setDialog] = useState<{ group?: IScalingGroup } | null>(null);
   const [access, setAccess] = useState<IScalingGroup | null>(null);
-  const [done, setDone] = useState('');
   const su = props.ctx.superadmin;
   return (
-    <section aria-label="Resource groups">
-      <SectionHeader title="Resource groups" level={3} onRefresh={groups.reload}>
-        {su && (
+    <AdminList
+      label="Resource groups"
+      list={groups}
+      what="resource groups"
+      actions={acts}
+      toolbar={
+        su && (
           <Btn kind="accept" onClick={() => setDialog({})}>
             + New resource group
           </Btn>
-        )}
-      </SectionHeader>
-      <ErrorMessage error={groups.error} />
-      <StatusMessage text={done} />
-      {groups.loading && !groups.data && <Loading what="resource groups" />}
-      {groups.data && (
-        <DataTable
-          caption="Resource groups"
-          rows={groups.data}
-          rowKey={g => g.name}
-          columns={[
-            { label: 'Name', render: g => g.name },
-            { label: 'Description', render: g => g.description || '—' },
-            { label: 'Active', render: g => (g.is_active ? 'yes' : 'no') },
-            { label: 'Driver', render: g => g.driver },
-            { label: 'Scheduler', render: g => g.scheduler.toUpperCase() },
-            { label: 'Agent selection', render: g => g.scheduler_opts.agent_selection || 'concentrated' },
-            { label: 'Pending timeout', render: g => (g.pending_timeout ? `${g.pending_timeout} s` : 'none') },
-            { label: 'Domains', render: g => g.allowed_domains.join(', ') || '—' },
-            { label: 'Projects', render: g => g.allowed_groups.join(', ') || '—' },
-            { label: 'Keypairs', render: g => g.allowed_keypairs.length || '—' }
-          ]}
-          actions={
-            su
-              ? g => (
-                  <>
-                    <Btn onClick={() => setDialog({ group: g })} aria-label={`Edit resource group ${g.name}`}>
-                      Edit
-                    </Btn>
-                    <Btn onClick={() => setAccess(g)} aria-label={`Who may use ${g.name}`}>
-                      Access
-                    </Btn>
-                  </>
-                )
-              : undefined
-          }
-        />
-      )}
+        )
+      }
+      caption="Resource groups"
+      rowKey={g => g.name}
+      columns={[
+        { label: 'Name', render: g => g.name },
+        { label: 'Description', render: g => g.description || '—' },
+        { label: 'Active', render: g => (g.is_active ? 'yes' : 'no') },
+        { label: 'Driver', render: g => g.driver },
+        { label: 'Scheduler', render: g => g.scheduler.toUpperCase() },
+        { label: 'Agent selection', render: g => g.scheduler_opts.agent_selection || 'concentrated' },
+        { label: 'Pending timeout', render: g => (g.pending_timeout ? `${g.pending_timeout} s` : 'none') },
+        { label: 'Domains', render: g => g.allowed_domains.join(', ') || '—' },
+        { label: 'Projects', render: g => g.allowed_groups.join(', ') || '—' },
+        { label: 'Keypairs', render: g => g.allowed_keypairs.length || '—' }
+      ]}
+      rowActions={
+        su
+          ? g => (
+              <>
+                <Btn onClick={() => setDialog({ group: g })} aria-label={`Edit resource group ${g.name}`}>
+                  Edit
+                </Btn>
+                <Btn onClick={() => setAccess(g)} aria-label={`Who may use ${g.name}`}>
+                  Access
+                </Btn>
+              </>
+            )
+          : undefined
+      }
+    >
       {dialog && (
         <GroupDialog
           group={dialog.group}
           onClose={() => setDialog(null)}
           onSaved={name => {
             setDialog(null);
-            setDone(`Resource group ${name} was saved.`);
-            groups.reload();
+            acts.saved(`Resource group ${name} was saved.`);
           }}
         />
       )}
@@ -352,13 +325,12 @@ function GroupsPanel(props: { ctx: IAdminContext }): JSX.Element {
           group={access}
           onClose={() => setAccess(null)}
           onSaved={() => {
-            setDone(`Who may use ${access.name} was saved.`);
+            acts.saved(`Who may use ${access.name} was saved.`);
             setAccess(null);
-            groups.reload();
           }}
         />
       )}
-    </section>
+    </AdminList>
   );
 }
 

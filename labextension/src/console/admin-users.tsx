@@ -4,23 +4,19 @@
  */
 import React, { useState } from 'react';
 
-import { confirm, IAdminContext, IKeypair, IPolicy, SecretResult, wholeNumber } from './adminkit';
+import { AdminList, IAdminContext, IKeypair, IPolicy, SecretResult, useActions, wholeNumber } from './adminkit';
 import {
   api,
   Btn,
   CheckField,
-  DataTable,
   ErrorMessage,
-  errorText,
   FormDialog,
   formatTime,
-  Loading,
   MultiCheck,
+  NumberField,
   PasswordRules,
-  SectionHeader,
   segment,
   SelectField,
-  StatusMessage,
   TextField,
   useLoad
 } from './common';
@@ -224,76 +220,70 @@ function EditUser(props: { ctx: IAdminContext; user: IUser; onClose: () => void;
 export function UsersTab(props: { ctx: IAdminContext }): JSX.Element {
   const [status, setStatus] = useState('active');
   const users = useLoad(() => api<{ users: IUser[] }>(`admin/users?status=${status}`).then(r => r.users), [status]);
+  const acts = useActions(users.reload);
   const [creating, setCreating] = useState(false);
   const [editing, setEditing] = useState<IUser | null>(null);
   const [created, setCreated] = useState<{ user: IUser; keypair: IKeypair } | null>(null);
-  const [error, setError] = useState('');
-  const [done, setDone] = useState('');
-
-  const deactivate = async (user: IUser) => {
-    if (!(await confirm('Deactivate user?', `${user.email} will no longer be able to log in.`, 'Deactivate'))) {
-      return;
-    }
-    setError('');
-    try {
-      await api(`admin/users/${segment(user.email)}`, 'DELETE');
-      setDone(`${user.email} was deactivated.`);
-      users.reload();
-    } catch (reason) {
-      setError(errorText(reason));
-    }
-  };
 
   return (
-    <section aria-label="Users">
-      <SectionHeader title="Users" level={3} onRefresh={users.reload}>
-        <SelectField
-          label="Show"
-          name="user-status"
-          value={status}
-          onChange={setStatus}
-          options={[
-            { value: 'active', label: 'Active users' },
-            { value: 'inactive', label: 'Inactive users' },
-            { value: 'all', label: 'All users' }
-          ]}
-        />
-        <Btn kind="accept" onClick={() => setCreating(true)}>
-          + New user
-        </Btn>
-      </SectionHeader>
-      <ErrorMessage error={users.error || error} onDismiss={error ? () => setError('') : undefined} />
-      <StatusMessage text={done} />
-      {users.loading && !users.data && <Loading what="users" />}
-      {users.data && (
-        <DataTable
-          caption="Users"
-          rows={users.data}
-          rowKey={u => u.email}
-          columns={[
-            { label: 'E-mail', render: u => u.email },
-            { label: 'User name', render: u => u.username },
-            { label: 'Full name', render: u => u.full_name || '—' },
-            { label: 'Role', render: u => u.role },
-            { label: 'Status', render: u => u.status },
-            { label: 'Domain', render: u => u.domain_name },
-            { label: 'Projects', render: u => u.groups.join(', ') || '—' },
-            { label: 'Password change', render: u => (u.need_password_change ? 'required' : '—') }
-          ]}
-          actions={u => (
-            <>
-              <Btn onClick={() => setEditing(u)} aria-label={`Edit ${u.email}`}>
-                Edit
-              </Btn>
-              {u.is_active && u.email !== props.ctx.email && (
-                <Btn kind="warn" onClick={() => void deactivate(u)} aria-label={`Deactivate ${u.email}`}>
-                  Deactivate
-                </Btn>
-              )}
-            </>
+    <AdminList
+      label="Users"
+      list={users}
+      what="users"
+      actions={acts}
+      toolbar={
+        <>
+          <SelectField
+            label="Show"
+            name="user-status"
+            value={status}
+            onChange={setStatus}
+            options={[
+              { value: 'active', label: 'Active users' },
+              { value: 'inactive', label: 'Inactive users' },
+              { value: 'all', label: 'All users' }
+            ]}
+          />
+          <Btn kind="accept" onClick={() => setCreating(true)}>
+            + New user
+          </Btn>
+        </>
+      }
+      caption="Users"
+      rowKey={u => u.email}
+      columns={[
+        { label: 'E-mail', render: u => u.email },
+        { label: 'User name', render: u => u.username },
+        { label: 'Full name', render: u => u.full_name || '—' },
+        { label: 'Role', render: u => u.role },
+        { label: 'Status', render: u => u.status },
+        { label: 'Domain', render: u => u.domain_name },
+        { label: 'Projects', render: u => u.groups.join(', ') || '—' },
+        { label: 'Password change', render: u => (u.need_password_change ? 'required' : '—') }
+      ]}
+      rowActions={u => (
+        <>
+          <Btn onClick={() => setEditing(u)} aria-label={`Edit ${u.email}`}>
+            Edit
+          </Btn>
+          {u.is_active && u.email !== props.ctx.email && (
+            <Btn
+              kind="warn"
+              onClick={() =>
+                void acts.run(
+                  `${u.email} was deactivated.`,
+                  () => api(`admin/users/${segment(u.email)}`, 'DELETE'),
+                  ['Deactivate user?', `${u.email} will no longer be able to log in.`, 'Deactivate']
+                )
+              }
+              aria-label={`Deactivate ${u.email}`}
+            >
+              Deactivate
+            </Btn>
           )}
-        />
+        </>
       )}
+    >
       {creating && (
         <CreateUser
           ctx={props.ctx}
@@ -301,8 +291,7 @@ export function UsersTab(props: { ctx: IAdminContext }): JSX.Element {
           onCreated={answer => {
             setCreating(false);
             setCreated(answer);
-            setDone(`${answer.user.email} was created.`);
-            users.reload();
+            acts.saved(`${answer.user.email} was created.`);
           }}
         />
       )}
@@ -312,9 +301,8 @@ export function UsersTab(props: { ctx: IAdminContext }): JSX.Element {
           user={editing}
           onClose={() => setEditing(null)}
           onSaved={() => {
-            setDone(`${editing.email} was saved.`);
+            acts.saved(`${editing.email} was saved.`);
             setEditing(null);
-            users.reload();
           }}
         />
       )}
@@ -326,7 +314,7 @@ export function UsersTab(props: { ctx: IAdminContext }): JSX.Element {
           onClose={() => setCreated(null)}
         />
       )}
-    </section>
+    </AdminList>
   );
 }
 
@@ -386,11 +374,9 @@ function KeypairDialog(props: {
           onChange={setPolicy}
           options={(policies.data || [{ name: policy } as IPolicy]).map(p => p.name)}
         />
-        <TextField
+        <NumberField
           label="Rate limit"
-          type="number"
           name="rate_limit"
-          min={0}
           value={rateLimit}
           onChange={setRateLimit}
           hint="Requests per 15 minutes."
@@ -425,106 +411,82 @@ export function CredentialsTab(): JSX.Element {
     () => api<{ keypairs: IKeypair[] }>(`admin/keypairs?active=${active}`).then(r => r.keypairs),
     [active]
   );
+  const acts = useActions(keypairs.reload);
   const [dialog, setDialog] = useState<{ keypair?: IKeypair } | null>(null);
   const [created, setCreated] = useState<IKeypair | null>(null);
-  const [error, setError] = useState('');
-  const [done, setDone] = useState('');
-
-  const act = async (what: string, run: () => Promise<unknown>) => {
-    setError('');
-    setDone('');
-    try {
-      await run();
-      setDone(what);
-      keypairs.reload();
-    } catch (reason) {
-      setError(errorText(reason));
-    }
-  };
   const path = (k: IKeypair) => `admin/keypairs/${segment(k.access_key)}`;
+  const setActiveKey = (k: IKeypair, on: boolean) =>
+    acts.run(`${k.access_key} was ${on ? 'activated' : 'deactivated'}.`, () =>
+      api(path(k), 'PATCH', { is_active: on })
+    );
 
   return (
-    <section aria-label="Credentials">
-      <SectionHeader title="Credentials" level={3} onRefresh={keypairs.reload}>
-        <SelectField
-          label="Show"
-          name="keypair-status"
-          value={active}
-          onChange={setActive}
-          options={[
-            { value: 'true', label: 'Active keypairs' },
-            { value: 'false', label: 'Inactive keypairs' },
-            { value: 'all', label: 'All keypairs' }
-          ]}
-        />
-        <Btn kind="accept" onClick={() => setDialog({})}>
-          + New keypair
-        </Btn>
-      </SectionHeader>
-      <ErrorMessage error={keypairs.error || error} onDismiss={error ? () => setError('') : undefined} />
-      <StatusMessage text={done} />
-      {keypairs.loading && !keypairs.data && <Loading what="keypairs" />}
-      {keypairs.data && (
-        <DataTable
-          caption="Keypairs"
-          rows={keypairs.data}
-          rowKey={k => k.access_key}
-          columns={[
-            { label: 'Access key', render: k => <code>{k.access_key}</code> },
-            { label: 'User', render: k => k.user_id },
-            { label: 'Permission', render: k => (k.is_admin ? 'admin' : 'user') },
-            { label: 'Policy', render: k => k.resource_policy },
-            { label: 'Rate limit', render: k => `${k.rate_limit} / 15 min` },
-            { label: 'Queries', render: k => k.num_queries },
-            { label: 'Created', render: k => formatTime(k.created_at) },
-            { label: 'Last used', render: k => formatTime(k.last_used) },
-            { label: 'Status', render: k => (k.is_active ? 'active' : 'inactive') }
-          ]}
-          actions={k => (
-            <>
-              <Btn onClick={() => setDialog({ keypair: k })} aria-label={`Edit ${k.access_key}`}>
-                Edit
-              </Btn>
-              {k.is_active ? (
-                <Btn
-                  onClick={() =>
-                    void act(`${k.access_key} was deactivated.`, () => api(path(k), 'PATCH', { is_active: false }))
-                  }
-                  aria-label={`Deactivate ${k.access_key}`}
-                >
-                  Deactivate
-                </Btn>
-              ) : (
-                <Btn
-                  onClick={() =>
-                    void act(`${k.access_key} was activated.`, () => api(path(k), 'PATCH', { is_active: true }))
-                  }
-                  aria-label={`Activate ${k.access_key}`}
-                >
-                  Activate
-                </Btn>
-              )}
-              <Btn
-                kind="warn"
-                aria-label={`Delete ${k.access_key}`}
-                onClick={async () => {
-                  if (
-                    await confirm(
-                      'Delete keypair?',
-                      `${k.access_key} of ${k.user_id} is deleted for good (a keypair that ran a session cannot be deleted; deactivate it instead).`,
-                      'Delete'
-                    )
-                  ) {
-                    await act(`${k.access_key} was deleted.`, () => api(path(k), 'DELETE'));
-                  }
-                }}
-              >
-                Delete
-              </Btn>
-            </>
+    <AdminList
+      label="Credentials"
+      list={keypairs}
+      what="keypairs"
+      actions={acts}
+      toolbar={
+        <>
+          <SelectField
+            label="Show"
+            name="keypair-status"
+            value={active}
+            onChange={setActive}
+            options={[
+              { value: 'true', label: 'Active keypairs' },
+              { value: 'false', label: 'Inactive keypairs' },
+              { value: 'all', label: 'All keypairs' }
+            ]}
+          />
+          <Btn kind="accept" onClick={() => setDialog({})}>
+            + New keypair
+          </Btn>
+        </>
+      }
+      caption="Keypairs"
+      rowKey={k => k.access_key}
+      columns={[
+        { label: 'Access key', render: k => <code>{k.access_key}</code> },
+        { label: 'User', render: k => k.user_id },
+        { label: 'Permission', render: k => (k.is_admin ? 'admin' : 'user') },
+        { label: 'Policy', render: k => k.resource_policy },
+        { label: 'Rate limit', render: k => `${k.rate_limit} / 15 min` },
+        { label: 'Queries', render: k => k.num_queries },
+        { label: 'Created', render: k => formatTime(k.created_at) },
+        { label: 'Last used', render: k => formatTime(k.last_used) },
+        { label: 'Status', render: k => (k.is_active ? 'active' : 'inactive') }
+      ]}
+      rowActions={k => (
+        <>
+          <Btn onClick={() => setDialog({ keypair: k })} aria-label={`Edit ${k.access_key}`}>
+            Edit
+          </Btn>
+          {k.is_active ? (
+            <Btn onClick={() => void setActiveKey(k, false)} aria-label={`Deactivate ${k.access_key}`}>
+              Deactivate
+            </Btn>
+          ) : (
+            <Btn onClick={() => void setActiveKey(k, true)} aria-label={`Activate ${k.access_key}`}>
+              Activate
+            </Btn>
           )}
-        />
+          <Btn
+            kind="warn"
+            aria-label={`Delete ${k.access_key}`}
+            onClick={() =>
+              void acts.run(`${k.access_key} was deleted.`, () => api(path(k), 'DELETE'), [
+                'Delete keypair?',
+                `${k.access_key} of ${k.user_id} is deleted for good (a keypair that ran a session cannot be deleted; deactivate it instead).`,
+                'Delete'
+              ])
+            }
+          >
+            Delete
+          </Btn>
+        </>
       )}
+    >
       {dialog && (
         <KeypairDialog
           keypair={dialog.keypair}
@@ -534,14 +496,13 @@ export function CredentialsTab(): JSX.Element {
             if (answer.secret_key) {
               setCreated(answer);
             }
-            setDone(`${answer.access_key} was saved.`);
-            keypairs.reload();
+            acts.saved(`${answer.access_key} was saved.`);
           }}
         />
       )}
       {created && (
         <SecretResult title={`Keypair for ${created.user_id}`} keypair={created} onClose={() => setCreated(null)} />
       )}
-    </section>
+    </AdminList>
   );
 }

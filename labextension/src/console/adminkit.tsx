@@ -3,9 +3,25 @@
  * the "shown once" result of creating a user or a keypair.
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
-import React from 'react';
+import React, { useState } from 'react';
 
-import { FormDialog, parseSize, Slots, TextField } from './common';
+import {
+  api,
+  Btn,
+  DataTable,
+  ErrorMessage,
+  errorText,
+  FormDialog,
+  IColumn,
+  ILoaded,
+  Loading,
+  parseSize,
+  SectionHeader,
+  segment,
+  Slots,
+  StatusMessage,
+  TextField
+} from './common';
 
 export interface IAdminContext {
   /** True for a superadmin; a domain admin gets the read-only views of global objects. */
@@ -181,4 +197,122 @@ export function SecretResult(props: {
       <p className="jp-BackendAI-c-hint">The secret key is shown only now; copy it before closing.</p>
     </FormDialog>
   );
+}
+
+/** What a list's actions report: the last failure (dismissable) and the last success. */
+export interface IActions {
+  error: string;
+  setError: (error: string) => void;
+  done: string;
+  setDone: (done: string) => void;
+  /**
+   * Run `call` (after `ask`ing, when given), then report `what` and reload the list, or report
+   * why it failed.
+   */
+  run: (what: string, call: () => Promise<unknown>, ask?: [string, string, string]) => Promise<void>;
+  /** A dialog saved: report it and reload the list. */
+  saved: (what: string) => void;
+}
+
+export function useActions(reload: () => void): IActions {
+  const [error, setError] = useState('');
+  const [done, setDone] = useState('');
+  const run = async (what: string, call: () => Promise<unknown>, ask?: [string, string, string]) => {
+    if (ask && !(await confirm(...ask))) {
+      return;
+    }
+    setError('');
+    setDone('');
+    try {
+      await call();
+      setDone(what);
+      reload();
+    } catch (reason) {
+      setError(errorText(reason));
+    }
+  };
+  const saved = (what: string) => {
+    setDone(what);
+    reload();
+  };
+  return { error, setError, done, setDone, run, saved };
+}
+
+/**
+ * One administered list: a labelled section with its header (title, refresh, `toolbar`), the
+ * load's or the last action's error, the last success, and the table; `children` (its dialogs)
+ * follow the table.
+ */
+export function AdminList<T>(props: {
+  label: string;
+  title?: string;
+  list: ILoaded<T[]>;
+  /** What "Loading …" names. */
+  what: string;
+  caption: string;
+  columns: IColumn<T>[];
+  rowKey: (row: T) => string;
+  rowActions?: (row: T) => React.ReactNode;
+  actions?: IActions;
+  toolbar?: React.ReactNode;
+  note?: React.ReactNode;
+  children?: React.ReactNode;
+}): JSX.Element {
+  const { list, actions } = props;
+  return (
+    <section aria-label={props.label}>
+      <SectionHeader title={props.title || props.label} level={3} onRefresh={list.reload}>
+        {props.toolbar}
+      </SectionHeader>
+      {props.note}
+      <ErrorMessage
+        error={list.error || actions?.error}
+        onDismiss={actions?.error ? () => actions.setError('') : undefined}
+      />
+      <StatusMessage text={actions?.done} />
+      {list.loading && !list.data && <Loading what={props.what} />}
+      {list.data && (
+        <DataTable
+          caption={props.caption}
+          rows={list.data}
+          rowKey={props.rowKey}
+          columns={props.columns}
+          actions={props.rowActions}
+        />
+      )}
+      {props.children}
+    </section>
+  );
+}
+
+/** A row's Edit and Delete buttons, named "Edit <noun> <name>" and "Delete <noun> <name>". */
+export function EditDelete(props: { noun: string; name: string; onEdit: () => void; onDelete: () => void }): JSX.Element {
+  return (
+    <>
+      <Btn onClick={props.onEdit} aria-label={`Edit ${props.noun} ${props.name}`}>
+        Edit
+      </Btn>
+      <Btn kind="warn" onClick={props.onDelete} aria-label={`Delete ${props.noun} ${props.name}`}>
+        Delete
+      </Btn>
+    </>
+  );
+}
+
+/**
+ * Save a named object: PATCH `<path>/<before>` when editing, else POST `<path>` with the name;
+ * resolves with the name it has.
+ */
+export async function saveNamed(
+  path: string,
+  before: string | undefined,
+  name: string,
+  body: Record<string, unknown>
+): Promise<string> {
+  if (before !== undefined) {
+    await api(`${path}/${segment(before)}`, 'PATCH', body);
+    return before;
+  }
+  await api(path, 'POST', { name: name.trim(), ...body });
+  return name.trim();
 }

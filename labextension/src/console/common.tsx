@@ -368,6 +368,11 @@ export function TextField(props: {
   );
 }
 
+/** A number field; `min` is 0 unless given. */
+export function NumberField(props: Omit<Parameters<typeof TextField>[0], 'type'>): JSX.Element {
+  return <TextField type="number" min={0} {...props} />;
+}
+
 export function SelectField(props: {
   label: string;
   value: string;
