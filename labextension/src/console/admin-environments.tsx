@@ -127,19 +127,16 @@ function ImagesPanel(props: { ctx: IAdminContext }): JSX.Element {
       list={images}
       what="images"
       actions={acts}
-      toolbar={
-        <SelectField
-          label="Show"
-          name="installed"
-          value={installed}
-          onChange={setInstalled}
-          options={[
-            { value: '', label: 'All images' },
-            { value: 'true', label: 'Installed on an agent' },
-            { value: 'false', label: 'Not installed' }
-          ]}
-        />
-      }
+      show={{
+        name: 'installed',
+        value: installed,
+        onChange: setInstalled,
+        options: [
+          { value: '', label: 'All images' },
+          { value: 'true', label: 'Installed on an agent' },
+          { value: 'false', label: 'Not installed' }
+        ]
+      }}
       caption="Images"
       rowKey={i => `${i.reference}@${i.architecture}`}
       columns={[

@@ -78,13 +78,28 @@ export function policyPayload(
   return body;
 }
 
-/** The whole-number fields of the Sessions part of the form. */
-const SESSION_FIELDS: { key: string; label: string; min?: number; hint?: string }[] = [
+interface IPolicyField {
+  key: string;
+  label: string;
+  /** A text field (a size, a list) rather than a whole number. */
+  text?: boolean;
+  min?: number;
+  hint?: string;
+  placeholder?: string;
+}
+
+const SESSION_FIELDS: IPolicyField[] = [
   { key: 'max_concurrent_sessions', label: 'Concurrent sessions', hint: '0: no limit.' },
   { key: 'max_containers_per_session', label: 'Containers per session', min: 1 },
   { key: 'idle_timeout', label: 'Idle timeout (seconds)', hint: '0: never.' },
   { key: 'max_session_lifetime', label: 'Session lifetime (seconds)', hint: '0: no limit.' },
   { key: 'max_pending_session_count', label: 'Pending sessions', hint: 'Blank: no limit.' }
+];
+
+const FOLDER_FIELDS: IPolicyField[] = [
+  { key: 'max_vfolder_count', label: 'Folders', hint: '0: no limit.' },
+  { key: 'max_vfolder_size', label: 'Folder capacity', text: true, placeholder: 'e.g. 10g', hint: 'Blank: no limit.' },
+  { key: 'allowed_vfolder_hosts', label: 'Storage hosts', text: true, hint: 'Comma-separated, e.g. local.' }
 ];
 
 function PolicyDialog(props: { policy?: IPolicy; onClose: () => void; onSaved: (name: string) => void }): JSX.Element {
@@ -102,6 +117,24 @@ function PolicyDialog(props: { policy?: IPolicy; onClose: () => void; onSaved: (
     allowed_vfolder_hosts: (p?.allowed_vfolder_hosts || ['local']).join(', ')
   });
   const set = (key: string) => (value: string) => setFields(f => ({ ...f, [key]: value }));
+  const grid = (list: IPolicyField[]) => (
+    <div className="jp-BackendAI-c-grid">
+      {list.map(f => {
+        const common = {
+          label: f.label,
+          name: f.key,
+          value: fields[f.key],
+          onChange: set(f.key),
+          hint: f.hint
+        };
+        return f.text ? (
+          <TextField key={f.key} {...common} placeholder={f.placeholder} />
+        ) : (
+          <NumberField key={f.key} {...common} min={f.min ?? 0} />
+        );
+      })}
+    </div>
+  );
 
   const submit = async () => {
     props.onSaved(await saveNamed('admin/policies', p?.name, name, policyPayload(fields, slots, p)));
@@ -119,44 +152,9 @@ function PolicyDialog(props: { policy?: IPolicy; onClose: () => void; onSaved: (
       <h3>Resources per keypair</h3>
       <SlotInputs form={slots} onChange={setSlots} blankMeans="unlimited" />
       <h3>Sessions</h3>
-      <div className="jp-BackendAI-c-grid">
-        {SESSION_FIELDS.map(f => (
-          <NumberField
-            key={f.key}
-            label={f.label}
-            min={f.min ?? 0}
-            name={f.key}
-            value={fields[f.key]}
-            onChange={set(f.key)}
-            hint={f.hint}
-          />
-        ))}
-      </div>
+      {grid(SESSION_FIELDS)}
       <h3>Folders</h3>
-      <div className="jp-BackendAI-c-grid">
-        <NumberField
-          label="Folders"
-          name="max_vfolder_count"
-          value={fields.max_vfolder_count}
-          onChange={set('max_vfolder_count')}
-          hint="0: no limit."
-        />
-        <TextField
-          label="Folder capacity"
-          name="max_vfolder_size"
-          value={fields.max_vfolder_size}
-          onChange={set('max_vfolder_size')}
-          placeholder="e.g. 10g"
-          hint="Blank: no limit."
-        />
-        <TextField
-          label="Storage hosts"
-          name="allowed_vfolder_hosts"
-          value={fields.allowed_vfolder_hosts}
-          onChange={set('allowed_vfolder_hosts')}
-          hint="Comma-separated, e.g. local."
-        />
-      </div>
+      {grid(FOLDER_FIELDS)}
     </FormDialog>
   );
 }

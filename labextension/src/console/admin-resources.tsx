@@ -81,19 +81,16 @@ function AgentsPanel(): JSX.Element {
       list={agents}
       what="agents"
       actions={acts}
-      toolbar={
-        <SelectField
-          label="Show"
-          name="agent-status"
-          value={status}
-          onChange={setStatus}
-          options={[
-            { value: 'alive', label: 'Connected' },
-            { value: 'lost', label: 'Lost or terminated' },
-            { value: 'all', label: 'All agents' }
-          ]}
-        />
-      }
+      show={{
+        name: 'agent-status',
+        value: status,
+        onChange: setStatus,
+        options: [
+          { value: 'alive', label: 'Connected' },
+          { value: 'lost', label: 'Lost or terminated' },
+          { value: 'all', label: 'All agents' }
+        ]
+      }}
       caption="Agents"
       rowKey={a => a.id}
       columns={[

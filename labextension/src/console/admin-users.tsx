@@ -231,23 +231,20 @@ export function UsersTab(props: { ctx: IAdminContext }): JSX.Element {
       list={users}
       what="users"
       actions={acts}
+      show={{
+        name: 'user-status',
+        value: status,
+        onChange: setStatus,
+        options: [
+          { value: 'active', label: 'Active users' },
+          { value: 'inactive', label: 'Inactive users' },
+          { value: 'all', label: 'All users' }
+        ]
+      }}
       toolbar={
-        <>
-          <SelectField
-            label="Show"
-            name="user-status"
-            value={status}
-            onChange={setStatus}
-            options={[
-              { value: 'active', label: 'Active users' },
-              { value: 'inactive', label: 'Inactive users' },
-              { value: 'all', label: 'All users' }
-            ]}
-          />
-          <Btn kind="accept" onClick={() => setCreating(true)}>
-            + New user
-          </Btn>
-        </>
+        <Btn kind="accept" onClick={() => setCreating(true)}>
+          + New user
+        </Btn>
       }
       caption="Users"
       rowKey={u => u.email}
@@ -426,23 +423,20 @@ export function CredentialsTab(): JSX.Element {
       list={keypairs}
       what="keypairs"
       actions={acts}
+      show={{
+        name: 'keypair-status',
+        value: active,
+        onChange: setActive,
+        options: [
+          { value: 'true', label: 'Active keypairs' },
+          { value: 'false', label: 'Inactive keypairs' },
+          { value: 'all', label: 'All keypairs' }
+        ]
+      }}
       toolbar={
-        <>
-          <SelectField
-            label="Show"
-            name="keypair-status"
-            value={active}
-            onChange={setActive}
-            options={[
-              { value: 'true', label: 'Active keypairs' },
-              { value: 'false', label: 'Inactive keypairs' },
-              { value: 'all', label: 'All keypairs' }
-            ]}
-          />
-          <Btn kind="accept" onClick={() => setDialog({})}>
-            + New keypair
-          </Btn>
-        </>
+        <Btn kind="accept" onClick={() => setDialog({})}>
+          + New keypair
+        </Btn>
       }
       caption="Keypairs"
       rowKey={k => k.access_key}

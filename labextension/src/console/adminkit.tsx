@@ -18,6 +18,7 @@ import {
   parseSize,
   SectionHeader,
   segment,
+  SelectField,
   Slots,
   StatusMessage,
   TextField
@@ -254,6 +255,13 @@ export function AdminList<T>(props: {
   rowKey: (row: T) => string;
   rowActions?: (row: T) => React.ReactNode;
   actions?: IActions;
+  /** A "Show" choice of which rows to list (active, all...). */
+  show?: {
+    name: string;
+    value: string;
+    onChange: (value: string) => void;
+    options: { value: string; label: string }[];
+  };
   toolbar?: React.ReactNode;
   note?: React.ReactNode;
   children?: React.ReactNode;
@@ -262,6 +270,7 @@ export function AdminList<T>(props: {
   return (
     <section aria-label={props.label}>
       <SectionHeader title={props.title || props.label} level={3} onRefresh={list.reload}>
+        {props.show && <SelectField label="Show" {...props.show} />}
         {props.toolbar}
       </SectionHeader>
       {props.note}
@@ -286,7 +295,12 @@ export function AdminList<T>(props: {
 }
 
 /** A row's Edit and Delete buttons, named "Edit <noun> <name>" and "Delete <noun> <name>". */
-export function EditDelete(props: { noun: string; name: string; onEdit: () => void; onDelete: () => void }): JSX.Element {
+export function EditDelete(props: {
+  noun: string;
+  name: string;
+  onEdit: () => void;
+  onDelete: () => void;
+}): JSX.Element {
   return (
     <>
       <Btn onClick={props.onEdit} aria-label={`Edit ${props.noun} ${props.name}`}>
