@@ -63,34 +63,40 @@ const plugin: JupyterFrontEndPlugin<void> = {
       restorer.add(storage, storage.id);
     }
 
-    app.commands.addCommand(CommandIDs.startSession, {
-      label: 'Start a Backend.AI Session…',
-      caption: 'Choose an environment, resources and folders, and start a session',
-      execute: async () => {
-        app.shell.activateById(sessions.id);
-        await sessions.startSession();
-      }
-    });
-    app.commands.addCommand(CommandIDs.newFolder, {
-      label: 'New Backend.AI Folder…',
-      caption: 'Create a storage folder that outlives sessions',
-      execute: async () => {
-        app.shell.activateById(storage.id);
-        await storage.newFolder();
-      }
-    });
-    app.commands.addCommand(CommandIDs.upload, {
-      label: 'Upload Files to a Backend.AI Folder…',
-      caption: 'Upload files into one of your folders',
-      execute: async () => {
-        app.shell.activateById(storage.id);
-        await storage.upload();
-      }
-    });
-    if (palette) {
-      for (const command of [CommandIDs.startSession, CommandIDs.newFolder, CommandIDs.upload]) {
-        palette.addItem({ command, category: CATEGORY });
-      }
+    // Each command shows its panel, then opens that panel's dialog; all are in the palette.
+    const commands: [string, string, string, { id: string }, () => Promise<void>][] = [
+      [
+        CommandIDs.startSession,
+        'Start a Backend.AI Session…',
+        'Choose an environment, resources and folders, and start a session',
+        sessions,
+        () => sessions.startSession()
+      ],
+      [
+        CommandIDs.newFolder,
+        'New Backend.AI Folder…',
+        'Create a storage folder that outlives sessions',
+        storage,
+        () => storage.newFolder()
+      ],
+      [
+        CommandIDs.upload,
+        'Upload Files to a Backend.AI Folder…',
+        'Upload files into one of your folders',
+        storage,
+        () => storage.upload()
+      ]
+    ];
+    for (const [command, label, caption, panel, open] of commands) {
+      app.commands.addCommand(command, {
+        label,
+        caption,
+        execute: async () => {
+          app.shell.activateById(panel.id);
+          await open();
+        }
+      });
+      palette?.addItem({ command, category: CATEGORY });
     }
 
     activateConsole(app, palette, restorer);
