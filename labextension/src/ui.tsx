@@ -6,6 +6,9 @@ import { Dialog, ReactWidget, showDialog } from '@jupyterlab/apputils';
 import { LabIcon } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
+import { reasonOf, requestAPI } from './handler';
+import { IWhoAmI } from './sessions/types';
+
 let lastId = 0;
 /** A document-unique id for label/control pairs. */
 export function uid(prefix: string): string {
@@ -101,18 +104,27 @@ export function Message(props: {
   );
 }
 
-/** A label and its control, tied by id. */
+/**
+ * A label and its control, tied by id; the hint's id is `<id>-hint` (for aria-describedby).
+ * `prefix` picks the stylesheet's classes: the side panels' (default) or the console's.
+ */
 export function Field(props: {
   label: string;
   id: string;
   hint?: string;
   children: React.ReactNode;
+  prefix?: 'jp-BackendAI' | 'jp-BackendAI-c';
 }): JSX.Element {
+  const prefix = props.prefix || 'jp-BackendAI';
   return (
-    <div className="jp-BackendAI-field">
+    <div className={`${prefix}-field`}>
       <label htmlFor={props.id}>{props.label}</label>
       {props.children}
-      {props.hint ? <div className="jp-BackendAI-hint">{props.hint}</div> : null}
+      {props.hint ? (
+        <div className={`${prefix}-hint`} id={`${props.id}-hint`}>
+          {props.hint}
+        </div>
+      ) : null}
     </div>
   );
 }
@@ -307,4 +319,27 @@ export async function confirm(title: string, text: string, okLabel: string): Pro
     buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: okLabel })]
   });
   return result.button.accept;
+}
+
+/** A side panel that shows who is logged in (auth/whoami, asked once when it is made). */
+export abstract class WhoPanel extends ReactWidget {
+  constructor(id: string, className: string, caption: string) {
+    super();
+    this.id = id;
+    this.addClass(className);
+    this.title.caption = caption;
+    void this._loadWho();
+  }
+
+  protected who: IWhoAmI | null = null;
+  protected whoError = '';
+
+  private async _loadWho(): Promise<void> {
+    try {
+      this.who = await requestAPI<IWhoAmI>('auth/whoami');
+    } catch (e) {
+      this.whoError = reasonOf(e);
+    }
+    this.update();
+  }
 }

@@ -6,6 +6,7 @@
 import React, { useCallback, useEffect, useRef, useState } from 'react';
 
 import { ManagerError, requestAPI } from '../handler';
+import { Field } from '../ui';
 
 /** Resource slots as the manager sends them: every amount a string, unlimited as "Infinity". */
 export type Slots = Record<string, string>;
@@ -312,26 +313,6 @@ export function Btn(
   );
 }
 
-/** A labelled control: the label is tied to the control by id. */
-export function Field(props: {
-  label: string;
-  id: string;
-  hint?: string;
-  children: React.ReactNode;
-}): JSX.Element {
-  return (
-    <div className="jp-BackendAI-c-field">
-      <label htmlFor={props.id}>{props.label}</label>
-      {props.children}
-      {props.hint && (
-        <div className="jp-BackendAI-c-hint" id={`${props.id}-hint`}>
-          {props.hint}
-        </div>
-      )}
-    </div>
-  );
-}
-
 export function TextField(props: {
   label: string;
   value: string;
@@ -348,7 +329,7 @@ export function TextField(props: {
 }): JSX.Element {
   const id = useId();
   return (
-    <Field label={props.label} id={id} hint={props.hint}>
+    <Field prefix="jp-BackendAI-c" label={props.label} id={id} hint={props.hint}>
       <input
         id={id}
         name={props.name}
@@ -384,7 +365,7 @@ export function SelectField(props: {
 }): JSX.Element {
   const id = useId();
   return (
-    <Field label={props.label} id={id} hint={props.hint}>
+    <Field prefix="jp-BackendAI-c" label={props.label} id={id} hint={props.hint}>
       <select
         id={id}
         name={props.name}
@@ -746,7 +727,7 @@ export function CopyText(props: { label: string; value: string; rows?: number })
     }
   };
   return (
-    <Field label={props.label} id={id}>
+    <Field prefix="jp-BackendAI-c" label={props.label} id={id}>
       <textarea
         id={id}
         className="jp-mod-styled jp-BackendAI-c-key"

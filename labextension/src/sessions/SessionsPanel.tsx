@@ -15,7 +15,8 @@ import {
   formatSlot,
   formatTime,
   Message,
-  Tabs
+  Tabs,
+  WhoPanel
 } from '../ui';
 import { showStartDialog, startSession } from './StartDialog';
 import { ACTIVE_STATUSES, isAdmin, ISession, ISessionDetail, ISessionList, IWhoAmI } from './types';
@@ -371,13 +372,9 @@ function SessionsView(props: IViewProps): JSX.Element {
 }
 
 /** The side-panel widget; it polls only while shown. */
-export class SessionsPanel extends ReactWidget {
+export class SessionsPanel extends WhoPanel {
   constructor() {
-    super();
-    this.id = 'backendai-sessions';
-    this.addClass('jp-BackendAI-sessionsPanel');
-    this.title.caption = 'Backend.AI sessions';
-    void this._loadWho();
+    super('backendai-sessions', 'jp-BackendAI-sessionsPanel', 'Backend.AI sessions');
   }
 
   /** Refresh the list now (after a session was started from elsewhere). */
@@ -411,23 +408,12 @@ export class SessionsPanel extends ReactWidget {
     return (
       <SessionsView
         visible={this.isVisible}
-        who={this._who}
-        whoError={this._whoError}
+        who={this.who}
+        whoError={this.whoError}
         register={fn => (this._refresh = fn)}
       />
     );
   }
 
-  private async _loadWho(): Promise<void> {
-    try {
-      this._who = await requestAPI<IWhoAmI>('auth/whoami');
-    } catch (e) {
-      this._whoError = reasonOf(e);
-    }
-    this.update();
-  }
-
-  private _who: IWhoAmI | null = null;
-  private _whoError = '';
   private _refresh: () => void = () => undefined;
 }

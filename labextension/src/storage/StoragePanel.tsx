@@ -3,12 +3,12 @@
  * usage against capacity, the file explorer, rename, delete, invite and share; pending
  * invitations to accept or reject.
  */
-import { ReactWidget, showErrorMessage } from '@jupyterlab/apputils';
+import { showErrorMessage } from '@jupyterlab/apputils';
 import * as React from 'react';
 
 import { reasonOf, requestAPI } from '../handler';
 import { isAdmin, IWhoAmI } from '../sessions/types';
-import { Button, Field, formatBytes, Message, showForm, Tabs, uid } from '../ui';
+import { Button, Field, formatBytes, Message, showForm, Tabs, uid, WhoPanel } from '../ui';
 import { askText, confirmFolderDelete, showInviteDialog, showNewFolderDialog } from './dialogs';
 import { Explorer, Uploads } from './Explorer';
 import { IFolder, IInvitation, IUsage } from './types';
@@ -321,13 +321,9 @@ async function askFolder(folders: IFolder[]): Promise<string | null> {
   return showForm<string>('Upload files', update => <Pick update={update} />, 'Choose files');
 }
 
-export class StoragePanel extends ReactWidget {
+export class StoragePanel extends WhoPanel {
   constructor() {
-    super();
-    this.id = 'backendai-storage';
-    this.addClass('jp-BackendAI-storagePanel');
-    this.title.caption = 'Backend.AI data & storage';
-    void this._loadWho();
+    super('backendai-storage', 'jp-BackendAI-storagePanel', 'Backend.AI data & storage');
   }
 
   readonly uploads = new UploadQueue();
@@ -352,19 +348,8 @@ export class StoragePanel extends ReactWidget {
   }
 
   protected render(): JSX.Element {
-    return <StorageView who={this._who} whoError={this._whoError} queue={this.uploads} register={api => (this._api = api)} />;
+    return <StorageView who={this.who} whoError={this.whoError} queue={this.uploads} register={api => (this._api = api)} />;
   }
 
-  private async _loadWho(): Promise<void> {
-    try {
-      this._who = await requestAPI<IWhoAmI>('auth/whoami');
-    } catch (e) {
-      this._whoError = reasonOf(e);
-    }
-    this.update();
-  }
-
-  private _who: IWhoAmI | null = null;
-  private _whoError = '';
   private _api: IStorageApi | null = null;
 }
