@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import secrets
+import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import requests
 from sqlalchemy import select
@@ -13,8 +16,13 @@ from jupyter_backendai.db import admin, connect
 from jupyter_backendai.db import folders as folder_db
 from jupyter_backendai.db import models as m
 from jupyter_backendai.hub import TEMPLATES
+from tests.hub_fixtures import free_port
 
 PASSWORD = "S3cret!pw"
+# Where the proxy routes the manager (as jupyterhub_config.py names the service), and what the
+# manager needs of the hub's API to start and stop sessions for its users.
+PREFIX = "/services/backendai"
+SERVICE_SCOPES = ["admin:users", "admin:servers", "list:users", "read:users", "access:servers"]
 
 
 class ProductDB:
@@ -77,6 +85,81 @@ c.JupyterHub.last_activity_interval = 5
 c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 2}}
 {extra}
 """
+
+
+def manager_hub_config(
+    pdb: ProductDB,
+    *,
+    capacity: dict[str, Any] | None = None,
+    endpoint: str | None = None,
+    environment: dict[str, str] | None = None,
+    lab: bool = False,
+    oauth_no_confirm: bool = False,
+    extra: str = "",
+) -> str:
+    """A hub configuration (local backend) whose managed service ``backendai`` is the manager.
+
+    ``capacity`` is the local agent's (4 CPU, 8 GiB unless given). ``endpoint`` says how sessions
+    reach the manager in ``$BACKENDAI_ENDPOINT``: ``"proxy"`` through the hub's proxy (as
+    jupyterhub_config.py sets it), ``"direct"`` at the service's own port, ``None`` not at all;
+    ``environment`` adds to the sessions' environment. ``lab`` opens sessions at /lab.
+    """
+    port = free_port()
+    command = [
+        sys.executable, "-m", "jupyter_backendai.manager",
+        f"--ManagerApp.db_url={pdb.url}", f"--ManagerApp.storage_root={pdb.storage_root}",
+    ]  # fmt: skip
+    service: dict[str, Any] = {
+        "name": "backendai",
+        "url": f"http://127.0.0.1:{port}",
+        "command": command,
+        "api_token": secrets.token_hex(32),
+    }
+    if oauth_no_confirm:
+        service["oauth_no_confirm"] = True
+    lines = [f"c.LocalSessionSpawner.agent_capacity = {capacity or {'cpu': 4, 'mem': '8g'}!r}"]
+    if lab:
+        lines.append('c.Spawner.default_url = "/lab"')
+    env = []
+    if endpoint == "proxy":
+        env.append(f'"BACKENDAI_ENDPOINT": c.JupyterHub.bind_url.rstrip("/") + {PREFIX!r}')
+    elif endpoint == "direct":
+        env.append(f'"BACKENDAI_ENDPOINT": {f"http://127.0.0.1:{port}{PREFIX}"!r}')
+    elif endpoint is not None:
+        raise ValueError(f"endpoint {endpoint!r}: 'proxy', 'direct' or None")
+    if environment:
+        env.append(f"**{environment!r}")
+    if env:
+        lines.append(f"c.Spawner.environment = {{{', '.join(env)}}}")
+    lines += [
+        f"c.JupyterHub.services.append({service!r})",
+        "c.JupyterHub.load_roles.append("
+        f'{{"name": "backendai-service", "services": ["backendai"], "scopes": {SERVICE_SCOPES!r}}})',
+        extra,
+    ]
+    return hub_config(pdb, "backendai-local", "\n".join(lines))
+
+
+def wait_for_manager(hub, timeout: float = 30) -> None:
+    """Until the manager answers through the proxy: the hub starts its services and adds their
+    routes after it is up itself."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(f"{hub.url}{PREFIX}/", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the manager service did not answer through the proxy:\n{hub.log_tail(80)}")
+        time.sleep(0.3)
+
+
+def start_hub_with_manager(make_hub, pdb: ProductDB, **config: Any):
+    """A started hub from :func:`manager_hub_config` (``make_hub`` stops it), once the manager answers."""
+    hub = make_hub(manager_hub_config(pdb, **config))
+    wait_for_manager(hub)
+    return hub
 
 
 def spawn(hub, user: str, server: str, **options) -> requests.Response:

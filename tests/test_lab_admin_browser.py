@@ -15,21 +15,15 @@ from __future__ import annotations
 
 import json
 import re
-import secrets
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import requests
 
 from jupyter_backendai.db import admin
 from tests.hub_fixtures import REPO_ROOT, _missing, free_port, screenshot
-from tests.session_helpers import PASSWORD, ProductDB, hub_config, spawn, wait_ready
+from tests.session_helpers import PASSWORD, ProductDB, spawn, start_hub_with_manager, wait_ready
 
-PREFIX = "/services/backendai"
-SERVICE_SCOPES = ["admin:users", "admin:servers", "list:users", "read:users", "access:servers"]
 LABEXTENSION = REPO_ROOT / "jupyter_backendai" / "labextension"
 SERVER_CONFIG = REPO_ROOT / "jupyter-config" / "server-config" / "jupyter_backendai.json"
 NEW_PASSWORD = "Fresh!pw42"
@@ -59,39 +53,9 @@ def jupyter_paths(tmp_path: Path) -> dict[str, str]:
 
 def hub_with_manager(make_hub: Any, pdb: ProductDB, tmp_path: Path) -> Any:
     """A hub (local backend) whose ``backendai`` service is the manager; sessions run JupyterLab."""
-    token = secrets.token_hex(32)
-    command = [
-        sys.executable, "-m", "jupyter_backendai.manager",
-        f"--ManagerApp.db_url={pdb.url}", f"--ManagerApp.storage_root={pdb.storage_root}",
-    ]  # fmt: skip
-    env = jupyter_paths(tmp_path)
-    extra = f"""
-c.LocalSessionSpawner.agent_capacity = {{"cpu": 4, "mem": "8g"}}
-c.Spawner.default_url = "/lab"
-c.Spawner.environment = {{
-    "BACKENDAI_ENDPOINT": c.JupyterHub.bind_url.rstrip("/") + {PREFIX!r},
-    **{env!r},
-}}
-c.JupyterHub.services.append({{
-    "name": "backendai",
-    "url": "http://127.0.0.1:{free_port()}",
-    "command": {command!r},
-    "api_token": {token!r},
-    "oauth_no_confirm": True,
-}})
-c.JupyterHub.load_roles.append({{"name": "backendai-service", "services": ["backendai"], "scopes": {SERVICE_SCOPES!r}}})
-"""
-    hub = make_hub(hub_config(pdb, "backendai-local", extra))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(f"{hub.url}{PREFIX}/", timeout=2).status_code == 200:
-                return hub
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the manager service did not answer through the proxy:\n{hub.log_tail(80)}")
-        time.sleep(0.3)
+    return start_hub_with_manager(
+        make_hub, pdb, lab=True, endpoint="proxy", environment=jupyter_paths(tmp_path), oauth_no_confirm=True
+    )
 
 
 def hub_login(page: Any, hub: Any, username: str, password: str) -> None:

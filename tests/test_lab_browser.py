@@ -13,8 +13,6 @@ import base64
 import json
 import re
 import secrets
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +21,8 @@ import requests
 
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
-from tests.hub_fixtures import free_port, screenshot
-from tests.session_helpers import PASSWORD, ProductDB, contents, hub_config, spawn, wait_ready
-from tests.test_manager_sessions import PREFIX, SERVICE_SCOPES
+from tests.hub_fixtures import screenshot
+from tests.session_helpers import PASSWORD, ProductDB, contents, spawn, start_hub_with_manager, wait_ready
 
 IMAGE = "python-local:3"
 #: Three tus PATCH requests of 1 MiB and a bit (the panel sends chunks of at least 1 MiB).
@@ -50,37 +47,8 @@ def pdb(tmp_path: Any):
 @pytest.fixture
 def hub(make_hub: Any, pdb: ProductDB):
     """A hub on the local backend, with the manager as its ``backendai`` service; sessions open /lab."""
-    token = secrets.token_hex(32)
-    port = free_port()
-    command = [
-        sys.executable, "-m", "jupyter_backendai.manager",
-        f"--ManagerApp.db_url={pdb.url}", f"--ManagerApp.storage_root={pdb.storage_root}",
-    ]  # fmt: skip
-    extra = f"""
-c.LocalSessionSpawner.agent_capacity = {{"cpu": 4, "mem": "8g"}}
-c.Spawner.default_url = "/lab"
-# The server extension in each session forwards to the manager (as jupyterhub_config.py sets it).
-c.Spawner.environment = {{"BACKENDAI_ENDPOINT": "http://127.0.0.1:{port}{PREFIX}"}}
-c.JupyterHub.services.append({{
-    "name": "backendai",
-    "url": "http://127.0.0.1:{port}",
-    "command": {command!r},
-    "api_token": {token!r},
-}})
-c.JupyterHub.load_roles.append({{"name": "backendai-service", "services": ["backendai"], "scopes": {SERVICE_SCOPES!r}}})
-"""
-    hub = make_hub(hub_config(pdb, "backendai-local", extra))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(f"{hub.url}{PREFIX}/", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the manager service did not answer through the proxy:\n{hub.log_tail(80)}")
-        time.sleep(0.3)
-    return hub
+    # The server extension in each session forwards to the manager (as jupyterhub_config.py sets it).
+    return start_hub_with_manager(make_hub, pdb, lab=True, endpoint="direct")
 
 
 def open_panel(page: Any, panel_id: str) -> None:

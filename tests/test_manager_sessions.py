@@ -9,8 +9,6 @@ it inserts session rows directly and runs against the ``manager`` fixture alone.
 
 from __future__ import annotations
 
-import secrets
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -23,13 +21,11 @@ from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
 from jupyter_backendai.manager import signing
 from jupyter_backendai.manager.api_sessions import is_server_slug, server_name_for
-from tests.hub_fixtures import Hub, free_port
-from tests.session_helpers import ProductDB, hub_config, server_model, wait_ready
+from tests.hub_fixtures import Hub
+from tests.session_helpers import PREFIX, ProductDB, server_model, start_hub_with_manager, wait_ready
 from tests.test_manager_resources import add_session
 
 S = m.SessionStatus
-PREFIX = "/services/backendai"
-SERVICE_SCOPES = ["admin:users", "admin:servers", "list:users", "read:users", "access:servers"]
 
 
 class HubWithManager:
@@ -92,33 +88,7 @@ def pdb(tmp_path: Any) -> Iterator[ProductDB]:
 @pytest.fixture
 def backendai(make_hub: Any, pdb: ProductDB) -> HubWithManager:
     """A hub on the local backend with the manager as the managed service ``backendai``."""
-    token = secrets.token_hex(32)
-    command = [
-        sys.executable, "-m", "jupyter_backendai.manager",
-        f"--ManagerApp.db_url={pdb.url}", f"--ManagerApp.storage_root={pdb.storage_root}",
-    ]  # fmt: skip
-    extra = f"""
-c.LocalSessionSpawner.agent_capacity = {{"cpu": 4, "mem": "8g"}}
-c.JupyterHub.services.append({{
-    "name": "backendai",
-    "url": "http://127.0.0.1:{free_port()}",
-    "command": {command!r},
-    "api_token": {token!r},
-}})
-c.JupyterHub.load_roles.append({{"name": "backendai-service", "services": ["backendai"], "scopes": {SERVICE_SCOPES!r}}})
-"""
-    hub = make_hub(hub_config(pdb, "backendai-local", extra))
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(f"{hub.url}{PREFIX}/", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the manager service did not answer through the proxy:\n{hub.log_tail(80)}")
-        time.sleep(0.3)
-    return HubWithManager(hub, pdb)
+    return HubWithManager(start_hub_with_manager(make_hub, pdb), pdb)
 
 
 def test_create_run_list_delete(backendai: HubWithManager) -> None:

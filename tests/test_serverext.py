@@ -16,7 +16,6 @@ import importlib.util
 import json
 import os
 import re
-import secrets
 import subprocess
 import sys
 import threading
@@ -36,8 +35,8 @@ from jupyter_backendai._version import __version__
 from jupyter_backendai.serverext import proxy
 from jupyter_backendai.storage import FolderStore
 from tests.hub_fixtures import free_port
-from tests.session_helpers import hub_config, wait_ready
-from tests.test_manager_sessions import PREFIX, SERVICE_SCOPES, HubWithManager
+from tests.session_helpers import PREFIX, start_hub_with_manager, wait_ready
+from tests.test_manager_sessions import HubWithManager
 
 # pytest-jupyter's fixtures and the hub-with-manager ones, for this module only: pytest finds
 # fixtures by name in the module (bound here so that the names stay off the linter's radar).
@@ -396,25 +395,7 @@ class TestHubMode:
 def hub_with_sessions(make_hub, pdb) -> HubWithManager:
     """A hub (local backend) running the manager, configured like ``jupyterhub_config.py``: its
     sessions get ``$BACKENDAI_ENDPOINT``, the manager's URL through the proxy."""
-    command = [
-        sys.executable, "-m", "jupyter_backendai.manager",
-        f"--ManagerApp.db_url={pdb.url}", f"--ManagerApp.storage_root={pdb.storage_root}",
-    ]  # fmt: skip
-    extra = f"""
-c.Spawner.environment = {{"BACKENDAI_ENDPOINT": c.JupyterHub.bind_url.rstrip("/") + {PREFIX!r}}}
-c.LocalSessionSpawner.agent_capacity = {{"cpu": 4, "mem": "8g"}}
-c.JupyterHub.services.append({{
-    "name": "backendai", "url": "http://127.0.0.1:{free_port()}", "command": {command!r},
-    "api_token": {secrets.token_hex(32)!r},
-}})
-c.JupyterHub.load_roles.append({{"name": "backendai-service", "services": ["backendai"], "scopes": {SERVICE_SCOPES!r}}})
-"""
-    hub = make_hub(hub_config(pdb, "backendai-local", extra))
-    deadline = time.monotonic() + 30
-    while requests.get(f"{hub.url}{PREFIX}/", timeout=5).status_code != 200:
-        assert time.monotonic() < deadline, hub.log_tail(60)
-        time.sleep(0.3)
-    return HubWithManager(hub, pdb)
+    return HubWithManager(start_hub_with_manager(make_hub, pdb, endpoint="proxy"), pdb)
 
 
 def test_inside_a_real_session(hub_with_sessions: HubWithManager):

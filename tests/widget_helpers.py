@@ -8,20 +8,13 @@ offers 2 CPU and 4 GiB, so two 1-CPU sessions fill it and a third one queues.
 
 from __future__ import annotations
 
-import secrets
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from jupyter_backendai.db import admin
-from tests.hub_fixtures import Hub, free_port
-from tests.session_helpers import ProductDB, hub_config
+from tests.hub_fixtures import Hub
+from tests.session_helpers import PREFIX, ProductDB, manager_hub_config, wait_for_manager
 
-PREFIX = "/services/backendai"
-SERVICE_SCOPES = ["admin:users", "admin:servers", "list:users", "read:users", "access:servers"]
 IMAGE = "python-local:3"
 
 
@@ -69,37 +62,21 @@ def make_pdb(directory: Path) -> ProductDB:
 
 
 def start_backend(directory: Path, pdb: ProductDB, extra: str = "") -> Backend:
-    token = secrets.token_hex(32)
-    command = [
-        sys.executable, "-m", "jupyter_backendai.manager",
-        f"--ManagerApp.db_url={pdb.url}", f"--ManagerApp.storage_root={pdb.storage_root}",
-    ]  # fmt: skip
-    config = f"""
-c.LocalSessionSpawner.agent_capacity = {{"cpu": 2, "mem": "4g"}}
-# As the product's jupyterhub_config.py: sessions reach the manager through the proxy.
-c.Spawner.environment = {{"BACKENDAI_ENDPOINT": c.JupyterHub.bind_url.rstrip("/") + "{PREFIX}"}}
+    config = manager_hub_config(
+        pdb,
+        capacity={"cpu": 2, "mem": "4g"},
+        endpoint="proxy",
+        extra=f"""
 c.LocalSessionSpawner.sessions_root = {str(directory / "sessions")!r}
-c.JupyterHub.services.append({{
-    "name": "backendai",
-    "url": "http://127.0.0.1:{free_port()}",
-    "command": {command!r},
-    "api_token": {token!r},
-}})
-c.JupyterHub.load_roles.append({{"name": "backendai-service", "services": ["backendai"], "scopes": {SERVICE_SCOPES!r}}})
 c.JupyterHub.load_roles.append({{"name": "user", "scopes": ["self", "access:services!service=backendai"]}})
 {extra}
-"""
-    hub = Hub(directory / "hub", hub_config(pdb, "backendai-local", config))
+""",
+    )
+    hub = Hub(directory / "hub", config)
     hub.start()
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            if requests.get(f"{hub.url}{PREFIX}/", timeout=2).status_code == 200:
-                break
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            hub.stop()
-            raise AssertionError(f"the manager service did not answer through the proxy:\n{hub.log_tail(80)}")
-        time.sleep(0.3)
+    try:
+        wait_for_manager(hub)
+    except AssertionError:
+        hub.stop()
+        raise
     return Backend(hub, pdb)
