@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import subprocess
@@ -18,6 +19,15 @@ from jupyter_backendai.db import admin
 from jupyter_backendai.manager import signing
 from tests.hub_fixtures import free_port
 from tests.session_helpers import PASSWORD, ProductDB
+
+
+def sha256(path: Path) -> str:
+    """The file's digest, read a MiB at a time (the transfer tests' files reach hundreds of MiB)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class Manager:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from jupyter_backendai.client import (
 )
 from jupyter_backendai.client import sync as client_sync
 from jupyter_backendai.storage import FolderStore
+from tests.manager_fixtures import sha256
 
 MiB = 1024 * 1024
 DISCOVERY_VARS = (
@@ -48,14 +48,6 @@ def alice(manager):
     access, secret = manager.keys("alice")
     with Client(manager.url, access_key=access, secret_key=secret) as client:
         yield client
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(MiB), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def random_file(path: Path, size: int) -> Path:

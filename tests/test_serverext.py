@@ -10,7 +10,6 @@ while the loop serves them.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import importlib
 import importlib.util
 import json
@@ -35,6 +34,7 @@ from jupyter_backendai._version import __version__
 from jupyter_backendai.serverext import proxy
 from jupyter_backendai.storage import FolderStore
 from tests.hub_fixtures import free_port
+from tests.manager_fixtures import sha256
 from tests.session_helpers import PREFIX, start_hub_with_manager, wait_ready
 from tests.test_manager_sessions import HubWithManager
 
@@ -158,14 +158,6 @@ def error_title(response: HTTPResponse) -> str:
 
 def stored(manager, folder_id: str, relpath: str) -> Path:
     return FolderStore(manager.pdb.storage_root).path("local", folder_id) / relpath
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(MiB), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 # --- keypair mode ---------------------------------------------------------------------------------
