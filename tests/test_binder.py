@@ -34,6 +34,17 @@ def post_form(session: requests.Session, page_url: str, data: dict) -> requests.
     return session.post(page_url, data={"_xsrf": match.group(1), **data}, timeout=30)
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """SIGTERM, as a container's stop sends it; a kill only if it is still there after STOP_TIMEOUT."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(10)
+
+
 def port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(1)
@@ -65,13 +76,7 @@ def demo(tmp_path: Path):
     try:
         yield process, url, ports, tmp_path, log_text
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        stop_process(process)
 
 
 def test_binder_start_serves_the_demo_and_stops_cleanly(demo):
@@ -182,13 +187,7 @@ def test_binder_start_then_jupyterlab_with_the_panels(tmp_path: Path):
         page = requests.get(f"{lab}/lab", params={"token": token}, timeout=30)
         assert page.status_code == 200 and "jupyter-backendai" in page.text
     finally:
-        if process.poll() is None:  # the lab (start exec'd it)
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(STOP_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(10)
+        stop_process(process)  # the lab (start exec'd it)
         # The hub goes on after the lab (as on Binder, where the container's end stops it).
         pid_file = state / "jupyterhub.pid"
         if pid_file.exists():
