@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 
 from ..db import models as m
+from ..db import views
 from .api_resources import _group_of, allowed_scaling_groups
 from .base import APIHandler
 
@@ -27,17 +28,22 @@ def allowed_images(db: DB, user: m.User, group: m.Group | None) -> list[m.Image]
     return [i for i in rows if i.registry_host == "local" or i.registry_host in registries]
 
 
+# What a start dialog needs of an image; the encoding is the admin API's (views.image_view).
+LAUNCH_IMAGE_FIELDS = (
+    "reference",
+    "name",
+    "tag",
+    "registry",
+    "architecture",
+    "labels",
+    "resource_limits",
+    "service_ports",
+)
+
+
 def image_item(image: m.Image) -> dict[str, Any]:
-    return {
-        "reference": image.reference,
-        "name": image.name,
-        "tag": image.tag,
-        "registry": image.registry_host,
-        "architecture": image.architecture,
-        "labels": dict(image.labels),
-        "resource_limits": image.min_slots.to_json(),
-        "service_ports": list(image.service_ports or []),
-    }
+    view = views.image_view(image)
+    return {key: view[key] for key in LAUNCH_IMAGE_FIELDS}
 
 
 class LaunchOptionsHandler(APIHandler):
