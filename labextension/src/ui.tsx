@@ -135,7 +135,9 @@ export interface ITab {
 }
 
 /**
- * WAI-ARIA tabs: a click or Enter selects; arrow keys, Home and End move between tabs.
+ * WAI-ARIA tabs and their panel (the children): a click or Enter selects; arrow keys, Home and
+ * End move between tabs. `prefix` picks the stylesheet's classes (side panels' or console's);
+ * `focusablePanel` makes the panel a tab stop (for panels that may hold nothing focusable).
  */
 export function Tabs(props: {
   tabs: ITab[];
@@ -143,7 +145,11 @@ export function Tabs(props: {
   label: string;
   idPrefix: string;
   onChange: (id: string) => void;
+  prefix?: 'jp-BackendAI' | 'jp-BackendAI-c';
+  focusablePanel?: boolean;
+  children?: React.ReactNode;
 }): JSX.Element {
+  const prefix = props.prefix || 'jp-BackendAI';
   const refs = React.useRef<(HTMLButtonElement | null)[]>([]);
   const index = Math.max(
     0,
@@ -177,26 +183,49 @@ export function Tabs(props: {
     event.preventDefault();
   };
   return (
-    <div className="jp-BackendAI-tabs" role="tablist" aria-label={props.label} onKeyDown={onKeyDown}>
-      {props.tabs.map((tab, i) => (
-        <button
-          key={tab.id}
-          ref={el => (refs.current[i] = el)}
-          id={`${props.idPrefix}-tab-${tab.id}`}
-          role="tab"
-          type="button"
-          aria-selected={tab.id === props.current}
-          aria-controls={`${props.idPrefix}-tabpanel`}
-          tabIndex={tab.id === props.current ? 0 : -1}
-          className={
-            'jp-BackendAI-tab' + (tab.id === props.current ? ' jp-mod-active' : '')
-          }
-          onClick={() => props.onChange(tab.id)}
-        >
-          {tab.label}
-        </button>
-      ))}
-    </div>
+    <>
+      <div className={`${prefix}-tablist`} role="tablist" aria-label={props.label} onKeyDown={onKeyDown}>
+        {props.tabs.map((tab, i) => (
+          <button
+            key={tab.id}
+            ref={el => (refs.current[i] = el)}
+            id={`${props.idPrefix}-tab-${tab.id}`}
+            data-tab={tab.id}
+            role="tab"
+            type="button"
+            aria-selected={tab.id === props.current}
+            aria-controls={`${props.idPrefix}-tabpanel`}
+            tabIndex={tab.id === props.current ? 0 : -1}
+            className={`${prefix}-tab` + (tab.id === props.current ? ' jp-mod-current' : '')}
+            onClick={() => props.onChange(tab.id)}
+          >
+            {tab.label}
+          </button>
+        ))}
+      </div>
+      <div
+        id={`${props.idPrefix}-tabpanel`}
+        role="tabpanel"
+        aria-labelledby={`${props.idPrefix}-tab-${props.current}`}
+        className={`${prefix}-tabpanel`}
+        tabIndex={props.focusablePanel ? 0 : undefined}
+      >
+        {props.children}
+      </div>
+    </>
+  );
+}
+
+/** A side panel's head (its title and buttons), and why who is logged in is unknown. */
+export function PanelHead(props: { title: string; whoError: string; children: React.ReactNode }): JSX.Element {
+  return (
+    <>
+      <div className="jp-BackendAI-panelHead">
+        <h2 className="jp-BackendAI-title">{props.title}</h2>
+        <div className="jp-BackendAI-actions">{props.children}</div>
+      </div>
+      {props.whoError ? <Message kind="error">{props.whoError}</Message> : null}
+    </>
   );
 }
 

@@ -14,7 +14,8 @@ import {
   SlotInputs,
   slotsPayload,
   slotText,
-  useActions
+  useActions,
+  useShow
 } from './adminkit';
 import {
   api,
@@ -114,7 +115,11 @@ function ImageMinimum(props: { image: IImage; onClose: () => void; onSaved: () =
 }
 
 function ImagesPanel(props: { ctx: IAdminContext }): JSX.Element {
-  const [installed, setInstalled] = useState('');
+  const [installed, show] = useShow('installed', [
+    ['', 'All images'],
+    ['true', 'Installed on an agent'],
+    ['false', 'Not installed']
+  ]);
   const images = useLoad(
     () => api<{ images: IImage[] }>(`admin/images${installed ? `?installed=${installed}` : ''}`).then(r => r.images),
     [installed]
@@ -127,16 +132,7 @@ function ImagesPanel(props: { ctx: IAdminContext }): JSX.Element {
       list={images}
       what="images"
       actions={acts}
-      show={{
-        name: 'installed',
-        value: installed,
-        onChange: setInstalled,
-        options: [
-          { value: '', label: 'All images' },
-          { value: 'true', label: 'Installed on an agent' },
-          { value: 'false', label: 'Not installed' }
-        ]
-      }}
+      show={show}
       caption="Images"
       rowKey={i => `${i.reference}@${i.architecture}`}
       columns={[

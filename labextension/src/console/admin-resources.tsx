@@ -5,7 +5,7 @@
 import React, { useState } from 'react';
 
 import { Meter } from './charts';
-import { AdminList, IAdminContext, saveNamed, useActions, wholeNumber } from './adminkit';
+import { AdminList, IAdminContext, saveNamed, useActions, useShow, wholeNumber } from './adminkit';
 import {
   amount,
   api,
@@ -70,7 +70,11 @@ function use(agent: IAgent, slot: string): JSX.Element | string {
 }
 
 function AgentsPanel(): JSX.Element {
-  const [status, setStatus] = useState('alive');
+  const [status, show] = useShow('agent-status', [
+    ['alive', 'Connected'],
+    ['lost', 'Lost or terminated'],
+    ['all', 'All agents']
+  ]);
   const agents = useLoad(() => api<{ agents: IAgent[] }>(`admin/agents?status=${status}`).then(r => r.agents), [status]);
   const acts = useActions(agents.reload);
   const toggle = (agent: IAgent) =>
@@ -81,16 +85,7 @@ function AgentsPanel(): JSX.Element {
       list={agents}
       what="agents"
       actions={acts}
-      show={{
-        name: 'agent-status',
-        value: status,
-        onChange: setStatus,
-        options: [
-          { value: 'alive', label: 'Connected' },
-          { value: 'lost', label: 'Lost or terminated' },
-          { value: 'all', label: 'All agents' }
-        ]
-      }}
+      show={show}
       caption="Agents"
       rowKey={a => a.id}
       columns={[

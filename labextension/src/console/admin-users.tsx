@@ -4,7 +4,16 @@
  */
 import React, { useState } from 'react';
 
-import { AdminList, IAdminContext, IKeypair, IPolicy, SecretResult, useActions, wholeNumber } from './adminkit';
+import {
+  AdminList,
+  IAdminContext,
+  IKeypair,
+  IPolicy,
+  SecretResult,
+  useActions,
+  useShow,
+  wholeNumber
+} from './adminkit';
 import {
   api,
   Btn,
@@ -218,7 +227,11 @@ function EditUser(props: { ctx: IAdminContext; user: IUser; onClose: () => void;
 }
 
 export function UsersTab(props: { ctx: IAdminContext }): JSX.Element {
-  const [status, setStatus] = useState('active');
+  const [status, show] = useShow('user-status', [
+    ['active', 'Active users'],
+    ['inactive', 'Inactive users'],
+    ['all', 'All users']
+  ]);
   const users = useLoad(() => api<{ users: IUser[] }>(`admin/users?status=${status}`).then(r => r.users), [status]);
   const acts = useActions(users.reload);
   const [creating, setCreating] = useState(false);
@@ -231,16 +244,7 @@ export function UsersTab(props: { ctx: IAdminContext }): JSX.Element {
       list={users}
       what="users"
       actions={acts}
-      show={{
-        name: 'user-status',
-        value: status,
-        onChange: setStatus,
-        options: [
-          { value: 'active', label: 'Active users' },
-          { value: 'inactive', label: 'Inactive users' },
-          { value: 'all', label: 'All users' }
-        ]
-      }}
+      show={show}
       toolbar={
         <Btn kind="accept" onClick={() => setCreating(true)}>
           + New user
@@ -403,7 +407,11 @@ function KeypairDialog(props: {
 }
 
 export function CredentialsTab(): JSX.Element {
-  const [active, setActive] = useState('true');
+  const [active, show] = useShow('keypair-status', [
+    ['true', 'Active keypairs'],
+    ['false', 'Inactive keypairs'],
+    ['all', 'All keypairs']
+  ]);
   const keypairs = useLoad(
     () => api<{ keypairs: IKeypair[] }>(`admin/keypairs?active=${active}`).then(r => r.keypairs),
     [active]
@@ -423,16 +431,7 @@ export function CredentialsTab(): JSX.Element {
       list={keypairs}
       what="keypairs"
       actions={acts}
-      show={{
-        name: 'keypair-status',
-        value: active,
-        onChange: setActive,
-        options: [
-          { value: 'true', label: 'Active keypairs' },
-          { value: 'false', label: 'Inactive keypairs' },
-          { value: 'all', label: 'All keypairs' }
-        ]
-      }}
+      show={show}
       toolbar={
         <Btn kind="accept" onClick={() => setDialog({})}>
           + New keypair

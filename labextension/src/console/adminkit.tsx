@@ -239,6 +239,20 @@ export function useActions(reload: () => void): IActions {
   return { error, setError, done, setDone, run, saved };
 }
 
+export interface IShow {
+  name: string;
+  value: string;
+  onChange: (value: string) => void;
+  options: { value: string; label: string }[];
+}
+
+/** A list's "Show" choice: what is chosen (the first option at first) and AdminList's `show`. */
+export function useShow(name: string, options: [string, string][]): [string, IShow] {
+  const [value, setValue] = useState(options[0][0]);
+  const choices = options.map(([v, label]) => ({ value: v, label }));
+  return [value, { name, value, onChange: setValue, options: choices }];
+}
+
 /**
  * One administered list: a labelled section with its header (title, refresh, `toolbar`), the
  * load's or the last action's error, the last success, and the table; `children` (its dialogs)
@@ -255,13 +269,8 @@ export function AdminList<T>(props: {
   rowKey: (row: T) => string;
   rowActions?: (row: T) => React.ReactNode;
   actions?: IActions;
-  /** A "Show" choice of which rows to list (active, all...). */
-  show?: {
-    name: string;
-    value: string;
-    onChange: (value: string) => void;
-    options: { value: string; label: string }[];
-  };
+  /** A "Show" choice of which rows to list (active, all...), from useShow. */
+  show?: IShow;
   toolbar?: React.ReactNode;
   note?: React.ReactNode;
   children?: React.ReactNode;

@@ -6,7 +6,7 @@
 import React, { useCallback, useEffect, useRef, useState } from 'react';
 
 import { ManagerError, requestAPI } from '../handler';
-import { Field } from '../ui';
+import { Field, Tabs as PanelTabs } from '../ui';
 
 /** Resource slots as the manager sends them: every amount a string, unlimited as "Infinity". */
 export type Slots = Record<string, string>;
@@ -313,6 +313,21 @@ export function Btn(
   );
 }
 
+/** What a text field and a select share: the id, name, value, hint reference and change. */
+function controlProps(
+  id: string,
+  props: { name?: string; value: string; disabled?: boolean; hint?: string; onChange: (value: string) => void }
+) {
+  return {
+    id,
+    name: props.name,
+    value: props.value,
+    disabled: props.disabled,
+    'aria-describedby': props.hint ? `${id}-hint` : undefined,
+    onChange: (e: React.ChangeEvent<HTMLInputElement | HTMLSelectElement>) => props.onChange(e.target.value)
+  };
+}
+
 export function TextField(props: {
   label: string;
   value: string;
@@ -331,19 +346,14 @@ export function TextField(props: {
   return (
     <Field prefix="jp-BackendAI-c" label={props.label} id={id} hint={props.hint}>
       <input
-        id={id}
-        name={props.name}
+        {...controlProps(id, props)}
         className="jp-mod-styled jp-BackendAI-c-input"
         type={props.type || 'text'}
-        value={props.value}
         placeholder={props.placeholder}
         required={props.required}
-        disabled={props.disabled}
         autoComplete={props.autoComplete}
         min={props.min}
         max={props.max}
-        aria-describedby={props.hint ? `${id}-hint` : undefined}
-        onChange={e => props.onChange(e.target.value)}
       />
     </Field>
   );
@@ -366,15 +376,7 @@ export function SelectField(props: {
   const id = useId();
   return (
     <Field prefix="jp-BackendAI-c" label={props.label} id={id} hint={props.hint}>
-      <select
-        id={id}
-        name={props.name}
-        className="jp-BackendAI-c-select"
-        value={props.value}
-        disabled={props.disabled}
-        aria-describedby={props.hint ? `${id}-hint` : undefined}
-        onChange={e => props.onChange(e.target.value)}
-      >
+      <select {...controlProps(id, props)} className="jp-BackendAI-c-select">
         {props.options.map(o => {
           const opt = typeof o === 'string' ? { value: o, label: o } : o;
           return (
@@ -561,7 +563,7 @@ export function FormDialog(props: {
   );
 }
 
-/** Tabs after the WAI-ARIA pattern: arrow keys, Home and End move between them. */
+/** Tabs whose panels are render functions; the selected one is kept here unless given. */
 export function Tabs(props: {
   label: string;
   tabs: { id: string; label: string; render: () => React.ReactNode }[];
@@ -570,65 +572,23 @@ export function Tabs(props: {
 }): JSX.Element {
   const base = useId('jp-BackendAI-c-tabs');
   const [own, setOwn] = useState(props.tabs[0]?.id);
-  const selected = props.selected ?? own;
-  const select = (id: string) => {
-    setOwn(id);
-    props.onSelect?.(id);
-  };
-  const refs = useRef<Record<string, HTMLButtonElement | null>>({});
-  const onKeyDown = (event: React.KeyboardEvent, index: number) => {
-    const n = props.tabs.length;
-    let next = -1;
-    if (event.key === 'ArrowRight') {
-      next = (index + 1) % n;
-    } else if (event.key === 'ArrowLeft') {
-      next = (index - 1 + n) % n;
-    } else if (event.key === 'Home') {
-      next = 0;
-    } else if (event.key === 'End') {
-      next = n - 1;
-    }
-    if (next >= 0) {
-      event.preventDefault();
-      const id = props.tabs[next].id;
-      select(id);
-      refs.current[id]?.focus();
-    }
-  };
-  const current = props.tabs.find(t => t.id === selected) || props.tabs[0];
+  const current = props.tabs.find(t => t.id === (props.selected ?? own)) || props.tabs[0];
   return (
     <div className="jp-BackendAI-c-tabs">
-      <div role="tablist" aria-label={props.label} className="jp-BackendAI-c-tablist">
-        {props.tabs.map((tab, index) => (
-          <button
-            key={tab.id}
-            ref={el => (refs.current[tab.id] = el)}
-            role="tab"
-            type="button"
-            id={`${base}-${tab.id}`}
-            data-tab={tab.id}
-            aria-selected={tab.id === current?.id}
-            aria-controls={`${base}-${tab.id}-panel`}
-            tabIndex={tab.id === current?.id ? 0 : -1}
-            className={`jp-BackendAI-c-tab ${tab.id === current?.id ? 'jp-mod-current' : ''}`}
-            onClick={() => select(tab.id)}
-            onKeyDown={e => onKeyDown(e, index)}
-          >
-            {tab.label}
-          </button>
-        ))}
-      </div>
-      {current && (
-        <div
-          role="tabpanel"
-          id={`${base}-${current.id}-panel`}
-          aria-labelledby={`${base}-${current.id}`}
-          className="jp-BackendAI-c-tabpanel"
-          tabIndex={0}
-        >
-          {current.render()}
-        </div>
-      )}
+      <PanelTabs
+        prefix="jp-BackendAI-c"
+        idPrefix={base}
+        label={props.label}
+        tabs={props.tabs}
+        current={current?.id}
+        onChange={id => {
+          setOwn(id);
+          props.onSelect?.(id);
+        }}
+        focusablePanel
+      >
+        {current?.render()}
+      </PanelTabs>
     </div>
   );
 }

@@ -15,6 +15,7 @@ import {
   formatSlot,
   formatTime,
   Message,
+  PanelHead,
   Tabs,
   WhoPanel
 } from '../ui';
@@ -318,14 +319,10 @@ function SessionsView(props: IViewProps): JSX.Element {
 
   return (
     <div className="jp-BackendAI-panel">
-      <div className="jp-BackendAI-panelHead">
-        <h2 className="jp-BackendAI-title">Sessions</h2>
-        <div className="jp-BackendAI-actions">
-          <Button label="Start" title="Start a session" accept onClick={() => void start()} />
-          <Button label="Refresh" title="Refresh the session list" onClick={() => void refresh()} />
-        </div>
-      </div>
-      {props.whoError ? <Message kind="error">{props.whoError}</Message> : null}
+      <PanelHead title="Sessions" whoError={props.whoError}>
+        <Button label="Start" title="Start a session" accept onClick={() => void start()} />
+        <Button label="Refresh" title="Refresh the session list" onClick={() => void refresh()} />
+      </PanelHead>
       <Tabs
         tabs={tabs}
         current={tab}
@@ -336,12 +333,6 @@ function SessionsView(props: IViewProps): JSX.Element {
           setItems([]);
           setTab(id as TabId);
         }}
-      />
-      <div
-        id="jp-BackendAI-sessions-tabpanel"
-        role="tabpanel"
-        aria-labelledby={`jp-BackendAI-sessions-tab-${tab}`}
-        className="jp-BackendAI-tabpanel"
       >
         {error ? <Message kind="error">{error}</Message> : null}
         {loaded && !error && items.length === 0 ? (
@@ -366,7 +357,7 @@ function SessionsView(props: IViewProps): JSX.Element {
             Showing the latest {items.length} of {total}.
           </div>
         ) : null}
-      </div>
+      </Tabs>
     </div>
   );
 }

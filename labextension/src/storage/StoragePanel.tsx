@@ -8,7 +8,7 @@ import * as React from 'react';
 
 import { reasonOf, requestAPI } from '../handler';
 import { isAdmin, IWhoAmI } from '../sessions/types';
-import { Button, Field, formatBytes, Message, showForm, Tabs, uid, WhoPanel } from '../ui';
+import { Button, Field, formatBytes, Message, PanelHead, showForm, Tabs, uid, WhoPanel } from '../ui';
 import { askText, confirmFolderDelete, showInviteDialog, showNewFolderDialog } from './dialogs';
 import { Explorer, Uploads } from './Explorer';
 import { IFolder, IInvitation, IUsage } from './types';
@@ -256,14 +256,10 @@ function StorageView(props: { who: IWhoAmI | null; whoError: string; queue: Uplo
 
   return (
     <div className="jp-BackendAI-panel">
-      <div className="jp-BackendAI-panelHead">
-        <h2 className="jp-BackendAI-title">Data &amp; Storage</h2>
-        <div className="jp-BackendAI-actions">
-          <Button label="New folder" title="Create a new folder" accept onClick={() => void newFolder()} />
-          <Button label="Refresh" title="Refresh the folder list" onClick={() => void load()} />
-        </div>
-      </div>
-      {props.whoError ? <Message kind="error">{props.whoError}</Message> : null}
+      <PanelHead title="Data & Storage" whoError={props.whoError}>
+        <Button label="New folder" title="Create a new folder" accept onClick={() => void newFolder()} />
+        <Button label="Refresh" title="Refresh the folder list" onClick={() => void load()} />
+      </PanelHead>
       {error ? <Message kind="error">{error}</Message> : null}
       {open ? (
         <Explorer
@@ -274,8 +270,7 @@ function StorageView(props: { who: IWhoAmI | null; whoError: string; queue: Uplo
         />
       ) : (
         <>
-          <Tabs tabs={tabs} current={tab} label="Folders" idPrefix="jp-BackendAI-storage" onChange={id => setTab(id as TabId)} />
-          <div id="jp-BackendAI-storage-tabpanel" role="tabpanel" aria-labelledby={`jp-BackendAI-storage-tab-${tab}`} className="jp-BackendAI-tabpanel">
+          <Tabs tabs={tabs} current={tab} label="Folders" idPrefix="jp-BackendAI-storage" onChange={id => setTab(id as TabId)}>
             {tab === 'shared' ? <Invitations items={invitations} changed={() => void load()} /> : null}
             {tab === 'automount' ? (
               <div className="jp-BackendAI-hint">
@@ -293,7 +288,7 @@ function StorageView(props: { who: IWhoAmI | null; whoError: string; queue: Uplo
                 <FolderCard key={f.id} folder={f} admin={admin} stamp={stamp} open={() => setOpen(f)} changed={() => void load()} />
               ))}
             </ul>
-          </div>
+          </Tabs>
         </>
       )}
       <Uploads queue={props.queue} />
