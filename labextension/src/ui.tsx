@@ -129,6 +129,19 @@ export function Field(props: {
   );
 }
 
+/** A select's options whose values are their labels. */
+export function Options(props: { values: string[] }): JSX.Element {
+  return (
+    <>
+      {props.values.map(v => (
+        <option key={v} value={v}>
+          {v}
+        </option>
+      ))}
+    </>
+  );
+}
+
 export interface ITab {
   id: string;
   label: string;

@@ -5,7 +5,7 @@
 import * as React from 'react';
 
 import { reasonOf, requestAPI } from '../handler';
-import { Field, formatBytes, formatSlot, Message, showForm, uid } from '../ui';
+import { Field, formatBytes, formatSlot, Message, Options, showForm, uid } from '../ui';
 
 interface IImage {
   reference: string;
@@ -245,11 +245,7 @@ function StartForm(props: {
       {error ? <Message kind="error">{error}</Message> : null}
       <Field label="Environment" id={ids.env}>
         <select id={ids.env} value={env} onChange={e => setEnv(e.target.value)}>
-          {[...envs.keys()].map(k => (
-            <option key={k} value={k}>
-              {k}
-            </option>
-          ))}
+          <Options values={[...envs.keys()]} />
         </select>
       </Field>
       {options && !options.images.length ? (
@@ -281,11 +277,7 @@ function StartForm(props: {
       </Field>
       <Field label="Resource group" id={ids.sg}>
         <select id={ids.sg} value={sg} onChange={e => setSG(e.target.value)}>
-          {(options?.scaling_groups || []).map(name => (
-            <option key={name} value={name}>
-              {name}
-            </option>
-          ))}
+          <Options values={options?.scaling_groups || []} />
         </select>
       </Field>
       <Field label="Session name (optional)" id={ids.name} hint="1 to 64 letters, digits, - or _">

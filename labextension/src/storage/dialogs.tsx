@@ -6,7 +6,7 @@ import { Dialog, showDialog } from '@jupyterlab/apputils';
 import * as React from 'react';
 
 import { reasonOf, requestAPI } from '../handler';
-import { Field, FormBody, Message, showForm, uid } from '../ui';
+import { Field, FormBody, Message, Options, showForm, uid } from '../ui';
 import { IFolder } from './types';
 
 export interface INewFolder {
@@ -74,11 +74,7 @@ function NewFolderForm(props: { admin: boolean; update: (v: INewFolder | null) =
       </Field>
       <Field label="Storage host" id={ids.host}>
         <select id={ids.host} value={host} onChange={e => setHost(e.target.value)}>
-          {hosts.map(h => (
-            <option key={h} value={h}>
-              {h}
-            </option>
-          ))}
+          <Options values={hosts} />
         </select>
       </Field>
       {props.admin ? (
@@ -92,11 +88,7 @@ function NewFolderForm(props: { admin: boolean; update: (v: INewFolder | null) =
           {kind === 'group' ? (
             <Field label="Project" id={ids.group}>
               <select id={ids.group} value={group} onChange={e => setGroup(e.target.value)}>
-                {groups.map(g => (
-                  <option key={g} value={g}>
-                    {g}
-                  </option>
-                ))}
+                <Options values={groups} />
               </select>
             </Field>
           ) : null}
