@@ -182,17 +182,27 @@ function StorageView(props: { who: IWhoAmI | null; whoError: string; queue: Uplo
   const explorer = React.useRef<{ upload: () => void } | null>(null);
   const admin = isAdmin(props.who);
 
+  // A slow listing must not overwrite a newer one (the first one, with sizes to measure, can
+  // answer after the one a new folder asked for).
+  const round = React.useRef(0);
   const load = React.useCallback(async () => {
+    const mine = ++round.current;
     try {
       const [list, inv] = await Promise.all([
         requestAPI<IFolder[]>('folders'),
         requestAPI<{ invitations: IInvitation[] }>('folders/invitations/list')
       ]);
+      if (mine !== round.current) {
+        return;
+      }
       setFolders(list);
       setInvitations(inv.invitations);
       setError('');
       setOpen(current => (current ? list.find(f => f.id === current.id) || null : null));
     } catch (e) {
+      if (mine !== round.current) {
+        return;
+      }
       setError(reasonOf(e));
     }
     setStamp(s => s + 1);
