@@ -1258,6 +1258,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    finally:
+        # A sub-command left as the Application singleton would make any later Application in
+        # this process (a jupyter server started by a test or a notebook) refuse to start.
+        _reset_singletons()
     return 0
 
 
