@@ -50,9 +50,26 @@ def db_url(request, tmp_path):
     try:
         yield url
     finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        _drop_database(admin, name)
         admin.dispose()
+
+
+def _drop_database(admin, name: str) -> None:
+    # FORCE cannot end an autovacuum worker without pg_signal_backend (which .ci/run grants); one
+    # that has just started on the test database makes it fail now and then, and is gone soon.
+    import time
+
+    from sqlalchemy.exc import DBAPIError
+
+    for attempt in range(20):
+        try:
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            return
+        except DBAPIError as e:
+            if "pg_signal_backend" not in str(e) or attempt == 19:
+                raise
+            time.sleep(0.25)
 
 
 @pytest.fixture
