@@ -13,7 +13,7 @@ from jupyter_backendai.client import Client, ManagerError
 from jupyter_backendai.db import admin, connect
 
 README = """This folder belongs to {user} in the jupyter-backendai demo.
-Folders outlive sessions: mount it when you launch one (it appears at /home/work/{folder}),
+Folders outlive sessions: mount it when you launch one (it appears in the session's home folder as {folder}),
 or browse it from a notebook with jupyter_backendai.widgets.FolderBrowser("{folder}").
 """
 

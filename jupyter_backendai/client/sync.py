@@ -387,7 +387,7 @@ class Client:
         """Start a session (a named server of the hub) in Backend.AI's request shape.
 
         ``resources`` are slot amounts (``{"cpu": 2, "mem": "4g"}``), ``folders`` are mounted
-        at ``/home/work/<name>``. The answer has sessionId, sessionName, status, ...
+        in the session's home folder as ``<name>``. The answer has sessionId, sessionName, status, ...
         """
         config: dict[str, Any] = {}
         if resources:

@@ -289,7 +289,7 @@ class SSHKeypairHandler(APIHandler):
     """``GET /resource/ssh-keypair`` (the public key, made on first use) and ``POST`` (a new pair, F16).
 
     Only the refresh answers the private key: it is shown once, as Backend.AI does; sessions
-    get it as ``/home/work/id_container``.
+    get it as ``id_container`` in the session's home folder.
     """
 
     async def get(self) -> None:

@@ -31,6 +31,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session as DB
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from ..db import folders as folder_db
 from ..db import models as m
 from ..db import sessions as store
 from ..db.types import utcnow
@@ -405,8 +406,10 @@ def user_options_from(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     if not isinstance(mount_map, dict):
         raise APIError(400, "'config.mount_map' must be an object of folder name to path")
     for folder, path in mount_map.items():
-        if str(path).rstrip("/") not in (folder, f"/home/work/{folder}"):
-            raise APIError(400, f"folders are mounted at /home/work/<name>; {folder!r} cannot go to {path!r}")
+        if str(path).rstrip("/") not in (folder, f"{folder_db.MOUNT_ROOT}/{folder}"):
+            raise APIError(
+                400, f"folders are mounted at {folder_db.MOUNT_ROOT}/<name>; {folder!r} cannot go to {path!r}"
+            )
     folders = sorted(set(mounts) | set(mount_map))
     if folders:
         options["folders"] = folders
