@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,13 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from jupyter_backendai.core.like import like_matcher
 from jupyter_backendai.core.slots import ResourceSlots
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import folders as folder_db
 from jupyter_backendai.db import models as m
 from jupyter_backendai.db import sessions as session_db
+from jupyter_backendai.manager.api_gql import MAX_FILTER_LENGTH
 from tests.manager_fixtures import PASSWORD, Manager
 from tests.test_backendai_client import CLI, REQUIRE
 
@@ -369,3 +372,61 @@ def test_folder_sizes_and_sessions_paged(world):
     assert first["total_count"] == second["total_count"] == 4
     ids = [s["id"] for s in first["items"] + second["items"]]
     assert len(set(ids)) == 4 and world.sessions["alice"] in ids and world.sessions["dave"] not in ids
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "ignore_case", "expected"),
+    [
+        ("%@lab.org", "dave@lab.org", False, True),
+        ("%@lab.org", "dave@lab.org.evil", False, False),
+        ("a%", "abc", False, True),
+        ("a%", "bac", False, False),
+        ("%b%", "abc", False, True),
+        ("a_c", "abc", False, True),
+        ("a_c", "abbc", False, False),
+        ("a%_%c", "ac", False, False),
+        ("a%_%c", "axc", False, True),
+        ("%%", "", False, True),
+        ("", "", False, True),
+        ("", "x", False, False),
+        ("ab%ba", "aba", False, False),  # head and tail may not overlap
+        ("ab%ba", "abba", False, True),
+        ("%a_a%", "xaya", False, True),
+        ("%A%B", "xxaxxb", True, True),
+        ("%A%B", "xxaxxb", False, False),
+        ("%.%", "a.b", False, True),  # no regex meaning
+        ("%.%", "ab", False, False),
+    ],
+)
+def test_like_matcher(pattern, value, ignore_case, expected):
+    assert like_matcher(pattern, ignore_case=ignore_case)(value) is expected
+
+
+def test_like_matcher_is_linear_on_many_wildcards():
+    """``%a%a…%b`` against ``aaaa…`` made the regex translation backtrack for hours."""
+    pattern = "%a" * 30 + "%b"
+    started = time.monotonic()
+    assert like_matcher(pattern)("a" * 5000) is False
+    assert like_matcher(pattern)("a" * 5000 + "b") is True
+    assert like_matcher("%a_" * 30 + "%b")("a" * 5000) is False
+    assert time.monotonic() - started < 2
+
+
+def test_filter_with_many_wildcards_answers_quickly(manager):
+    """A pathological ``like`` filter is answered at once; a filter past the bound is a 400."""
+    long_name = "a" * 3000
+    manager.pdb.setup(lambda db: setattr(admin.get_user(db, "alice"), "full_name", long_name))
+    text = 'full_name like "' + "%a" * 40 + '%b"'
+    query = "query($f: String) { user_list(limit: 10, offset: 0, filter: $f) { total_count } }"
+    started = time.monotonic()
+    answer = gql(manager, "admin", query, {"f": text})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["data"]["user_list"] == {"total_count": 0}
+    assert time.monotonic() - started < 10
+    found = gql(manager, "admin", query, {"f": 'full_name like "%a%a%"'}).json()["data"]["user_list"]
+    assert found == {"total_count": 1}
+
+    too_long = gql(manager, "admin", query, {"f": 'email like "' + "%" * (MAX_FILTER_LENGTH) + '"'}).json()
+    assert too_long["data"]["user_list"] is None
+    assert f"a filter is at most {MAX_FILTER_LENGTH} characters" in too_long["errors"][0]["message"]
+    assert too_long["errors"][0]["extensions"] == {"status": 400}

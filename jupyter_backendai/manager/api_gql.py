@@ -39,6 +39,7 @@ from graphql import GraphQLError, GraphQLScalarType, build_schema, graphql_sync
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session as DB
 
+from ..core.like import like_matcher
 from ..core.slots import ResourceSlots
 from ..db import admin, views
 from ..db import folders as folder_db
@@ -363,15 +364,14 @@ _TOKEN = re.compile(
     r"""|(?P<op>==|!=|<=|>=|<|>|&|\||\(|\)|\[|\]|,)|(?P<word>[A-Za-z_][A-Za-z0-9_.]*))"""
 )
 _WORD_OPS = ("like", "ilike", "in", "contains", "is", "isnot")
+# Filters are typed by people or built by consoles from a few search fields: a few hundred
+# characters at most. The bound keeps the work of one filter (its length times every listed
+# value's length) small whatever the caller sends.
+MAX_FILTER_LENGTH = 2048
 
 
 def _fold(value: Any) -> Any:
     return value.casefold() if isinstance(value, str) else value
-
-
-def _like(pattern: str, *, ignore_case: bool) -> re.Pattern[str]:
-    body = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
-    return re.compile(f"^{body}$", (re.IGNORECASE | re.DOTALL) if ignore_case else re.DOTALL)
 
 
 def _condition(op: str, value: Any) -> Callable[[Any], bool]:
@@ -379,8 +379,8 @@ def _condition(op: str, value: Any) -> Callable[[Any], bool]:
     if op in ("like", "ilike"):
         if not isinstance(value, str):
             raise Refused(f"{op} needs a quoted pattern", 400)
-        rx = _like(value, ignore_case=op == "ilike")
-        return lambda x: x is not None and bool(rx.match(str(x)))
+        matches = like_matcher(value, ignore_case=op == "ilike")
+        return lambda x: x is not None and matches(str(x))
     if op == "in":
         if not isinstance(value, list):
             raise Refused('in needs a list, like ["a", "b"]', 400)
@@ -501,6 +501,8 @@ def page(
     if offset < 0:
         raise Refused("offset must be 0 or more", 400)
     scalars = [k for k, v in (rows[0].items() if rows else ()) if not callable(v) and not isinstance(v, (list, dict))]
+    if filter and len(filter) > MAX_FILTER_LENGTH:
+        raise Refused(f"a filter is at most {MAX_FILTER_LENGTH} characters long, this one has {len(filter)}", 400)
     if filter:
         keep = parse_filter(filter, scalars) if rows else None
         rows = [r for r in rows if keep(r)] if keep else []
