@@ -335,6 +335,100 @@ def test_invitations_and_read_only_share(manager):
     assert canceled.status_code == 200 and canceled.json()["state"] == "canceled"
 
 
+def _share_with_bob(manager, folder: str, perm: str) -> None:
+    inv = manager.call("POST", f"/folders/{folder}/invite", "alice", json_body={"perm": perm, "emails": ["bob"]})
+    assert inv.status_code == 201, inv.text
+    inv_id = manager.call("GET", "/folders/invitations/list", "bob").json()["invitations"][0]["id"]
+    accepted = manager.call("POST", "/folders/invitations/accept", "bob", json_body={"inv_id": inv_id})
+    assert accepted.status_code == 200, accepted.text
+
+
+def test_owner_downgrades_and_revokes_a_share_and_its_transfer_urls_end(manager):
+    view = create(manager, "alice", "proj")
+    (directory(manager, view["id"]) / "readme.txt").write_text("read me")
+    _share_with_bob(manager, "proj", "rw")
+    bob_id = manager.pdb.setup(lambda db: str(admin.get_user(db, "bob").id))
+
+    listed = manager.call("GET", "/folders/_/shared", "alice").json()["shared"]
+    assert [(s["vfolder_name"], s["shared_to"]["email"], s["perm"]) for s in listed] == [
+        ("proj", "bob@example.com", "rw")
+    ]
+    assert listed[0]["shared_to"]["uuid"] == bob_id and listed[0]["vfolder_id"] == view["id"]
+    assert manager.call("GET", "/folders/_/shared", "bob").json() == {"shared": []}
+
+    def bob_urls() -> tuple[str, str, str]:
+        up = manager.call("POST", "/folders/proj/request-upload", "bob", json_body={"path": "new.txt", "size": 3})
+        down = manager.call("POST", "/folders/proj/request-download", "bob", json_body={"path": "readme.txt"})
+        zipped = manager.call("POST", "/folders/proj/request-download", "bob", json_body={"archive": True})
+        assert up.status_code == down.status_code == zipped.status_code == 200, (up.text, down.text, zipped.text)
+        return up.json()["url"], down.json()["url"], zipped.json()["url"]
+
+    upload, download, archive = bob_urls()
+
+    # Nobody but the owner changes or revokes a share: not bob, not another user, not an admin.
+    for who in ("bob", "admin"):
+        r = manager.call("POST", "/folders/proj/unshare", who, json_body={"emails": ["bob@example.com"]})
+        assert r.status_code in (403, 404), r.text
+        r = manager.call(
+            "POST", "/folders/_/shared", who, json_body={"vfolder": view["id"], "user": bob_id, "perm": None}
+        )
+        assert r.status_code in (403, 404), r.text
+    r = manager.call(
+        "POST", "/folders/proj/share", "bob", json_body={"permission": "wd", "emails": ["bob@example.com"]}
+    )
+    assert r.status_code == 403 and "only the owner of folder 'proj'" in title(r)
+    assert manager.call("GET", "/folders", "bob").json()[0]["permission"] == "rw"
+
+    # Refusals name the reason.
+    not_shared = manager.call("POST", "/folders/proj/share", "alice",
+                              json_body={"permission": "ro", "emails": ["admin@example.com"]})  # fmt: skip
+    assert not_shared.status_code == 404 and "not shared with 'admin@example.com'" in title(not_shared)
+    bad_perm = manager.call("POST", "/folders/proj/share", "alice", json_body={"permission": "all", "emails": ["bob"]})
+    assert bad_perm.status_code == 400 and "invalid folder permission" in title(bad_perm)
+    no_perm = manager.call("POST", "/folders/_/shared", "alice", json_body={"vfolder": view["id"], "user": bob_id})
+    assert no_perm.status_code == 400 and "'perm' is required" in title(no_perm)
+
+    # Down to ro: bob's upload URL stops working at once, his downloads go on.
+    down = manager.call("POST", "/folders/proj/share", "alice", json_body={"permission": "ro", "emails": ["bob"]})
+    assert down.status_code == 201 and down.json() == {"shared_emails": ["bob@example.com"]}
+    patch = {"Tus-Resumable": "1.0.0", "Content-Type": "application/offset+octet-stream", "Upload-Offset": "0"}
+    r = requests.patch(upload, data=b"abc", headers=patch, timeout=10)
+    assert r.status_code == 403 and "now has only ro permission on folder 'proj'" in title(r)
+    assert requests.head(upload, headers={"Tus-Resumable": "1.0.0"}, timeout=10).status_code == 403
+    assert not (directory(manager, view["id"]) / "new.txt").exists()
+    assert requests.get(download, timeout=10).content == b"read me"
+    assert manager.call("POST", "/folders/proj/request-upload", "bob",
+                        json_body={"path": "x", "size": 1}).status_code == 403  # fmt: skip
+
+    # Back to rw by Backend.AI's own endpoint, then revoked by it: every URL bob holds ends.
+    r = manager.call(
+        "POST", "/folders/_/shared", "alice", json_body={"vfolder": view["id"], "user": bob_id, "perm": "rw"}
+    )
+    assert r.status_code == 200, r.text
+    upload, download, archive = bob_urls()
+    r = manager.call(
+        "POST", "/folders/_/shared", "alice", json_body={"vfolder": view["id"], "user": bob_id, "perm": None}
+    )
+    assert r.status_code == 200 and r.json() == {"msg": "revoked the share of bob@example.com"}
+    for url in (download, archive):
+        r = requests.get(url, timeout=10)
+        assert r.status_code == 403 and "no longer shared with the account" in title(r), r.text
+    assert requests.patch(upload, data=b"abc", headers=patch, timeout=10).status_code == 403
+    assert names(manager, "bob") == []
+    assert manager.call("GET", "/folders/_/shared", "alice").json() == {"shared": []}
+
+    # Shared again, then taken back with unshare; alice's own URLs are untouched throughout.
+    _share_with_bob(manager, "proj", "ro")
+    mine = manager.call("POST", "/folders/proj/request-download", "alice", json_body={"path": "readme.txt"}).json()
+    download = manager.call("POST", "/folders/proj/request-download", "bob", json_body={"path": "readme.txt"}).json()
+    gone = manager.call("DELETE", "/folders/proj/unshare", "alice", json_body={"emails": ["bob@example.com"]})
+    assert gone.status_code == 200 and gone.json() == {"unshared_emails": ["bob@example.com"]}
+    assert requests.get(download["url"], timeout=10).status_code == 403
+    assert requests.get(mine["url"], timeout=10).content == b"read me"
+    again = manager.call("DELETE", "/folders/proj/unshare", "alice", json_body={"emails": ["bob@example.com"]})
+    assert again.status_code == 404
+
+
 # --- escapes -------------------------------------------------------------------------------------
 
 

@@ -833,6 +833,106 @@ def leave_folder(db: DB, user: m.User, folder: m.VFolder | uuid.UUID | str) -> m
     return f
 
 
+# --- the owner's view and control of their shares ---------------------------------------------
+
+
+def _owned_user_folder(db: DB, owner: m.User, folder: m.VFolder | uuid.UUID | str, action: str) -> m.VFolder:
+    access = get_accessible(db, owner, folder)
+    f = access.folder
+    if f.ownership_type == m.FolderOwnership.GROUP:
+        raise admin.AdminError(f"folder {f.name!r} is a group folder: admins share it with members instead")
+    if access.via != "owner":
+        raise Forbidden(f"only the owner of folder {f.name!r} can {action}")
+    return f
+
+
+@dataclass(frozen=True)
+class Share:
+    """One user a user folder is shared with (an accepted invitation), as its owner sees it."""
+
+    folder: m.VFolder
+    user: m.User
+    permission: Perm
+
+
+def folder_shares(db: DB, owner: m.User, folder: m.VFolder | uuid.UUID | str | None = None) -> list[Share]:
+    """Who the owner's user folders (or one of them) are shared with, by folder name then e-mail."""
+    query = (
+        select(m.VFolder, m.User, m.VFolderPermission.permission)
+        .join(m.VFolderPermission, m.VFolderPermission.vfolder_id == m.VFolder.id)
+        .join(m.User, m.User.id == m.VFolderPermission.user_id)
+        .where(m.VFolder.ownership_type == m.FolderOwnership.USER, m.VFolder.user_id == owner.id)
+        .order_by(m.VFolder.name, m.User.email)
+    )
+    if folder is not None:
+        query = query.where(m.VFolder.id == _owned_user_folder(db, owner, folder, "list its shares").id)
+    return [Share(f, u, perm.value) for f, u, perm in db.execute(query)]
+
+
+def change_shares(
+    db: DB,
+    owner: m.User,
+    folder: m.VFolder | uuid.UUID | str,
+    emails: Iterable[str] | str,
+    permission: str | None,
+) -> list[str]:
+    """The owner changes the permission of users their folder is shared with, or revokes it (``None``).
+
+    Only users who accepted an invitation have a share to change; anyone else is refused (an
+    invitation is how a share starts, so that nobody gets a folder they did not accept). All
+    addresses are checked before anything changes. Returns the addresses, in the order given.
+    """
+    action = "revoke its shares" if permission is None else "change its shares"
+    f = _owned_user_folder(db, owner, folder, action)
+    perm = _perm(permission) if permission is not None else None
+    addresses = _emails(emails, f, "change the share of")
+    rows = []
+    for email in addresses:
+        user = _user_by_email(db, email, f)
+        row = db.get(m.VFolderPermission, (f.id, user.id))
+        if row is None:
+            raise admin.NotFound(f"folder {f.name!r} is not shared with {email!r}")
+        rows.append(row)
+    for row in rows:
+        if perm is None:
+            db.delete(row)
+        else:
+            row.permission = perm
+    db.flush()
+    return addresses
+
+
+def is_group_folder(db: DB, user: m.User, folder: m.VFolder | uuid.UUID | str) -> bool:
+    """Whether ``folder`` means a group folder to this user (one they can see or administer)."""
+    f, _ = _managed(db, user, folder)
+    return f.ownership_type == m.FolderOwnership.GROUP
+
+
+def can_use(db: DB, user_ref: uuid.UUID | str, folder_id: uuid.UUID | str, needed: Perm) -> str | None:
+    """Why the user (an id, else a user name) may no longer do what a transfer URL allows, or ``None``.
+
+    Transfer URLs are issued for a while (an hour by default); a share revoked or lowered to
+    ``ro`` meanwhile, a deactivated account or a deleted folder must end them at once, so every
+    request made with one asks again.
+    """
+    user_id = _as_id(user_ref)
+    if user_id is not None:
+        user = db.get(m.User, user_id)
+    else:
+        user = db.scalar(select(m.User).where(m.User.username == str(user_ref)))
+    if user is None or not user.is_active:
+        return "the account this URL was issued to is no longer active"
+    try:
+        access = get_accessible(db, user, _as_id(folder_id) or uuid.UUID(int=0))
+    except admin.NotFound:
+        return "the folder no longer exists or is no longer shared with the account this URL was issued to"
+    if _RANK[access.permission] < _RANK[needed]:
+        return (
+            f"the account this URL was issued to now has only {access.permission} permission on folder {access.name!r}"
+        )
+    return None
+
+
 # --- per-user permissions on group folders --------------------------------------------------
 
 

@@ -307,6 +307,11 @@ def _emails_of(db: DB, refs: list[Any]) -> list[str]:
     return out
 
 
+def _listed(refs: Any) -> list[Any]:
+    """Users named one by one or in a list; anything else is refused by :func:`_emails_of`."""
+    return refs if isinstance(refs, list) else [refs]
+
+
 # --- handlers ---------------------------------------------------------------------------------
 
 
@@ -773,6 +778,7 @@ class RequestUploadHandler(FolderHandler):
             "size": size,
             "quota": folder.capacity,
             "user": self.identity.username,
+            "uid": str(self.identity.user_id),
         }
         token = transfer_tokens.issue(self.manager.transfer_secret, claims, ttl=self.manager.transfer_token_lifetime)
         self.send({"token": token, "url": self.service_url(f"{TUS_PATH}?token={token}"), "path": relpath})
@@ -806,6 +812,7 @@ class RequestDownloadHandler(FolderHandler):
             "path": relpath,
             "size": entry.size,
             "user": self.identity.username,
+            "uid": str(self.identity.user_id),
         }
         token = transfer_tokens.issue(self.manager.transfer_secret, claims, ttl=self.manager.transfer_token_lifetime)
         self.send({"token": token, "url": self.service_url(f"{DOWNLOAD_PATH}?token={token}"), "path": relpath})
@@ -872,7 +879,12 @@ class InvitationDeleteHandler(FolderHandler):
 
 
 class ShareHandler(FolderHandler):
-    """``POST /folders/{name}/share`` {permission, emails}: admins give group members their own permission."""
+    """``POST /folders/{name}/share`` {permission, emails}: change who may do what with a folder.
+
+    On a group folder, admins give members a permission of their own (Backend.AI's meaning).
+    On a user folder, its owner changes the permission of users who accepted an invitation
+    (a downgrade to ``ro`` ends their upload URLs at once).
+    """
 
     async def post(self, name: str) -> None:
         data = self.json_body()
@@ -880,24 +892,78 @@ class ShareHandler(FolderHandler):
         permission = self.need(data, "permission", "perm", kind=str)
 
         def share(db: DB) -> list[str]:
-            rows = folder_db.share_group_folder(db, self.me(db), name, emails, permission)
+            me = self.me(db)
+            if not folder_db.is_group_folder(db, me, name):
+                return sorted(folder_db.change_shares(db, me, name, _emails_of(db, _listed(emails)), permission))
+            rows = folder_db.share_group_folder(db, me, name, emails, permission)
             return sorted(db.get(m.User, r.user_id).email for r in rows)
 
         self.send({"shared_emails": await self.run_db(share)}, 201)
 
 
 class UnshareHandler(FolderHandler):
-    """``DELETE|POST /folders/{name}/unshare`` {emails}: members fall back to the folder's permission."""
+    """``DELETE|POST /folders/{name}/unshare`` {emails}: take back what ``share`` or an invitation gave.
+
+    Group folder members fall back to the folder's permission; users a user folder was shared
+    with lose it (and their outstanding transfer URLs for it stop working).
+    """
 
     async def delete(self, name: str) -> None:
         emails = self.need(self.json_body(), "emails", "user_emails")
 
         def unshare(db: DB) -> list[str]:
-            return folder_db.unshare_group_folder(db, self.me(db), name, emails)
+            me = self.me(db)
+            if not folder_db.is_group_folder(db, me, name):
+                return folder_db.change_shares(db, me, name, _emails_of(db, _listed(emails)), None)
+            return folder_db.unshare_group_folder(db, me, name, emails)
 
         self.send({"unshared_emails": await self.run_db(unshare)})
 
     post = delete
+
+
+def _share_view(share: folder_db.Share) -> dict[str, Any]:
+    return {
+        "vfolder_id": share.folder.id.hex,
+        "vfolder_name": share.folder.name,
+        "status": "ready",
+        "owner": str(share.folder.user_id),
+        "type": "user",
+        "shared_to": {"uuid": str(share.user.id), "email": share.user.email},
+        "perm": share.permission,
+    }
+
+
+class SharedFoldersHandler(FolderHandler):
+    """Backend.AI's ``/folders/_/shared``: the owner lists and changes who their folders are shared with.
+
+    ``GET`` {vfolder_id} (optional) → {shared: [{vfolder_id, vfolder_name, owner, shared_to:
+    {uuid, email}, perm}]}; ``POST`` {vfolder, user, perm} changes one user's permission, and
+    ``perm: null`` revokes it.
+    """
+
+    async def get(self) -> None:
+        folder = self.param(self.json_body(), "vfolder_id", "vfolder", kind=str) or None
+
+        def listing(db: DB) -> list[dict[str, Any]]:
+            return [_share_view(s) for s in folder_db.folder_shares(db, self.me(db), folder)]
+
+        self.send({"shared": await self.run_db(listing)})
+
+    async def post(self) -> None:
+        data = self.json_body()
+        folder = self.need(data, "vfolder", "vfolder_id", kind=str)
+        user = self.need(data, "user", "email", kind=str)
+        if "perm" not in data and "permission" not in data:
+            raise APIError(400, "'perm' is required: ro, rw or wd, or null to revoke the share")
+        perm = self.param(data, "perm", "permission", kind=str)
+
+        def change(db: DB) -> dict[str, Any]:
+            (email,) = folder_db.change_shares(db, self.me(db), folder, _emails_of(db, [user]), perm)
+            done = f"revoked the share of {email}" if perm is None else f"changed the share of {email} to {perm}"
+            return {"msg": done}
+
+        self.send(await self.run_db(change))
 
 
 class LeaveHandler(FolderHandler):
@@ -918,6 +984,7 @@ handlers = [
     (r"/folders/_/hosts", FolderHostsHandler),
     (r"/folders/_/id", FolderIdHandler),
     (r"/folders/_/usage", FolderUsageHandler),
+    (r"/folders/_/shared", SharedFoldersHandler),
     (r"/folders/invitations/list", InvitationsListHandler),
     (r"/folders/invitations/list-sent", InvitationsListHandler, {"sent": True}),
     (r"/folders/invitations/accept", InvitationAcceptHandler),

@@ -102,6 +102,22 @@ class TransferHandler(APIHandler):
             raise APIError(status, str(e)) from None
         except (ValueError, TypeError, KeyError):
             raise APIError(401, "the transfer token is malformed") from None
+        await self._check_still_allowed()
+
+    async def _check_still_allowed(self) -> None:
+        """403 when the token's user lost what it needs on the folder since it was issued.
+
+        The token alone would stay good until it expires; a revoked share, a share lowered to
+        ``ro`` (for uploads), a deactivated account or a deleted folder ends it at once instead.
+        """
+        user = self.claims.get("uid") or self.claims.get("user")
+        folder = self.claims.get("folder")
+        if not isinstance(user, str) or not isinstance(folder, str):
+            raise APIError(401, "the transfer token is malformed")
+        needed = "rw" if self.op == "upload" else "ro"
+        reason = await self.run_db(folder_db.can_use, user, folder, needed)
+        if reason is not None:
+            raise APIError(403, f"this transfer URL no longer works: {reason}")
 
     def folder_path(self) -> str:
         return str(self.store.path(self.claims["host"], self.claims["folder"]))
@@ -553,6 +569,7 @@ async def request_archive(handler: Any, name: str, data: dict[str, Any]) -> None
         "name": folder.name,
         "compress": compress,
         "user": handler.identity.username,
+        "uid": str(handler.identity.user_id),
     }
     token = transfer_tokens.issue(handler.manager.transfer_secret, claims, ttl=handler.manager.transfer_token_lifetime)
     handler.send({
