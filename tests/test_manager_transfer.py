@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import http.client
 import io
@@ -218,13 +219,41 @@ def test_upload_refusals(manager):
     root = manager.call("POST", "/folders/small/request-upload", "alice", json_body={"path": ".", "size": 3})
     assert root.status_code == 409
 
-    # Usage grown since request-upload: the PATCH re-checks the folder's capacity.
+    # Usage grown since request-upload (a session wrote into the folder): the PATCH re-checks
+    # the folder's capacity.
     ticket = request_upload(manager, "alice", "small", "a.bin", 600)
-    other = request_upload(manager, "alice", "small", "b.bin", 600)
+    view = manager.call("GET", "/folders/_/id", "alice", params={"name": "small"}).json()
+    (directory(manager, view["id"]) / "from-session.bin").write_bytes(b"s" * 600)
     r = requests.patch(ticket["url"], data=b"a" * 600, headers={**PATCH, "Upload-Offset": "0"}, timeout=10)
-    assert r.status_code == 204
-    r = requests.patch(other["url"], data=b"b" * 600, headers={**PATCH, "Upload-Offset": "0"}, timeout=10)
-    assert r.status_code == 413 and r.json()["quota"] == 1000
+    assert r.status_code == 413 and r.json()["quota"] == 1000 and r.json()["used_bytes"] == 600
+
+
+def test_parallel_upload_requests_reserve_the_folders_capacity(manager):
+    """Ten request-upload calls at once, 300 B each into 1000 B: three are admitted, seven refused."""
+    create(manager, "alice", "small", quota=1000)
+
+    def ask(i: int) -> requests.Response:
+        body = {"path": f"f{i}.bin", "size": 300}
+        return manager.call("POST", "/folders/small/request-upload", "alice", json_body=body)
+
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(ask, range(10)))
+    assert sorted(r.status_code for r in answers) == [200] * 3 + [413] * 7, [r.text for r in answers]
+    refused = next(r.json() for r in answers if r.status_code == 413)
+    assert refused["reserved_bytes"] == 900 and "held by uploads in progress" in refused["title"]
+
+    # Sending the admitted ones works; their room then counts as usage, not twice.
+    for r in (a for a in answers if a.status_code == 200):
+        done = requests.patch(r.json()["url"], data=b"x" * 300, headers={**PATCH, "Upload-Offset": "0"}, timeout=10)
+        assert done.status_code == 204, done.text
+    last = manager.call("POST", "/folders/small/request-upload", "alice", json_body={"path": "last", "size": 100})
+    assert last.status_code == 200, last.text
+    over = manager.call("POST", "/folders/small/request-upload", "alice", json_body={"path": "over", "size": 1})
+    assert over.status_code == 413
+    # An upload given up (tus termination) gives its room back.
+    assert requests.delete(last.json()["url"], headers=TUS, timeout=10).status_code == 204
+    again = manager.call("POST", "/folders/small/request-upload", "alice", json_body={"path": "again", "size": 100})
+    assert again.status_code == 200, again.text
 
 
 def test_download_with_ranges(manager):

@@ -7,11 +7,13 @@ operation is refused or touches only the link, and that everything outside is un
 
 from __future__ import annotations
 
+import concurrent.futures
 import errno
 import fcntl
 import io
 import json
 import os
+import threading
 import time
 import uuid
 import zipfile
@@ -559,13 +561,63 @@ def test_upload_quota(store: FolderStore, folder: Path) -> None:
     assert str(exc.value) == (
         "the upload of 400 B would take folder usage to 700 B, over its capacity of 500 B (300 B used)"
     )
-    assert not (store.root / ".uploads").exists() or list((store.root / ".uploads").iterdir()) == []
+    assert (
+        not (store.root / ".uploads").exists() or [p for p in (store.root / ".uploads").iterdir() if p.is_dir()] == []
+    )
     upload = store.begin_upload("local", fid, "existing.bin", 450, quota=500)  # replaces 300: fits
     store.append(upload, 0, b"x" * 100, quota=500)
     (folder / "grown.bin").write_bytes(b"g" * 100)  # the session writes meanwhile
     with pytest.raises(QuotaExceeded, match=r"usage to 550 B, over its capacity of 500 B \(400 B used\)"):
         store.append(upload, 100, b"x" * 100, quota=500)
     assert store.upload_offset(upload) == 100
+
+
+def test_parallel_uploads_reserve_their_declared_sizes(store: FolderStore, folder: Path) -> None:
+    """Ten uploads asked for at once, 300 B each into 1000 B: three fit, the rest are refused."""
+    fid = uuid.UUID(folder.name)
+    other = store.create("local", uuid.uuid4())
+    start = threading.Barrier(10)
+
+    def ask(i: int) -> str | QuotaExceeded:
+        start.wait(10)
+        try:
+            return store.begin_upload("local", fid, f"f{i}.bin", 300, quota=1000)
+        except QuotaExceeded as e:
+            return e
+
+    with concurrent.futures.ThreadPoolExecutor(10) as pool:
+        answers = list(pool.map(ask, range(10)))
+    admitted = [a for a in answers if isinstance(a, str)]
+    refused = [a for a in answers if isinstance(a, QuotaExceeded)]
+    assert len(admitted) == 3 and len(refused) == 7
+    assert store.reserved_bytes(fid) == 900
+    assert refused[0].reserved in (300, 600, 900)
+    assert "held by uploads in progress" in str(refused[0])
+    # Another folder's room is its own.
+    store.begin_upload("local", uuid.UUID(other.name), "x.bin", 1000, quota=1000)
+
+    # A finished upload's bytes count as usage instead; an aborted one gives its room back.
+    store.append(admitted[0], 0, b"a" * 300)
+    store.finish(admitted[0])
+    assert store.reserved_bytes(fid) == 600
+    with pytest.raises(QuotaExceeded, match=r"\(300 B used, 600 B held by uploads in progress\)"):
+        store.begin_upload("local", fid, "late.bin", 101, quota=1000)
+    store.abort(admitted[1])
+    late = store.begin_upload("local", fid, "late.bin", 400, quota=1000)
+    # The PATCH re-check counts the others' reservations too, not its own twice.
+    assert store.append(late, 0, b"l" * 400, quota=1000) == 400
+    # Stale uploads removed by the clean-up hold nothing any more.
+    assert store.cleanup_stale(-1) == 3 and store.reserved_bytes(fid) == 0
+
+    # An abandoned upload (its URL expired) gives its room back at the next request.
+    abandoned = store.begin_upload("local", fid, "gone.bin", 600, quota=1000)
+    with pytest.raises(QuotaExceeded):
+        store.begin_upload("local", fid, "next.bin", 300, quota=1000, expire_after=3600)
+    long_ago = time.time() - 7200
+    for path in (store.uploads_dir / abandoned, *(store.uploads_dir / abandoned).iterdir()):
+        os.utime(path, (long_ago, long_ago))
+    store.begin_upload("local", fid, "next.bin", 300, quota=1000, expire_after=3600)
+    assert store.reserved_bytes(fid) == 300
 
 
 # -- resumable uploads ---------------------------------------------------------------------

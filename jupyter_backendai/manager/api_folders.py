@@ -763,11 +763,18 @@ class RequestUploadHandler(FolderHandler):
         relpath = storage.normalize_relpath(path)
         try:
             upload_id = await asyncio.to_thread(
-                self.store.begin_upload, folder.host, folder.id, relpath, size, quota=folder.capacity
-            )
+                self.store.begin_upload, folder.host, folder.id, relpath, size, quota=folder.capacity,
+                expire_after=self.manager.transfer_token_lifetime,
+            )  # fmt: skip
         except storage.QuotaExceeded as e:
             raise APIError(
-                413, str(e), size=size, used_bytes=e.used, replaced_bytes=e.replaced, quota=e.quota
+                413,
+                str(e),
+                size=size,
+                used_bytes=e.used,
+                replaced_bytes=e.replaced,
+                quota=e.quota,
+                reserved_bytes=e.reserved,
             ) from None
         claims = {
             "op": "upload",

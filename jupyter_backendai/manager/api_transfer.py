@@ -186,7 +186,9 @@ class TusUploadHandler(TransferHandler):
                 self.store.open_upload, self.upload_id, offset, quota=self.claims.get("quota")
             )
         except storage.QuotaExceeded as e:
-            raise APIError(413, str(e), used_bytes=e.used, quota=e.quota, size=e.adding) from None
+            raise APIError(
+                413, str(e), used_bytes=e.used, quota=e.quota, size=e.adding, reserved_bytes=e.reserved
+            ) from None
         except storage.Conflict as e:
             current = await asyncio.to_thread(self.store.upload_offset, self.upload_id)
             raise APIError(409, str(e), headers={"Upload-Offset": str(current)}, offset=current) from None

@@ -82,13 +82,16 @@ class QuotaExceeded(StorageError):
 
     status = 413
 
-    def __init__(self, *, adding: int, used: int, replaced: int, quota: int, more: bool = False) -> None:
-        self.adding, self.used, self.replaced, self.quota = adding, used, replaced, quota
-        after = used - replaced + adding
+    def __init__(
+        self, *, adding: int, used: int, replaced: int, quota: int, more: bool = False, reserved: int = 0
+    ) -> None:
+        self.adding, self.used, self.replaced, self.quota, self.reserved = adding, used, replaced, quota, reserved
+        after = used + reserved - replaced + adding
         what = f"more than {human_size(adding)}" if more else human_size(adding)
+        held = f", {human_size(reserved)} held by uploads in progress" if reserved else ""
         super().__init__(
             f"the upload of {what} would take folder usage to {human_size(after)}, "
-            f"over its capacity of {human_size(quota)} ({human_size(used)} used)"
+            f"over its capacity of {human_size(quota)} ({human_size(used)} used{held})"
         )
 
 

@@ -306,10 +306,15 @@ def usage(folder: Folder) -> tuple[int, int]:
             return tree_usage(of.fd)
 
 
-def check_quota(*, used: int, replaced: int, adding: int, quota: int | None, more: bool = False) -> None:
-    """Refuse (:class:`QuotaExceeded`) when ``used - replaced + adding`` exceeds ``quota``."""
-    if quota is not None and used - replaced + adding > quota:
-        raise QuotaExceeded(adding=adding, used=used, replaced=replaced, quota=quota, more=more)
+def check_quota(
+    *, used: int, replaced: int, adding: int, quota: int | None, more: bool = False, reserved: int = 0
+) -> None:
+    """Refuse (:class:`QuotaExceeded`) when ``used + reserved - replaced + adding`` exceeds ``quota``.
+
+    ``reserved``: bytes that uploads in progress will add (their data is not in the folder yet).
+    """
+    if quota is not None and used + reserved - replaced + adding > quota:
+        raise QuotaExceeded(adding=adding, used=used, replaced=replaced, quota=quota, more=more, reserved=reserved)
 
 
 def target_stat(of: OpenFolder, parent_fd: int, parts: Sequence[str]) -> os.stat_result | None:

@@ -82,12 +82,23 @@ class UploadStore:
 
     # -- public API ------------------------------------------------------------------------
     def begin_upload(
-        self, host: str, folder_id: uuid.UUID | str, relpath: str, size: int, *, quota: int | None = None
+        self,
+        host: str,
+        folder_id: uuid.UUID | str,
+        relpath: str,
+        size: int,
+        *,
+        quota: int | None = None,
+        expire_after: float | None = None,
     ) -> str:
         """Start an upload of ``size`` bytes to ``relpath`` in the folder; returns the upload id.
 
         Refuses now, rather than after the bytes arrive, an unsafe target, a target that is a
-        directory or a link, and (with ``quota``) a size the folder has no room for.
+        directory or a link, and (with ``quota``) a size the folder has no room for: its usage
+        plus what the uploads in progress reserved (:meth:`reserved_bytes`) plus ``size``. With
+        ``expire_after`` (seconds; the manager passes its transfer URLs' lifetime, after which
+        nobody can send to an upload any more) uploads untouched for longer are removed first,
+        so that abandoned ones do not hold a folder's room.
         """
         parts = split_relpath(relpath)
         if not parts:
@@ -95,28 +106,62 @@ class UploadStore:
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             raise StorageError(f"the upload size must be a whole number of bytes, not {size!r}", status=400)
         folder = self.path(host, folder_id)
-        with OpenFolder(folder) as of:
-            old = _existing_target(of, parts)
-            if quota is not None:
-                with oserrors(()):
-                    used = tree_usage(of.fd)[0]
-                check_quota(used=used, replaced=old.st_size if old else 0, adding=size, quota=quota)
-        upload_id = secrets.token_hex(16)
-        directory = self.uploads_dir / upload_id
         self.uploads_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        directory.mkdir(mode=0o700)
-        os.close(os.open(directory / "data", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
-        info = UploadInfo(
-            upload_id=upload_id,
-            host=host,
-            folder_id=uuid.UUID(str(folder_id)),
-            relpath="/".join(parts),
-            size=size,
-            offset=0,
-            created=datetime.now(timezone.utc).isoformat(),
-        )
-        self._save(info)
+        # Checking the room and recording the upload is one step under the reservation lock:
+        # otherwise parallel requests would each see the folder with room for their own bytes
+        # only, and all of them would be let in.
+        with self._reservation_lock():
+            if expire_after is not None:
+                self.cleanup_stale(expire_after)
+            with OpenFolder(folder) as of:
+                old = _existing_target(of, parts)
+                if quota is not None:
+                    with oserrors(()):
+                        used = tree_usage(of.fd)[0]
+                    reserved = self.reserved_bytes(folder_id)
+                    check_quota(
+                        used=used, replaced=old.st_size if old else 0, adding=size, quota=quota,
+                        reserved=reserved,
+                    )  # fmt: skip
+            upload_id = secrets.token_hex(16)
+            directory = self.uploads_dir / upload_id
+            directory.mkdir(mode=0o700)
+            os.close(os.open(directory / "data", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600))
+            info = UploadInfo(
+                upload_id=upload_id,
+                host=host,
+                folder_id=uuid.UUID(str(folder_id)),
+                relpath="/".join(parts),
+                size=size,
+                offset=0,
+                created=datetime.now(timezone.utc).isoformat(),
+            )
+            self._save(info)
         return upload_id
+
+    def reserved_bytes(self, folder_id: uuid.UUID | str, *, besides: str | None = None) -> int:
+        """Bytes the folder's outstanding uploads (other than ``besides``) have reserved.
+
+        An upload reserves its declared size from ``begin_upload`` until it is finished (its
+        bytes then count in the folder's usage), aborted or removed as stale: the reservation
+        is the upload's own directory, so nothing else has to be released.
+        """
+        wanted = str(uuid.UUID(str(folder_id)))
+        total = 0
+        try:
+            entries = list(os.scandir(self.uploads_dir))
+        except FileNotFoundError:
+            return 0
+        for entry in entries:
+            if entry.name == besides or not _UPLOAD_ID.fullmatch(entry.name):
+                continue
+            try:
+                raw = json.loads(Path(entry.path, "info.json").read_text("utf-8"))
+                if raw.get("folder_id") == wanted:
+                    total += int(raw["size"])
+            except (OSError, ValueError, KeyError, TypeError):
+                continue  # finished or removed meanwhile, or half made: it holds no room
+        return total
 
     def upload_info(self, upload_id: str) -> UploadInfo:
         """The upload's state (its offset read from the data on disk)."""
@@ -171,7 +216,12 @@ class UploadStore:
                 old = _existing_target(of, parts)
                 with oserrors(()):
                     used = tree_usage(of.fd)[0]
-            check_quota(used=used, replaced=old.st_size if old else 0, adding=info.size, quota=quota)
+            # The other uploads' reservations count: they were admitted on the room left then.
+            reserved = self.reserved_bytes(info.folder_id, besides=upload_id)
+            check_quota(
+                used=used, replaced=old.st_size if old else 0, adding=info.size, quota=quota,
+                reserved=reserved,
+            )  # fmt: skip
         fd = self._open_locked(upload_id)
         try:
             current = os.fstat(fd).st_size
@@ -307,6 +357,16 @@ class UploadStore:
             os.close(fd)
             raise Conflict(f"upload {upload_id} is busy: another request is writing to it") from None
         return fd
+
+    @contextmanager
+    def _reservation_lock(self) -> Iterator[None]:
+        """One ``begin_upload`` at a time, across threads and manager processes (``flock``)."""
+        fd = os.open(self.uploads_dir / ".reservations.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     @contextmanager
     def _locked(self, upload_id: str) -> Iterator[int]:
