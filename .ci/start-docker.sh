@@ -4,8 +4,11 @@
 # - installs docker.io (the engine) and debootstrap (for images/session/build-offline.sh) from
 #   Debian when they are missing;
 # - starts dockerd in the background when `docker info` does not answer yet, with
-#   --bridge=none --iptables=false --ip-masq=false: sessions in tests use the host network, so
-#   the engine needs no bridge on a private range and touches no firewall rules;
+#   --bridge=none (no default bridge on a range that is not ours: each session gets a network
+#   of its own, cut from 10.231.0.0/16) and its iptables rules on, which drop traffic between
+#   two bridge networks and out of internal ones (the sessions' isolation); --ip-masq=false,
+#   since no session network routes out in tests;
+# - restarts an engine that an earlier run started with --iptables=false (no isolation);
 # - waits (at most DOCKER_START_TIMEOUT seconds, 60 by default) until `docker info` answers.
 #
 # Log: $DOCKERD_LOG (default /var/log/dockerd.log).
@@ -30,8 +33,14 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 fi
 
 if docker info >/dev/null 2>&1; then
-  echo "start-docker.sh: the Docker engine already answers"
-  exit 0
+  if pgrep -a -x dockerd | grep -q -- '--iptables=false'; then
+    echo "start-docker.sh: the running engine has no iptables rules (no isolation between sessions); restarting it"
+    pkill -x dockerd
+    for _ in $(seq 30); do pgrep -x dockerd >/dev/null || break; sleep 1; done
+  else
+    echo "start-docker.sh: the Docker engine already answers"
+    exit 0
+  fi
 fi
 
 if pgrep -x dockerd >/dev/null 2>&1; then
@@ -40,7 +49,7 @@ else
   mkdir -p "$(dirname "$log")"
   echo "start-docker.sh: starting dockerd (log: $log)"
   # setsid + nohup: the engine outlives this script and the shell that ran it.
-  setsid nohup dockerd --bridge=none --iptables=false --ip-masq=false >>"$log" 2>&1 </dev/null &
+  setsid nohup dockerd --bridge=none --ip-masq=false >>"$log" 2>&1 </dev/null &
 fi
 
 start=$SECONDS

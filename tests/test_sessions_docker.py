@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 
 import pytest
 import requests
@@ -155,10 +156,45 @@ def test_limits_mounts_and_data_that_outlives_the_session(make_hub, pdb):
     assert stored.read_text() == "written\n"
 
 
-def test_ssh_and_sftp_with_openssh_clients(make_hub, pdb, tmp_path):
+@pytest.fixture
+def client_netns():
+    """A network namespace of the test's own, standing for a user's machine on the network.
+
+    A veth pair joins it to the host: the host side is ``HOST``, the namespace side ``10.231.255.2``.
+    Deleting the namespace removes the pair.
+    """
+    name = f"jbt-client-{os.getpid()}"
+    host_if, ns_if = f"jbh{os.getpid() % 100000}", f"jbn{os.getpid() % 100000}"
+
+    def ip(*args, ns=None):
+        cmd = (["ip", "netns", "exec", ns] if ns else []) + ["ip", *args]
+        subprocess.run(cmd, check=True, capture_output=True, timeout=30)
+
+    subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+    ip("netns", "add", name)
+    try:
+        ip("link", "add", host_if, "type", "veth", "peer", "name", ns_if)
+        ip("link", "set", ns_if, "netns", name)
+        ip("addr", "add", f"{CLIENT_HOST}/30", "dev", host_if)
+        ip("link", "set", host_if, "up")
+        ip("addr", "add", "10.231.255.2/30", "dev", ns_if, ns=name)
+        ip("link", "set", ns_if, "up", ns=name)
+        ip("link", "set", "lo", "up", ns=name)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True, timeout=30)
+        subprocess.run(["ip", "link", "del", host_if], capture_output=True, timeout=30)
+
+
+#: The hub host's address on the client namespace's link: what the SSH dialog shows.
+CLIENT_HOST = "10.231.255.1"
+
+
+def test_ssh_and_sftp_with_openssh_clients(make_hub, pdb, tmp_path, client_netns):
     pdb.user("sam@example.com", policy="student")
     pdb.folder("sam", "data")
-    hub = docker_hub(make_hub, pdb)
+    dot_ssh_id = uuid.UUID(pdb.folder("sam", ".ssh"))  # automounted: sshd's host key must not land in it
+    hub = docker_hub(make_hub, pdb, extra=f"c.DockerSessionSpawner.ssh_host = {CLIENT_HOST!r}")
     assert spawn(hub, "sam", "s", preset="small", folders=["data"]).status_code in (201, 202)
     wait_ready(hub, "sam", "s", timeout=120)
     session = wait_status(pdb, "sam", "s", S.RUNNING)
@@ -169,7 +205,7 @@ def test_ssh_and_sftp_with_openssh_clients(make_hub, pdb, tmp_path):
     browser = requests.Session()
     assert login(hub, "sam", PASSWORD, browser).status_code == 200
     home = browser.get(f"{hub.url}/hub/home", timeout=30).text
-    assert f"ssh -i id_container -p {session.ssh_port} work@127.0.0.1" in home
+    assert f"ssh -i id_container -p {session.ssh_port} work@{CLIENT_HOST}" in home
     download = browser.get(f"{hub.url}/user/sam/s/files/id_container?download=1", timeout=60)
     assert download.status_code == 200 and "OPENSSH PRIVATE KEY" in download.text
     assert download.text == pdb.setup(lambda db: sshkeys.get_or_create(db, admin.get_user(db, "sam")).private_key)
@@ -178,10 +214,12 @@ def test_ssh_and_sftp_with_openssh_clients(make_hub, pdb, tmp_path):
     key.chmod(0o600)
     opts = ["-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
             "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]  # fmt: skip
+    # From another machine (a network namespace of its own), at the address that is shown.
+    netns = ["ip", "netns", "exec", client_netns]
     deadline = time.monotonic() + 30
     while True:
         done = subprocess.run(
-            ["ssh", *opts, "-p", str(session.ssh_port), "work@127.0.0.1", "id -un; pwd"],
+            [*netns, "ssh", *opts, "-p", str(session.ssh_port), f"work@{CLIENT_HOST}", "id -un; pwd"],
             capture_output=True, text=True, timeout=30,
         )  # fmt: skip
         if done.returncode == 0 or time.monotonic() > deadline:
@@ -195,12 +233,15 @@ def test_ssh_and_sftp_with_openssh_clients(make_hub, pdb, tmp_path):
     batch = tmp_path / "batch"
     batch.write_text(f"put {upload} /home/work/data/notes.txt\n")
     done = subprocess.run(
-        ["sftp", *opts, "-P", str(session.ssh_port), "-b", str(batch), "work@127.0.0.1"],
+        [*netns, "sftp", *opts, "-P", str(session.ssh_port), "-b", str(batch), f"work@{CLIENT_HOST}"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     (stored,) = list(pdb.storage_root.rglob("notes.txt"))
     assert stored.read_text() == "over sftp\n"
+    # The session's host key stayed in the container: the user's .ssh folder holds none.
+    (dot_ssh,) = [p for p in pdb.storage_root.rglob(dot_ssh_id.hex) if p.is_dir()]
+    assert not [p.name for p in dot_ssh.rglob("*host*")]
     stop(hub, "sam", "s")
 
 
@@ -241,3 +282,99 @@ def test_idle_sessions_are_ended(make_hub, pdb):
     with pdb() as db:
         samples = db.query(m.SessionUsage).filter_by(session_id=ended.id).all()
     assert samples and samples[0].mem_bytes > 0
+
+
+PROBE = """
+import socket, sys
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=3).close()
+        print(target, "open")
+    except OSError as e:
+        print(target, "closed", type(e).__name__)
+"""
+
+
+def probe(container_id: str, *targets: str) -> dict[str, str]:
+    """Try a TCP connection to each ``host:port`` from inside the container, as its user."""
+    done = subprocess.run(
+        ["docker", "exec", "-u", "1000", container_id, "python3", "-c", PROBE, *targets],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return {line.split()[0]: line.split()[1] for line in done.stdout.splitlines()}
+
+
+def container_net(container_id: str) -> tuple[str, str]:
+    """The container's address and its network's gateway (the hub host's side)."""
+    out = subprocess.run(
+        ["docker", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{.Gateway}}{{end}}",
+         container_id],
+        capture_output=True, text=True, timeout=30,
+    ).stdout.split()  # fmt: skip
+    return out[0], out[1]
+
+
+def test_sessions_are_isolated_from_each_other_and_from_the_hub_host(make_hub, pdb):
+    import socket
+
+    pdb.user("ann@example.com", policy="student")
+    pdb.user("ben@example.com", policy="student")
+    hub = docker_hub(make_hub, pdb)
+    # A loopback-only service of the hub host (as the manager, a database, a kernel would be).
+    service = socket.socket()
+    service.bind(("127.0.0.1", 0))
+    service.listen()
+    loopback_port = service.getsockname()[1]
+    try:
+        for user, name in (("ann", "a"), ("ben", "b")):
+            assert spawn(hub, user, name, preset="small").status_code in (201, 202)
+        for user, name in (("ann", "a"), ("ben", "b")):
+            wait_ready(hub, user, name, timeout=120)
+        a = wait_status(pdb, "ann", "a", S.RUNNING)
+        b = wait_status(pdb, "ben", "b", S.RUNNING)
+        a_ip, a_gw = container_net(a.container_id)
+        b_ip, b_gw = container_net(b.container_id)
+        assert a_ip != b_ip and a_ip.startswith("10.231.") and b_ip.startswith("10.231.")
+        # Something of ben's that listens on his session's loopback only, as kernels do.
+        subprocess.run(
+            ["docker", "exec", "-d", "-u", "1000", b.container_id,
+             "python3", "-m", "http.server", "--bind", "127.0.0.1", "7777"],
+            check=True, capture_output=True, timeout=30,
+        )  # fmt: skip
+        assert probe(b.container_id, "127.0.0.1:7777")["127.0.0.1:7777"] == "open"
+
+        hub_ports = [hub.hub_port, hub.proxy_api_port, loopback_port]
+        targets = [f"{b_ip}:8888", f"{b_ip}:2200", f"{b_ip}:7777", "127.0.0.1:7777"]
+        targets += [f"{host}:{port}" for port in hub_ports for host in ("127.0.0.1", a_gw, b_gw)]
+        seen = probe(a.container_id, *targets)
+        assert seen == {t: "closed" for t in targets}, seen
+
+        # What ann's session may reach: the hub's API and the manager through the proxy, on its gateway.
+        env = in_container(a.container_id, "printenv JUPYTERHUB_API_URL")
+        assert env.strip() == f"http://{a_gw}:{hub.port}/hub/api"
+        answer = in_container(
+            a.container_id,
+            "python3 -c \"import urllib.request,os; print(urllib.request.urlopen(os.environ['JUPYTERHUB_API_URL'])"
+            '.status)"',
+        )
+        assert answer.strip() == "200"
+        # The hub reaches both servers.
+        assert contents(hub, "ann", "a", "").status_code == 200
+        assert contents(hub, "ben", "b", "").status_code == 200
+    finally:
+        service.close()
+    for user, name in (("ann", "a"), ("ben", "b")):
+        stop(hub, user, name)
+    for user, name in (("ann", "a"), ("ben", "b")):
+        wait_status(pdb, user, name, S.TERMINATED)
+    # The sessions' networks went with them.
+    left = subprocess.run(
+        ["docker", "network", "ls", "-q", "--filter", "label=ai.backend.network"], capture_output=True, text=True
+    ).stdout.split()
+    for sid in (a.id, b.id):
+        assert not subprocess.run(
+            ["docker", "network", "ls", "-q", "--filter", f"name=backendai-net-{sid}"],
+            capture_output=True, text=True,
+        ).stdout.strip(), left  # fmt: skip

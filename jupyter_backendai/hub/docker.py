@@ -7,33 +7,69 @@ swap), shared memory, a pids limit, uid 1000, no new privileges, every capabilit
 the folders, the labels and the GPU device requests. The engine is one agent of the resource
 group ``agent_scaling_group``, with the engine's CPUs and memory (or ``agent_capacity``).
 
-Sessions use the host network (the hub reaches them on 127.0.0.1 at a port picked per
-session), which is how this project runs on machines whose engine has no bridge network; set
-``network_name`` to a Docker network for the usual bridged set-up.
+Each session gets a network of its own (``network_isolation``, the default): a bridge network
+with a small subnet of ``network_pool``, internal (no route out, and the engine's own rules
+drop traffic between two such bridges), in which the server listens on ``session_port`` and
+sshd on 2200. Nothing of the host's loopback is reachable from there. The hub reaches the
+container at its address; the container reaches the hub's API and the manager only through a
+relay (:mod:`.relay`) that the hub opens on the network's gateway address and that forwards to
+the proxy's public address; users reach sshd through an SSH relay on ``ssh_bind_ip``. With
+``network_isolation = False`` sessions join ``network_name`` instead (``host`` by default: the
+host's network namespace, where every session can reach every other session's ports and the
+host's loopback services; for single-user machines only).
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import shlex
 import shutil
+import socket
 import subprocess
+from urllib.parse import urlsplit
 
+import psutil
 from dockerspawner import DockerSpawner
-from traitlets import default
+from traitlets import Bool, Integer, Unicode, default, validate
 
 from ..core.slots import ResourceSlots
-from .docker_args import docker_create_kwargs, files_archive
-from .spawner import SessionSpawnerMixin, usage_sample
-from .spec import SessionSpec
-
-# sshd runs beside the server as the same user (uid 1000) on an unprivileged port: no
-# capability is needed (see docker_args.CAP_ADD). `exec` keeps the server as the main process.
-SSHD_AND_SERVER = (
-    'if [ -n "${BACKENDAI_SSH_PORT:-}" ] && command -v session-sshd >/dev/null; then '
-    'session-sshd -p "$BACKENDAI_SSH_PORT" -o ListenAddress=127.0.0.1 '
-    '-o "AuthorizedKeysFile=$BACKENDAI_SSH_AUTHORIZED_KEYS" & fi; exec "$@"'
+from .docker_args import (
+    docker_create_kwargs,
+    files_archive,
+    free_subnet,
+    network_create_kwargs,
+    relay_env,
 )
+from .relay import Relay
+from .spawner import SessionSpawnerMixin, usage_sample
+from .spec import LABEL_SESSION_ID, SessionSpec, SpecError
+
+#: sshd's port inside a session's own network namespace (the image's default).
+INNER_SSH_PORT = 2200
+
+
+def sshd_and_server(listen: str) -> str:
+    """The shell line that starts sshd (when the session has an SSH port) beside the server.
+
+    sshd runs as the same user (uid 1000) on an unprivileged port: no capability is needed (see
+    docker_args.CAP_ADD). `exec` keeps the server as the main process.
+    """
+    return (
+        'if [ -n "${BACKENDAI_SSH_PORT:-}" ] && command -v session-sshd >/dev/null; then '
+        f'session-sshd -p "$BACKENDAI_SSH_PORT" -o ListenAddress={shlex.quote(listen)} '
+        '-o "AuthorizedKeysFile=$BACKENDAI_SSH_AUTHORIZED_KEYS" & fi; exec "$@"'
+    )
+
+
+def _host_subnets() -> list[str]:
+    """The host's own IPv4 networks: a session network must not shadow any of them."""
+    out = []
+    for addrs in psutil.net_if_addrs().values():
+        for a in addrs:
+            if a.family == socket.AF_INET and a.netmask:
+                out.append(str(ipaddress.ip_interface(f"{a.address}/{a.netmask}").network))
+    return out
 
 
 def nvidia_devices() -> list[dict]:
@@ -60,13 +96,69 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
     backend_name = "docker"
     isolates_users = True
 
+    network_isolation = Bool(
+        True,
+        config=True,
+        help="""Give each session a network namespace of its own (a Docker bridge network per session).
+
+        The session then reaches neither other sessions nor the host's loopback services; it reaches
+        the hub and the manager only through the hub relay, and users reach its sshd through the
+        SSH relay. Turn it off only on a single-user machine: sessions then join ``network_name``
+        (``host`` unless set), where they share the host's network namespace.
+        """,
+    )
+    network_pool = Unicode(
+        "10.231.0.0/16",
+        config=True,
+        help="""The IPv4 range that session networks are cut from (one ``network_prefix`` subnet each).
+
+        Choose a range that no network of the site uses: subnets already used by the engine's
+        networks or by the host's interfaces are skipped.
+        """,
+    )
+    network_prefix = Integer(
+        28, config=True, help="Prefix length of each session's network (28: 16 addresses, 4,096 per /16 pool)."
+    )
+    session_egress = Bool(
+        False,
+        config=True,
+        help="""Let sessions open connections out of their network (package indexes, the internet).
+
+        Off by default: session networks are internal, with no route out. On, the engine routes
+        and masquerades their traffic like any bridge network (the engine's iptables must be on);
+        sessions still cannot reach one another or the host's loopback services.
+        """,
+    )
+    session_port = Integer(8888, config=True, help="Port of the server inside a session's own network namespace.")
+    hub_relay_target = Unicode(
+        "",
+        config=True,
+        help="""``host:port`` the hub relay forwards sessions' connections to (plain HTTP).
+
+        Default: the proxy's public address (``JupyterHub.bind_url``; 127.0.0.1 when it binds all
+        addresses). Set it when the proxy serves HTTPS itself: sessions speak plain HTTP to the
+        relay, so point it at an HTTP listener of the hub's proxy or ingress.
+        """,
+    )
+
+    @validate("network_prefix")
+    def _check_prefix(self, proposal):
+        if not 16 <= proposal.value <= 29:
+            raise ValueError(f"network_prefix must be between 16 and 29, not {proposal.value}")
+        return proposal.value
+
     @default("network_name")
     def _default_network_name(self):
         return "host"
 
     @default("use_internal_ip")
     def _default_use_internal_ip(self):
-        return True  # "host" networking cannot publish ports (dockerspawner#462)
+        return True  # the hub reaches the container at its address ("host" cannot publish ports)
+
+    @default("ssh_host")
+    def _default_ssh_host(self):
+        # What users type in their ssh command: this machine's name, not its loopback.
+        return socket.getfqdn() or socket.gethostname()
 
     @default("remove")
     def _default_remove(self):
@@ -85,20 +177,119 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
         if devices:
             slots["cuda.shares"] = len(devices)
             slots["cuda.device"] = len(devices)
-        return ResourceSlots(slots), devices, info.get("Name", "")
+        # The agent's address is where users' SSH clients reach its sessions (shown by the API).
+        return ResourceSlots(slots), devices, self.ssh_host
+
+    # --- the session's network -------------------------------------------------------------------
+
+    _network: str | None = None  # the session's own network (isolated mode)
+    _gateway: str | None = None  # its gateway address, on the host: where the hub relay listens
+    _network_lock: asyncio.Lock | None = None
 
     def session_command(self, ssh_port: int | None) -> tuple[str, ...]:
-        return ("sh", "-c", SSHD_AND_SERVER, "session", "jupyterhub-singleuser")
+        listen = "0.0.0.0" if self.network_isolation else self.ssh_bind_ip
+        return ("sh", "-c", sshd_and_server(listen), "session", "jupyterhub-singleuser")
+
+    def server_address(self) -> tuple[str, int]:
+        if self.network_isolation:
+            return "0.0.0.0", self.session_port
+        return super().server_address()
+
+    def session_ssh_port(self, public_port: int) -> int:
+        return INNER_SSH_PORT if self.network_isolation else public_port
+
+    def _hub_target(self) -> tuple[str, int]:
+        target = self.hub_relay_target
+        if not target:
+            proxy = (getattr(self.user, "settings", None) or {}).get("proxy")
+            target = urlsplit(getattr(proxy, "public_url", "") or "http://127.0.0.1:8000").netloc
+        host, _, port = target.rpartition(":")
+        host = host.strip("[]")
+        if host in ("", "0.0.0.0", "::"):
+            host = "127.0.0.1"
+        if not port.isdigit():
+            raise SpecError(f"hub_relay_target {target!r} must be host:port")
+        return host, int(port)
+
+    async def open_network(self) -> None:
+        """Create the session's network and the hub relay on its gateway (isolated mode)."""
+        if not self.network_isolation:
+            return
+        name = f"backendai-net-{self.session_id}"
+        labels = {LABEL_SESSION_ID: str(self.session_id)}
+        if DockerSessionSpawner._network_lock is None:
+            DockerSessionSpawner._network_lock = asyncio.Lock()
+        async with DockerSessionSpawner._network_lock:  # two spawns must not take the same subnet
+            used = _host_subnets()
+            for net in await self.docker("networks"):
+                for cfg in (net.get("IPAM") or {}).get("Config") or []:
+                    if cfg.get("Subnet"):
+                        used.append(cfg["Subnet"])
+            subnet = free_subnet(self.network_pool, self.network_prefix, used)
+            kwargs = network_create_kwargs(subnet, labels=labels, egress=self.session_egress)
+            await self.docker("create_network", name, **kwargs)
+        self._network = self.network_name = name
+        self._gateway = kwargs["ipam"]["Config"][0]["Gateway"]
+        self.log.info("Session %s: network %s (%s)", self.session_id, name, subnet)
+        await self._open_relays()
+
+    async def _open_relays(self, container_ip: str | None = None) -> None:
+        relays = self.__dict__.setdefault("_relays", {})
+        if self._gateway and "hub" not in relays:
+            host, port = self._hub_target()
+            relays["hub"] = await Relay(f"hub-{self.session_id}", self._gateway, port, host, port).start()
+        if container_ip and self.ssh_port and "ssh" not in relays:
+            relays["ssh"] = await Relay(
+                f"ssh-{self.session_id}", self.ssh_bind_ip, self.ssh_port, container_ip, INNER_SSH_PORT
+            ).start()
+
+    async def _close_network(self) -> None:
+        for relay in self.__dict__.pop("_relays", {}).values():
+            await relay.stop()
+        name, self._network, self._gateway = self._network, None, None
+        if name:
+            try:
+                await self.docker("remove_network", name)
+            except Exception as e:  # already gone after a crash is fine; anything else is logged
+                if "not found" not in str(e).lower():
+                    self.log.warning("Removing the network %s of a session: %s", name, e)
+
+    def get_env(self):
+        env = super().get_env()
+        if self._gateway:
+            host, port = self._hub_target()
+            hub_netlocs = {f"{host}:{port}", urlsplit(self.hub.api_url).netloc}
+            env = relay_env(env, relay=f"{self._gateway}:{port}", hub_netlocs=hub_netlocs)
+        return env
+
+    def get_state(self):
+        state = super().get_state()
+        if self._network:
+            state["backendai_network"] = self._network
+            state["backendai_gateway"] = self._gateway
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self._network = state.get("backendai_network")
+        self._gateway = state.get("backendai_gateway")
+        if self._network:
+            self.network_name = self._network
+
+    # --- the container ---------------------------------------------------------------------------
 
     async def start_session(self, spec: SessionSpec):
         self._spec = spec
         self.image = spec.image
         self.object_name = f"backendai-session-{spec.session_id}"
-        return await DockerSpawner.start(self)
+        ip_port = await DockerSpawner.start(self)
+        await self._open_relays(container_ip=ip_port[0])
+        return ip_port
 
     async def create_object(self):
         spec = self._spec
-        kwargs = docker_create_kwargs(spec, port=self.port, network=self.network_name)
+        ip = "0.0.0.0" if self.network_isolation else "127.0.0.1"
+        kwargs = docker_create_kwargs(spec, port=self.port, network=self.network_name, ip=ip)
         host_config = self.client.create_host_config(**kwargs.pop("host_config"))
         self.log.info("Creating container %s: %s", self.object_name, shlex.join(kwargs.get("command") or []))
         obj = await self.docker("create_container", name=self.object_name, host_config=host_config, **kwargs)
@@ -111,11 +302,16 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
         return image
 
     async def get_ip_and_port(self):
+        if self.network_isolation:
+            return await DockerSpawner.get_ip_and_port(self)
         return "127.0.0.1", self.port
 
     async def stop_session(self, now: bool) -> None:
-        if self.object_id or self.object_name:
-            await DockerSpawner.stop(self, now=now)
+        try:
+            if self.object_id or self.object_name:
+                await DockerSpawner.stop(self, now=now)
+        finally:
+            await self._close_network()
 
     async def poll_session(self):
         status = await DockerSpawner.poll(self)
@@ -125,6 +321,11 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
                 await self.remove_object()
             except Exception as e:  # already gone is fine
                 self.log.debug("Removing the ended container %s: %s", self.object_name, e)
+            await self._close_network()
+        elif status is None and self._network and "_relays" not in self.__dict__:
+            # Still running after a hub restart: the relays lived in the old hub process.
+            ip, _ = await self.get_ip_and_port()
+            await self._open_relays(container_ip=ip)
         return status
 
     async def sample_usage(self):

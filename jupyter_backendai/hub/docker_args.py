@@ -26,9 +26,12 @@ the memory limit.
 from __future__ import annotations
 
 import io
+import ipaddress
 import tarfile
+from collections.abc import Iterable
 from decimal import ROUND_FLOOR, Decimal
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from .spec import SESSION_DIR, SessionSpec, SpecError, check_port, container_files, gpu_device_ids
 
@@ -41,12 +44,16 @@ __all__ = [
     "CAP_ADD",
     "MIN_CPU",
     "MIN_MEM",
+    "NETWORK_LABEL",
     "SECURITY_OPT",
     "create_kwargs",
     "device_requests",
     "docker_create_kwargs",
     "files_archive",
+    "free_subnet",
     "host_config_kwargs",
+    "network_create_kwargs",
+    "relay_env",
 ]
 
 #: Capabilities added back after dropping ALL: none.
@@ -181,3 +188,76 @@ def files_archive(spec: SessionSpec, *, mtime: int = 0) -> bytes:
             info.uid, info.gid, info.mtime = spec.uid, spec.gid, mtime
             tar.addfile(info, io.BytesIO(data))
     return buf.getvalue()
+
+
+# --- a network of its own per session -------------------------------------------------------------
+
+#: The label that marks the networks this backend made (and may remove).
+NETWORK_LABEL = "ai.backend.network"
+
+
+def free_subnet(pool: str, prefix: int, used: Iterable[str]) -> ipaddress.IPv4Network:
+    """The first ``/prefix`` subnet of ``pool`` that overlaps none of ``used`` (CIDR strings).
+
+    ``used`` holds the subnets of the engine's networks and the host's own addresses, so that a
+    session network never shadows a route the host already has.
+    """
+    try:
+        net = ipaddress.ip_network(pool, strict=True)
+    except ValueError as e:
+        raise SpecError(f"network pool {pool!r} is not a network in CIDR form: {e}") from None
+    if net.version != 4:
+        raise SpecError(f"network pool {pool!r}: only IPv4 pools are supported")
+    if not net.prefixlen <= prefix <= 29:
+        raise SpecError(f"session network prefix /{prefix} must lie between the pool's /{net.prefixlen} and /29")
+    taken = []
+    for cidr in used:
+        try:
+            other = ipaddress.ip_network(cidr, strict=False)
+        except ValueError:
+            continue
+        if other.version == 4 and other.overlaps(net):
+            taken.append(other)
+    taken.sort(key=lambda n: (int(n.network_address), -n.prefixlen))
+    for candidate in net.subnets(new_prefix=prefix):
+        if not any(candidate.overlaps(t) for t in taken):
+            return candidate
+    raise SpecError(f"no free /{prefix} network left in the pool {pool} ({len(taken)} in use)")
+
+
+def network_create_kwargs(
+    subnet: ipaddress.IPv4Network, *, labels: dict[str, str], egress: bool = False
+) -> dict[str, Any]:
+    """Keyword arguments for ``APIClient.create_network(name, **kwargs)`` (``ipam`` in the API's shape).
+
+    ``internal`` (no egress) unless ``egress``: the engine then routes nothing out of the bridge
+    and, with its iptables rules, nothing between two session bridges either. The gateway is
+    the first address, on the host: the hub's relay listens there.
+    """
+    gateway = str(next(subnet.hosts()))
+    return {
+        "driver": "bridge",
+        "internal": not egress,
+        "check_duplicate": True,
+        "ipam": {"Driver": "default", "Config": [{"Subnet": str(subnet), "Gateway": gateway}]},
+        "options": {"com.docker.network.bridge.enable_icc": "false"},
+        "labels": {**labels, NETWORK_LABEL: "session"},
+    }
+
+
+def relay_env(env: dict[str, str], *, relay: str, hub_netlocs: Iterable[str]) -> dict[str, str]:
+    """``env`` with every URL that points at the hub or its proxy pointed at the relay instead.
+
+    ``relay`` is ``host:port`` of the hub relay on the session's gateway; ``hub_netlocs`` the
+    ``host:port`` pairs the hub knows itself by (its API, the proxy's public address). Paths are
+    kept: the proxy serves the hub's API and the services under the same paths as the hub.
+    """
+    hub = set(hub_netlocs)
+    out = dict(env)
+    for key, value in env.items():
+        if not value.startswith(("http://", "https://")):
+            continue
+        url = urlsplit(value)
+        if url.netloc in hub:
+            out[key] = urlunsplit(("http", relay, url.path, url.query, url.fragment))
+    return out

@@ -163,7 +163,21 @@ class SessionSpawnerMixin(LoggingConfigurable):
         True, config=True, help="Run an sshd in each session (F33) on the user's preferred port when free."
     )
     ssh_host = Unicode(
-        "127.0.0.1", config=True, help="The host name users connect to for SSH/SFTP (shown on the page)."
+        "127.0.0.1",
+        config=True,
+        help="""The host name users connect to for SSH/SFTP (shown on the hub's page, in the lab and the API).
+
+        A name of this node that users' machines resolve (Docker: this machine's name by default).
+        """,
+    )
+    ssh_bind_ip = Unicode(
+        "0.0.0.0",
+        config=True,
+        help="""The address of this node on which sessions' SSH ports listen (one port per session).
+
+        ``0.0.0.0``: every address of the node, so that ``ssh_host`` reaches it from users'
+        machines. Only key authentication of the session's owner is accepted there.
+        """,
     )
     options_template = Unicode(
         "spawn_form.html",
@@ -303,6 +317,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
             "user": user,
             "backend": self.backend_name,
             "isolates_users": self.isolates_users,
+            "backend_reason": getattr(self, "backend_reason", ""),  # why this backend runs (local)
             "images": images,
             "groups": groups,
             "scaling_groups": sgroups,
@@ -445,8 +460,9 @@ class SessionSpawnerMixin(LoggingConfigurable):
         ssh_port = None
         keys = sshkeys.get_or_create(db, user)
         if self.ssh_enabled:
-            ssh_port = pick_ssh_port(user.preferred_ssh_port)
-            session.ssh_port = ssh_port
+            # The port users connect to; sshd itself may listen on another inside the session.
+            self.ssh_port = session.ssh_port = pick_ssh_port(user.preferred_ssh_port, host=self.ssh_bind_ip)
+            ssh_port = self.session_ssh_port(self.ssh_port)
         spec = build_spec(
             session_id=session.id,
             session_name=session.name,
@@ -470,6 +486,17 @@ class SessionSpawnerMixin(LoggingConfigurable):
 
     def session_command(self, ssh_port: int | None) -> tuple[str, ...]:
         return ("jupyterhub-singleuser",)
+
+    def server_address(self) -> tuple[str, int]:
+        """Where the session's server listens (the backend's view): the host's loopback by default."""
+        return "127.0.0.1", random_port()
+
+    def session_ssh_port(self, public_port: int) -> int:
+        """The port sshd listens on inside the session, for the port users connect to."""
+        return public_port
+
+    async def open_network(self) -> None:
+        """Make the session's network before its environment is computed (backends that isolate)."""
 
     def _mark(self, db, status: m.SessionStatus, reason: str, **values: Any) -> None:
         session = db.get(m.Session, self.session_id) if self.session_id else None
@@ -504,11 +531,10 @@ class SessionSpawnerMixin(LoggingConfigurable):
             self.scheduler.wake()
             raise
         # The server's address goes into the hub's env for it (JUPYTERHUB_SERVICE_URL): pick it first.
-        self.ip = "127.0.0.1"
-        self.port = random_port()
+        self.ip, self.port = self.server_address()
         try:
+            await self.open_network()
             spec = await self.run_db(self._prepare, self.get_env())
-            self.ssh_port = spec.ssh_port
             ip_port = await self.start_session(spec)
         except BaseException as e:
             reason = str(e) if not isinstance(e, asyncio.CancelledError) else "cancelled while starting"

@@ -279,6 +279,13 @@ def _usage_summary(db: DB, session_id: uuid.UUID) -> dict[str, Any]:
     }
 
 
+def _ssh_host(db: DB, session: m.Session, fallback: str) -> str:
+    """Where users reach the session's SSH port: its agent's public address (the backend's
+    ``ssh_host``), else the host name this request came to."""
+    agent = db.get(m.Agent, session.agent_id) if session.agent_id else None
+    return (agent.addr if agent is not None else "") or fallback
+
+
 def session_detail(db: DB, session: m.Session, user: m.User, ssh_host: str) -> dict[str, Any]:
     usage = _latest_usage(db, [session.id]).get(session.id)
     detail = session_item(session, user, usage)
@@ -297,7 +304,7 @@ def session_detail(db: DB, session: m.Session, user: m.User, ssh_host: str) -> d
             ],
             "usage_summary": _usage_summary(db, session.id),
             "apps": apps_of(session, user.username),
-            "ssh": {"host": ssh_host, "port": session.ssh_port} if session.ssh_port else None,
+            "ssh": {"host": _ssh_host(db, session, ssh_host), "port": session.ssh_port} if session.ssh_port else None,
         }
     )
     return detail
