@@ -9,12 +9,16 @@ local processes, which it says in the log and on the spawn form.
 
 Environment: ``BACKENDAI_DB_URL``, ``BACKENDAI_BACKEND`` (auto | docker | local),
 ``BACKENDAI_BOOTSTRAP`` (a YAML file loaded at start, idempotently), ``BACKENDAI_STORAGE``
-(the folder storage directory), ``BACKENDAI_ALLOW_SIGNUP=1``, ``JUPYTERHUB_BIND_URL``.
+(the folder storage directory), ``BACKENDAI_ALLOW_SIGNUP=1``, ``JUPYTERHUB_BIND_URL``,
+``BACKENDAI_DB_KEY`` or ``BACKENDAI_DB_KEY_FILE`` (the key of the secrets in the database; by
+default ``jupyter_backendai_secret.key`` here, created on first start).
 """
 
 import logging
 import os
 
+from jupyter_backendai.db.encryption import key_environment
+from jupyter_backendai.db.engine import DatabaseError
 from jupyter_backendai.hub import TEMPLATES
 from jupyter_backendai.hub.first_run import choose_backend, prepare_database, register_agent_at_start, session_limit
 from jupyter_backendai.hub.provision import post_auth_hook
@@ -25,7 +29,10 @@ c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
 # The product's database; the operator CLI reads the same variable, so both agree.
 db_url = os.environ.setdefault("BACKENDAI_DB_URL", "sqlite:///jupyter_backendai.sqlite")
-first_password = prepare_database(db_url, bootstrap=os.environ.get("BACKENDAI_BOOTSTRAP") or None)
+try:
+    first_password = prepare_database(db_url, bootstrap=os.environ.get("BACKENDAI_BOOTSTRAP") or None)
+except DatabaseError as e:  # a server out of reach, a key that does not decrypt the secrets
+    raise SystemExit(f"jupyter-backendai: {e}") from None
 if first_password:
     print(
         "\n  jupyter-backendai: created the superadmin 'admin' with the password\n\n"
@@ -67,7 +74,9 @@ c.JupyterHub.services = [
         "name": "backendai",
         "url": f"http://127.0.0.1:{manager_port}",
         "command": [sys.executable, "-m", "jupyter_backendai.manager"],
-        "environment": {"BACKENDAI_DB_URL": db_url, "BACKENDAI_STORAGE": storage},
+        # JupyterHub does not pass its environment on: the manager gets the same key of the
+        # database's secrets as the hub found (or made) in prepare_database.
+        "environment": {"BACKENDAI_DB_URL": db_url, "BACKENDAI_STORAGE": storage, **key_environment()},
         "oauth_no_confirm": True,
     }
 ]

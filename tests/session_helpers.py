@@ -133,6 +133,10 @@ def manager_hub_config(
         lines.append(f"c.Spawner.environment = {{{', '.join(env)}}}")
     lines += [
         f"c.JupyterHub.services.append({service!r})",
+        # JupyterHub does not pass its own environment on to services: the key of the database's
+        # secrets, as the hub process finds it, goes explicitly, as in jupyterhub_config.py.
+        "from jupyter_backendai.db.encryption import key_environment as _key_environment",
+        'c.JupyterHub.services[-1]["environment"] = _key_environment()',
         "c.JupyterHub.load_roles.append("
         f'{{"name": "backendai-service", "services": ["backendai"], "scopes": {SERVICE_SCOPES!r}}})',
         extra,

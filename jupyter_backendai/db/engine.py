@@ -44,7 +44,11 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
-def make_engine(url: str | None = None, **kwargs) -> Engine:
+def make_engine(url: str | None = None, *, keyring=None, **kwargs) -> Engine:
+    """An engine on ``url``; its secret columns use ``keyring`` (an
+    :class:`~.encryption.Keyring`), by default the key that :func:`.encryption.key_source` finds."""
+    from .encryption import attach
+
     url = resolve_url(url)
     try:
         engine = create_engine(url, **kwargs)
@@ -52,14 +56,19 @@ def make_engine(url: str | None = None, **kwargs) -> Engine:
         raise DatabaseError(f"cannot use database {make_url(url).render_as_string()}: {e}") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
+    attach(engine, keyring)
     return engine
 
 
 def connect(url: str | None = None, *, check_schema: bool = True, **kwargs) -> sessionmaker:
-    """A session factory on ``url``; refuses a database whose schema is not current."""
+    """A session factory on ``url``; refuses a database whose schema is not current, or whose
+    secrets the key at hand does not decrypt (see :mod:`.encryption`)."""
+    from . import encryption
+
     engine = make_engine(url, **kwargs)
     if check_schema:
         check_current(engine)
+        encryption.check(engine)
     return sessionmaker(engine, expire_on_commit=False)
 
 
@@ -97,10 +106,22 @@ def check_current(engine: Engine) -> None:
 
 
 def upgrade(url: str | Engine | None = None, revision: str = "head") -> str:
-    """Bring the schema to ``revision``; returns the revision now in place."""
+    """Bring the schema to ``revision``; returns the revision now in place.
+
+    Creates the key of the database's secrets first when there is none and the database holds
+    no encrypted value (the first run), and refuses a key that does not decrypt what is stored.
+    """
     from alembic import command
 
+    from . import encryption
+
     engine = url if isinstance(url, Engine) else make_engine(url)
+    try:
+        encryption.prepare(engine)
+    except encryption.SecretKeyError:
+        raise
+    except Exception as e:  # an unreachable server, wrong password, ...
+        raise DatabaseError(f"cannot open database {engine.url.render_as_string()}: {_first_line(e)}") from None
     try:
         command.upgrade(_alembic_config(engine), revision)
         return current_revision(engine) or ""

@@ -31,6 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from ..core.slots import ResourceSlots
+from .encryption import EncryptedText
 from .types import SlotsType, UTCDateTime, str_enum, utcnow
 
 # Deterministic constraint names, so that migrations can name what they alter on every backend.
@@ -225,8 +226,9 @@ class KeyPair(Base):
     __tablename__ = "keypairs"
 
     access_key: Mapped[str] = mapped_column(String(20), primary_key=True)
-    # Kept in clear, as in Backend.AI: the server needs it to check HMAC signatures.
-    secret_key: Mapped[str] = mapped_column(String(40))
+    # Not a hash, as in Backend.AI: the server needs it to check HMAC signatures. Encrypted at
+    # rest with the operator's key (see .encryption), like the other secrets below.
+    secret_key: Mapped[str] = mapped_column(EncryptedText)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True)
     is_admin: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -248,7 +250,7 @@ class SSHKeyPair(Base):
 
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
     public_key: Mapped[str] = mapped_column(Text)
-    private_key: Mapped[str] = mapped_column(Text)
+    private_key: Mapped[str] = mapped_column(EncryptedText)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
@@ -276,7 +278,7 @@ class ContainerRegistry(Base):
     type: Mapped[str] = mapped_column(String(32), default="docker")
     project: Mapped[str | None] = mapped_column(String(256))
     username: Mapped[str | None] = mapped_column(String(256))
-    password: Mapped[str | None] = mapped_column(String(256))
+    password: Mapped[str | None] = mapped_column(EncryptedText)
     ssl_verify: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 

@@ -21,7 +21,7 @@ from traitlets import Bytes, Float, Integer, Unicode, default
 from traitlets.config import Application
 
 from .._version import __version__
-from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, connect
+from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, DatabaseError, connect
 from .base import APIHandler, RateLimiter, ReplayGuard
 from .metrics import Metrics, MetricsHandler
 
@@ -124,7 +124,13 @@ class ManagerApp(Application):
 
     def initialize(self, argv=None):
         super().initialize(argv)
-        self.db_factory = connect(self.db_url)
+        try:
+            self.db_factory = connect(self.db_url)
+        except DatabaseError as e:
+            # A schema to upgrade, a key that does not decrypt the secrets: said in one line at
+            # start (the hub's log shows it), not as a traceback, nor later in every request.
+            self.log.critical("jupyter-backendai manager: %s", e)
+            self.exit(1)
         from ..storage import FolderStore
 
         self.store = FolderStore(self.storage_root)
