@@ -263,3 +263,20 @@ def test_bad_key_sources_raise_database_errors():
     assert issubclass(SecretKeyError, DatabaseError)  # the CLI and the hub print these in one line
     with pytest.raises(SecretKeyError, match="the key given to make_engine does not hold a key"):
         Keyring("short")
+
+
+def test_the_hub_refuses_to_start_with_another_key(tmp_path):
+    """jupyterhub_config.py stops the hub with one line naming the key, before anything starts."""
+    url = f"sqlite:///{tmp_path / 'backendai.sqlite'}"
+    upgrade(url)
+    _store_secrets(url)
+    config = Path(__file__).parents[1] / "jupyterhub_config.py"
+    env = {**os.environ, ENV_KEY: Fernet.generate_key().decode(), "BACKENDAI_DB_URL": url, "BACKENDAI_BACKEND": "local"}
+    hub = subprocess.run(
+        [sys.executable, "-m", "jupyterhub", "-f", str(config)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert hub.returncode == 1
+    last = hub.stderr.strip().splitlines()[-1]
+    assert last.startswith("jupyter-backendai: the key from $BACKENDAI_DB_KEY does not decrypt keypairs.secret_key")
+    assert "Traceback" not in hub.stderr
