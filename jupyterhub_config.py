@@ -20,7 +20,7 @@ import os
 from jupyter_backendai.db.encryption import key_environment
 from jupyter_backendai.db.engine import DatabaseError
 from jupyter_backendai.hub import TEMPLATES
-from jupyter_backendai.hub.first_run import choose_backend, prepare_database, register_agent_at_start, session_limit
+from jupyter_backendai.hub.first_run import choose, prepare_database, register_agent_at_start, session_limit
 from jupyter_backendai.hub.provision import post_auth_hook
 
 logging.basicConfig(level=logging.INFO, format="[%(levelname).1s %(asctime)s %(name)s] %(message)s")
@@ -53,7 +53,8 @@ c.Authenticator.post_auth_hook = post_auth_hook
 c.BackendAIAuthenticator.allow_signup = os.environ.get("BACKENDAI_ALLOW_SIGNUP", "") == "1"
 
 # One session = one named server; the policy caps how many run at once.
-backend = choose_backend(db_url, prefer=os.environ.get("BACKENDAI_BACKEND", "auto"))
+# Which backend runs and why (a missing engine or image) is in the log and on the spawn form.
+backend, c.LocalSessionSpawner.backend_reason = choose(db_url, prefer=os.environ.get("BACKENDAI_BACKEND", "auto"))
 c.JupyterHub.spawner_class = f"backendai-{backend}"
 register_agent_at_start(c, backend)  # so that presets fit before the first spawn
 c.JupyterHub.allow_named_servers = True

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import secrets
+import shutil
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,7 @@ class ProductDB:
         upgrade_with_defaults(self.url)
         self.factory = connect(self.url)
         self.storage_root = directory / "storage"
+        self.sessions_root = session_homes_dir()
 
     def __call__(self):
         return self.factory()
@@ -66,6 +69,18 @@ class ProductDB:
 
     def close(self):
         self.factory.kw["bind"].dispose()
+        shutil.rmtree(self.sessions_root, ignore_errors=True)
+
+
+def session_homes_dir() -> Path:
+    """A new directory for local sessions' homes, outside pytest's temporary tree.
+
+    A root hub runs local sessions as accounts of their own, which must pass every directory
+    above their homes; pytest keeps its tree 0700 (and closes it again whenever a pytest starts).
+    """
+    path = Path(tempfile.mkdtemp(prefix="backendai-sessions-"))
+    path.chmod(0o711)
+    return path
 
 
 def hub_config(pdb: ProductDB, spawner: str, extra: str = "") -> str:
@@ -79,6 +94,7 @@ c.JupyterHub.allow_named_servers = True
 c.JupyterHub.default_url = "/hub/home"
 c.{cls}.db_url = {pdb.url!r}
 c.{cls}.storage_root = {str(pdb.storage_root)!r}
+c.LocalSessionSpawner.sessions_root = {str(pdb.sessions_root)!r}
 c.{cls}.scheduler_interval = 0.5
 c.JupyterHub.last_activity_interval = 5
 # The API answers 202 for a spawn still queued after 2 s instead of holding the request 10 s.

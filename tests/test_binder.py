@@ -20,6 +20,7 @@ import requests
 
 from jupyter_backendai.client import Client
 from tests.hub_fixtures import REPO_ROOT, _missing, free_port
+from tests.session_helpers import session_homes_dir
 
 START = REPO_ROOT / "binder" / "start"
 START_TIMEOUT = 180
@@ -58,7 +59,10 @@ def demo(tmp_path: Path):
     ports = {name: free_port() for name in ("PORT", "HUB_PORT", "PROXY_API_PORT", "MANAGER_PORT")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "BACKENDAI_", "BACKEND_"))}
     env.update({f"BACKENDAI_DEMO_{k}": str(v) for k, v in ports.items()})
-    env["TMPDIR"] = str(tmp_path)  # where the script makes its temporary state directory
+    # Where the script makes its temporary state directory: outside pytest's 0700 tree, because a
+    # root hub's sessions run as accounts of their own and pass through it to their homes.
+    temp = session_homes_dir()
+    env["TMPDIR"] = str(temp)
     log_path = tmp_path / "start.log"
     with open(log_path, "wb") as log:
         process = subprocess.Popen([str(START)], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=tmp_path)
@@ -74,9 +78,10 @@ def demo(tmp_path: Path):
         time.sleep(0.5)
     url = f"http://127.0.0.1:{ports['PORT']}"
     try:
-        yield process, url, ports, tmp_path, log_text
+        yield process, url, ports, temp, log_text
     finally:
         stop_process(process)
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_binder_start_serves_the_demo_and_stops_cleanly(demo):

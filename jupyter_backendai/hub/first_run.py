@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import secrets
 import string
+from typing import NamedTuple
 
 from sqlalchemy import select
 
@@ -74,11 +75,29 @@ def docker_problem(image: str = SESSION_IMAGE) -> str | None:
     return None
 
 
-def choose_backend(url: str, *, prefer: str = "auto", image: str = SESSION_IMAGE) -> str:
-    """``docker`` when an engine answers and the session image exists, else ``local`` (logged).
+class BackendChoice(NamedTuple):
+    """The backend sessions run on, and why: the hub's log and the spawn form say both."""
 
-    Registers the backend's image as installed, so that the spawn form offers it.
+    backend: str
+    reason: str
+
+
+def choose_backend(url: str, *, prefer: str = "auto", image: str = SESSION_IMAGE) -> str:
+    """:func:`choose`'s backend."""
+    return choose(url, prefer=prefer, image=image).backend
+
+
+def choose(url: str, *, prefer: str = "auto", image: str = SESSION_IMAGE) -> BackendChoice:
+    """``docker`` when an engine answers and the session image exists, else ``local``, with the reason.
+
+    ``auto`` never falls back silently: the reason names what is missing, and for the local
+    backend whether it isolates users (a root hub: one Unix account per user) or is a
+    single-user demo. Registers the backend's image as installed, so that the spawn form offers it.
     """
+    import os
+
+    from ..core.accounts import isolates_users
+
     if prefer not in ("auto", "docker", "local"):
         raise ValueError(f"unknown backend {prefer!r}: choose auto, docker or local")
     problem = docker_problem(image) if prefer in ("auto", "docker") else "the local backend was asked for"
@@ -97,14 +116,21 @@ def choose_backend(url: str, *, prefer: str = "auto", image: str = SESSION_IMAGE
         db.commit()
     factory.kw["bind"].dispose()
     if backend == "docker":
-        log.info("jupyter-backendai: sessions run as Docker containers (image %s)", image)
-    else:
-        log.warning(
-            "jupyter-backendai: using the local backend (%s); it runs sessions as the hub's own user and does "
-            "NOT isolate users",
-            problem,
+        reason = f"sessions run as Docker containers (image {image})"
+        log.info("jupyter-backendai: %s", reason)
+    elif isolates_users(os.geteuid()):
+        reason = (
+            f"sessions run as local processes because {problem}; each user's sessions run as a Unix "
+            "account of their own"
         )
-    return backend
+        log.warning("jupyter-backendai: %s", reason)
+    else:
+        reason = (
+            f"sessions run as local processes because {problem}, as the hub's own user: a single-user demo "
+            "that does NOT isolate users"
+        )
+        log.warning("jupyter-backendai: %s", reason)
+    return BackendChoice(backend, reason)
 
 
 _agent_tasks: set = set()
