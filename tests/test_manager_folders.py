@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import io
 import os
+import resource
 import time
 import urllib.parse
 import uuid
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,9 @@ import requests
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
 from jupyter_backendai.storage import FolderStore
+from jupyter_backendai.storage._fs import MAX_DEPTH, OpenFolder, rmtree_at
+from tests.manager_fixtures import Manager
+from tests.session_helpers import ProductDB
 
 
 def q(name: str) -> str:
@@ -473,6 +479,103 @@ def test_paths_and_links_cannot_leave_the_folder(manager, tmp_path):
                         json_body={"files": ["link-dir", "link-file"], "recursive": True}).status_code == 200  # fmt: skip
     assert sorted(os.listdir(root)) == ["d"]
     assert (outside / "victim.txt").read_text() == "keep me" and os.listdir(outside) == ["victim.txt"]
+
+
+# --- deeply nested trees -------------------------------------------------------------------------
+
+
+def plant_deep_tree(top: Path, depth: int) -> None:
+    """``d/d/…/d`` ``depth`` levels below ``top`` with a file at the bottom, as a session's ``mkdir -p`` would.
+
+    Made level by level relative to the previous one (two descriptors at a time): the whole path
+    is far longer than the kernel accepts in one call.
+    """
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(depth):
+            os.mkdir("d", dir_fd=fd)
+            child = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        bottom = os.open("bottom.txt", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd)
+        os.write(bottom, b"deep")
+        os.close(bottom)
+    finally:
+        os.close(fd)
+
+
+@pytest.fixture
+def few_fds_manager(tmp_path):
+    """A manager whose process may open 1024 descriptors (a common default), users alice and bob."""
+    pdb = ProductDB(tmp_path)
+    pdb.user("alice@example.com")
+    pdb.user("bob@example.com")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))  # the child inherits it
+    try:
+        service = Manager(tmp_path, pdb)
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    yield service
+    service.stop()
+    pdb.close()
+
+
+def test_a_5000_deep_tree_leaves_the_manager_answering(few_fds_manager):
+    manager = few_fds_manager
+    view = create(manager, "alice", "deep", cloneable=True)
+    create(manager, "bob", "mine")
+    root = directory(manager, view["id"])
+    (root / "top.txt").write_text("top")
+    plant_deep_tree(root, 5000)
+    try:
+        _check_deep_tree(manager, root)
+    finally:
+        if root.exists():  # pytest's clean-up (shutil.rmtree) recurses once per level
+            with OpenFolder(root.parent) as parent:
+                rmtree_at(parent.fd, root.name, (root.name,))
+
+
+def _check_deep_tree(manager, root: Path) -> None:
+
+    def bob_lists() -> None:
+        r = manager.call("GET", "/folders/mine/files", "bob")
+        assert r.status_code == 200, r.text
+
+    # The folder's size counts every level (nothing held open per level).
+    usage = manager.call("GET", "/folders/deep/usage", "alice")
+    assert usage.status_code == 200, usage.text
+    assert (usage.json()["used_bytes"], usage.json()["file_count"]) == (7, 2)
+    bob_lists()
+
+    # Listing a path thousands of levels down walks it with two descriptors.
+    listed = manager.call("GET", "/folders/deep/files", "alice", params={"path": "/".join(["d"] * 5000)})
+    assert listed.status_code == 200, listed.text
+    assert [f["name"] for f in listed.json()["items"]] == ["bottom.txt"]
+    bob_lists()
+
+    # The archive goes MAX_DEPTH levels down and leaves the rest out.
+    ticket = manager.call("POST", "/folders/deep/request-download", "alice", json_body={"archive": True})
+    assert ticket.status_code == 200, ticket.text
+    body = requests.get(ticket.json()["url"], timeout=120)
+    assert body.status_code == 200
+    names_in = zipfile.ZipFile(io.BytesIO(body.content)).namelist()
+    assert "top.txt" in names_in and not any(n.endswith("bottom.txt") for n in names_in)
+    assert max(n.rstrip("/").count("/") + 1 for n in names_in) == MAX_DEPTH
+    bob_lists()
+
+    # A clone would be partial: it is refused with the reason, and no folder is left behind.
+    clone = manager.call("POST", "/folders/deep/clone", "alice", json_body={"target_name": "copy"})
+    assert clone.status_code == 400, clone.text
+    assert f"nested more than {MAX_DEPTH} directories deep" in title(clone)
+    assert names(manager, "alice") == ["deep"]
+    bob_lists()
+
+    # Deleting the folder removes the whole tree.
+    assert manager.call("DELETE", "/folders/deep", "alice").status_code == 204
+    assert not root.exists()
+    bob_lists()
+    assert "Traceback" not in manager.log_text()
 
 
 # --- the listing's fast path ---------------------------------------------------------------------

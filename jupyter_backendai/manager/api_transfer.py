@@ -533,7 +533,10 @@ class DownloadHandler(TransferHandler):
             self._drop_connection()
             return
         if stats.skipped:
-            log.info("archive of %s left out %d links or special files", plan.paths, len(stats.skipped))
+            log.info(
+                "archive of %s left out %d links, special files or directories too deep (%d)",
+                plan.paths, len(stats.skipped), stats.too_deep,
+            )  # fmt: skip
         self.finish()
 
 

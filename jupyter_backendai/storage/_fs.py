@@ -25,9 +25,14 @@ from pathlib import Path, PurePosixPath
 from .errors import Conflict, NotFound, StorageError, UnsafePath, show_path, translate_oserror
 
 DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: Deepest nesting of directories an archive or a clone goes into (levels below the folder or
+#: the archived directory). Those walks hold a descriptor per level, so the bound is also the
+#: bound on what one of them holds; real data is nowhere near it, a planted tree can be.
+MAX_DEPTH = 256
 
 __all__ = [
     "DIR_FLAGS",
+    "MAX_DEPTH",
     "OpenFolder",
     "check_name",
     "open_subdir",
@@ -178,6 +183,8 @@ class OpenFolder:
 
         With ``create`` missing directories are made (0755, the folder's owner) one by one,
         each opened ``O_NOFOLLOW`` right after ``mkdir`` so that a swap is caught, not obeyed.
+        Only the last directory stays open: each level is closed once the next one is open, so
+        a path thousands of levels deep costs two descriptors, not thousands.
         """
         fd = self.fd
         for i, name in enumerate(parts):
@@ -196,6 +203,8 @@ class OpenFolder:
                 child = open_subdir(name, fd, shown)
                 with oserrors(shown):
                     self.adopt(child, 0o755)
+            if i > 0:
+                os.close(self._fds.pop())  # the previous level, opened by this walk: only the last stays
             self._fds.append(child)
             fd = child
         return fd
@@ -232,37 +241,55 @@ def _walk_tree(
 ) -> None:
     """Depth-first walk below the open directory ``top`` without following symbolic links.
 
-    Iterative, so depth is not bounded by Python's recursion limit; one descriptor is held
-    per level of depth (not per directory), and every level is opened ``O_NOFOLLOW`` relative
-    to its parent. ``on_leave(parent_fd, name)`` runs after a subdirectory is done and closed.
-    The work is one ``scandir`` per directory and one call per entry: O(entries).
+    Iterative, so depth is not bounded by Python's recursion limit, and only the directory being
+    scanned is open: a session can nest directories thousands deep, and one descriptor per level
+    would let a few such walks use up the process's descriptors (and so fail every other
+    request). Going back up opens ``..`` of the current directory and checks that it is the very
+    directory (device and inode) the walk came down from; if a session moved things meanwhile
+    the walk stops with :class:`Conflict` instead of wandering off. Every level going down is
+    opened ``O_NOFOLLOW`` relative to its parent. ``on_leave(parent_fd, name)`` runs after a
+    subdirectory is done. The work is one ``scandir`` per directory and one call per entry.
     """
-    stack: list[tuple[int, str, list[str]]] = [(os.dup(top), "", [])]
+    fd = os.dup(top)
     try:
-        stack[0][2].extend(_scan(stack[0][0], on_entry))
-        while stack:
-            fd, _, pending = stack[-1]
-            if not pending:
-                _, name, _ = stack.pop()
+        st = os.fstat(fd)
+        # Per level: its name, the subdirectories still to visit, its (device, inode).
+        stack: list[tuple[str, list[str], tuple[int, int]]] = [("", _scan(fd, on_entry), (st.st_dev, st.st_ino))]
+        while True:
+            here, pending, _ = stack[-1]
+            if pending:
+                name = pending.pop()
+                try:
+                    child = os.open(name, DIR_FLAGS, dir_fd=fd)
+                except OSError as exc:
+                    if exc.errno == errno.ENOENT:
+                        continue  # gone since the scan
+                    if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
+                        raise
+                    on_entry(fd, name)  # swapped for a non-directory (a link?) since the scan: a leaf now
+                    continue
                 os.close(fd)
-                if stack and on_leave is not None:
-                    on_leave(stack[-1][0], name)
+                fd = child
+                st = os.fstat(fd)
+                stack.append((name, [], (st.st_dev, st.st_ino)))
+                stack[-1][1].extend(_scan(fd, on_entry))
                 continue
-            name = pending.pop()
+            stack.pop()
+            if not stack:
+                return
             try:
-                child = os.open(name, DIR_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                if exc.errno == errno.ENOENT:
-                    continue  # gone since the scan
-                if exc.errno not in (errno.ENOTDIR, errno.ELOOP):
-                    raise
-                on_entry(fd, name)  # swapped for a non-directory (a link?) since the scan: a leaf now
-                continue
-            stack.append((child, name, []))
-            stack[-1][2].extend(_scan(child, on_entry))
-    finally:
-        for fd, _, _ in stack:
+                parent = os.open("..", DIR_FLAGS, dir_fd=fd)
+            except OSError:
+                raise Conflict("a directory was removed while the folder was being walked; try again") from None
             os.close(fd)
+            fd = parent
+            st = os.fstat(fd)
+            if (st.st_dev, st.st_ino) != stack[-1][2]:
+                raise Conflict("a directory was moved while the folder was being walked; try again")
+            if on_leave is not None:
+                on_leave(fd, here)
+    finally:
+        os.close(fd)
 
 
 def tree_usage(top: int) -> tuple[int, int]:

@@ -6,7 +6,8 @@ link) and :func:`write_archive` walks it by descriptor, as the rest of the store
 the archive's bytes to a callback in pieces of about ``chunk_size``: no temporary file, and
 memory bounded by one piece plus one small record per entry (the ZIP central directory, which
 comes last). Symbolic links are never followed and never archived, not even ones that point
-inside the folder; FIFOs, sockets and devices are skipped too.
+inside the folder; FIFOs, sockets and devices are skipped too, and so are directories nested
+more than ``MAX_DEPTH`` (256) levels below the archived one.
 
 Entry names are relative to the plan's ``base``: for one directory, its contents (Backend.AI's
 layout, the archive named after the directory); for a list of entries, the entries themselves
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from ._fs import DIR_FLAGS, OpenFolder, open_subdir, split_relpath
+from ._fs import DIR_FLAGS, MAX_DEPTH, OpenFolder, open_subdir, split_relpath
 from .errors import Conflict, NotFound, StorageError, UnsafePath, show_path
 
 __all__ = ["ArchivePlan", "ArchiveStats", "plan_archive", "write_archive"]
@@ -53,12 +54,17 @@ class ArchivePlan:
 
 @dataclass
 class ArchiveStats:
-    """What :func:`write_archive` did; ``skipped`` are links and special files left out."""
+    """What :func:`write_archive` did; ``skipped`` are links, special files and too deep directories left out.
+
+    ``too_deep``: directories nested more than ``MAX_DEPTH`` levels below the archived one,
+    left out with everything in them (one descriptor is held per level while archiving).
+    """
 
     files: int = 0
     dirs: int = 0
     bytes: int = 0
     skipped: list[str] = field(default_factory=list)
+    too_deep: int = 0
 
 
 def plan_archive(folder: os.PathLike[str] | str, paths: str | Sequence[str], *, folder_name: str) -> ArchivePlan:
@@ -233,6 +239,12 @@ class _Writer:
                 except FileNotFoundError:
                     continue  # removed since the listing
                 if _stat.S_ISDIR(st.st_mode):
+                    if len(stack) > MAX_DEPTH:
+                        # A descriptor per level: a planted tree thousands deep would take the
+                        # manager's descriptors. What is deeper is left out (and logged).
+                        self.stats.skipped.append(arcname + "/")
+                        self.stats.too_deep += 1
+                        continue
                     try:
                         child = os.open(name, DIR_FLAGS, dir_fd=fd)
                     except OSError:

@@ -8,7 +8,8 @@ copied as links (their target text, never what they point to: nothing here or in
 follows them); sockets, pipes and device nodes are skipped (a session's runtime debris, not
 data). Entries get the destination folder's owner and the source's permission bits.
 
-The copy stops with :class:`CopyTooLarge` as soon as the bytes written would pass
+A directory nested deeper than ``MAX_DEPTH`` (256) levels stops the copy with
+:class:`~.errors.TooDeep`. The copy stops with :class:`CopyTooLarge` as soon as the bytes written would pass
 ``max_bytes``: the caller measured the source before, but a session may grow it meanwhile.
 """
 
@@ -20,8 +21,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._fs import DIR_FLAGS, OpenFolder, oserrors
-from .errors import StorageError, human_size
+from ._fs import DIR_FLAGS, MAX_DEPTH, OpenFolder, oserrors
+from .errors import StorageError, TooDeep, human_size, show_path
 
 __all__ = ["CopyResult", "CopyTooLarge", "copy_folder"]
 
@@ -66,6 +67,13 @@ def copy_folder(src: Path | str, dst: Path | str, *, max_bytes: int | None = Non
                     os.close(dst_fd)
                     continue
                 name = pending.pop()
+                if len(parts) >= MAX_DEPTH:
+                    # A descriptor pair per level: a planted tree thousands deep would take the
+                    # manager's descriptors. A partial copy is no copy: refuse it whole.
+                    raise TooDeep(
+                        f"{show_path((*parts, name))} is nested more than {MAX_DEPTH} directories deep;"
+                        f" folders are cloned only to that depth"
+                    )
                 pair = copier.enter(src_fd, dst_fd, name, (*parts, name))
                 if pair is not None:
                     stack.append((*pair, [], (*parts, name)))

@@ -22,6 +22,7 @@ __all__ = [
     "QuotaExceeded",
     "RangeNotSatisfiable",
     "StorageError",
+    "TooDeep",
     "UnknownHost",
     "UnsafePath",
     "UploadTooLarge",
@@ -93,6 +94,12 @@ class QuotaExceeded(StorageError):
             f"the upload of {what} would take folder usage to {human_size(after)}, "
             f"over its capacity of {human_size(quota)} ({human_size(used)} used{held})"
         )
+
+
+class TooDeep(StorageError):
+    """Directories nested deeper than the store goes (``_fs.MAX_DEPTH``); the message names where."""
+
+    status = 400
 
 
 class UploadTooLarge(StorageError):
