@@ -186,6 +186,12 @@ function InviteForm(props: { update: (v: IInvite | null) => void; share: boolean
           <option value="wd">read, write and delete</option>
         </select>
       </Field>
+      {permission === 'rw' ? (
+        <div className="jp-BackendAI-hint">
+          Inside a session, read and write also lets them delete files: a mounted folder cannot allow
+          one without the other. Only here and in the API is deleting kept for read, write and delete.
+        </div>
+      ) : null}
       {props.share ? (
         <div className="jp-BackendAI-hint">
           Sharing gives members of the folder's project their own permission on it.
