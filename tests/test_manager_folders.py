@@ -371,6 +371,15 @@ def test_owner_downgrades_and_revokes_a_share_and_its_transfer_urls_end(manager)
 
     upload, download, archive = bob_urls()
 
+    # rw writes but does not delete, nor rename over an existing entry (Backend.AI's rw).
+    rm = manager.call("DELETE", "/folders/proj/delete-files", "bob", json_body={"files": ["readme.txt"]})
+    assert rm.status_code == 403 and "you need wd permission" in title(rm)
+    made = manager.call("POST", "/folders/proj/mkdir", "bob", json_body={"path": "notes"})
+    assert made.status_code == 201, made.text
+    over = manager.call("POST", "/folders/proj/rename-file", "bob",
+                        json_body={"target_path": "notes", "new_name": "readme.txt"})  # fmt: skip
+    assert over.status_code == 409 and (directory(manager, view["id"]) / "readme.txt").read_text() == "read me"
+
     # Nobody but the owner changes or revokes a share: not bob, not another user, not an admin.
     for who in ("bob", "admin"):
         r = manager.call("POST", "/folders/proj/unshare", who, json_body={"emails": ["bob@example.com"]})
