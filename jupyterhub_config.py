@@ -10,6 +10,7 @@ local processes, which it says in the log and on the spawn form.
 Environment: ``BACKENDAI_DB_URL``, ``BACKENDAI_BACKEND`` (auto | docker | local),
 ``BACKENDAI_BOOTSTRAP`` (a YAML file loaded at start, idempotently), ``BACKENDAI_STORAGE``
 (the folder storage directory), ``BACKENDAI_ALLOW_SIGNUP=1``, ``JUPYTERHUB_BIND_URL``,
+``BACKENDAI_PUBLIC_URL`` (the URL users open, for links in e-mail; default: the bind URL),
 ``BACKENDAI_DB_KEY`` or ``BACKENDAI_DB_KEY_FILE`` (the key of the secrets in the database; by
 default ``jupyter_backendai_secret.key`` here, created on first start).
 """
@@ -20,8 +21,9 @@ import os
 from jupyter_backendai.db.encryption import key_environment
 from jupyter_backendai.db.engine import DatabaseError
 from jupyter_backendai.hub import TEMPLATES
-from jupyter_backendai.hub.first_run import choose, prepare_database, register_agent_at_start, session_limit
+from jupyter_backendai.hub.first_run import choose, prepare_database, register_agent_at_start
 from jupyter_backendai.hub.provision import post_auth_hook
+from jupyter_backendai.hub.roles import session_roles
 
 logging.basicConfig(level=logging.INFO, format="[%(levelname).1s %(asctime)s %(name)s] %(message)s")
 
@@ -52,13 +54,14 @@ c.JupyterHub.template_paths = [TEMPLATES]
 c.Authenticator.post_auth_hook = post_auth_hook
 c.BackendAIAuthenticator.allow_signup = os.environ.get("BACKENDAI_ALLOW_SIGNUP", "") == "1"
 
-# One session = one named server; the policy caps how many run at once.
+# One session = one named server. How many may run at once is the keypair policy's rule, checked
+# at admission with the reason shown; JupyterHub's own named_server_limit_per_user stays 0 (it
+# counts stopped servers too, and a callable answering None broke every page that reads it).
 # Which backend runs and why (a missing engine or image) is in the log and on the spawn form.
 backend, c.LocalSessionSpawner.backend_reason = choose(db_url, prefer=os.environ.get("BACKENDAI_BACKEND", "auto"))
 c.JupyterHub.spawner_class = f"backendai-{backend}"
 register_agent_at_start(c, backend)  # so that presets fit before the first spawn
 c.JupyterHub.allow_named_servers = True
-c.JupyterHub.named_server_limit_per_user = session_limit
 c.JupyterHub.default_url = "/hub/home"
 storage = os.path.abspath(os.environ.get("BACKENDAI_STORAGE", "backendai-storage"))
 c.DockerSessionSpawner.storage_root = storage
@@ -88,9 +91,7 @@ c.JupyterHub.load_roles = [
         "services": ["backendai"],
         "scopes": ["admin:users", "admin:servers", "list:users", "read:users", "access:servers"],
     },
-    {
-        # Every user may call the manager (the lab panels and widgets do, with their tokens).
-        "name": "user",
-        "scopes": ["self", "access:services!service=backendai"],
-    },
+    # Users and their sessions' own tokens may call the manager (the lab panels, the widgets);
+    # it refuses tokens without access:services!service=backendai.
+    *session_roles("backendai"),
 ]

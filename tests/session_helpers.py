@@ -99,6 +99,9 @@ c.{cls}.scheduler_interval = 0.5
 c.JupyterHub.last_activity_interval = 5
 # The API answers 202 for a spawn still queued after 2 s instead of holding the request 10 s.
 c.JupyterHub.tornado_settings = {{"slow_spawn_timeout": 2}}
+# As jupyterhub_config.py: users' and sessions' own tokens may call the manager.
+from jupyter_backendai.hub.roles import session_roles as _session_roles
+c.JupyterHub.load_roles.extend(_session_roles())
 {extra}
 """
 

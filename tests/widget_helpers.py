@@ -67,7 +67,6 @@ def start_backend(directory: Path, pdb: ProductDB, extra: str = "") -> Backend:
         capacity={"cpu": 2, "mem": "4g"},
         endpoint="proxy",
         extra=f"""
-c.JupyterHub.load_roles.append({{"name": "user", "scopes": ["self", "access:services!service=backendai"]}})
 {extra}
 """,
     )

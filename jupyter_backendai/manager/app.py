@@ -21,6 +21,7 @@ from traitlets import Bytes, Float, Integer, Unicode, default
 from traitlets.config import Application
 
 from .._version import __version__
+from ..core.throttle import LoginThrottle
 from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, DatabaseError, connect
 from .base import APIHandler, RateLimiter, ReplayGuard
 from .metrics import Metrics, MetricsHandler
@@ -102,6 +103,43 @@ class ManagerApp(Application):
     def _default_hub_api_token(self):
         return os.environ.get("JUPYTERHUB_API_TOKEN", "")
 
+    service_name = Unicode(
+        config=True,
+        help="""This service's name in the hub (default: $JUPYTERHUB_SERVICE_NAME, else ``backendai``).
+
+        A JupyterHub token is accepted only when it holds ``access:services!service=<this name>``
+        (or a broader scope such as ``access:services``); any other token is refused with 403,
+        whatever its owner may do. Sessions' own tokens get that scope from the hub's ``server``
+        role (``jupyterhub_config.py``), tokens made by users only when they ask for it.""",
+    )
+
+    @default("service_name")
+    def _default_service_name(self):
+        return os.environ.get("JUPYTERHUB_SERVICE_NAME") or "backendai"
+
+    @property
+    def required_token_scope(self) -> str:
+        return f"access:services!service={self.service_name}"
+
+    trusted_proxy_count = Integer(
+        1,
+        config=True,
+        help="""How many proxies in front of the manager append the client's address to
+        ``X-Forwarded-For`` (1: the hub's configurable-http-proxy). The login throttle of
+        ``/auth/authorize`` counts per client address, which is the entry this many places from
+        the right; ``X-Real-Ip`` and entries further left are the client's own and ignored.""",
+    )
+    max_failed_logins = Integer(
+        10,
+        config=True,
+        help="""Failed ``/auth/authorize`` attempts (per account, and per client address) that lock
+        it for lockout_seconds, as the hub's login does (``BackendAIAuthenticator``).""",
+    )
+    free_failed_logins = Integer(3, config=True, help="Failed attempts answered without delay; later ones are slowed.")
+    failed_login_window = Float(900.0, config=True, help="Seconds over which failed attempts are counted.")
+    lockout_seconds = Float(900.0, config=True, help="Seconds an account or address stays locked.")
+    max_login_delay = Float(8.0, config=True, help="Upper bound of the delay added to slowed attempts, in seconds.")
+
     transfer_secret = Bytes(config=True, help="Key of the upload/download tokens (default: random per start).")
 
     @default("transfer_secret")
@@ -136,6 +174,13 @@ class ManagerApp(Application):
         self.store = FolderStore(self.storage_root)
         self.rate_limiter = RateLimiter()
         self.replays = ReplayGuard()
+        self.login_throttle = LoginThrottle(
+            max_failures=self.max_failed_logins,
+            free_failures=self.free_failed_logins,
+            window=self.failed_login_window,
+            lockout=self.lockout_seconds,
+            max_delay=self.max_login_delay,
+        )
         self.metrics = Metrics()
         self.started = time.time()
         self._token_cache: dict[str, tuple[float, Any]] = {}

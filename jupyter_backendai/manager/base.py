@@ -3,7 +3,10 @@
 Three ways in, as DESIGN.md says:
 
 * ``Authorization: token <JupyterHub API token>`` (what the server extension and the widgets
-  send): the hub says whose token it is; the hub user is the db user of the same name.
+  send): the hub says whose token it is and which scopes it holds; the hub user is the db user
+  of the same name. The token must hold ``access:services!service=<this service>`` (or a
+  broader scope that implies it): a token made for something narrower, like reading a user's
+  name, must not carry its owner's full rights here.
 * ``Authorization: BackendAI signMethod=HMAC-SHA256, credential=<AK>:<sig>`` with ``Date`` (or
   ``X-BackendAI-Date``) and ``X-BackendAI-Version``: Backend.AI's keypair signing (its own
   client, the SDK, scripts). Dates more than 15 minutes off are refused, and so is a
@@ -125,6 +128,19 @@ class APIError(web.HTTPError):
         self.headers = headers or {}
 
 
+def token_grants(scopes: Any, required: str) -> bool:
+    """Do a token's expanded scopes (as the hub's ``GET /user`` lists them) imply ``required``?
+
+    JupyterHub's own check, so that a broader scope (``access:services``) counts as it does in
+    the hub. A hub too old to list scopes gives none, which grants nothing.
+    """
+    from jupyterhub.scopes import has_scope
+
+    if not isinstance(scopes, list) or not all(isinstance(s, str) for s in scopes):
+        return False
+    return bool(has_scope(required, frozenset(scopes)))
+
+
 def _identity(user: m.User, keypair: m.KeyPair, via: str) -> Identity:
     return Identity(
         user_id=user.id,
@@ -235,6 +251,13 @@ class APIHandler(web.RequestHandler):
         name = model.get("name")
         if model.get("kind") == "service" or not name:
             raise APIError(403, "service tokens cannot act for a user here")
+        required = self.manager.required_token_scope
+        if not token_grants(model.get("scopes"), required):
+            raise APIError(
+                403,
+                f"this JupyterHub token lacks the scope {required!r}; "
+                "create a token with that scope (or use a session's own token)",
+            )
 
         def look_up(db):
             user = db.scalar(select(m.User).where(m.User.username == name))
