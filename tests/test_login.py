@@ -371,3 +371,181 @@ def test_auto_provisioning_through_another_authenticator(make_hub, product_db):
     with factory() as db:
         with pytest.raises(admin.NotFound):
             admin.get_user(db, "dave")
+
+
+# --- issue 10: links, addresses, standing, redirects, names -------------------------------------
+
+
+def test_reset_link_is_built_from_the_public_url_not_the_host_header(make_hub, smtp_server, product_db):
+    url, factory = product_db
+    make_user(factory, "host@example.com")
+    # No public_url configured: it comes from the hub's bind_url, as with jupyterhub_config.py.
+    hub = make_hub(hub_config(url, smtp_server))
+    forged = requests.Session()
+    forged.headers["Host"] = "evil.example"
+    answer = post_form(forged, f"{hub.url}/hub/forgot-password", {"email": "host@example.com"})
+    assert answer.status_code == 200, answer.text[-1000:]
+    link = smtp_server.wait_for_url("host@example.com")
+    assert link.startswith(f"{hub.url}/hub/reset-password?token="), link
+
+    # Explicitly configured (or $BACKENDAI_PUBLIC_URL): that one, with the hub's base URL.
+    smtp_server.clear()
+    public = make_hub(hub_config(url, smtp_server), env={"BACKENDAI_PUBLIC_URL": "https://hub.example.org"})
+    post_form(forged, f"{public.url}/hub/forgot-password", {"email": "host@example.com"})
+    assert smtp_server.wait_for_url("host@example.com").startswith("https://hub.example.org/hub/reset-password?token=")
+
+
+def test_reset_mail_without_a_public_url_is_a_start_up_error():
+    from types import SimpleNamespace
+
+    from jupyter_backendai.hub.auth import BackendAIAuthenticator, public_origin
+
+    assert public_origin("", "", "http://127.0.0.1:8000") == "http://127.0.0.1:8000"
+    assert public_origin("https://hub.example.org/x/", "", "http://127.0.0.1:8000") == "https://hub.example.org"
+    assert public_origin("", "https://jh.example.org/prefix/", "http://:8000") == "https://jh.example.org"
+    assert public_origin("", "", "http://:8000") is None and public_origin("", "", "http://0.0.0.0:8000") is None
+    with pytest.raises(ValueError, match="not an http"):
+        public_origin("hub.example.org", "", "")
+
+    def app(bind_url: str):
+        return SimpleNamespace(public_url="", bind_url=bind_url, template_vars={})
+
+    auth = BackendAIAuthenticator(db_url="sqlite://", public_url="")
+    with pytest.raises(ValueError, match=r"set c.BackendAIAuthenticator.public_url \(or \$BACKENDAI_PUBLIC_URL\)"):
+        auth.get_handlers(app("http://:8000"))
+    # Without reset mail and verification there is nothing to link to: the hub starts.
+    quiet = BackendAIAuthenticator(db_url="sqlite://", public_url="", allow_password_reset=False)
+    assert quiet.get_handlers(app("http://:8000"))
+
+
+def login_as(hub, name: str, password: str, headers: dict[str, str]) -> requests.Response:
+    session = requests.Session()
+    session.headers.update(headers)
+    return login(hub, name, password, session)
+
+
+def test_throttles_count_the_proxys_address_and_one_lock_per_account(make_hub, product_db):
+    url, factory = product_db
+    make_user(factory, "acct@example.com")
+    make_user(factory, "good@example.com")
+    limits = {"free_failed_logins": 100, "max_failed_logins": 4, "lockout_seconds": 300.0}
+
+    # Behind configurable-http-proxy alone (the default): whatever a client puts in X-Real-Ip or
+    # at the front of X-Forwarded-For, the address is the one the proxy saw.
+    hub = make_hub(hub_config(url, **limits))
+    for i in range(4):
+        spoof = {"X-Real-Ip": f"192.0.2.{i + 1}", "X-Forwarded-For": f"198.51.100.{i + 1}"}
+        assert login_as(hub, f"nobody{i}", "Wrong-pw-1", spoof).status_code == 403
+    sprayed = login_as(hub, "good", PASSWORD, {"X-Real-Ip": "192.0.2.200", "X-Forwarded-For": "198.51.100.200"})
+    assert sprayed.status_code == 429 and "Too many failed logins" in sprayed.text
+
+    # Behind a trusted load balancer too (2 proxies): its entry is the address, and an account is
+    # one lock whether named by user name or e-mail address, from any address.
+    hub2 = make_hub(hub_config(url, trusted_proxy_count=2, **limits))
+    names = ["acct", "ACCT@example.com", "acct", "acct@example.com"]
+    for i, name in enumerate(names):
+        via = {"X-Real-Ip": f"192.0.2.{i + 1}", "X-Forwarded-For": f"6.6.6.{i}, 203.0.113.{i + 1}"}
+        assert login_as(hub2, name, "Wrong-pw-1", via).status_code == 403
+    fresh = {"X-Forwarded-For": "203.0.113.99"}
+    locked = login_as(hub2, "acct", PASSWORD, fresh)
+    assert locked.status_code == 429 and "Too many failed logins" in locked.text
+    assert login_as(hub2, "good", PASSWORD, fresh).url.endswith("/hub/home")  # the address is not locked
+
+    # Reset requests: counted per proxy-seen address however X-Real-Ip rotates.
+    forgot = f"{hub2.url}/hub/forgot-password"
+    for i in range(4):
+        via = {"X-Real-Ip": f"192.0.2.{i + 1}", "X-Forwarded-For": f"6.6.6.{i}, 203.0.113.50"}
+        s = requests.Session()
+        s.headers.update(via)
+        assert post_form(s, forgot, {"email": f"x{i}@example.com"}).status_code == 200
+    s = requests.Session()
+    s.headers.update({"X-Real-Ip": "192.0.2.77", "X-Forwarded-For": "6.6.6.77, 203.0.113.50"})
+    assert post_form(s, forgot, {"email": "y@example.com"}).status_code == 429
+
+
+def test_a_demoted_or_deactivated_superadmin_loses_hub_rights(make_hub, product_db):
+    url, factory = product_db
+    make_user(factory, "boss@example.com", role="superadmin")
+    make_user(factory, "chief@example.com", role="superadmin")
+    hub = make_hub(hub_config(url) + "c.BackendAIAuthenticator.auth_refresh_age = 1\n")
+    boss, chief = requests.Session(), requests.Session()
+    assert login(hub, "boss", PASSWORD, boss).url.endswith("/hub/home")
+    assert login(hub, "chief", PASSWORD, chief).url.endswith("/hub/home")
+    assert boss.get(f"{hub.url}/hub/admin", timeout=10).status_code == 200
+    chief_token = hub.api("POST", "/users/chief/tokens", json={"expires_in": 600}).json()["token"]
+
+    with factory() as db:
+        admin.update_user(db, admin.get_user(db, "boss"), role="user")
+        admin.deactivate_user(db, admin.get_user(db, "chief"))
+        db.commit()
+    time.sleep(1.5)
+    assert boss.get(f"{hub.url}/hub/admin", timeout=10).status_code == 403
+    assert hub.api("GET", "/users/boss").json()["admin"] is False
+    assert boss.get(f"{hub.url}/hub/home", timeout=10).url.endswith("/hub/home")  # still a user
+    # Deactivated: the browser is logged out, and an API token loses the admin rights.
+    assert "/hub/login" in chief.get(f"{hub.url}/hub/home", timeout=10).url
+    listing = requests.get(f"{hub.url}/hub/api/users", headers={"Authorization": f"token {chief_token}"}, timeout=10)
+    assert listing.status_code == 403
+    assert hub.api("GET", "/users/chief").json()["admin"] is False
+
+
+def test_no_redirect_off_the_hub_after_a_password_change(make_hub, product_db):
+    url, factory = product_db
+    make_user(factory, "next@example.com")
+    hub = make_hub(hub_config(url))
+    session = requests.Session()
+    assert login(hub, "next", PASSWORD, session).url.endswith("/hub/home")
+    password = PASSWORD
+    cases = {
+        "//evil.example": False,
+        "/\\evil.example": False,
+        "/\t/evil.example": False,
+        "https://evil.example/hub/home": False,
+        "javascript:alert(1)": False,
+        "/hub/spawn": True,
+    }
+    for i, (target, kept) in enumerate(cases.items()):
+        page = f"{hub.url}/hub/change-password?next={requests.utils.quote(target, safe='')}"
+        new = f"Changed-pw-{i}"
+        done = post_form(session, page, {"current": password, "password": new, "password2": new}, action=page)
+        assert done.status_code == 200 and "Your password is changed" in done.text, done.text[-1000:]
+        password = new
+        go_on = re.search(r'id="go-on"[^>]*href="([^"]*)"', done.text).group(1)
+        assert go_on == ("/hub/spawn" if kept else "/hub/home"), (target, go_on)
+
+
+def test_user_names_cannot_look_like_e_mail_addresses(make_hub, product_db):
+    url, factory = product_db
+    make_user(factory, "victim@example.com")
+    with factory() as db:
+        with pytest.raises(admin.AdminError, match="no '@'"):
+            admin.create_user(db, "mallory@evil.example", PASSWORD, username="victim@example.com")
+        with pytest.raises(admin.AdminError, match="no '@'"):
+            admin.update_user(db, admin.get_user(db, "victim"), username="someone@example.com")
+        # An earlier version let such a name in: it must not answer for the address at login.
+        legacy, _ = admin.create_user(db, "legacy@other.example", PASSWORD, username="legacy")
+        legacy.username = "shadow@example.com"
+        db.commit()
+    hub = make_hub(hub_config(url, allow_signup=True))
+    signup = post_form(requests.Session(), f"{hub.url}/hub/signup", {
+        "email": "mallory@evil.example", "username": "victim@example.com", "password": "Good-pw-1",
+        "password2": "Good-pw-1", "accept_terms": "1"})  # fmt: skip
+    assert signup.status_code == 400 and "A user name uses lower-case letters" in signup.text
+    # Input with '@' is an e-mail address only; without, a user name only.
+    assert login(hub, "shadow@example.com", PASSWORD).status_code == 403
+    assert login(hub, "legacy@other.example", PASSWORD).url.endswith("/hub/home")
+    assert login(hub, "victim@example.com", PASSWORD).url.endswith("/hub/home")
+    assert hub.api("GET", "/users/victim").status_code == 200
+
+
+def test_provisioned_users_named_by_e_mail(make_hub, product_db):
+    url, factory = product_db
+    make_user(factory, "taken@example.org")
+    hub = make_hub(provisioning_config(url, auto=True))
+    assert login(hub, "Dora@Example.org", "Dummy-pw-1").url.endswith("/hub/home")
+    with factory() as db:
+        dora = admin.get_user(db, "dora@example.org")
+        assert dora.username == dora.email == "dora@example.org"
+    # A hub name that is someone else's address gets no account of its own.
+    refused = login(hub, "taken@example.org", "Dummy-pw-1")
+    assert refused.status_code == 403 and "Cannot create an account" in refused.text

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import statistics
+import time
 
+import pytest
 import requests
 
 from jupyter_backendai.db import admin
-from tests.manager_fixtures import PASSWORD
+from tests.manager_fixtures import PASSWORD, Manager
+from tests.session_helpers import ProductDB
 
 
 def test_root_is_public_and_unknown_paths_are_json_404(manager):
@@ -106,3 +110,69 @@ def test_profile_and_preferred_ssh_port(manager):
     cleared = manager.call("PATCH", "/auth/profile", "alice", json_body={"preferred_ssh_port": None})
     assert cleared.status_code == 200 and cleared.json()["preferred_ssh_port"] is None
     assert manager.call("GET", "/auth/profile").status_code == 401
+
+
+def authorize(manager, name: str, password: str, headers: dict[str, str] | None = None) -> requests.Response:
+    return requests.post(manager.url + "/auth/authorize", json={"type": "keypair", "username": name,
+                         "password": password}, headers=headers or {}, timeout=60)  # fmt: skip
+
+
+@pytest.fixture
+def strict_manager(tmp_path):
+    """A manager whose /auth/authorize locks after 3 failures, without the slowing-down first."""
+    pdb = ProductDB(tmp_path)
+    pdb.user("alice@example.com")
+    pdb.user("bob@example.com")
+    service = Manager(tmp_path, pdb, ["--ManagerApp.max_failed_logins=3", "--ManagerApp.free_failed_logins=100"])
+    yield service
+    service.stop()
+    pdb.close()
+
+
+def test_authorize_is_throttled_per_account_and_per_proxy_seen_address(strict_manager):
+    manager = strict_manager
+    # The test stands in for the proxy: the last X-Forwarded-For entry is the address it saw.
+    # One account whatever it is called and wherever the attempts come from.
+    for i, name in enumerate(["alice", "ALICE@example.com", "alice"]):
+        via = {"X-Real-Ip": f"192.0.2.{i}", "X-Forwarded-For": f"198.51.100.{i}"}
+        assert authorize(manager, name, "Wrong-pw-1", via).status_code == 401
+    locked = authorize(manager, "alice@example.com", PASSWORD, {"X-Forwarded-For": "198.51.100.99"})
+    assert locked.status_code == 429 and int(locked.headers["Retry-After"]) > 0
+    assert locked.json()["title"].startswith("too many failed logins; try again in")
+    assert "secret_key" not in locked.text
+
+    # One address, whatever the client writes in front of it or in X-Real-Ip.
+    for i in range(3):
+        spoof = {"X-Real-Ip": f"192.0.2.{50 + i}", "X-Forwarded-For": f"6.6.6.{i}, 203.0.113.7"}
+        assert authorize(manager, f"nobody{i}@example.com", "Wrong-pw-1", spoof).status_code == 401
+    sprayed = authorize(
+        manager, "bob", PASSWORD, {"X-Real-Ip": "192.0.2.99", "X-Forwarded-For": "1.2.3.4, 203.0.113.7"}
+    )
+    assert sprayed.status_code == 429
+    assert authorize(manager, "bob", PASSWORD, {"X-Forwarded-For": "203.0.113.8"}).status_code == 200
+
+
+def test_authorize_takes_as_long_for_an_unknown_user(tmp_path):
+    """A hash is verified whether or not the account exists (or has a password): the time of the
+    answer does not tell which accounts exist."""
+    pdb = ProductDB(tmp_path)
+    pdb.user("alice@example.com")
+    pdb.setup(lambda db: admin.create_user(db, "sso@example.com", None, username="sso"))
+    manager = Manager(tmp_path, pdb, ["--ManagerApp.max_failed_logins=1000", "--ManagerApp.free_failed_logins=1000"])
+    try:
+
+        def median_time(name: str) -> float:
+            times = []
+            for _ in range(5):
+                start = time.perf_counter()
+                assert authorize(manager, name, "Wrong-pw-1").status_code == 401
+                times.append(time.perf_counter() - start)
+            return statistics.median(times)
+
+        known = median_time("alice")
+        # Without a hash to verify, the answer took a few milliseconds against argon2's tens.
+        assert median_time("nobody@example.com") > 0.5 * known
+        assert median_time("sso") > 0.5 * known
+    finally:
+        manager.stop()
+        pdb.close()

@@ -48,3 +48,18 @@ def test_memory_is_bounded():
     for i in range(1000):
         t.failed([f"account:{i}"], now=i)
     assert len(t._failures) <= 101
+
+
+def test_client_address_is_what_the_trusted_proxies_saw():
+    from jupyter_backendai.core.throttle import client_address
+
+    # configurable-http-proxy appends the address it was connected from; the client wrote the rest.
+    assert client_address("127.0.0.1", ["6.6.6.6, 203.0.113.9"], 1) == "203.0.113.9"
+    assert client_address("127.0.0.1", ["6.6.6.6", "7.7.7.7, 203.0.113.9"], 1) == "203.0.113.9"
+    # Two proxies (a load balancer, then the proxy): the second entry from the right.
+    assert client_address("127.0.0.1", ["1.1.1.1, 203.0.113.9, 10.0.0.2"], 2) == "203.0.113.9"
+    assert client_address("127.0.0.1", ["203.0.113.9"], 2) == "203.0.113.9"  # a shorter chain
+    # No header (a direct connection), or no proxy trusted: the socket's peer.
+    assert client_address("192.0.2.1", [], 1) == "192.0.2.1"
+    assert client_address("192.0.2.1", ["6.6.6.6"], 0) == "192.0.2.1"
+    assert len(client_address("127.0.0.1", ["x" * 10_000], 1)) == 64

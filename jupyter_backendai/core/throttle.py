@@ -8,15 +8,55 @@ without checking the password at all, so a locked account cannot be probed. A su
 clears the account's count (not the address's: one right password must not hide a spray of
 wrong ones from the same address).
 
+Which address a request comes from is :func:`client_address`: only what the trusted proxies
+appended to ``X-Forwarded-For`` counts, never a header the client can write itself.
+
 Pure logic with the clock passed in, so that tests need no sleeping.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-__all__ = ["LoginThrottle", "Verdict"]
+__all__ = ["LoginThrottle", "Verdict", "client_address", "request_address"]
+
+#: Longest address kept as a throttle key (an entry of X-Forwarded-For is free text).
+MAX_ADDRESS = 64
+
+
+def client_address(peer: str, forwarded_for: Iterable[str], trusted_proxies: int) -> str:
+    """The address the outermost trusted proxy received the request from.
+
+    ``peer`` is the socket's address, ``forwarded_for`` the values of every ``X-Forwarded-For``
+    header. Each of the ``trusted_proxies`` proxies in front of the server (1:
+    configurable-http-proxy) appends the address it was connected from; anything to the left of
+    those entries was written by the client and proves nothing. So the client is the
+    ``trusted_proxies``-th entry from the right. With no proxy trusted, or no header (a
+    direct connection), it is the peer. ``X-Real-Ip`` and its kind are never read: no trusted
+    proxy sets them, and a client can.
+    """
+    if trusted_proxies <= 0:
+        return peer[:MAX_ADDRESS]
+    entries = [e.strip() for value in forwarded_for for e in value.split(",") if e.strip()]
+    if not entries:
+        return peer[:MAX_ADDRESS]
+    # Fewer entries than proxies: a shorter chain than configured, whose first hop saw the client.
+    address = entries[-trusted_proxies] if len(entries) >= trusted_proxies else entries[0]
+    return address[:MAX_ADDRESS]
+
+
+def request_address(request, trusted_proxies: int) -> str:
+    """:func:`client_address` of a tornado request: its connection's peer and ``X-Forwarded-For``.
+
+    Not ``request.remote_ip``: servers with tornado's ``xheaders`` (the hub's, the manager's)
+    let ``X-Real-Ip``, any client's to write, replace it. The connection's own address stays.
+    """
+    context = getattr(request.connection, "context", None)
+    address = getattr(context, "address", None)
+    peer = address[0] if isinstance(address, tuple) and address else "local"
+    return client_address(str(peer), request.headers.get_list("X-Forwarded-For"), trusted_proxies)
 
 
 @dataclass(frozen=True)

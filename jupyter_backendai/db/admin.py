@@ -22,8 +22,10 @@ from .credentials import hash_password, is_access_key, is_secret_key, new_access
 
 DEFAULT = "default"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-# '@' and '+' too: other authenticators often name hub users by e-mail address.
-_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._@+-]{0,63}$")
+# No '@': a login with '@' names an e-mail address, so a user name like someone else's address
+# must not exist (it would shadow them). Users of other authenticators named by their e-mail
+# address are the one exception: create_user(..., username_is_email=True).
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._+-]{0,63}$")
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _FOLDER_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
@@ -69,9 +71,28 @@ def check_username(username: str) -> str:
     username = (username or "").strip().lower()
     if not _USERNAME.match(username):
         raise AdminError(
-            f"invalid user name {username!r}: use up to 64 lower-case letters, digits, '.', '_', '@', '+' or '-'"
+            f"invalid user name {username!r}: use up to 64 lower-case letters, digits, '.', '_', '+' or '-' "
+            "(no '@': a name with '@' would read as an e-mail address at login)"
         )
     return username
+
+
+def find_login_user(db: DB, login: str) -> m.User | None:
+    """The account a login names: input with '@' is an e-mail address, any other a user name.
+
+    Never one for the other, so that no user name can stand in for someone's address.
+    """
+    key = (login or "").strip().lower()
+    if not key:
+        return None
+    column = m.User.email if "@" in key else m.User.username
+    return db.scalar(select(m.User).where(column == key))
+
+
+def login_throttle_key(db: DB, login: str) -> str:
+    """The login throttle's key: one per account however it is named, else one per name given."""
+    user = find_login_user(db, login)
+    return f"account:{user.id}" if user is not None else f"account-name:{(login or '').strip().lower()[:254]}"
 
 
 def parse_slots(values: Mapping[str, Any] | None) -> ResourceSlots:
@@ -399,10 +420,20 @@ def create_user(
     description: str = "",
     need_password_change: bool = False,
     status: str = "active",
+    username_is_email: bool = False,
 ) -> tuple[m.User, m.KeyPair]:
-    """Create a user and its first keypair (F35); the keypair's secret is on the returned object."""
+    """Create a user and its first keypair (F35); the keypair's secret is on the returned object.
+
+    ``username_is_email``: the user name is the e-mail address itself (hub users of other
+    authenticators that name them so); harmless, as a login with '@' finds that same account.
+    """
     email = check_email(email)
-    username = check_username(username or username_from_email(email))
+    if username_is_email:
+        if (username or "").strip().lower() != email:
+            raise AdminError(f"the user name {username!r} must be the e-mail address {email!r} itself")
+        username = email
+    else:
+        username = check_username(username or username_from_email(email))
     role_ = _enum(m.UserRole, "role", role)
     status_ = _enum(m.UserStatus, "status", status)
     if password is not None:

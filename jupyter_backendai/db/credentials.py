@@ -34,9 +34,24 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
+_dummy_hash: str | None = None
+
+
 def verify_password(stored_hash: str | None, password: str) -> bool:
-    """True when ``password`` matches; never raises for a wrong password or a damaged hash."""
+    """True when ``password`` matches; never raises for a wrong password or a damaged hash.
+
+    Without a hash (no such account, or one that logs in elsewhere) a dummy hash is verified
+    all the same and the answer is False: as slow as a wrong password, so that the time an
+    answer takes does not tell which accounts exist.
+    """
+    global _dummy_hash
     if not stored_hash:
+        if _dummy_hash is None:
+            _dummy_hash = _hasher.hash(secrets.token_urlsafe(16))
+        try:
+            _hasher.verify(_dummy_hash, password)
+        except (VerificationError, InvalidHashError):
+            pass
         return False
     try:
         return _hasher.verify(stored_hash, password)

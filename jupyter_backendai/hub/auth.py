@@ -1,7 +1,7 @@
 """``BackendAIAuthenticator``: hub users are the product's users (F7–F10, F15).
 
-Login takes an e-mail address or a user name and the password, checked against the argon2
-hash in the product's database. Inactive accounts and accounts waiting for e-mail
+Login takes an e-mail address (input with '@') or a user name (input without), and the
+password, checked against the argon2 hash in the product's database. Inactive accounts and accounts waiting for e-mail
 verification are refused with a message that says so (only once the password is right, so
 that strangers learn nothing). A superadmin is a hub admin. Every hub user is exactly one db
 user (the hub name is the db ``username``) with its active keypair.
@@ -9,6 +9,13 @@ user (the hub name is the db ``username``) with its active keypair.
 The authenticator also serves the account pages under ``/hub/``: ``signup``,
 ``verify-email``, ``forgot-password``, ``reset-password`` and ``change-password``; their
 templates are in ``templates/`` and can be overridden with ``c.JupyterHub.template_paths``.
+Links in e-mail are built from ``public_url``, never from the request's ``Host`` header.
+
+Failed logins and reset requests are throttled per account and per client address, where the
+address is only what the trusted proxies appended to ``X-Forwarded-For``
+(:func:`..core.throttle.client_address`). A user's role and status are read again every
+``auth_refresh_age`` seconds (:meth:`BackendAIAuthenticator.refresh_user`): a deactivated user
+is logged out, a demoted superadmin loses the hub's admin rights.
 """
 
 from __future__ import annotations
@@ -16,10 +23,11 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import math
+import os
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from jupyterhub.auth import Authenticator
 from jupyterhub.handlers.base import BaseHandler
@@ -30,7 +38,7 @@ from tornado import web
 from traitlets import Bool, Float, Instance, Integer, Unicode, default
 
 from ..core.passwords import password_problems
-from ..core.throttle import LoginThrottle
+from ..core.throttle import LoginThrottle, request_address
 from ..db import admin, tokens
 from ..db import models as m
 from ..db.credentials import hash_password, verify_password
@@ -39,9 +47,7 @@ from .mail import Mailer
 
 T = TypeVar("T")
 
-# Verified against when the account does not exist, so that a wrong name costs as long as a
-# wrong password and timing does not tell which accounts exist.
-_DUMMY_HASH = hash_password("not a real password 1!")
+ENV_PUBLIC_URL = "BACKENDAI_PUBLIC_URL"
 
 
 class BackendAIAuthenticator(Authenticator):
@@ -76,9 +82,31 @@ class BackendAIAuthenticator(Authenticator):
     reset_token_lifetime = Integer(3600, config=True, help="Seconds a password-reset link stays valid.")
     verification_token_lifetime = Integer(86400, config=True, help="Seconds an e-mail verification link stays valid.")
     public_url = Unicode(
-        "",
         config=True,
-        help="Public base URL for links in e-mail, like https://hub.example.org (default: the URL the request came to).",
+        help=f"""Public URL of the hub for links in e-mail (password reset, address verification),
+        like https://hub.example.org: scheme, host and port; the hub's base URL is added.
+
+        Default: ``${ENV_PUBLIC_URL}``, else ``c.JupyterHub.public_url``, else
+        ``c.JupyterHub.bind_url`` when it names a host (``jupyterhub_config.py``'s
+        http://127.0.0.1:8000 does). Links are never built from the request's ``Host`` header,
+        which the client chooses. With password reset or e-mail verification on and no URL
+        known, the hub refuses to start and says so.""",
+    )
+
+    @default("public_url")
+    def _default_public_url(self):
+        return os.environ.get(ENV_PUBLIC_URL, "")
+
+    trusted_proxy_count = Integer(
+        1,
+        config=True,
+        help="""How many proxies in front of the hub append the client's address to
+        ``X-Forwarded-For`` (1: configurable-http-proxy; 2 with a load balancer in front of it).
+
+        The throttles count failed logins and reset requests per client address, which is the
+        entry this many places from the right of ``X-Forwarded-For``; entries further left,
+        ``X-Real-Ip`` and the like are written by the client and ignored. 0: the address of the
+        connection itself.""",
     )
     terms_url = Unicode("", config=True, help="Link to the terms of use shown on the sign-up form.")
     privacy_url = Unicode("", config=True, help="Link to the privacy policy shown on the sign-up form.")
@@ -87,7 +115,11 @@ class BackendAIAuthenticator(Authenticator):
     signup_policy = Unicode(admin.DEFAULT, config=True, help="Keypair resource policy of users who sign up.")
 
     max_failed_logins = Integer(
-        10, config=True, help="Failed logins (per account, and per client address) that lock it for lockout_seconds."
+        10,
+        config=True,
+        help="""Failed logins (per account, and per client address) that lock it for lockout_seconds.
+        An account is one lock whether it is named by e-mail address or user name; password
+        reset requests count per address and per e-mail address the same way.""",
     )
     free_failed_logins = Integer(3, config=True, help="Failed logins answered without delay; later ones are slowed.")
     failed_login_window = Float(900.0, config=True, help="Seconds over which failed logins are counted.")
@@ -112,7 +144,13 @@ class BackendAIAuthenticator(Authenticator):
             max_delay=self.max_login_delay,
         )
 
+    @default("auth_refresh_age")
+    def _default_auth_refresh_age(self):
+        # A demoted or deactivated user keeps their hub rights at most this long (refresh_user).
+        return 60
+
     _factory: sessionmaker | None = None
+    _link_base: str | None = None
 
     # --- database ------------------------------------------------------------------------
 
@@ -138,7 +176,8 @@ class BackendAIAuthenticator(Authenticator):
         password = data.get("password") or ""
         if not name or not password:
             return None
-        keys = [f"account:{name}", f"address:{handler.request.remote_ip}"]
+        address = self.client_address(handler)
+        keys = [await self.run_db(admin.login_throttle_key, name), f"address:{address}"]
         verdict = self.throttle.check(keys, time.monotonic())
         if not verdict.allowed:
             self.log.warning("Login refused for %s: %s is locked", name, verdict.key)
@@ -148,12 +187,39 @@ class BackendAIAuthenticator(Authenticator):
         result = await self.run_db(_check_login, name, password)
         if result is None:
             self.throttle.failed(keys, time.monotonic())
-            self.log.info("Failed login for %s from %s", name, handler.request.remote_ip)
+            self.log.info("Failed login for %s from %s", name, address)
             return None
         self.throttle.succeeded(keys[0])
         if isinstance(result, str):
             raise web.HTTPError(403, result)
         return result
+
+    def client_address(self, handler) -> str:
+        """The client's address as the trusted proxies saw it (see ``trusted_proxy_count``)."""
+        return request_address(handler.request, self.trusted_proxy_count)
+
+    async def refresh_user(self, user, handler=None):
+        """Read the account's role and status again (every ``auth_refresh_age`` seconds).
+
+        Deactivated or gone: False, which logs out a browser; where the hub cannot force a new
+        login (API tokens, another user's request) the admin right is taken away at least. A
+        superadmin demoted since login: no longer a hub admin.
+        """
+        standing = await self.run_db(_standing, user.name)
+        if standing is None:
+            # JupyterHub's own reading of these attributes (set for token-authenticated requests).
+            cookie_of_user = (
+                handler is not None
+                and not getattr(handler, "_token_authenticated", False)
+                and getattr(handler, "_jupyterhub_user", None) is user
+            )
+            if cookie_of_user or not user.admin:
+                return False
+            return {"admin": False}
+        if standing == user.admin:
+            return True
+        self.log.info("%s is %s a superadmin now", user.name, "" if standing else "no longer")
+        return {"admin": standing}
 
     async def pre_spawn_start(self, user, spawner):
         """No session before a required password change, nor for an account deactivated since login."""
@@ -162,6 +228,14 @@ class BackendAIAuthenticator(Authenticator):
             raise web.HTTPError(403, problem)
 
     def get_handlers(self, app):
+        self._link_base = public_origin(self.public_url, app.public_url, app.bind_url)
+        if self._link_base is None and (self.allow_password_reset or self.signup_email_verification):
+            raise ValueError(
+                "jupyter-backendai: links in password-reset and verification e-mail need the hub's "
+                f"public URL, and none is known: set c.BackendAIAuthenticator.public_url (or ${ENV_PUBLIC_URL}) "
+                "to the URL users open, like https://hub.example.org, or turn both off "
+                "(c.BackendAIAuthenticator.allow_password_reset = False)"
+            )
         # Lets page.html show the "Change password" link only with this authenticator. In place:
         # the tornado settings, made before the handlers, hold this very dict.
         app.template_vars.setdefault("backendai_accounts", True)
@@ -175,18 +249,45 @@ class BackendAIAuthenticator(Authenticator):
         ]
 
     def link(self, handler: BaseHandler, page: str, **query: str) -> str:
-        base = self.public_url.rstrip("/") or f"{handler.request.protocol}://{handler.request.host}"
-        url = f"{base}{handler.hub.base_url}{page}"
+        if self._link_base is None:  # get_handlers refused to start without one
+            raise RuntimeError("no public URL for links in e-mail")
+        url = f"{self._link_base}{handler.hub.base_url}{page}"
         return f"{url}?{urlencode(query)}" if query else url
+
+
+def public_origin(*candidates: str) -> str | None:
+    """``scheme://host[:port]`` of the first candidate URL that names a host, or None.
+
+    The candidates go from the most to the least explicit (the authenticator's ``public_url``,
+    the hub's, its ``bind_url``); a bind address on every interface (``http://:8000``,
+    ``0.0.0.0``, ``::``) is no URL anyone opens and is passed over.
+    """
+    for i, url in enumerate(candidates):
+        if not url:
+            continue
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if parts.scheme in ("http", "https") and host and host not in ("0.0.0.0", "::"):
+            return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
+        if i == 0:
+            raise ValueError(f"c.BackendAIAuthenticator.public_url {url!r} is not an http(s) URL with a host")
+    return None
+
+
+def _standing(db, username: str) -> bool | None:
+    """Whether the account is a superadmin now; None when it is gone or not active."""
+    user = db.scalar(select(m.User).where(m.User.username == username))
+    if user is None or not user.is_active:
+        return None
+    return user.role == m.UserRole.SUPERADMIN
 
 
 def _check_login(db, name: str, password: str) -> dict | str | None:
     """The auth model, a refusal message for a right password, or None for wrong credentials."""
-    user = db.scalar(select(m.User).where((m.User.email == name) | (m.User.username == name)))
-    if user is None:
-        verify_password(_DUMMY_HASH, password)
-        return None
-    if not verify_password(user.password, password):
+    user = admin.find_login_user(db, name)
+    # With no account (or one without a password) a hash is verified all the same, so that a
+    # wrong name costs as long as a wrong password and timing does not tell which accounts exist.
+    if not verify_password(user.password if user else None, password):
         return None
     if user.status == m.UserStatus.INACTIVE:
         return "This account is inactive. Ask an administrator to reactivate it."
@@ -262,7 +363,7 @@ class BackendAILoginHandler(LoginHandler):
 
 
 def _needs_password_change_by_login(db, name: str) -> bool:
-    user = db.scalar(select(m.User).where((m.User.email == name) | (m.User.username == name)))
+    user = admin.find_login_user(db, name)
     return bool(user and user.need_password_change)
 
 
@@ -400,12 +501,14 @@ class ForgotPasswordHandler(AccountPage):
 
     async def post(self):
         self._check_enabled()
-        email = self.get_body_argument("email", default="", strip=True).lower()
-        verdict = self.auth.throttle.check([f"reset:{self.request.remote_ip}"], time.monotonic())
+        email = self.get_body_argument("email", default="", strip=True).lower()[:254]
+        keys = [f"reset:{self.auth.client_address(self)}", f"reset-email:{email}"]
+        verdict = self.auth.throttle.check(keys, time.monotonic())
         if not verdict.allowed:
             raise web.HTTPError(429, f"Too many requests. Try again in {math.ceil(verdict.retry_after)} seconds.")
-        # Counted like a failure: bounds how many mails one address can make the hub send.
-        self.auth.throttle.failed([f"reset:{self.request.remote_ip}"], time.monotonic())
+        # Counted like a failure: bounds how many mails one client can make the hub send, and how
+        # many one mailbox can receive from many clients.
+        self.auth.throttle.failed(keys, time.monotonic())
         token = await self.auth.run_db(_reset_token_for, email, self.auth.reset_token_lifetime)
         if token:
             link = self.auth.link(self, "reset-password", token=token)
@@ -488,7 +591,8 @@ class ChangePasswordHandler(AccountPage):
     @web.authenticated
     async def get(self):
         required = self.get_argument("required", default="") == "1"
-        self.finish(await self.page("change_password.html", required=required, next_url=self.get_argument("next", "")))
+        next_url = local_next_url(self.get_argument("next", ""), self.base_url)
+        self.finish(await self.page("change_password.html", required=required, next_url=next_url))
 
     @web.authenticated
     async def post(self):
@@ -509,7 +613,7 @@ class ChangePasswordHandler(AccountPage):
             )
             return
         self.log.info("%s changed their password", self.current_user.name)
-        target = next_url if next_url.startswith(self.hub.base_url) or next_url.startswith(self.base_url) else ""
+        target = local_next_url(next_url, self.base_url)
         self.finish(
             await self.page(
                 "message.html",
@@ -518,6 +622,21 @@ class ChangePasswordHandler(AccountPage):
                 continue_url=target or self.hub.base_url + "home",
             )
         )
+
+
+def local_next_url(url: str, base_url: str) -> str:
+    r"""``url`` when it is a path on this hub (under ``base_url``), else ''.
+
+    Refuses what a browser would take to another site: a scheme or host (``https://x``,
+    ``//x``), a backslash (``/\x`` is ``//x`` to browsers) and control characters (browsers drop
+    tabs and newlines, so ``/\t/x`` is ``//x`` too).
+    """
+    if not url or "\\" in url or any(ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+        return ""
+    parts = urlsplit(url)
+    if parts.scheme or parts.netloc or url.startswith("//") or not parts.path.startswith(base_url):
+        return ""
+    return url
 
 
 def _change_password(db, username: str, current: str, new: str) -> str | None:

@@ -3,8 +3,9 @@
 With ``c.BackendAI.auto_provision = True``, a user who logs in through another JupyterHub
 authenticator (OAuth, LDAP, ...) for the first time gets a db user, a keypair with the
 default resource policy, and membership of the default group. Without it, only users who
-already exist in the db may log in. Installed as ``c.Authenticator.post_auth_hook =
-post_auth_hook`` (``jupyterhub_config.py`` does it).
+already exist in the db may log in. A hub user named by an e-mail address (with '@') gets that
+address as both user name and e-mail (it must be a valid, unused address). Installed as
+``c.Authenticator.post_auth_hook = post_auth_hook`` (``jupyterhub_config.py`` does it).
 """
 
 from __future__ import annotations
@@ -62,11 +63,16 @@ def provision(db, name: str, authentication: dict[str, Any], settings: BackendAI
         if not settings.auto_provision:
             return None
         groups = [settings.default_group] if settings.default_group else []
+        # A hub name with '@' (authenticators that name users by e-mail address) becomes both the
+        # user name and the address: user names with '@' are otherwise refused, as one could
+        # shadow someone else's address at login.
+        by_email = "@" in name
         user, _ = admin.create_user(
             db,
-            _email_of(name, authentication, settings),
+            name if by_email else _email_of(name, authentication, settings),
             None,  # no password: this user logs in through the other authenticator
             username=name,
+            username_is_email=by_email,
             domain=settings.default_domain,
             groups=groups,
             policy=settings.default_policy,

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+import asyncio
+import math
+import time
 
 from .._version import __version__
 from ..core.passwords import WeakPasswordError, check_password
+from ..core.throttle import request_address
+from ..db import admin, views
 from ..db import models as m
-from ..db import views
 from ..db.credentials import hash_password, verify_password
-from .base import APIError, APIHandler
+from .base import APIError, APIHandler, log
 from .signing import API_VERSION
 
 
@@ -21,7 +24,11 @@ class RootHandler(APIHandler):
 
 
 class AuthorizeHandler(APIHandler):
-    """``POST /auth/authorize`` {type: keypair, domain, username, password} → the user's keypair."""
+    """``POST /auth/authorize`` {type: keypair, domain, username, password} → the user's keypair.
+
+    A password check that hands out the secret key, so it is throttled like the hub's login
+    (``ManagerApp.max_failed_logins`` and friends): 429 with ``Retry-After`` while locked.
+    """
 
     public = True
 
@@ -35,9 +42,23 @@ class AuthorizeHandler(APIHandler):
         if not name or not password:
             raise APIError(400, "username and password are required")
 
+        # The hub's login limits: slowed, then locked per account and per client address.
+        throttle = self.manager.login_throttle
+        address = request_address(self.request, self.manager.trusted_proxy_count)
+        keys = [await self.run_db(admin.login_throttle_key, name), f"address:{address}"]
+        verdict = throttle.check(keys, time.monotonic())
+        if not verdict.allowed:
+            wait = max(1, math.ceil(verdict.retry_after))
+            raise APIError(
+                429, f"too many failed logins; try again in {wait} seconds", headers={"Retry-After": str(wait)}
+            )
+        if verdict.delay:
+            await asyncio.sleep(verdict.delay)
+
         def check(db):
-            user = db.scalar(select(m.User).where((m.User.email == name) | (m.User.username == name)))
-            if user is None or not verify_password(user.password, password):
+            user = admin.find_login_user(db, name)
+            # Verifies a dummy hash when there is no such user: as slow as a wrong password.
+            if not verify_password(user.password if user else None, password):
                 return None
             if domain and user.domain_name != domain:
                 return None
@@ -55,7 +76,10 @@ class AuthorizeHandler(APIHandler):
 
         result = await self.run_db(check)
         if result is None:
+            throttle.failed(keys, time.monotonic())
+            log.info("Failed /auth/authorize for %s from %s", name, address)
             raise APIError(401, "wrong user name or password")
+        throttle.succeeded(keys[0])
         if result == "inactive":
             raise APIError(403, "this account is inactive")
         self.send({"data": result})
