@@ -567,3 +567,16 @@ def test_pure_helpers():
     clock = proxy.UniqueClock()
     dates = [clock.now() for _ in range(1000)]
     assert len(set(dates)) == 1000 and dates == sorted(dates)
+
+
+def test_own_session_is_told_from_other_paths():
+    from jupyter_backendai.serverext.proxy import is_own_session
+
+    env = {"BACKENDAI_SESSION_ID": "3d6e1757-ae05-46ed-8b29-2f5be943c4ba", "BACKENDAI_SESSION_NAME": "desk"}
+    assert is_own_session("session/desk", env)
+    assert is_own_session("session/3d6e1757-ae05-46ed-8b29-2f5be943c4ba", env)
+    assert is_own_session("/session/d%65sk", env)
+    assert not is_own_session("session/other", env)
+    assert not is_own_session("session/desk/logs", env)
+    assert not is_own_session("folders/desk", env)
+    assert not is_own_session("session/desk", {})  # outside a session nothing is its own

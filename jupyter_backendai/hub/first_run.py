@@ -168,38 +168,3 @@ def register_agent_at_start(config, backend: str) -> None:
         task.add_done_callback(_agent_tasks.discard)
 
     loop.call_soon(schedule)
-
-
-async def session_limit(handler) -> int | None:
-    """``c.JupyterHub.named_server_limit_per_user``: the current user's policy's concurrent sessions.
-
-    JupyterHub calls it with the request handler; 0 (unlimited in the policy) becomes None,
-    which JupyterHub reads as no limit.
-    """
-    import asyncio
-    import os
-
-    from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL
-
-    # The user whose server is started: the URL's (/users/<name>/..., /spawn/<name>/...) when an
-    # admin or a service starts it for someone, else the caller.
-    args = [a for a in (getattr(handler, "path_args", None) or []) if isinstance(a, str) and a]
-    name = args[0] if args else getattr(handler.current_user, "name", None)
-    factory = _limit_factory(os.environ.get(ENV_DB_URL, DEFAULT_DB_URL))
-
-    def read() -> int:
-        with factory() as db:
-            row = db.scalar(select(m.User).where(m.User.username == name))
-            keypair = next((k for k in row.keypairs if k.is_active), None) if row else None
-            return keypair.policy.max_concurrent_sessions if keypair else 0
-
-    return (await asyncio.to_thread(read)) or None
-
-
-_factories: dict[str, object] = {}
-
-
-def _limit_factory(url: str):
-    if url not in _factories:
-        _factories[url] = connect(url)
-    return _factories[url]

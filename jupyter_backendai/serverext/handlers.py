@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from http.client import responses
 from typing import Any
 
@@ -37,6 +38,8 @@ QUEUE_CHUNKS = 16
 WHOAMI_TIMEOUT = 30.0
 _END = object()
 _ABORT = object()
+#: Requests to the manager that outlive their handler (the own session's termination).
+_detached: set[asyncio.Future] = set()
 
 
 class ClientGone(Exception):
@@ -185,6 +188,7 @@ class ProxyHandler(ExtensionAPIHandler):
         elif method in ("POST", "PUT", "PATCH"):
             kwargs["body"] = b""
         self._upstream = upstream
+        self._rest = rest
         request = HTTPRequest(
             url,
             method=method,
@@ -236,6 +240,8 @@ class ProxyHandler(ExtensionAPIHandler):
     # --- response: manager → browser -----------------------------------------------------------
 
     def _on_header_line(self, line: str) -> None:
+        if self._finished:
+            return  # answered already (this session's own termination)
         if line.startswith("HTTP/"):
             start = httputil.parse_response_start_line(line.strip())
             if start.code >= 200:  # a 100 Continue is not the answer
@@ -259,6 +265,8 @@ class ProxyHandler(ExtensionAPIHandler):
             self.set_header("Location", proxy.rewrite_location(location, self._upstream, self.prefix))
 
     async def _on_chunk(self, chunk: bytes) -> None:
+        if self._finished:
+            return
         if self.request.connection.stream.closed():  # type: ignore[attr-defined]
             raise iostream.StreamClosedError()
         self.write(chunk)
@@ -314,6 +322,23 @@ class ProxyHandler(ExtensionAPIHandler):
         await self._relay()
 
     async def delete(self, *args: Any) -> None:
+        if proxy.is_own_session(getattr(self, "_rest", ""), os.environ) and self._fetch is not None:
+            # Terminating the session this server runs in: its container is stopped before the
+            # manager's answer could come back through it, so the answer is given now and the
+            # manager's, when it comes, goes to the log (the panels see the status change).
+            fetch, log = self._fetch, self.log
+            _detached.add(fetch)
+
+            def done(f: asyncio.Future) -> None:
+                _detached.discard(f)
+                response = None if f.cancelled() or f.exception() else f.result()
+                if response is None or response.code >= 400:
+                    log.warning("Terminating this session failed: %s", response.code if response else f)
+
+            fetch.add_done_callback(done)
+            self.set_status(202)
+            self.finish({"status": "TERMINATING", "reason": "this session is being terminated"})
+            return
         await self._relay()
 
     async def options(self, *args: Any) -> None:  # type: ignore[override]

@@ -276,3 +276,17 @@ class UniqueClock:
             now = self._last + dt.timedelta(microseconds=1)
         self._last = now
         return now
+
+
+def is_own_session(rest: str, environ: Mapping[str, str]) -> bool:
+    """Whether ``rest`` (the forwarded path) is ``session/<ref>`` of the session this server runs in.
+
+    ``ref`` is the session's id or name, as the spawner puts them in ``BACKENDAI_SESSION_ID`` and
+    ``BACKENDAI_SESSION_NAME``; outside a session neither is set and nothing is "own".
+    """
+    head, _, ref = rest.strip("/").partition("/")
+    if head != "session" or not ref or "/" in ref:
+        return False
+    ref = urllib.parse.unquote(ref)
+    own = {environ.get("BACKENDAI_SESSION_ID", ""), environ.get("BACKENDAI_SESSION_NAME", "")} - {""}
+    return ref in own

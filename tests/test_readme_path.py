@@ -1,0 +1,304 @@
+"""The README's path on its defaults, as a new operator and new users walk it.
+
+The hub is started exactly as README.md's "Run the product" says (``jupyterhub -f
+jupyterhub_config.py``, the repository's own file) in a fresh, empty directory: no bootstrap,
+no policy edits, the embedded defaults. Only the public port and the manager's port are moved
+off 8000/8090 through the variables the README documents, so that the test does not collide
+with anything on the machine. Then, in Chromium:
+
+1. the printed ``admin`` logs in, changes the required password, lands on /hub/home, starts a
+   session from the spawn form with the default preset, reaches JupyterLab, opens the Sessions
+   and the Data & Storage panels, creates a folder and terminates the session;
+2. a user made with the operator CLI on the default policy does the same;
+3. that user's keypair starts and deletes a session with a signed ``POST /session``.
+
+Any 5xx answer or uncaught exception in the hub's or the manager's log fails the test. It runs
+on the default SQLite database and, with ``$BACKENDAI_DB_URL``, on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from sqlalchemy import create_engine, text
+
+from jupyter_backendai.manager import signing
+from tests.hub_fixtures import ARTIFACTS_DIR, REPO_ROOT, _missing, free_port, screenshot
+
+RUN_TIMEOUT = 180_000  # ms: a session on a 2-core machine, from the form to JupyterLab
+NEW_PASSWORD = "Walked-the-README-1"
+#: What the hub and the manager log for a server error, and what tornado logs for a crash.
+SERVER_ERROR = re.compile(r"\b5\d\d (GET|POST|PUT|PATCH|DELETE|HEAD|OPTIONS) |Uncaught exception")
+
+
+def readme_run_commands() -> list[str]:
+    """The commands of README.md's "Run the product" block, without comments."""
+    text = (REPO_ROOT / "README.md").read_text()
+    section = text.split("## Run the product", 1)[1]
+    block = section.split("```sh", 1)[1].split("```", 1)[0]
+    return [line.split("#", 1)[0].strip() for line in block.strip().splitlines() if line.split("#", 1)[0].strip()]
+
+
+class ReadmeHub:
+    """``jupyterhub -f <repo>/jupyterhub_config.py`` in an empty directory, as the README runs it."""
+
+    def __init__(self, directory: Path, db_url: str | None):
+        self.dir = directory
+        self.dir.mkdir()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_file = self.dir / "jupyterhub.log"
+        proxy = shutil.which("configurable-http-proxy")
+        if proxy is None:
+            _missing("configurable-http-proxy (npm install -g configurable-http-proxy)")
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKENDAI_", "JUPYTERHUB_"))}
+        self.env["PATH"] = os.pathsep.join(
+            [str(Path(proxy).parent), str(Path(sys.executable).parent), self.env["PATH"]]
+        )
+        self.env["JUPYTERHUB_BIND_URL"] = self.url
+        self.env["BACKENDAI_MANAGER_PORT"] = str(free_port())
+        if db_url:
+            self.env["BACKENDAI_DB_URL"] = db_url
+        self.db_url = db_url or f"sqlite:///{self.dir / 'jupyter_backendai.sqlite'}"
+        self.process: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90) -> str:
+        """Start the hub; returns the admin password it printed."""
+        commands = readme_run_commands()
+        assert "jupyterhub -f jupyterhub_config.py" in commands, commands
+        with open(self.log_file, "wb") as log:
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).parent / "jupyterhub"), "-f", str(REPO_ROOT / "jupyterhub_config.py")],
+                cwd=self.dir, env=self.env, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.process.poll() is None, f"the hub exited while starting:\n{self.log()[-4000:]}"
+            try:
+                if requests.get(f"{self.url}/services/backendai/openapi.json", timeout=2).status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, f"the hub and its manager did not answer:\n{self.log()[-4000:]}"
+            time.sleep(0.5)
+        found = re.search(r"with the password\s+(\S+)", self.log())
+        assert found, f"no admin password printed:\n{self.log()[:3000]}"
+        return found.group(1)
+
+    def log(self) -> str:
+        return self.log_file.read_text(errors="replace")
+
+    def server_errors(self) -> list[str]:
+        return [line for line in self.log().splitlines() if SERVER_ERROR.search(line)]
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(timeout=10)
+
+    def query(self, sql: str, **params: Any) -> list[Any]:
+        """Rows of a plain SQL query on the product's database (no key needed: nothing secret read)."""
+        engine = create_engine(self.db_url)
+        try:
+            with engine.connect() as conn:
+                return list(conn.execute(text(sql), params))
+        finally:
+            engine.dispose()
+
+    def session_status(self, username: str, name: str) -> str | None:
+        rows = self.query(
+            "SELECT s.status FROM sessions s JOIN users u ON u.id = s.user_id"
+            " WHERE u.username = :user AND s.name = :name ORDER BY s.created_at",
+            user=username, name=name,
+        )  # fmt: skip
+        return str(rows[-1][0]) if rows else None
+
+    def wait_session(self, username: str, name: str, wanted: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while (status := self.session_status(username, name)) != wanted:
+            assert time.monotonic() < deadline, f"session {name} of {username} is {status}, not {wanted}"
+            time.sleep(1)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def readme_hub(request, tmp_path):
+    """The default SQLite file, or an empty PostgreSQL database named by ``$BACKENDAI_DB_URL``."""
+    from tests.conftest import PG_URL, REQUIRE_PG, _drop_database, _pg_admin_url
+
+    admin = name = None
+    db_url = None
+    if request.param == "postgresql":
+        if not PG_URL:
+            if REQUIRE_PG:
+                pytest.fail("BACKENDAI_TEST_POSTGRES_URL is not set but PostgreSQL tests are required")
+            pytest.skip("set BACKENDAI_TEST_POSTGRES_URL to run against PostgreSQL")
+        from sqlalchemy.engine import make_url
+
+        from jupyter_backendai.db.engine import make_engine
+
+        name = f"jba_readme_{os.getpid()}_{int(time.time())}"
+        admin = make_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+        db_url = make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
+    hub = ReadmeHub(tmp_path / "fresh", db_url)
+    try:
+        yield hub
+    finally:
+        hub.stop()
+        containers = _session_containers()
+        # Kept for a look after a failure: the hub's log (with the manager's) and the sessions'.
+        keep = ARTIFACTS_DIR / f"readme-path-{request.param}"
+        keep.mkdir(parents=True, exist_ok=True)
+        if hub.log_file.exists():
+            shutil.copy(hub.log_file, keep / "jupyterhub.log")
+        for cid in containers:
+            logs = subprocess.run(["docker", "logs", cid], capture_output=True, text=True, timeout=60)
+            (keep / f"session-{cid[:12]}.log").write_text(logs.stdout + logs.stderr)
+        if containers:
+            subprocess.run(["docker", "rm", "-f", *containers], capture_output=True, timeout=60)
+        if admin is not None:
+            _drop_database(admin, name)
+            admin.dispose()
+
+
+def _session_containers() -> list[str]:
+    if not shutil.which("docker"):
+        return []
+    done = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=ai.backend.managed=true"], capture_output=True, text=True
+    )
+    return done.stdout.split()
+
+
+def _open_panel(page: Any, panel_id: str) -> Any:
+    tab = page.locator(f'.jp-SideBar li[data-id="{panel_id}"]')
+    tab.wait_for(timeout=RUN_TIMEOUT)
+    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
+        tab.click()
+    panel = page.locator(f"#{panel_id}")
+    panel.wait_for(state="visible")
+    return panel
+
+
+def _login(page: Any, hub: ReadmeHub, name: str, password: str) -> None:
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", name)
+    page.fill("#password_input", password)
+    page.click("#login_submit")
+
+
+def _session_from_the_form_to_terminated(page: Any, hub: ReadmeHub, user: str, session: str, folder: str) -> None:
+    """Spawn form → JupyterLab → Sessions and Data & Storage panels → new folder → terminate."""
+    home = page.goto(f"{hub.url}/hub/home")
+    assert home.status == 200, hub.log()[-3000:]
+    form = page.goto(f"{hub.url}/hub/spawn/{user}/{session}")
+    assert form.status == 200, hub.log()[-3000:]
+    page.wait_for_selector("#backendai-spawn-form")
+    screenshot(page, f"{user}-spawn-form")
+    page.click("form#spawn_form input[type=submit], form#spawn_form button[type=submit]")
+    page.wait_for_url(re.compile(rf"/user/{user}/{session}/lab"), timeout=RUN_TIMEOUT)
+
+    sessions = _open_panel(page, "backendai-sessions")
+    sessions.locator(f'[data-session-name="{session}"] .jp-BackendAI-status-RUNNING').wait_for(timeout=RUN_TIMEOUT)
+    storage = _open_panel(page, "backendai-storage")
+    storage.get_by_role("button", name="Create a new folder").click()
+    page.locator(".jp-Dialog").get_by_label("Folder name").fill(folder)
+    screenshot(page, f"{user}-new-folder")
+    page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").click()
+    try:
+        storage.locator(f'[data-folder-name="{folder}"]').wait_for(timeout=60_000)
+    except Exception:
+        screenshot(page, f"{user}-no-folder")
+        print("FOLDERS", hub.query("SELECT name, host, ownership_type FROM vfolders"))
+        for cid in _session_containers():
+            logs = subprocess.run(["docker", "logs", cid], capture_output=True, text=True, timeout=60)
+            print("CONTAINER", cid, logs.stdout[-3000:], logs.stderr[-6000:])
+        raise
+    screenshot(page, f"{user}-lab")
+
+    sessions = _open_panel(page, "backendai-sessions")
+    sessions.locator(f'[data-session-name="{session}"]').get_by_role("button", name=f"Terminate {session}").click()
+    page.locator(".jp-Dialog .jp-Dialog-button.jp-mod-accept").click()
+    hub.wait_session(user, session, "TERMINATED")
+
+
+def test_the_readme_path_on_its_defaults(readme_hub, browser, tmp_path):
+    hub = readme_hub
+    password = hub.start()
+    assert "sessions run as Docker containers" in hub.log() or "local processes" in hub.log()
+
+    # 1. The printed admin: login, the required password change, home, a session, panels, a folder.
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    _login(page, hub, "admin", password)
+    page.wait_for_url(re.compile(r"/hub/change-password"))
+    page.fill("#current", password)
+    page.fill("#password", NEW_PASSWORD)
+    page.fill("#password2", NEW_PASSWORD)
+    page.click("#change_submit")
+    page.wait_for_selector("#form-message")
+    _session_from_the_form_to_terminated(page, hub, "admin", "first", "results")
+    context.close()
+
+    # 2. A user made with the operator CLI on the default policy.
+    cli = subprocess.run(
+        [sys.executable, "-m", "jupyter_backendai.cli", "user", "create", "carol@example.com",
+         "--password=Carol-pw-123", "--json"],
+        cwd=hub.dir, env=hub.env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert cli.returncode == 0, cli.stderr
+    created = json.loads(cli.stdout)
+    access_key, secret_key = _keys_of(created)
+    context = browser.new_context(viewport={"width": 1400, "height": 900})
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    _login(page, hub, "carol", "Carol-pw-123")
+    page.wait_for_url(re.compile(r"/hub/home"))
+    _session_from_the_form_to_terminated(page, hub, "carol", "desk", "notes")
+    context.close()
+
+    # 3. Carol's keypair: a signed POST /session through the proxy, as Backend.AI's client does.
+    def call(method: str, path: str, body: Any = None) -> requests.Response:
+        request = requests.Request(method, f"{hub.url}/services/backendai{path}", json=body).prepare()
+        request.headers.update(
+            signing.headers(
+                access_key, secret_key, method, request.path_url, f"127.0.0.1:{hub.port}",
+                content_type=request.headers.get("Content-Type") or "application/json",
+            )
+        )  # fmt: skip
+        with requests.Session() as s:
+            return s.send(request, timeout=120)
+
+    created = call("POST", "/session", {"name": "batch", "type": "interactive", "preset": "small"})
+    assert created.status_code == 201, created.text
+    hub.wait_session("carol", "batch", "RUNNING", timeout=180)
+    assert call("GET", "/session/batch").json()["status"] == "RUNNING"
+    assert call("DELETE", "/session/batch").status_code in (200, 204)
+    hub.wait_session("carol", "batch", "TERMINATED")
+
+    assert hub.server_errors() == [], "\n".join(hub.server_errors())
+
+
+def _keys_of(created: Any) -> tuple[str, str]:
+    """The access and secret key from ``user create --json`` (an object, or a list of one)."""
+    item = created[0] if isinstance(created, list) else created
+    flat = {**item, **(item.get("keypair") or {})} if isinstance(item, dict) else {}
+    return flat["access_key"], flat["secret_key"]
