@@ -20,6 +20,7 @@ import pytest
 import requests
 
 from jupyter_backendai.db import admin
+from jupyter_backendai.db import folders as folder_db
 from jupyter_backendai.db import models as m
 from tests.hub_fixtures import screenshot
 from tests.session_helpers import PASSWORD, ProductDB, contents, spawn, start_hub_with_manager, wait_ready
@@ -266,9 +267,15 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
 
 
 def test_invitation_accepted_and_admins_see_others(hub, pdb, page, browser):
-    """An admin sees another user's session under Others and invites them to a folder; they accept it."""
+    """An admin sees another user's session under Others and invites them to a folder; they accept it.
+
+    Then the owner, from the folder's sharing dialog, lowers the share to ro and revokes it, and
+    the invitee's panel and folder listing follow each step; a change the manager refuses (the
+    user left meanwhile) shows its reason in the dialog.
+    """
     pdb.user("ada@example.com", policy="student", username="ada", role="admin")
     pdb.user("nina@example.com", policy="student", username="nina")
+    pdb.user("omar@example.com", policy="student", username="omar")
 
     open_lab(hub, page, "ada")
     open_panel(page, "backendai-sessions")
@@ -293,7 +300,7 @@ def test_invitation_accepted_and_admins_see_others(hub, pdb, page, browser):
     storage.locator('[data-folder-name="datasets"]').get_by_role("button", name="Invite users to datasets").click()
     dialog = page.locator(".jp-Dialog")
     dialog.get_by_label("E-mail addresses (separated by commas or spaces)").fill("nina@example.com")
-    dialog.get_by_label("Permission").select_option("ro")
+    dialog.get_by_label("Permission").select_option("rw")
     accept_dialog(page)
     # An unknown address is refused with the manager's reason.
     storage.locator('[data-folder-name="datasets"]').get_by_role("button", name="Invite users to datasets").click()
@@ -319,14 +326,69 @@ def test_invitation_accepted_and_admins_see_others(hub, pdb, page, browser):
         open_panel(nina, "backendai-storage")
         shared = nina.locator("#backendai-storage")
         shared.get_by_role("tab", name="Shared (1)").click()
-        assert "ada@example.com invites you to datasets (ro)" in shared.inner_text()
+        assert "ada@example.com invites you to datasets (rw)" in shared.inner_text()
         screenshot(nina, "invitation-light")
         shared.get_by_role("button", name="Accept the invitation to datasets").click()
         card = shared.locator('[data-folder-name="datasets"]')
         card.wait_for()
-        assert "RO" in card.inner_text() and "from ada@example.com" in card.inner_text()
-        # A read-only folder offers no upload.
+        assert "RW" in card.inner_text() and "from ada@example.com" in card.inner_text()
+        assert nina_folders(nina_context, hub) == {"datasets": "rw"}
+
+        # omar accepted an invitation too (through the manager's own functions: his lab is not
+        # what is tested here).
+        def share_with_omar(db: Any) -> None:
+            ada, omar = admin.get_user(db, "ada"), admin.get_user(db, "omar")
+            (invitation,) = folder_db.invite(db, ada, "datasets", ["omar@example.com"], "rw")
+            folder_db.accept_invitation(db, omar, invitation.id)
+
+        pdb.setup(share_with_omar)
+
+        # ada lowers nina's share to ro in the folder's sharing dialog.
+        storage.locator('[data-folder-name="datasets"]').get_by_role("button", name="Sharing of datasets").click()
+        sharing = page.get_by_role("dialog", name="Sharing of datasets")
+        permission = sharing.get_by_label("Permission of nina@example.com", exact=True)
+        permission.wait_for()
+        assert permission.input_value() == "rw"
+        assert sharing.get_by_label("Permission of omar@example.com", exact=True).input_value() == "rw"
+        change = sharing.get_by_role("button", name="Change the permission of nina@example.com")
+        assert change.is_disabled()  # nothing to change yet
+        permission.select_option("ro")
+        change.click()
+        sharing.get_by_text("changed the share of nina@example.com to ro").wait_for()
+        assert permission.input_value() == "ro"
+        screenshot(page, "sharing-light")
+        assert nina_folders(nina_context, hub) == {"datasets": "ro"}
+        # nina's panel says so once it lists again, and a read-only folder offers no upload.
+        shared.get_by_role("button", name="Refresh the folder list").click()
+        card.get_by_text("RO", exact=True).wait_for()
         card.get_by_role("button", name="Open folder datasets").first.click()
         assert shared.get_by_role("button", name=re.compile("^Upload files into datasets")).is_disabled()
+
+        # omar leaves while ada's dialog still lists him: revoking is refused with the
+        # manager's reason, and the dialog lists what is true now.
+        pdb.setup(lambda db: folder_db.leave_folder(db, admin.get_user(db, "omar"), "datasets"))
+        sharing.get_by_role("button", name="Revoke the share of omar@example.com").click()
+        alert = sharing.get_by_role("alert")
+        alert.wait_for()
+        assert "folder 'datasets' is not shared with 'omar@example.com'" in alert.inner_text()
+        sharing.get_by_label("Permission of omar@example.com", exact=True).wait_for(state="detached")
+
+        # ada revokes nina's share: the folder leaves nina's list.
+        sharing.get_by_role("button", name="Revoke the share of nina@example.com").click()
+        sharing.get_by_text("revoked the share of nina@example.com").wait_for()
+        sharing.get_by_text("datasets is not shared with anyone").wait_for()
+        sharing.locator(".jp-Dialog-button.jp-mod-accept").click()  # Close
+        sharing.wait_for(state="detached")
+        assert nina_folders(nina_context, hub) == {}
+        shared.get_by_role("button", name="Refresh the folder list").click()
+        shared.get_by_text("Nothing is shared with you.").wait_for()
+        assert card.count() == 0
     finally:
         nina_context.close()
+
+
+def nina_folders(context: Any, hub: Any) -> dict[str, str]:
+    """nina's folders and her permission on each, as her lab's server extension lists them."""
+    r = context.request.get(f"{hub.url}/user/nina/desk/backendai/folders")
+    assert r.ok, r.text()
+    return {f["name"]: f["permission"] for f in r.json()}

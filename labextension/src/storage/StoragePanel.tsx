@@ -1,7 +1,7 @@
 /**
  * The Data & Storage side panel (F24–F32): Folders / Automount / Shared, each folder with its
- * usage against capacity, the file explorer, rename, delete, invite and share; pending
- * invitations to accept or reject.
+ * usage against capacity, the file explorer, rename, delete, invite and share, the owner's
+ * sharing (change or revoke); pending invitations to accept or reject.
  */
 import { showErrorMessage } from '@jupyterlab/apputils';
 import * as React from 'react';
@@ -11,6 +11,7 @@ import { isAdmin, IWhoAmI } from '../sessions/types';
 import { Button, Field, formatBytes, Message, PanelHead, showForm, Tabs, uid, WhoPanel } from '../ui';
 import { askText, confirmFolderDelete, showInviteDialog, showNewFolderDialog } from './dialogs';
 import { Explorer, Uploads } from './Explorer';
+import { showSharingDialog } from './SharingDialog';
 import { IFolder, IInvitation, IUsage } from './types';
 import { UploadQueue } from './upload';
 
@@ -120,6 +121,9 @@ function FolderCard(props: {
         {canManage ? <Button label="Rename" title={`Rename folder ${f.name}`} onClick={() => void rename()} /> : null}
         {f.is_owner && f.type === 'user' ? (
           <Button label="Invite" title={`Invite users to ${f.name}`} onClick={() => void invite(false)} />
+        ) : null}
+        {f.is_owner && f.type === 'user' ? (
+          <Button label="Sharing" title={`Sharing of ${f.name}`} onClick={() => void showSharingDialog(f)} />
         ) : null}
         {props.admin && f.type === 'group' ? (
           <Button label="Share" title={`Share ${f.name} with project members`} onClick={() => void invite(true)} />

@@ -40,3 +40,12 @@ export interface IInvitation {
   vfolder_id: string;
   vfolder_name: string | null;
 }
+
+/** One user a folder is shared with, as the owner sees it (Backend.AI's /folders/_/shared). */
+export interface IShare {
+  vfolder_id: string;
+  vfolder_name: string;
+  owner: string;
+  shared_to: { uuid: string; email: string };
+  perm: string;
+}
