@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,10 @@ def jupyter_paths(tmp_path: Path) -> dict[str, str]:
     """A data path with the built lab extension and a config path enabling the server extension."""
     if not (LABEXTENSION / "package.json").is_file() or not (LABEXTENSION / "static").is_dir():
         _missing("the built lab extension (cd labextension && jlpm install && jlpm build)")
+    # Sessions of a root hub run as accounts of their own, which cannot enter pytest's 0700 tree:
+    # the paths they read live in a directory of the test's own that they can.
+    tmp_path = Path(tempfile.mkdtemp(prefix="backendai-jupyter-paths-"))
+    tmp_path.chmod(0o755)
     data = tmp_path / "jupyter-data"
     (data / "labextensions").mkdir(parents=True)
     (data / "labextensions" / "jupyter-backendai").symlink_to(LABEXTENSION, target_is_directory=True)
