@@ -24,7 +24,7 @@ from jupyter_backendai.db.engine import make_engine, resolve_url
 os.environ.pop(ENV_KEY_FILE, None)
 os.environ[ENV_KEY] = Fernet.generate_key().decode()
 
-pytest_plugins = ["tests.hub_fixtures", "tests.manager_fixtures"]
+pytest_plugins = ["tests.hub_fixtures", "tests.manager_fixtures", "tests.swarm_fixtures"]
 
 PG_URL = os.environ.get("BACKENDAI_TEST_POSTGRES_URL", "")
 REQUIRE_PG = os.environ.get("BACKENDAI_TEST_REQUIRE_POSTGRES", "") not in ("", "0", "false")
