@@ -19,6 +19,7 @@ import requests
 from jupyter_backendai.db import admin, sshkeys
 from jupyter_backendai.db import folders as folder_db
 from jupyter_backendai.db import models as m
+from jupyter_backendai.storage import FolderStore
 from tests.session_helpers import (
     PASSWORD,
     ProductDB,
@@ -378,3 +379,92 @@ def test_sessions_are_isolated_from_each_other_and_from_the_hub_host(make_hub, p
             ["docker", "network", "ls", "-q", "--filter", f"name=backendai-net-{sid}"],
             capture_output=True, text=True,
         ).stdout.strip(), left  # fmt: skip
+
+
+def make_wheel(directory, name: str, version: str = "1.0") -> str:
+    """A pure-Python wheel of module ``name`` (with a console script ``name``), written by hand.
+
+    No build backend or index is needed: a wheel is a zip with METADATA, WHEEL and a RECORD of
+    sha256 digests. ``name.VALUE`` is ``"from <name> <version>"``; the script prints it.
+    """
+    import base64
+    import hashlib
+    import zipfile
+
+    dist = f"{name}-{version}.dist-info"
+    files = {
+        f"{name}.py": f'VALUE = "from {name} {version}"\n\ndef main():\n    print(VALUE)\n',
+        f"{dist}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}/WHEEL": "Wheel-Version: 1.0\nGenerator: hand\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+        f"{dist}/entry_points.txt": f"[console_scripts]\n{name} = {name}:main\n",
+    }
+    record = []
+    for path, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(text.encode())}")
+    files[f"{dist}/RECORD"] = "\n".join([*record, f"{dist}/RECORD,,"]) + "\n"
+    wheel = directory / f"{name}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as z:
+        for path, text in files.items():
+            z.writestr(path, text)
+    return wheel.name
+
+
+def as_user(container_id: str, script: str) -> subprocess.CompletedProcess:
+    """``sh -c script`` in the session as its user (uid 1000), with the container's environment."""
+    return subprocess.run(
+        ["docker", "exec", "-u", "1000", container_id, "sh", "-c", script], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_packages_installed_in_one_session_are_there_in_the_next(make_hub, pdb):
+    """pip installs as the user land in the automounted ``.local`` folder; the venv stays read-only."""
+    pdb.user("pia@example.com", policy="student")
+    data_id = pdb.folder("pia", "data")
+    pdb.folder("pia", ".local")
+    data = FolderStore(pdb.storage_root).create("local", data_id)
+    wheels = [make_wheel(data, "jbtuserpkg"), make_wheel(data, "jbtplainpkg")]
+    hub = docker_hub(make_hub, pdb)
+
+    assert spawn(hub, "pia", "one", preset="small", folders=["data"]).status_code in (201, 202)
+    wait_ready(hub, "pia", "one", timeout=120)
+    first = wait_status(pdb, "pia", "one", S.RUNNING)
+    done = as_user(first.container_id, f"pip install --no-index --user ~/data/{wheels[0]}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    # A plain `pip install` does the same (pip defaults to the user site: the venv is read-only).
+    done = as_user(first.container_id, f"pip install --no-index ~/data/{wheels[1]}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Defaulting to user installation" in done.stdout + done.stderr
+    # The venv stays root's: nothing the user does changes it.
+    done = as_user(first.container_id, "touch /opt/venv/lib/python3*/site-packages/x || echo read-only")
+    assert "read-only" in done.stdout
+    assert not list(pdb.storage_root.glob("**/opt/venv"))
+    stop(hub, "pia", "one")
+    wait_gone(hub, "pia", "one")
+    wait_status(pdb, "pia", "one", S.TERMINATED)
+
+    # Both are in the folder, not in the (removed) container.
+    stored = {p.name for p in pdb.storage_root.rglob("*.py") if p.parent.name == "site-packages"}
+    assert {"jbtuserpkg.py", "jbtplainpkg.py"} <= stored, stored
+
+    assert spawn(hub, "pia", "two", preset="small").status_code in (201, 202)
+    wait_ready(hub, "pia", "two", timeout=120)
+    second = wait_status(pdb, "pia", "two", S.RUNNING)
+    assert second.container_id != first.container_id
+    done = as_user(
+        second.container_id,
+        "python -c 'import jbtuserpkg, jbtplainpkg; print(jbtuserpkg.__file__); print(jbtplainpkg.VALUE)'"
+        " && jbtuserpkg",
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.split() == [
+        "/home/work/.local/lib/python3.11/site-packages/jbtuserpkg.py",
+        "from",
+        "jbtplainpkg",
+        "1.0",
+        "from",
+        "jbtuserpkg",
+        "1.0",
+    ], done.stdout
+    stop(hub, "pia", "two")
+    wait_status(pdb, "pia", "two", S.TERMINATED)

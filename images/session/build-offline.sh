@@ -177,7 +177,11 @@ build_image() {
     echo "COPY files/ /"
     echo "COPY $whl /tmp/wheels/$whl"
     echo "RUN /opt/venv/bin/pip install -q --no-deps --no-index --no-cache-dir /tmp/wheels/$whl \\"
-    echo " && /opt/venv/bin/pip check && rm -rf /tmp/wheels"
+    echo " && /opt/venv/bin/pip check && rm -rf /tmp/wheels \\"
+    # User site-packages on (the Dockerfile says why): `pip install --user` lands in ~/.local.
+    echo " && sed -i 's/^include-system-site-packages = false\$/include-system-site-packages = true/' /opt/venv/pyvenv.cfg \\"
+    echo " && grep -qx 'include-system-site-packages = true' /opt/venv/pyvenv.cfg"
+    echo "ENV PATH=/home/work/.local/bin:/opt/venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
     printf '%s\n' "$labels"
     echo "LABEL $hash_label=$key"
     echo "EXPOSE 8888 2200"
