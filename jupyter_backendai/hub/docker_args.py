@@ -46,12 +46,15 @@ __all__ = [
     "MIN_MEM",
     "NETWORK_LABEL",
     "SECURITY_OPT",
+    "bind_mounts",
+    "check_limits",
     "create_kwargs",
     "device_requests",
     "docker_create_kwargs",
     "files_archive",
     "free_subnet",
     "host_config_kwargs",
+    "nano_cpus",
     "network_create_kwargs",
     "relay_env",
 ]
@@ -89,18 +92,35 @@ def device_requests(spec: SessionSpec) -> list[Any]:
     return [_DeviceRequest(**fields) if _DeviceRequest is not None else fields]
 
 
-def host_config_kwargs(spec: SessionSpec, *, network: str = "host") -> dict[str, Any]:
-    """Keyword arguments for ``APIClient.create_host_config``: limits, mounts, GPUs, security."""
+def bind_mounts(spec: SessionSpec) -> list[tuple[str, str, bool]]:
+    """``(host path, container path, read-only)`` of every folder and extra host mount."""
+    out = [(m.host_path, m.target(spec.home), m.read_only) for m in spec.mounts]
+    out += [(m.host_path, m.container_path, m.read_only) for m in spec.extra_mounts]
+    return out
+
+
+def check_limits(spec: SessionSpec) -> None:
+    """Refuse what the engine would refuse: less than its minimum CPU or memory."""
     cpu = spec.slots["cpu"]
     mem = spec.slots["mem"]
     if cpu < MIN_CPU:
         raise SpecError(f"cpu {cpu} is below Docker's minimum of {MIN_CPU}")
     if mem < MIN_MEM:
         raise SpecError(f"mem {mem} bytes is below Docker's minimum of 6 MiB")
-    binds = [f"{m.host_path}:{m.target(spec.home)}:{'ro' if m.read_only else 'rw'}" for m in spec.mounts]
-    binds += [f"{m.host_path}:{m.container_path}:{'ro' if m.read_only else 'rw'}" for m in spec.extra_mounts]
+
+
+def nano_cpus(spec: SessionSpec) -> int:
+    """The spec's CPUs in billionths, rounded down (never more than admitted)."""
+    return int((spec.slots["cpu"] * 10**9).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def host_config_kwargs(spec: SessionSpec, *, network: str = "host") -> dict[str, Any]:
+    """Keyword arguments for ``APIClient.create_host_config``: limits, mounts, GPUs, security."""
+    check_limits(spec)
+    mem = spec.slots["mem"]
+    binds = [f"{source}:{target}:{'ro' if ro else 'rw'}" for source, target, ro in bind_mounts(spec)]
     kwargs: dict[str, Any] = {
-        "nano_cpus": int((cpu * 10**9).to_integral_value(rounding=ROUND_FLOOR)),
+        "nano_cpus": nano_cpus(spec),
         "mem_limit": int(mem),
         # Equal to mem_limit: memory + swap may not exceed the memory limit, i.e. no swap.
         "memswap_limit": int(mem),
