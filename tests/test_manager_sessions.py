@@ -9,6 +9,7 @@ it inserts session rows directly and runs against the ``manager`` fixture alone.
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,7 +23,7 @@ from jupyter_backendai.db import models as m
 from jupyter_backendai.manager import signing
 from jupyter_backendai.manager.api_sessions import is_server_slug, server_name_for
 from tests.hub_fixtures import Hub
-from tests.session_helpers import PREFIX, ProductDB, server_model, start_hub_with_manager, wait_ready
+from tests.session_helpers import PASSWORD, PREFIX, ProductDB, server_model, start_hub_with_manager, wait_ready
 from tests.test_manager_resources import add_session
 
 S = m.SessionStatus
@@ -335,3 +336,81 @@ def test_pages_by_cursor_and_by_number_agree(db) -> None:
     ]
     with pytest.raises(store.CursorError):
         store.list_sessions(db, statuses=None, cursor="garbage!")
+
+
+def session_process_env(session_id: str, timeout: float = 30) -> dict[str, str]:
+    """The environment of the session's server process (the local backend runs it on this host)."""
+    import psutil
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for proc in psutil.process_iter():
+            try:
+                env = proc.environ()
+            except (psutil.Error, OSError):
+                continue
+            if env.get("BACKENDAI_SESSION_ID") == session_id:
+                return env
+        time.sleep(0.5)
+    raise AssertionError(f"no process of session {session_id}")
+
+
+def test_environ_reaches_the_session_and_owned_names_are_refused(backendai: HubWithManager) -> None:
+    from tests.test_login import login
+
+    environ = {"MY_SETTING": "hello world", "DATA_DIR": "/home/work/data", "EMPTY": ""}
+    body = {"name": "envy", "preset": "small", "config": {"environ": environ}}
+    created = backendai.call("POST", "/session", "alice", body)
+    assert created.status_code == 201, created.text
+    assert "warnings" not in created.json()
+    backendai.wait_status("alice", "envy", {"RUNNING"})
+    env = session_process_env(created.json()["sessionId"])
+    assert {k: env.get(k) for k in environ} == environ
+    assert env["JUPYTERHUB_API_TOKEN"] and env["BACKENDAI_SESSION_NAME"] == "envy"
+    assert backendai.call("DELETE", "/session/envy", "alice").status_code == 200
+
+    # Names the product sets: 400 with the name, nothing started.
+    for name in ("JUPYTERHUB_API_TOKEN", "BACKENDAI_SESSION_ID", "BACKEND_SECRET_KEY", "NVIDIA_VISIBLE_DEVICES",
+                 "HOME", "jupyterhub_api_url"):  # fmt: skip
+        r = backendai.call("POST", "/session", "alice", {"name": "bad", "config": {"environ": {name: "x"}}})
+        assert r.status_code == 400, (name, r.text)
+        assert f"config.environ: environment variable {name} is set by the product" in r.json()["title"], r.text
+    for environ, words in (
+        ({"1ABC": "x"}, "name '1ABC' is not valid"),
+        ({"A-B": "x"}, "name 'A-B' is not valid"),
+        ({"KEY": {"nested": 1}}, "KEY must be text"),
+        ({"BIG": "x" * 40000}, "BIG is 40000 bytes long"),
+        (["A=1"], "'config.environ' must be an object"),
+    ):
+        r = backendai.call("POST", "/session", "alice", {"name": "bad", "config": {"environ": environ}})
+        assert r.status_code == 400 and words in r.json()["title"], r.text
+    assert backendai.call("GET", "/session?status=all", "alice").json()["total_count"] == 1
+
+    # The hub's API (user_options, as the lab's start dialog and the manager send them): the same rule.
+    hub = backendai.hub
+    r = hub.api("POST", "/users/alice/servers/viahub", json={"preset": "small", "environ": {"JUPYTERHUB_USER": "x"}})
+    assert r.status_code == 400 and "environment variable JUPYTERHUB_USER is set by the product" in r.text, r.text
+
+    # The spawn form: KEY=value lines; a refusal is shown on the form, nothing is started.
+    browser = requests.Session()
+    assert login(hub, "alice", PASSWORD, browser).status_code == 200
+    page = f"{hub.url}/hub/spawn/alice/formenv"
+    assert 'name="environ"' in browser.get(page, timeout=30).text
+
+    def post_form(session: requests.Session, url: str, data: dict[str, str]) -> requests.Response:
+        xsrf = session.cookies.get("_xsrf", path="/hub/")
+        return session.post(url, data={"_xsrf": xsrf, **data}, timeout=60)
+
+    refused = post_form(browser, page, {"preset": "small", "environ": "OK=1\nBACKENDAI_ACCESS_KEY=AKIA\n"})
+    assert refused.status_code == 400 and "environment variable BACKENDAI_ACCESS_KEY is set by the product" in (
+        refused.text
+    )
+    assert server_model(hub, "alice", "formenv") is None
+    no_equals = post_form(browser, page, {"preset": "small", "environ": "JUST_A_NAME\n"})
+    assert no_equals.status_code == 400 and "line 1 'JUST_A_NAME' is not KEY=value" in html.unescape(no_equals.text)
+    started = post_form(browser, page, {"preset": "small", "environ": "# mine\nFORM_VAR=a=b c\n\nOTHER=2\n"})
+    assert started.status_code == 200, started.text[-2000:]
+    detail = backendai.wait_status("alice", "formenv", {"RUNNING"})
+    env = session_process_env(detail["id"])
+    assert (env.get("FORM_VAR"), env.get("OTHER")) == ("a=b c", "2")
+    assert backendai.call("DELETE", "/session/formenv", "alice").status_code == 200

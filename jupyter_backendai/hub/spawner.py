@@ -38,6 +38,7 @@ from traitlets import Bool, Dict, Float, List, Unicode, default
 from traitlets.config import LoggingConfigurable
 
 from ..core.admission import admit
+from ..core.environ import RESERVED_TEXT, EnvironError, check_environ, parse_environ_lines
 from ..core.slots import ResourceSlots, SlotError
 from ..db import admin, sshkeys
 from ..db import models as m
@@ -73,6 +74,8 @@ class SessionRequest:
     slots: dict[str, str] = field(default_factory=dict)
     shmem: str = ""
     folders: list[str] = field(default_factory=list)
+    #: The user's environment variables (``config.environ``), checked by core.environ.
+    environ: dict[str, str] = field(default_factory=dict)
 
 
 def request_from_options(options: dict[str, Any]) -> SessionRequest:
@@ -102,6 +105,12 @@ def request_from_options(options: dict[str, Any]) -> SessionRequest:
         folders = [f for f in folders.split(",")]
     if not isinstance(folders, list):
         raise SessionRefused("'folders' must be a list of folder names")
+    environ = options.get("environ")
+    try:
+        # A mapping from the API (Backend.AI's config.environ), KEY=value lines from a form.
+        environ = parse_environ_lines(environ) if isinstance(environ, str) else check_environ(environ)
+    except EnvironError as e:
+        raise SessionRefused(str(e)) from None
     return SessionRequest(
         image=text("image"),
         group=text("group", "project"),
@@ -110,6 +119,7 @@ def request_from_options(options: dict[str, Any]) -> SessionRequest:
         slots=slots,
         shmem=text("shmem"),
         folders=sorted({str(f).strip() for f in folders if str(f).strip()}),
+        environ=environ,
     )
 
 
@@ -284,6 +294,12 @@ class SessionSpawnerMixin(LoggingConfigurable):
             if value:
                 options[key] = value
         options["folders"] = [f for f in formdata.get("folders", []) if f.strip()]
+        lines = (formdata.get("environ") or [""])[0]
+        if lines.strip():
+            try:
+                options["environ"] = parse_environ_lines(lines)
+            except EnvironError as e:
+                raise SessionRefused(str(e)) from None  # shown above the form again
         return options
 
     def _form_namespace(self, db) -> dict[str, Any]:
@@ -330,6 +346,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
             "folders": [a for a in accessible if not a.is_automount],
             "automount": [a for a in accessible if a.is_automount],
             "policy": keypair.policy,
+            "environ_reserved": RESERVED_TEXT,
         }
 
     # --- look-ups ---------------------------------------------------------------------------------
@@ -441,7 +458,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
 
     # --- preparing (worker thread) ---------------------------------------------------------------------
 
-    def _prepare(self, db, hub_env: dict[str, str]) -> SessionSpec:
+    def _prepare(self, db, hub_env: dict[str, str], user_env: dict[str, str] | None = None) -> SessionSpec:
         from ..db import folders as folder_db
 
         session = db.get(m.Session, self.session_id)
@@ -477,6 +494,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
             accessible=[ref(a) for a in automount],
             gpu_placement=session.gpu_placement or None,
             hub_env=hub_env,
+            user_env=user_env,
             cmd=self.session_command(ssh_port),
             ssh_port=ssh_port,
             ssh_public_key=keys.public_key,
@@ -534,7 +552,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
         self.ip, self.port = self.server_address()
         try:
             await self.open_network()
-            spec = await self.run_db(self._prepare, self.get_env())
+            spec = await self.run_db(self._prepare, self.get_env(), request.environ)
             ip_port = await self.start_session(spec)
         except BaseException as e:
             reason = str(e) if not isinstance(e, asyncio.CancelledError) else "cancelled while starting"

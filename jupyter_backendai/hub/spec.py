@@ -29,6 +29,10 @@ Decisions, with their reasons:
   labels are readable by anyone who may ``docker inspect``.
 * **GPUs**: a session gets whole GPUs (``cuda.device``) or GPU shares (``cuda.shares``),
   never both. See :func:`gpu_env` for the MPS variables and the choice made for splits.
+* **User env** (``config.environ``, the forms' field) is checked by
+  :func:`core.environ.check_environ` (names the product sets are refused); the hub's env and
+  the session's own variables are applied over it, so an operator's ``Spawner.environment``
+  wins over a user's value of the same name.
 * The container user is never root (uid and gid must be > 0).
 """
 
@@ -42,6 +46,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
 from types import MappingProxyType
 
+from ..core.environ import FORBIDDEN_ENV, EnvironError, check_environ
 from ..core.gpu import SHARES, WHOLE, GpuDevice, device_order
 from ..core.slots import ResourceSlots, SlotError, format_amount, parse_amount
 
@@ -89,8 +94,6 @@ SESSION_DIR = "/etc/backendai"
 SESSION_AUTHORIZED_KEYS = f"{SESSION_DIR}/ssh/authorized_keys"
 #: Folder names that cannot be mounted (see the module docstring).
 RESERVED_NAMES = frozenset({ID_CONTAINER})
-#: Env names that would carry a Backend.AI secret key (the client reads ``BACKEND_SECRET_KEY``).
-FORBIDDEN_ENV = frozenset({"BACKEND_SECRET_KEY", "BACKENDAI_SECRET_KEY"})
 
 #: Where MPS clients find the control daemon's pipes, inside the container.
 MPS_PIPE_DIRECTORY = "/tmp/nvidia-mps"
@@ -462,6 +465,7 @@ def build_spec(
     accessible: Sequence[FolderRef] = (),
     gpu_placement: Mapping[str, Mapping[str, object]] | None = None,
     hub_env: Mapping[str, str] | None = None,
+    user_env: Mapping[str, str] | None = None,
     cmd: Sequence[str] = DEFAULT_CMD,
     args: Sequence[str] = (),
     ssh_port: int | None = None,
@@ -484,7 +488,8 @@ def build_spec(
     are all folders the user may mount, of which the dot-folders are automounted. Whether
     the user may mount a chosen folder is the caller's check (done at admission); this
     function checks the shape. ``hub_env`` is the hub's env for the single-user server
-    (``Spawner.get_env()``); the session variables set here override it. SSH: the key pair
+    (``Spawner.get_env()``); the session variables set here override it. ``user_env`` is the
+    user's own (``config.environ``), under both. SSH: the key pair
     (both halves or neither) becomes :func:`container_files`; ``ssh_port`` (the port sshd
     listens on) adds ``BACKENDAI_SSH_PORT`` and ``BACKENDAI_SSH_AUTHORIZED_KEYS`` (the
     files sshd should read, space-separated, as ``AuthorizedKeysFile`` takes them).
@@ -563,7 +568,11 @@ def build_spec(
             raise SpecError("an SSH port needs the user's SSH key pair (F22): nothing could log in")
 
     # -- env and labels -------------------------------------------------------------------------
-    env = _check_env(hub_env or {}, [ssh_private_key or ""])
+    try:
+        env = check_environ(user_env)
+    except EnvironError as e:
+        raise SpecError(str(e)) from None
+    env.update(_check_env(hub_env or {}, [ssh_private_key or ""]))
     env.update(
         {
             "HOME": HOME,

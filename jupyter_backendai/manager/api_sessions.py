@@ -31,6 +31,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session as DB
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from ..core.environ import EnvironError, check_environ
 from ..db import folders as folder_db
 from ..db import models as m
 from ..db import sessions as store
@@ -423,9 +424,13 @@ def user_options_from(data: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     environ = config.get("environ") or {}
     if not isinstance(environ, dict):
         raise APIError(400, "'config.environ' must be an object")
+    try:
+        # The same rule as the spawner's: refused here, before the hub is asked at all.
+        environ = check_environ(environ)
+    except EnvironError as e:
+        raise APIError(400, f"config.environ: {e}") from None
     if environ:
-        options["environ"] = {str(k): str(v) for k, v in environ.items()}
-        warnings.append("config.environ is passed to the spawner, which does not set it in the session yet")
+        options["environ"] = environ
     return options, warnings
 
 
