@@ -84,7 +84,11 @@ def session_homes_dir() -> Path:
 
 
 def hub_config(pdb: ProductDB, spawner: str, extra: str = "") -> str:
-    cls = {"backendai-local": "LocalSessionSpawner", "backendai-docker": "DockerSessionSpawner"}[spawner]
+    cls = {
+        "backendai-local": "LocalSessionSpawner",
+        "backendai-docker": "DockerSessionSpawner",
+        "backendai-swarm": "SwarmSessionSpawner",
+    }[spawner]
     return f"""
 c.JupyterHub.authenticator_class = "backendai"
 c.BackendAIAuthenticator.db_url = {pdb.url!r}

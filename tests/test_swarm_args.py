@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from jupyter_backendai.hub.spec import FolderRef, SpecError, build_spec
-from jupyter_backendai.hub.swarm_args import swarm_service_spec
+from jupyter_backendai.hub.swarm_args import NodeAgent, node_agents, swarm_service_spec
 
 SID = "6f1c1a9e-3f0b-4c1e-9d43-0d3b5c7a2e11"
 NODE = "dxb285dlpuqrd352j8l0nrcin"
@@ -114,9 +114,72 @@ def test_a_node_id_that_would_change_the_constraint_is_refused(node):
         swarm_service_spec(spec(), node, port=9000, ip="10.0.0.1")
 
 
-def test_ssh_keys_cannot_go_into_a_service():
-    s = spec(
-        ssh_port=2200, ssh_public_key="ssh-ed25519 AAAA a@b", ssh_private_key="-----BEGIN-----\nx\n-----END-----\n"
-    )
+KEYS = {"ssh_public_key": "ssh-ed25519 AAAA a@b", "ssh_private_key": "-----BEGIN-----\nx\n-----END-----\n"}
+
+
+def test_sshd_cannot_get_its_keys_into_a_service():
     with pytest.raises(SpecError, match="SSH"):
-        service(s)
+        service(spec(ssh_port=2200, **KEYS))
+
+
+def test_without_sshd_the_key_files_are_left_out():
+    c = service(spec(**KEYS))["task_template"]["ContainerSpec"]
+    assert "BEGIN" not in str(c) and "Secrets" not in c and "Configs" not in c
+
+
+# --- nodes as agents ------------------------------------------------------------------------------
+
+
+def node(node_id, state="ready", availability="active", labels=None, generic=None, addr="10.231.200.12", manager=None):
+    n = {
+        "ID": node_id,
+        "Spec": {"Labels": labels or {}, "Role": "worker", "Availability": availability},
+        "Description": {
+            "Hostname": f"host-{node_id}",
+            "Resources": {"NanoCPUs": 4_000_000_000, "MemoryBytes": 8 * 1024**3, "GenericResources": generic or []},
+        },
+        "Status": {"State": state, "Addr": addr},
+    }
+    if manager:
+        n["ManagerStatus"] = {"Leader": True, "Addr": manager}
+    return n
+
+
+def test_ready_active_nodes_are_alive_schedulable_agents_with_their_capacity():
+    (a,) = node_agents([node("n1")])
+    assert a == NodeAgent(
+        id="n1", hostname="host-n1", addr="10.231.200.12", alive=True, schedulable=True, resource_group="default",
+        capacity={"cpu": "4", "mem": str(8 * 1024**3)}, devices=[], state="ready/active",
+    )  # fmt: skip
+
+
+def test_drained_and_paused_nodes_are_unschedulable_down_ones_lost():
+    agents = {a.id: a for a in node_agents([node("a", availability="drain"), node("b", availability="pause"),
+                                            node("c", state="down"), node("d", state="disconnected")])}  # fmt: skip
+    assert [(agents[i].alive, agents[i].schedulable) for i in "ab"] == [(True, False), (True, False)]
+    assert [agents[i].alive for i in "cd"] == [False, False]
+
+
+def test_resource_group_from_the_configured_node_label():
+    agents = node_agents(
+        [node("a", labels={"rg": "gpu"}), node("b", labels={"ai.backend.resource-group": "x"}), node("c")],
+        group_label="rg",
+        default_group="main",
+    )
+    assert [a.resource_group for a in agents] == ["gpu", "main", "main"]
+
+
+def test_a_manager_reporting_0_0_0_0_is_reached_at_its_advertised_address():
+    (a,) = node_agents([node("m", addr="0.0.0.0", manager="10.231.200.11:2377")])
+    assert a.addr == "10.231.200.11"
+
+
+def test_gpus_from_named_and_discrete_generic_resources():
+    named = [{"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": "GPU-aa"}},
+             {"NamedResourceSpec": {"Kind": "NVIDIA-GPU", "Value": "GPU-bb"}},
+             {"NamedResourceSpec": {"Kind": "FPGA", "Value": "f0"}}]  # fmt: skip
+    (a,) = node_agents([node("g", generic=named)])
+    assert a.devices == [{"id": "GPU-aa", "capacity": 1}, {"id": "GPU-bb", "capacity": 1}]
+    assert a.capacity["cuda.device"] == a.capacity["cuda.shares"] == "2"
+    (b,) = node_agents([node("h", generic=[{"DiscreteResourceSpec": {"Kind": "GPU", "Value": 2}}])], gpu_resource="GPU")
+    assert [d["id"] for d in b.devices] == ["0", "1"]

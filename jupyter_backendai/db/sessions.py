@@ -210,8 +210,13 @@ def register_agent(
     addr: str = "",
     region: str = "local",
     version: str = "",
+    schedulable: bool | None = None,
 ) -> m.Agent:
-    """Create or refresh an agent: its capacity and devices, alive as of now (a heartbeat)."""
+    """Create or refresh an agent: its capacity and devices, alive as of now (a heartbeat).
+
+    ``schedulable`` ``None`` keeps what the agent has (an administrator's choice); a backend
+    that knows better (a drained swarm node) passes it.
+    """
     agent = db.get(m.Agent, agent_id)
     now = utcnow()
     if agent is None:
@@ -226,9 +231,37 @@ def register_agent(
     agent.addr = addr
     agent.region = region
     agent.version = version
+    if schedulable is not None:
+        agent.schedulable = schedulable
     agent.status_changed = now
     db.flush()
     return agent
+
+
+#: Why a session ends when its agent is lost (Backend.AI's reason).
+AGENT_LOST = "agent lost"
+
+
+def lose_agents(db: DB, agent_ids: Iterable[str]) -> list[uuid.UUID]:
+    """Mark agents LOST and end the sessions they held ERROR ``agent lost``; returns those sessions.
+
+    The slots are freed with the sessions (occupancy is derived from holding sessions).
+    Sessions still queued are left alone: they were not on any agent.
+    """
+    ids = list(agent_ids)
+    if not ids:
+        return []
+    now = utcnow()
+    for agent in db.scalars(select(m.Agent).where(m.Agent.id.in_(ids))):
+        if agent.status == m.AgentStatus.ALIVE:
+            agent.status = m.AgentStatus.LOST
+            agent.lost_at = agent.status_changed = now
+    ended = []
+    for session in db.scalars(select(m.Session).where(m.Session.agent_id.in_(ids), m.Session.status.in_(HOLDING))):
+        set_status(db, session, m.SessionStatus.ERROR, AGENT_LOST, at=now)
+        ended.append(session.id)
+    db.flush()
+    return ended
 
 
 def new_session_id() -> uuid.UUID:

@@ -27,12 +27,14 @@ how it is covered:
   ``NVIDIA_VISIBLE_DEVICES`` (in the spec's environment), which the NVIDIA runtime honours.
   Shared GPUs (``cuda.shares``) reserve no generic resource: several sessions share a device.
 * Files cannot be placed into a service's container before it starts (no ``put_archive``):
-  a spec with SSH keys is refused (:class:`~.spec.SpecError`); the Swarm backend runs sessions
-  without sshd for now.
+  a spec with an SSH port is refused (:class:`~.spec.SpecError`), since sshd would have no
+  keys; the Swarm backend runs sessions without sshd for now, and without ``id_container``.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Any
 
 from docker.types import (
@@ -49,7 +51,7 @@ from docker.types import (
 from .docker_args import CAP_ADD, bind_mounts, check_limits, create_kwargs, nano_cpus
 from .spec import WHOLE, SessionSpec, SpecError, container_files
 
-__all__ = ["GPU_RESOURCE", "service_name", "swarm_service_spec"]
+__all__ = ["GPU_RESOURCE", "GROUP_LABEL", "NodeAgent", "node_agents", "node_gpus", "service_name", "swarm_service_spec"]
 
 #: The generic resource that nodes advertise for NVIDIA GPUs (dockerd's ``node-generic-resources``).
 GPU_RESOURCE = "NVIDIA-GPU"
@@ -75,7 +77,7 @@ def swarm_service_spec(
     """
     if not isinstance(node_id, str) or not node_id or any(c.isspace() or c in "=!," for c in node_id):
         raise SpecError(f"node id {node_id!r} is not a swarm node's id")
-    if container_files(spec):
+    if spec.ssh_port is not None and container_files(spec):
         raise SpecError(
             "a swarm service cannot receive the session's SSH key files before it starts; "
             "the Swarm backend runs sessions without SSH (ssh_enabled = False)"
@@ -127,3 +129,89 @@ def swarm_service_spec(
         # On the host network nothing is published; the hub reaches the node's address.
         "endpoint_spec": EndpointSpec(mode="dnsrr") if network == "host" else None,
     }
+
+
+# --- the swarm's nodes as agents ----------------------------------------------------------------
+
+#: The node label that puts a node into a resource group (``docker node update --label-add``).
+GROUP_LABEL = "ai.backend.resource-group"
+
+
+@dataclass(frozen=True)
+class NodeAgent:
+    """One swarm node as an agent: ``alive`` (status ready) and ``schedulable`` (availability active)."""
+
+    id: str
+    hostname: str
+    addr: str
+    alive: bool
+    schedulable: bool
+    resource_group: str
+    capacity: dict[str, str]
+    devices: list[dict[str, Any]] = field(default_factory=list)
+    state: str = ""
+
+
+def _node_addr(node: dict[str, Any]) -> str:
+    addr = (node.get("Status") or {}).get("Addr") or ""
+    if addr in ("", "0.0.0.0", "127.0.0.1"):
+        # A manager may report 0.0.0.0; its advertised address is in its manager status.
+        manager = (node.get("ManagerStatus") or {}).get("Addr") or ""
+        addr = manager.rsplit(":", 1)[0].strip("[]") if manager else addr
+    return addr
+
+
+def node_gpus(resources: dict[str, Any], gpu_resource: str = GPU_RESOURCE) -> list[dict[str, Any]]:
+    """The node's GPUs from its generic resources: named ones keep their ids, a count numbers them."""
+    devices: list[dict[str, Any]] = []
+    for entry in resources.get("GenericResources") or []:
+        named = entry.get("NamedResourceSpec") or {}
+        discrete = entry.get("DiscreteResourceSpec") or {}
+        if named.get("Kind") == gpu_resource and named.get("Value"):
+            devices.append({"id": str(named["Value"]), "capacity": 1})
+        elif discrete.get("Kind") == gpu_resource:
+            devices += [{"id": str(i), "capacity": 1} for i in range(int(discrete.get("Value") or 0))]
+    return devices
+
+
+def node_agents(
+    nodes: list[dict[str, Any]],
+    *,
+    group_label: str = GROUP_LABEL,
+    default_group: str = "default",
+    gpu_resource: str = GPU_RESOURCE,
+) -> list[NodeAgent]:
+    """The agents a manager's node list (``APIClient.nodes()``) describes, in node-id order.
+
+    ``ready`` nodes are alive, any other state (``down``, ``disconnected``, ``unknown``) lost;
+    ``active`` nodes are schedulable, ``drain`` and ``pause`` not. The resource group is the
+    node label ``group_label``, else ``default_group``.
+    """
+    out = []
+    for node in sorted(nodes, key=lambda n: n.get("ID", "")):
+        spec = node.get("Spec") or {}
+        desc = node.get("Description") or {}
+        resources = desc.get("Resources") or {}
+        state = (node.get("Status") or {}).get("State") or "unknown"
+        devices = node_gpus(resources, gpu_resource)
+        capacity = {
+            "cpu": str(Decimal(int(resources.get("NanoCPUs") or 0)) / 10**9),
+            "mem": str(int(resources.get("MemoryBytes") or 0)),
+        }
+        if devices:
+            capacity["cuda.device"] = capacity["cuda.shares"] = str(len(devices))
+        group = ((spec.get("Labels") or {}).get(group_label) or "").strip() or default_group
+        out.append(
+            NodeAgent(
+                id=node["ID"],
+                hostname=desc.get("Hostname") or "",
+                addr=_node_addr(node),
+                alive=state == "ready",
+                schedulable=spec.get("Availability", "active") == "active",
+                resource_group=group,
+                capacity=capacity,
+                devices=devices,
+                state=f"{state}/{spec.get('Availability', 'active')}",
+            )
+        )
+    return out

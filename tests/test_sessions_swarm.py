@@ -1,0 +1,173 @@
+"""Sessions on a real Docker Swarm of three engines (tests/swarm_fixtures.py), through a real hub.
+
+The hub's engine socket talks to the manager (node 1); every node is an agent, our scheduler
+picks one, the session's service is pinned there. The hub listens on the nodes' bridge so
+that sessions on the nodes reach its API, as a multi-node site sets ``hub_connect_ip``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from jupyter_backendai.db import admin
+from jupyter_backendai.db import models as m
+from tests.session_helpers import ProductDB, contents, hub_config, spawn, stop, wait_gone, wait_ready, wait_status
+from tests.swarm_fixtures import BRIDGE_IP, IMAGE, Swarm
+
+S = m.SessionStatus
+LABEL = "ai.backend.resource-group"
+
+
+@pytest.fixture
+def pdb(tmp_path):
+    pdb = ProductDB(tmp_path)
+
+    def setup(db):
+        admin.create_policy(
+            db, "student", total_resource_slots={"cpu": 4, "mem": "4g"}, max_concurrent_sessions=3,
+            allowed_vfolder_hosts=["local"],
+        )  # fmt: skip
+        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"}, shared_memory="64m")
+        admin.upsert_image(
+            db,
+            IMAGE,
+            labels={"ai.backend.resource.min.cpu": "0.5", "ai.backend.resource.min.mem": "256m"},
+            installed=True,
+        )
+        admin.create_scaling_group(db, "gpu")
+        admin.allow_scaling_group(db, "gpu", domains=["default"])
+
+    pdb.setup(setup)
+    yield pdb
+    pdb.close()
+
+
+def swarm_hub(make_hub, pdb, swarm: Swarm, extra: str = ""):
+    return make_hub(
+        hub_config(
+            pdb,
+            "backendai-swarm",
+            f"""
+c.SwarmSessionSpawner.client_kwargs = {{"base_url": {swarm.manager.sock!r}}}
+c.SwarmSessionSpawner.agent_capacity = {{"cpu": 2, "mem": "2g"}}
+c.SwarmSessionSpawner.agent_heartbeat_interval = 2
+c.Spawner.poll_interval = 2
+# Sessions on the nodes reach the hub's API on the nodes' bridge.
+c.JupyterHub.hub_ip = {BRIDGE_IP!r}
+{extra}
+""",
+        )
+    )
+
+
+def agents(pdb) -> dict[str, m.Agent]:
+    with pdb() as db:
+        return {a.id: a for a in db.query(m.Agent).all()}
+
+
+def wait_agents(pdb, check, timeout: float = 30) -> dict[str, m.Agent]:
+    deadline = time.monotonic() + timeout
+    while True:
+        found = agents(pdb)
+        if check(found):
+            return found
+        if time.monotonic() > deadline:
+            raise AssertionError(
+                f"agents not as expected after {timeout} s: "
+                + str({a.id: (a.status, a.scaling_group, a.schedulable) for a in found.values()})
+            )
+        time.sleep(0.5)
+
+
+def task_node(swarm: Swarm, session_id) -> str:
+    """The node the manager placed the session's task on (``docker service ps``)."""
+    out = swarm.manager.docker("service", "ps", "-q", "--no-trunc", f"backendai-session-{session_id}").stdout.split()
+    assert len(out) == 1, out  # one task: never restarted, never re-created elsewhere
+    task = json.loads(swarm.manager.docker("inspect", out[0]).stdout)[0]
+    return task["NodeID"]
+
+
+def node_of(swarm: Swarm, node_id: str):
+    return next(n for n in swarm.nodes if n.node_id == node_id)
+
+
+def container_on(node, session_id) -> str:
+    out = node.docker("ps", "-q", "--filter", f"label=ai.backend.session-id={session_id}").stdout.split()
+    assert len(out) == 1, out
+    return out[0]
+
+
+def test_nodes_are_agents_and_a_session_runs_pinned_to_the_chosen_node(make_hub, pdb, swarm, tmp_path):
+    pdb.user("alice@example.com", policy="student")
+    pdb.folder("alice", "data")
+    hub = swarm_hub(make_hub, pdb, swarm)
+    r = spawn(hub, "alice", "one", preset="small", folders=["data"])
+    assert r.status_code in (201, 202), r.text
+    # Every node is an agent: alive, in default, at its address.
+    found = wait_agents(pdb, lambda a: len(a) == 3)
+    assert {a.addr for a in found.values()} == {n.ip for n in swarm.nodes}
+    assert all(a.status == m.AgentStatus.ALIVE and a.scaling_group == "default" for a in found.values())
+    wait_ready(hub, "alice", "one", timeout=120)
+    session = wait_status(pdb, "alice", "one", S.RUNNING)
+    assert session.agent_id in found
+    assert task_node(swarm, session.id) == session.agent_id  # the swarm obeyed our scheduler
+    node = node_of(swarm, session.agent_id)
+    cid = container_on(node, session.id)
+    for other in swarm.nodes:
+        if other is not node:
+            assert other.docker("ps", "-q").stdout.strip() == ""
+    out = node.docker(
+        "exec", cid, "sh", "-c",
+        "id -u; cat /sys/fs/cgroup/memory/memory.limit_in_bytes; "
+        "cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us /sys/fs/cgroup/cpu/cpu.cfs_period_us; "
+        "cat /sys/fs/cgroup/pids/pids.max; df -B1 /dev/shm | tail -1 | awk '{print $2}'; "
+        "grep '^CapEff:' /proc/self/status | awk '{print $2}'; "
+        "echo written > /home/work/data/from-swarm.txt && echo wrote",
+    ).stdout.split()  # fmt: skip
+    assert out[0] == "1000", out
+    assert out[1] == str(512 * 1024**2), out
+    assert int(out[2]) / int(out[3]) == 1.0, out
+    assert out[4] == "4096", out
+    assert out[5] == str(64 * 1024**2), out
+    assert out[6] == "0000000000000000", out
+    assert out[7] == "wrote", out
+    (stored,) = list(pdb.storage_root.rglob("from-swarm.txt"))  # on the shared storage
+    assert stored.read_text() == "written\n"
+    # The hub and the proxy reach the server at the node's address.
+    assert contents(hub, "alice", "one", "data").status_code == 200
+
+    stop(hub, "alice", "one")
+    wait_gone(hub, "alice", "one")
+    assert wait_status(pdb, "alice", "one", S.TERMINATED)
+    assert swarm.manager.docker("service", "ls", "-q").stdout.strip() == ""
+
+
+def test_a_node_label_moves_a_node_into_another_resource_group(make_hub, pdb, swarm):
+    pdb.user("bob@example.com", policy="student")
+    gpu_node = swarm.nodes[2]
+    swarm.label(gpu_node, LABEL, "gpu")
+    try:
+        hub = swarm_hub(make_hub, pdb, swarm)
+        assert spawn(hub, "bob", "g", preset="small", scaling_group="gpu").status_code in (201, 202)
+        found = wait_agents(pdb, lambda a: len(a) == 3)
+        assert found[gpu_node.node_id].scaling_group == "gpu"
+        assert {a.scaling_group for i, a in found.items() if i != gpu_node.node_id} == {"default"}
+        assert spawn(hub, "bob", "d", preset="small").status_code in (201, 202)
+        wait_ready(hub, "bob", "g", timeout=120)
+        wait_ready(hub, "bob", "d", timeout=120)
+        g = wait_status(pdb, "bob", "g", S.RUNNING)
+        d = wait_status(pdb, "bob", "d", S.RUNNING)
+        assert g.agent_id == gpu_node.node_id and task_node(swarm, g.id) == gpu_node.node_id
+        assert d.agent_id != gpu_node.node_id and task_node(swarm, d.id) == d.agent_id
+
+        # Removing the label brings the node back into default within a heartbeat.
+        swarm.label(gpu_node, LABEL, None)
+        wait_agents(pdb, lambda a: a[gpu_node.node_id].scaling_group == "default", timeout=15)
+        for name in ("g", "d"):
+            stop(hub, "bob", name)
+            wait_gone(hub, "bob", name)
+    finally:
+        swarm.label(gpu_node, LABEL, None)
