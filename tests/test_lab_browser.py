@@ -23,7 +23,15 @@ from jupyter_backendai.db import admin
 from jupyter_backendai.db import folders as folder_db
 from jupyter_backendai.db import models as m
 from tests.hub_fixtures import screenshot
-from tests.session_helpers import PASSWORD, ProductDB, contents, spawn, start_hub_with_manager, wait_ready
+from tests.session_helpers import (
+    PASSWORD,
+    ProductDB,
+    contents,
+    spawn,
+    start_hub_with_manager,
+    wait_ready,
+)
+from tests.test_manager_sessions import session_process_env
 
 IMAGE = "python-local:3"
 #: Three tus PATCH requests of 1 MiB and a bit (the panel sends chunks of at least 1 MiB).
@@ -206,11 +214,19 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
     assert "No folder is mounted" not in dialog.inner_text()
     # Only presets that still fit are offered (small does).
     dialog.get_by_label("Resource preset").locator("option", has_text="small").wait_for(state="attached")
+    # Environment variables, KEY=value lines: a line that is not one is shown before sending.
+    environ = dialog.get_by_label("Environment variables")
+    environ.fill("oops")
+    dialog.get_by_text("Line 1 is not KEY=value.").wait_for()
+    environ.fill("# for the analysis\nANALYSIS_MODE=fast and careful\n")
+    assert "is not KEY=value" not in dialog.inner_text()
     screenshot(page, "start-dialog-light")
     accept_dialog(page)
     analysis = sessions.locator('[data-session-name="analysis"]')
     analysis.locator(".jp-BackendAI-status-RUNNING").wait_for(timeout=SLOW_MS)
     assert IMAGE in analysis.inner_text()
+    started = [s for s in pdb.sessions("nina") if s.name == "analysis"][-1]
+    assert session_process_env(str(started.id))["ANALYSIS_MODE"] == "fast and careful"
     screenshot(page, "sessions-light")
 
     # The uploaded file is inside the new session, in the mounted folder (once the hub routes to it).

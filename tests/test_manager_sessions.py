@@ -20,10 +20,17 @@ from sqlalchemy import select
 
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
-from jupyter_backendai.manager import signing
 from jupyter_backendai.manager.api_sessions import is_server_slug, server_name_for
 from tests.hub_fixtures import Hub
-from tests.session_helpers import PASSWORD, PREFIX, ProductDB, server_model, start_hub_with_manager, wait_ready
+from tests.session_helpers import (
+    PASSWORD,
+    PREFIX,
+    ProductDB,
+    keypair_call,
+    server_model,
+    start_hub_with_manager,
+    wait_ready,
+)
 from tests.test_manager_resources import add_session
 
 S = m.SessionStatus
@@ -46,15 +53,7 @@ class HubWithManager:
     def call(self, method: str, path: str, who: str, json_body: Any = None, timeout: float = 120) -> requests.Response:
         """A keypair-signed request through the proxy (the signature covers the prefixed path)."""
         access, secret = self.keys(who)
-        request = requests.Request(method, self.hub.url + PREFIX + path, json=json_body).prepare()
-        request.headers.update(
-            signing.headers(
-                access, secret, method, request.path_url, f"127.0.0.1:{self.hub.port}",
-                content_type=request.headers.get("Content-Type") or "application/json",
-            )
-        )  # fmt: skip
-        with requests.Session() as s:
-            return s.send(request, timeout=timeout)
+        return keypair_call(self.hub.url + PREFIX, access, secret, method, path, json_body, timeout)
 
     def wait_status(self, who: str, name: str, wanted: set[str], timeout: float = 90) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

@@ -1,6 +1,6 @@
 /**
  * The start dialog (F18, F20): environment and version, project, resource group, name,
- * folders to mount, a preset that still fits or a custom allocation.
+ * folders to mount, a preset that still fits or a custom allocation, environment variables.
  */
 import * as React from 'react';
 
@@ -54,10 +54,37 @@ export interface IStartRequest {
     mounts?: string[];
     resources?: { [slot: string]: string };
     resource_opts?: { shmem?: string };
+    environ?: { [name: string]: string };
   };
 }
 
 const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * KEY=value lines (blank lines and '#' comments skipped) as config.environ, or the reason they
+ * are not. Only the shape is checked here: which names a user may set is the manager's rule
+ * (core.environ), and its refusal names the variable.
+ */
+export function parseEnviron(text: string): { environ: { [name: string]: string }; error: string } {
+  const environ: { [name: string]: string } = {};
+  const lines = text.split(/\r?\n/);
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i];
+    if (!line.trim() || line.trim().startsWith('#')) {
+      continue;
+    }
+    const at = line.indexOf('=');
+    const key = at < 0 ? '' : line.slice(0, at).trim();
+    if (!key) {
+      return { environ, error: `Line ${i + 1} is not KEY=value.` };
+    }
+    if (key in environ) {
+      return { environ, error: `${key} is given twice.` };
+    }
+    environ[key] = line.slice(at + 1);
+  }
+  return { environ, error: '' };
+}
 
 function presetText(p: IPreset): string {
   const parts: string[] = [];
@@ -99,7 +126,8 @@ function StartForm(props: {
       mem: uid('start-mem'),
       shmem: uid('start-shmem'),
       gpu: uid('start-gpu'),
-      fgpu: uid('start-fgpu')
+      fgpu: uid('start-fgpu'),
+      environ: uid('start-environ')
     }),
     []
   );
@@ -120,6 +148,7 @@ function StartForm(props: {
   const [shmem, setShmem] = React.useState('');
   const [gpu, setGPU] = React.useState('');
   const [fgpu, setFGPU] = React.useState('');
+  const [environText, setEnvironText] = React.useState('');
 
   // The project decides which images and resource groups are offered.
   React.useEffect(() => {
@@ -202,14 +231,18 @@ function StartForm(props: {
   const mountable = folders.filter(f => !f.automount);
   const automount = folders.filter(f => f.automount);
   const nameOK = !name || NAME_RE.test(name);
+  const environ = parseEnviron(environText);
 
   let value: IStartRequest | null = null;
-  if (image && nameOK && (mode === 'custom' || preset)) {
+  if (image && nameOK && !environ.error && (mode === 'custom' || preset)) {
     value = {
       image,
       group: group || undefined,
       config: { scaling_group: sg || undefined, mounts: chosen }
     };
+    if (Object.keys(environ.environ).length) {
+      value.config.environ = environ.environ;
+    }
     if (name) {
       value.name = name;
     }
@@ -386,6 +419,23 @@ function StartForm(props: {
           </div>
         ) : null}
       </fieldset>
+      <Field
+        label="Environment variables"
+        id={ids.environ}
+        hint="One KEY=value per line. Names the product sets (JUPYTERHUB_*, BACKENDAI_*, NVIDIA_*, HOME, ...) are refused."
+      >
+        <textarea
+          id={ids.environ}
+          rows={3}
+          spellCheck={false}
+          placeholder="KEY=value"
+          value={environText}
+          aria-invalid={!!environ.error}
+          aria-describedby={`${ids.environ}-hint`}
+          onChange={e => setEnvironText(e.target.value)}
+        />
+      </Field>
+      {environ.error ? <Message kind="error">{environ.error}</Message> : null}
     </div>
   );
 }
