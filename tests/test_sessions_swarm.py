@@ -171,3 +171,52 @@ def test_a_node_label_moves_a_node_into_another_resource_group(make_hub, pdb, sw
             wait_gone(hub, "bob", name)
     finally:
         swarm.label(gpu_node, LABEL, None)
+
+
+def wait_for(check, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what}")
+        time.sleep(0.5)
+
+
+# Last in the module: it kills a node's engine (the fixture's teardown cleans up what is left).
+def test_a_node_whose_engine_dies_is_lost_and_its_sessions_end_with_agent_lost(make_hub, pdb, swarm):
+    pdb.user("carol@example.com", policy="student")
+    manager = swarm.manager
+    # The manager is drained (unschedulable), as many sites keep it: sessions go to the workers.
+    manager.docker("node", "update", "--availability", "drain", manager.node_id)
+    hub = swarm_hub(make_hub, pdb, swarm)
+    assert spawn(hub, "carol", "a", preset="small").status_code in (201, 202)
+    wait_ready(hub, "carol", "a", timeout=120)
+    a = wait_status(pdb, "carol", "a", S.RUNNING)
+    found = agents(pdb)
+    assert not found[manager.node_id].schedulable and a.agent_id != manager.node_id
+    victim = node_of(swarm, a.agent_id)
+
+    victim.kill_engine()
+    started = time.monotonic()
+    lost = wait_status(pdb, "carol", "a", S.ERROR, timeout=40)
+    assert lost.status_info == "agent lost"
+    assert agents(pdb)[victim.node_id].status == m.AgentStatus.LOST
+    wait_gone(hub, "carol", "a", timeout=30)  # the hub noticed it on its next poll
+    elapsed = time.monotonic() - started
+    # The queue goes on with the other worker.
+    assert spawn(hub, "carol", "b", preset="small").status_code in (201, 202)
+    wait_ready(hub, "carol", "b", timeout=120)
+    b = wait_status(pdb, "carol", "b", S.RUNNING)
+    assert b.agent_id not in (victim.node_id, manager.node_id)
+    assert elapsed < 40, elapsed
+
+    # The node comes back: alive again, and the ended session's service left no task on it.
+    victim.start_engine()
+    victim.wait_engine()
+    wait_agents(pdb, lambda found: found[victim.node_id].status == m.AgentStatus.ALIVE, timeout=60)
+    assert f"backendai-session-{a.id}" not in manager.docker("service", "ls", "--format", "{{.Name}}").stdout
+    wait_for(lambda: victim.docker("ps", "-q").stdout.strip() == "", 60, "the lost session's container removed")
+    stop(hub, "carol", "b")
+    wait_gone(hub, "carol", "b")

@@ -23,6 +23,7 @@ per node.
 from __future__ import annotations
 
 import asyncio
+import uuid
 from pprint import pformat
 
 from dockerspawner import SwarmSpawner
@@ -35,7 +36,7 @@ from ..db import admin
 from ..db import models as m
 from ..db import sessions as store
 from .spawner import SessionRefused, SessionSpawnerMixin
-from .spec import SessionSpec, SpecError
+from .spec import LABEL_SESSION_ID, SessionSpec, SpecError
 from .swarm_args import GPU_RESOURCE, GROUP_LABEL, NodeAgent, node_agents, service_name, swarm_service_spec
 
 #: Task states on the way to running; anything else before "running" is a failure.
@@ -124,6 +125,7 @@ class SwarmSessionSpawner(SessionSpawnerMixin, SwarmSpawner):
             agents = [a.__class__(**{**a.__dict__, "capacity": capacity}) for a in agents]
         ended = await self.run_db(self._sync_agents, agents)
         SwarmSessionSpawner._manager_error = None
+        await self._sweep_services()
         if ended:
             self.log.warning("Sessions ended because their node was lost: %s", ", ".join(map(str, ended)))
             self.scheduler.wake()
@@ -166,6 +168,35 @@ class SwarmSessionSpawner(SessionSpawnerMixin, SwarmSpawner):
             if row.id not in seen:
                 lost.append(row.id)
         return store.lose_agents(db, lost)
+
+    async def _sweep_services(self) -> None:
+        """Remove the services of sessions that ended (a lost node's, one whose removal failed).
+
+        Only services of sessions this hub's database knows as finished: another hub's sessions
+        on the same swarm are left alone.
+        """
+        services = await self.docker("services", filters={"label": LABEL_SESSION_ID})
+        by_session = {}
+        for service in services:
+            sid = ((service.get("Spec") or {}).get("Labels") or {}).get(LABEL_SESSION_ID)
+            try:
+                by_session[uuid.UUID(sid)] = service
+            except (TypeError, ValueError):
+                continue
+        if not by_session:
+            return
+
+        def finished(db):
+            rows = db.scalars(select(m.Session).where(m.Session.id.in_(list(by_session))))
+            return [r.id for r in rows if r.status in m.FINISHED_SESSION_STATUSES]
+
+        for sid in await self.run_db(finished):
+            service = by_session[sid]
+            self.log.info("Removing the service %s of the ended session %s", service["Spec"].get("Name"), sid)
+            try:
+                await self.docker("remove_service", service["ID"])
+            except Exception as e:
+                self.log.warning("Removing the service of the ended session %s: %s", sid, e)
 
     async def agent_info(self):  # pragma: no cover - _register_agent reads the nodes instead
         raise NotImplementedError
@@ -244,14 +275,22 @@ class SwarmSessionSpawner(SessionSpawnerMixin, SwarmSpawner):
         if self.session_id:
             status = await self.run_db(lambda db: getattr(db.get(m.Session, self.session_id), "status", None))
             if status == m.SessionStatus.ERROR:
-                return store.AGENT_LOST  # its node was lost (the heartbeat ended it): the hub stops it
+                # Its node was lost (the heartbeat ended it): remove the service, whose task
+                # would otherwise run on when the node comes back; the hub then forgets it.
+                await self._remove_service()
+                return store.AGENT_LOST
         status = await SwarmSpawner.poll(self)
         if status is not None and self.object_id and not self._stopping:
-            try:
-                await self.remove_object()  # a task that ended is never restarted: remove its service
-            except Exception as e:
-                self.log.debug("Removing the ended service %s: %s", self.object_name, e)
+            await self._remove_service()  # a task that ended is never restarted: remove its service
         return status
+
+    async def _remove_service(self) -> None:
+        if not self.object_id:
+            return
+        try:
+            await self.remove_object()
+        except Exception as e:  # already gone is fine; the heartbeat's sweep retries the rest
+            self.log.debug("Removing the ended service %s: %s", self.object_name, e)
 
     def backend_object_id(self) -> str | None:
         return self.object_id or None
