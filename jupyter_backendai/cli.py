@@ -743,14 +743,35 @@ class _PolicyWrite(SlotCommand):
         slots = self.slot_options.slots()
         return {"total_resource_slots": slots or None, **PolicyOptions(parent=self).fields()}
 
+    def message(self, verb: str, policy: m.KeyPairResourcePolicy, fields: dict[str, Any]) -> str:
+        """What was set, read back from the row: ``updated policy p: max_concurrent_sessions 5``.
+
+        Only the fields given (None is "not given"); the slots are "unlimited" when none is set.
+        """
+        parts = []
+        for key, given in fields.items():
+            if given is None:
+                continue
+            value = getattr(policy, key)
+            if key == "total_resource_slots":
+                parts.append(f"slots {value or 'unlimited'}")
+            elif isinstance(value, (list, tuple)):
+                parts.append(f"{key} {', '.join(map(str, value)) or '(none)'}")
+            else:
+                parts.append(f"{key} {value}")
+        if not parts:
+            parts = ["slots unlimited"] if verb == "created" else ["no option given, nothing changed"]
+        return f"{verb} policy {policy.name}: " + "; ".join(parts)
+
 
 class PolicyCreate(_PolicyWrite):
     name = "create"
     description = "Create a keypair resource policy (F40); slots not given are unlimited."
 
     def run(self, db):
-        p = admin.create_policy(db, self.extra_args[0], **self.policy_fields())
-        return shown(views.policy_view(p), f"created policy {p.name}: {p.total_resource_slots}")
+        fields = self.policy_fields()
+        p = admin.create_policy(db, self.extra_args[0], **fields)
+        return shown(views.policy_view(p), self.message("created", p, fields))
 
 
 class PolicyUpdate(_PolicyWrite):
@@ -758,8 +779,9 @@ class PolicyUpdate(_PolicyWrite):
     description = "Change a keypair resource policy; only the options given change."
 
     def run(self, db):
-        p = admin.update_policy(db, self.extra_args[0], **self.policy_fields())
-        return shown(views.policy_view(p), f"updated policy {p.name}: {p.total_resource_slots}")
+        fields = self.policy_fields()
+        p = admin.update_policy(db, self.extra_args[0], **fields)
+        return shown(views.policy_view(p), self.message("updated", p, fields))
 
 
 class PolicyList(Command):

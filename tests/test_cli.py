@@ -38,7 +38,7 @@ def test_create_and_list_everything_as_json(cli):
         "--max-sessions", "2", "--containers-per-session", "1", "--idle-timeout", "3600",
         "--max-folders", "10", "--folder-capacity", "10g", "--allowed-hosts", "local,nfs",
     )  # fmt: skip
-    assert status == 0 and "created policy student: cpu 4, cuda.shares 0.5, mem 16 GiB" in out
+    assert status == 0 and "created policy student: slots cpu 4, cuda.shares 0.5, mem 16 GiB;" in out
     assert cli("preset", "create", "small", "--cpu", "1", "--mem", "2g", "--shmem", "64m")[0] == 0
     status, out, _ = cli(
         "user", "create", "alice@example.com", "--password", "S3cret!pw", "--domain", "lab",
@@ -230,3 +230,14 @@ def test_installed_command_uses_environment_url(tmp_path):
     result = run("user", "create", "dan@example.com", "--password", "S3cret!pw")
     assert result.returncode == 2 and result.stderr == "error: a user with e-mail 'dan@example.com' already exists\n"
     assert json.loads(run("user", "list", "--json").stdout)[0]["email"] == "dan@example.com"
+
+
+def test_policy_messages_say_what_was_set(cli):
+    """``policy update`` named the slots only ("updated policy default: nothing" after a change)."""
+    status, out, _ = cli("policy", "update", "default", "--max-sessions", "5", "--idle-timeout", "600")
+    assert status == 0 and out.strip() == "updated policy default: max_concurrent_sessions 5; idle_timeout 600", out
+    status, out, _ = cli("policy", "update", "default", "--cpu", "4", "--allowed-hosts", "local,nfs")
+    assert out.strip().startswith("updated policy default: slots cpu 4")
+    assert out.strip().endswith("; allowed_vfolder_hosts local, nfs"), out
+    assert cli("policy", "update", "default")[1].strip() == "updated policy default: no option given, nothing changed"
+    assert cli("policy", "create", "open")[1].strip() == "created policy open: slots unlimited"
