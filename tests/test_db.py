@@ -239,3 +239,20 @@ def test_policy_preset_image_registry_scaling_group(db):
     admin.allow_scaling_group(db, "gpu-nodes", groups=[("team", "default")], revoke=True)
     assert sg.groups == []
     db.commit()
+
+
+def test_first_admin_is_in_the_default_project(db_url):
+    """The hub's first start makes a superadmin; in no project its Summary said "You are in no project"."""
+    from jupyter_backendai.hub.first_run import prepare_database
+
+    password = prepare_database(db_url)
+    assert password
+    factory = connect(db_url)
+    try:
+        with factory() as db:
+            first = admin.get_user(db, "admin")
+            assert first.role == m.UserRole.SUPERADMIN
+            assert [(g.domain_name, g.name) for g in first.groups] == [("default", "default")]
+    finally:
+        factory.kw["bind"].dispose()
+    assert prepare_database(db_url) is None  # a second start makes no second admin

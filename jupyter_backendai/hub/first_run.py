@@ -53,7 +53,15 @@ def prepare_database(url: str, *, admin_email: str = ADMIN_EMAIL, bootstrap: str
         password = None
         if db.scalar(select(m.User).where(m.User.role == m.UserRole.SUPERADMIN).limit(1)) is None:
             password = _password()
-            admin.create_user(db, admin_email, password, username="admin", role="superadmin", need_password_change=True)
+            # In the default project: in none, its Summary says "You are in no project" and the
+            # start dialog offers no project to start a session in.
+            default_group = db.scalar(
+                select(m.Group).where(m.Group.name == admin.DEFAULT, m.Group.domain_name == admin.DEFAULT)
+            )
+            admin.create_user(
+                db, admin_email, password, username="admin", role="superadmin", need_password_change=True,
+                groups=[admin.DEFAULT] if default_group is not None else [],
+            )  # fmt: skip
         db.commit()
     factory.kw["bind"].dispose()
     return password
