@@ -128,7 +128,7 @@ def test_limits_mounts_and_data_that_outlives_the_session(make_hub, pdb):
         "echo written > /home/work/data/from-session.txt && echo wrote; "
         "touch /home/work/papers/x 2>/dev/null && echo ro-broken || echo ro-ok; "
         "test -d /home/work/.local && echo automount-ok; "
-        "stat -c '%a %u' /home/work/id_container",
+        "stat -c '%a %u %Y' /home/work/id_container; date +%s",
     )
     lines = out.split()
     assert lines[0:2] == ["1000", "1000"], out
@@ -139,6 +139,8 @@ def test_limits_mounts_and_data_that_outlives_the_session(make_hub, pdb):
     assert lines[7:9] == ["0000000000000000", "1"], out  # no capabilities (CapEff), no new privileges
     assert lines[9:12] == ["wrote", "ro-ok", "automount-ok"], out
     assert lines[12:14] == ["600", "1000"], out
+    # Dated when the session started (the archive once said 1970).
+    assert abs(int(lines[15]) - int(lines[14])) < 600, out
     labels = subprocess.run(
         ["docker", "inspect", "-f", "{{json .Config.Labels}}", cid], capture_output=True, text=True, timeout=30
     ).stdout
@@ -447,14 +449,15 @@ def test_packages_installed_in_one_session_are_there_in_the_next(make_hub, pdb):
     stored = {p.name for p in pdb.storage_root.rglob("*.py") if p.parent.name == "site-packages"}
     assert {"jbtuserpkg.py", "jbtplainpkg.py"} <= stored, stored
 
-    assert spawn(hub, "pia", "two", preset="small").status_code in (201, 202)
+    # (The user's environment reaches the container too.)
+    assert spawn(hub, "pia", "two", preset="small", environ={"MY_VAR": "docker value"}).status_code in (201, 202)
     wait_ready(hub, "pia", "two", timeout=120)
     second = wait_status(pdb, "pia", "two", S.RUNNING)
     assert second.container_id != first.container_id
     done = as_user(
         second.container_id,
         "python -c 'import jbtuserpkg, jbtplainpkg; print(jbtuserpkg.__file__); print(jbtplainpkg.VALUE)'"
-        " && jbtuserpkg",
+        ' && jbtuserpkg && echo "$MY_VAR"',
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.split() == [
@@ -465,6 +468,8 @@ def test_packages_installed_in_one_session_are_there_in_the_next(make_hub, pdb):
         "from",
         "jbtuserpkg",
         "1.0",
+        "docker",
+        "value",
     ], done.stdout
     stop(hub, "pia", "two")
     wait_status(pdb, "pia", "two", S.TERMINATED)

@@ -27,6 +27,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import time
 from urllib.parse import urlsplit
 
 import psutil
@@ -294,7 +295,8 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
         self.log.info("Creating container %s: %s", self.object_name, shlex.join(kwargs.get("command") or []))
         obj = await self.docker("create_container", name=self.object_name, host_config=host_config, **kwargs)
         # The SSH key files go in before the start, owned by the session user, never via env.
-        await self.docker("put_archive", obj["Id"], "/", files_archive(spec))
+        # Dated now: a tar's default of 0 showed id_container as made in 1970 in the file browser.
+        await self.docker("put_archive", obj["Id"], "/", files_archive(spec, mtime=int(time.time())))
         return obj
 
     async def check_allowed(self, image):
