@@ -390,7 +390,7 @@ def test_admin_creates_policy_and_user_who_logs_in(make_hub, pdb, tmp_path, page
         cpu = summary.locator("[data-gauge=cpu] svg")
         cpu.wait_for()
         assert field(summary, "Project").input_value() == "physics"
-        assert cpu.get_attribute("aria-label") == "CPU: 1 cores used of 1 cores (100%)"
+        assert cpu.get_attribute("aria-label") == "CPU: 1 core used of 1 core (100%)"
         ram = summary.locator("[data-gauge=mem] svg").get_attribute("aria-label")
         assert ram == "RAM: 512 MiB used of 1 GiB (50%)"
         sessions = summary.locator("[data-gauge=sessions] svg").get_attribute("aria-label")

@@ -29,7 +29,8 @@ export function Gauge(props: {
   used: number;
   total: number;
   format: (value: number) => string;
-  unit?: string;
+  /** The unit after a number: one word, or [singular, plural] ("1 core", "2 cores"). */
+  unit?: string | [string, string];
   detail?: string;
   id?: string;
 }): JSX.Element {
@@ -37,12 +38,13 @@ export function Gauge(props: {
   const limited = Number.isFinite(total);
   const fraction = limited ? (total > 0 ? used / total : used > 0 ? 1 : 0) : 0;
   const level = fraction >= 0.9 ? 'high' : fraction >= 0.7 ? 'mid' : 'low';
-  const unit = props.unit ? ` ${props.unit}` : '';
   const usedText = props.format(used);
   const totalText = limited ? props.format(total) : 'no limit';
+  const usedUnit = withUnit(usedText, props.unit);
+  const totalUnit = withUnit(totalText, props.unit);
   const alt = limited
-    ? `${props.label}: ${usedText}${unit} used of ${totalText}${unit} (${Math.round(fraction * 100)}%)`
-    : `${props.label}: ${usedText}${unit} used, no limit`;
+    ? `${props.label}: ${usedUnit} used of ${totalUnit} (${Math.round(fraction * 100)}%)`
+    : `${props.label}: ${usedUnit} used, no limit`;
   return (
     <figure className="jp-BackendAI-c-gauge" data-gauge={props.id || props.label}>
       <svg viewBox="0 0 120 120" width="120" height="120" role="img" aria-label={alt}>
@@ -64,12 +66,21 @@ export function Gauge(props: {
       <figcaption>
         <span className="jp-BackendAI-c-gauge-label">{props.label}</span>
         <span className="jp-BackendAI-c-gauge-numbers">
-          {limited ? `${usedText}${unit} of ${totalText}${unit}` : `${usedText}${unit}, no limit`}
+          {limited ? `${usedUnit} of ${totalUnit}` : `${usedUnit}, no limit`}
         </span>
         {props.detail && <span className="jp-BackendAI-c-hint">{props.detail}</span>}
       </figcaption>
     </figure>
   );
+}
+
+/** `text` (a formatted number) and its unit, singular for exactly 1 ("1 core", "0.5 cores"). */
+export function withUnit(text: string, unit?: string | [string, string]): string {
+  if (!unit) {
+    return text;
+  }
+  const [one, other] = typeof unit === 'string' ? [unit, unit] : unit;
+  return `${text} ${text === '1' ? one : other}`;
 }
 
 /** A horizontal bar for tables (an agent's use of its capacity). */
@@ -119,7 +130,8 @@ export function formatValue(value: number, integer = false): string {
 /** Daily values as bars, with a y axis in `unit` and a table of the numbers on request. */
 export function BarChart(props: {
   title: string;
-  unit: string;
+  /** As the gauge's: one word, or [singular, plural]; the table's column shows the plural. */
+  unit: string | [string, string];
   points: IPoint[];
   /** Whole numbers (sessions): the axis has whole steps only. */
   integer?: boolean;
@@ -147,15 +159,16 @@ export function BarChart(props: {
   const tickDigits = Math.max(0, -exponent + (quarter ? 1 : 0));
   const fmtTick = (v: number) => v.toFixed(props.integer ? 0 : tickDigits);
   const labelEvery = Math.ceil(n / 8);
-  const alt = `${props.title}: ${fmt(total)} ${props.unit} over ${props.points.length} days, at most ${fmt(
-    peak
-  )} ${props.unit} on one day`;
+  const plural = typeof props.unit === 'string' ? props.unit : props.unit[1];
+  const alt =
+    `${props.title}: ${withUnit(fmt(total), props.unit)} over ${props.points.length} days, ` +
+    `at most ${withUnit(fmt(peak), props.unit)} on one day`;
   return (
     <figure className="jp-BackendAI-c-chart" data-chart={props.id || props.title}>
       <figcaption>
         <span className="jp-BackendAI-c-chart-title">{props.title}</span>
         <span className="jp-BackendAI-c-hint">
-          total {fmt(total)} {props.unit}
+          total {withUnit(fmt(total), props.unit)}
         </span>
       </figcaption>
       <svg viewBox={`0 0 ${width} ${height}`} role="img" aria-label={alt} preserveAspectRatio="xMinYMin meet">
@@ -177,7 +190,7 @@ export function BarChart(props: {
           return (
             <g key={p.day}>
               <rect className="jp-BackendAI-c-chart-bar" x={x} y={top + plotH - h} width={barW} height={h}>
-                <title>{`${p.day}: ${fmt(p.value)} ${props.unit}`}</title>
+                <title>{`${p.day}: ${withUnit(fmt(p.value), props.unit)}`}</title>
               </rect>
               {i % labelEvery === 0 && (
                 <text className="jp-BackendAI-c-chart-axis" x={x + barW / 2} y={height - 8} textAnchor="middle">
@@ -196,7 +209,7 @@ export function BarChart(props: {
           <thead>
             <tr>
               <th scope="col">Day</th>
-              <th scope="col">{props.unit}</th>
+              <th scope="col">{plural}</th>
             </tr>
           </thead>
           <tbody>

@@ -167,7 +167,7 @@ export function Statistics(): JSX.Element {
             {scope === 'all' ? ', all users' : scope === 'domain' ? ', your domain' : ', your sessions'}.
           </p>
           <div className="jp-BackendAI-c-charts">
-            <BarChart id="sessions" title="Sessions" unit="sessions" integer points={perDay(days, items, i => i.num_sessions)} />
+            <BarChart id="sessions" title="Sessions" unit={['session', 'sessions']} integer points={perDay(days, items, i => i.num_sessions)} />
             <BarChart
               id="cpu"
               title="CPU"

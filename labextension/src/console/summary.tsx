@@ -58,14 +58,14 @@ export interface ICheckPresets {
 interface ISlotView {
   slot: string;
   label: string;
-  unit: string;
+  unit: string | [string, string];
   format: (v: number) => string;
 }
 
 const SLOT_VIEWS: ISlotView[] = [
-  { slot: 'cpu', label: 'CPU', unit: 'cores', format: v => trimNumber(v) },
+  { slot: 'cpu', label: 'CPU', unit: ['core', 'cores'], format: v => trimNumber(v) },
   { slot: 'mem', label: 'RAM', unit: '', format: v => formatBytes(v) },
-  { slot: 'cuda.device', label: 'GPU', unit: 'GPUs', format: v => trimNumber(v) },
+  { slot: 'cuda.device', label: 'GPU', unit: ['GPU', 'GPUs'], format: v => trimNumber(v) },
   { slot: 'cuda.shares', label: 'fGPU', unit: 'fGPU', format: v => trimNumber(v) }
 ];
 
