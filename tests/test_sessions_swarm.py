@@ -184,6 +184,49 @@ def wait_for(check, timeout: float, what: str):
         time.sleep(0.5)
 
 
+def test_full_nodes_queue_and_a_hub_restart_keeps_the_sessions_on_every_node(make_hub, pdb, swarm):
+    pdb.user("dave@example.com", policy="student")
+    pdb.user("erin@example.com", policy="student")
+    # One small session fills a node.
+    hub = swarm_hub(
+        make_hub, pdb, swarm,
+        extra='c.SwarmSessionSpawner.agent_capacity = {"cpu": 1, "mem": "2g"}\nc.JupyterHub.cleanup_servers = False',
+    )  # fmt: skip
+    for name in ("s1", "s2", "s3"):
+        assert spawn(hub, "dave", name, preset="small").status_code in (201, 202)
+    for name in ("s1", "s2", "s3"):
+        wait_ready(hub, "dave", name, timeout=120)
+    rows = {name: wait_status(pdb, "dave", name, S.RUNNING) for name in ("s1", "s2", "s3")}
+    assert {r.agent_id for r in rows.values()} == set(swarm.node_ids().values())  # one per node
+    for r in rows.values():
+        assert task_node(swarm, r.id) == r.agent_id
+
+    hub.restart()
+    for name in ("s1", "s2", "s3"):
+        assert contents(hub, "dave", name, "").status_code == 200, name
+        assert wait_status(pdb, "dave", name, S.RUNNING)
+
+    # Every node is full: the next session waits with its place in the queue ...
+    assert spawn(hub, "erin", "e", preset="small").status_code == 202
+    assert wait_status(pdb, "erin", "e", S.PENDING)
+    progress = hub.api("GET", "/users/erin/servers/e/progress", stream=True, timeout=10)
+    seen = b""
+    for chunk in progress.iter_content(chunk_size=None):
+        seen += chunk
+        if b"position" in seen:
+            break
+    progress.close()
+    assert b"Waiting for resources in default: position 1 of 1" in seen, seen
+    # ... and starts on the node that a session leaves.
+    stop(hub, "dave", "s2")
+    wait_ready(hub, "erin", "e", timeout=120)
+    assert wait_status(pdb, "erin", "e", S.RUNNING).agent_id == rows["s2"].agent_id
+    for user, name in (("dave", "s1"), ("dave", "s3"), ("erin", "e")):
+        stop(hub, user, name)
+    for user, name in (("dave", "s1"), ("dave", "s3"), ("erin", "e")):
+        wait_gone(hub, user, name)
+
+
 # Last in the module: it kills a node's engine (the fixture's teardown cleans up what is left).
 def test_a_node_whose_engine_dies_is_lost_and_its_sessions_end_with_agent_lost(make_hub, pdb, swarm):
     pdb.user("carol@example.com", policy="student")
