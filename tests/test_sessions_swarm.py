@@ -227,6 +227,19 @@ def test_full_nodes_queue_and_a_hub_restart_keeps_the_sessions_on_every_node(mak
         wait_gone(hub, user, name)
 
 
+def test_an_unreachable_manager_refuses_spawns_with_the_reason(make_hub, pdb, tmp_path):
+    pdb.user("fred@example.com", policy="student")
+    nobody = f"unix://{tmp_path / 'no-manager.sock'}"
+    hub = make_hub(
+        hub_config(pdb, "backendai-swarm", f'c.SwarmSessionSpawner.client_kwargs = {{"base_url": {nobody!r}}}')
+    )
+    r = spawn(hub, "fred", "x", preset="small")
+    assert r.status_code == 503, r.text
+    assert "the swarm manager does not answer" in r.json()["message"]
+    assert pdb.sessions("fred") == []  # refused before it was queued
+    assert "Traceback" not in hub.log_text()
+
+
 # Last in the module: it kills a node's engine (the fixture's teardown cleans up what is left).
 def test_a_node_whose_engine_dies_is_lost_and_its_sessions_end_with_agent_lost(make_hub, pdb, swarm):
     pdb.user("carol@example.com", policy="student")

@@ -268,7 +268,7 @@ class SwarmSessionSpawner(SessionSpawnerMixin, SwarmSpawner):
         return self._node_addr, self.port
 
     async def stop_session(self, now: bool) -> None:
-        if self.object_id or self.object_name:
+        if self.object_id:
             await SwarmSpawner.stop(self, now=now)
 
     async def poll_session(self):
@@ -278,9 +278,16 @@ class SwarmSessionSpawner(SessionSpawnerMixin, SwarmSpawner):
                 # Its node was lost (the heartbeat ended it): remove the service, whose task
                 # would otherwise run on when the node comes back; the hub then forgets it.
                 await self._remove_service()
-                return store.AGENT_LOST
-        status = await SwarmSpawner.poll(self)
-        if status is not None and self.object_id and not self._stopping:
+                return "ended ERROR"
+        if not self.object_id:
+            return 0  # no service was made (refused or failed before it): nothing runs
+        try:
+            status = await SwarmSpawner.poll(self)
+        except Exception as e:
+            # The manager unreachable: say nothing ended; killing what runs would be worse.
+            self.log.warning("Polling the service %s: the swarm manager did not answer: %s", self.object_name, e)
+            return None
+        if status is not None and not self._stopping:
             await self._remove_service()  # a task that ended is never restarted: remove its service
         return status
 
