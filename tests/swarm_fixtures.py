@@ -102,6 +102,10 @@ class Node:
             self.process.kill()
             self.process.wait(timeout=30)
 
+    def set_link(self, up: bool) -> None:
+        """Cut (or restore) the node's link to the bridge: a node that the network lost."""
+        _run("ip", "link", "set", self.veth, "up" if up else "down")
+
     def namespace_pids(self) -> list[int]:
         done = _run("ip", "netns", "pids", self.netns, check=False)
         return [int(p) for p in done.stdout.split() if p.isdigit()]

@@ -240,6 +240,36 @@ def test_an_unreachable_manager_refuses_spawns_with_the_reason(make_hub, pdb, tm
     assert "Traceback" not in hub.log_text()
 
 
+def test_a_node_cut_off_is_lost_and_back_again_without_an_orphan(make_hub, pdb, swarm):
+    pdb.user("gina@example.com", policy="student")
+    manager = swarm.manager
+    manager.docker("node", "update", "--availability", "drain", manager.node_id)
+    victim = None
+    try:
+        hub = swarm_hub(make_hub, pdb, swarm)
+        assert spawn(hub, "gina", "a", preset="small").status_code in (201, 202)
+        wait_ready(hub, "gina", "a", timeout=120)
+        a = wait_status(pdb, "gina", "a", S.RUNNING)
+        victim = node_of(swarm, a.agent_id)
+        assert victim is not manager
+
+        victim.set_link(False)
+        lost = wait_status(pdb, "gina", "a", S.ERROR, timeout=40)
+        assert lost.status_info == "agent lost"
+        assert agents(pdb)[victim.node_id].status == m.AgentStatus.LOST
+        wait_gone(hub, "gina", "a", timeout=30)
+        assert f"backendai-session-{a.id}" not in manager.docker("service", "ls", "--format", "{{.Name}}").stdout
+
+        # The link comes back: the node is alive again and its engine removes the ended task.
+        victim.set_link(True)
+        wait_agents(pdb, lambda found: found[victim.node_id].status == m.AgentStatus.ALIVE, timeout=60)
+        wait_for(lambda: victim.docker("ps", "-q").stdout.strip() == "", 60, "the lost session's container removed")
+    finally:
+        if victim is not None:
+            victim.set_link(True)
+        manager.docker("node", "update", "--availability", "active", manager.node_id)
+
+
 # Last in the module: it kills a node's engine (the fixture's teardown cleans up what is left).
 def test_a_node_whose_engine_dies_is_lost_and_its_sessions_end_with_agent_lost(make_hub, pdb, swarm):
     pdb.user("carol@example.com", policy="student")

@@ -23,6 +23,7 @@ per node.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import uuid
 from pprint import pformat
 
@@ -122,7 +123,7 @@ class SwarmSessionSpawner(SessionSpawnerMixin, SwarmSpawner):
         )
         if self.agent_capacity:
             capacity = {k: str(v) for k, v in ResourceSlots.parse(self.agent_capacity).items()}
-            agents = [a.__class__(**{**a.__dict__, "capacity": capacity}) for a in agents]
+            agents = [dataclasses.replace(a, capacity=capacity) for a in agents]
         ended = await self.run_db(self._sync_agents, agents)
         SwarmSessionSpawner._manager_error = None
         await self._sweep_services()
