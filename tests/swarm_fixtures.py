@@ -37,6 +37,8 @@ BRIDGE_IP = "10.231.200.1"
 #: The swarm's own networks (ingress, overlays) are cut from here, inside the nodes' namespaces.
 ADDR_POOL = "10.231.208.0/20"
 NODES = 3
+#: The nodes' data roots are /var/lib/<ROOT_PREFIX>XXXX.
+ROOT_PREFIX = "jbsw-"
 ENGINE_TIMEOUT = 60
 LOAD_TIMEOUT = 240
 
@@ -244,11 +246,13 @@ def swarm():
         if REQUIRE:
             pytest.fail(f"Swarm tests are required but {problem}")
         pytest.skip(problem)
+    # What an earlier, interrupted run left: the same names, and its data roots.
+    stale = sorted(Path("/var/lib").glob(f"{ROOT_PREFIX}*")) or [Path("/var/lib") / f"{ROOT_PREFIX}none"]
+    for old in stale:
+        _teardown([Node(n, old / f"node{n}") for n in range(1, NODES + 1)], old)
     # Under /var/lib, not /tmp: the engines' overlay2 needs a file system that supports it.
-    root = Path(tempfile.mkdtemp(prefix="jbsw-", dir="/var/lib"))
+    root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX, dir="/var/lib"))
     nodes = [Node(n, root / f"node{n}") for n in range(1, NODES + 1)]
-    _teardown(nodes, root / "none")  # what an earlier, interrupted run left (same names)
-    root.mkdir(exist_ok=True)
     try:
         _bring_up(nodes, root)
         yield Swarm(nodes, root)
