@@ -8,8 +8,10 @@ which turns the missing server into a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
+from collections.abc import Iterator
 
 import pytest
 from cryptography.fernet import Fernet
@@ -34,17 +36,14 @@ def _pg_admin_url() -> str:
     return resolve_url(PG_URL)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def db_url(request, tmp_path):
-    """The URL of an empty database of each kind."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'backendai.sqlite'}"
-        return
+@contextlib.contextmanager
+def postgres_database(prefix: str = "jba_test") -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database, dropped afterwards (skips, or fails in CI, without a server)."""
     if not PG_URL:
         if REQUIRE_PG:
             pytest.fail("BACKENDAI_TEST_POSTGRES_URL is not set but PostgreSQL tests are required")
         pytest.skip("set BACKENDAI_TEST_POSTGRES_URL to run against PostgreSQL")
-    name = f"jba_test_{uuid.uuid4().hex[:12]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
     admin = make_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
     try:
         with admin.connect() as conn:
@@ -60,6 +59,16 @@ def db_url(request, tmp_path):
     finally:
         _drop_database(admin, name)
         admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request, tmp_path):
+    """The URL of an empty database of each kind."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'backendai.sqlite'}"
+        return
+    with postgres_database() as url:
+        yield url
 
 
 def _drop_database(admin, name: str) -> None:

@@ -241,3 +241,22 @@ def contents(hub, user: str, server: str, path: str, method: str = "GET", **kw) 
     """The session's Jupyter contents API through the proxy, with the hub's admin token."""
     url = f"{hub.url}/user/{user}/{server}/api/contents/{path}"
     return requests.request(method, url, headers={"Authorization": f"token {hub.admin_token}"}, timeout=30, **kw)
+
+
+def keypair_call(
+    base: str, access_key: str, secret_key: str, method: str, path: str, json_body: Any = None, timeout: float = 120
+) -> requests.Response:
+    """A request to the manager at ``base`` + ``path`` signed with a keypair, as Backend.AI's client signs it
+    (the signature covers the path as the manager sees it, prefix included, and the Host)."""
+    from jupyter_backendai.manager import signing
+
+    request = requests.Request(method, base.rstrip("/") + path, json=json_body).prepare()
+    host = request.url.split("://", 1)[1].split("/", 1)[0]
+    request.headers.update(
+        signing.headers(
+            access_key, secret_key, method, request.path_url, host,
+            content_type=request.headers.get("Content-Type") or "application/json",
+        )
+    )  # fmt: skip
+    with requests.Session() as s:
+        return s.send(request, timeout=timeout)

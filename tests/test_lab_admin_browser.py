@@ -49,6 +49,9 @@ def jupyter_paths(tmp_path: Path) -> dict[str, str]:
     settings = tmp_path / "lab-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false"}))
+    # The labs save settings there (the theme) as their sessions' accounts.
+    for path in [tmp_path / "lab-settings", *(tmp_path / "lab-settings").rglob("*")]:
+        path.chmod(0o777 if path.is_dir() else 0o666)
     return {
         "JUPYTER_PATH": str(data),
         "JUPYTER_CONFIG_PATH": str(config),

@@ -346,7 +346,10 @@ def test_sessions_are_isolated_from_each_other_and_from_the_hub_host(make_hub, p
              "python3", "-m", "http.server", "--bind", "127.0.0.1", "7777"],
             check=True, capture_output=True, timeout=30,
         )  # fmt: skip
-        assert probe(b.container_id, "127.0.0.1:7777")["127.0.0.1:7777"] == "open"
+        deadline = time.monotonic() + 60  # the server takes a moment to listen on a busy machine
+        while probe(b.container_id, "127.0.0.1:7777")["127.0.0.1:7777"] != "open":
+            assert time.monotonic() < deadline, "ben's loopback service did not start"
+            time.sleep(1)
 
         hub_ports = [hub.hub_port, hub.proxy_api_port, loopback_port]
         targets = [f"{b_ip}:8888", f"{b_ip}:2200", f"{b_ip}:7777", "127.0.0.1:7777"]
