@@ -16,12 +16,14 @@ and data roots removed. Needs root, ``ip``, ``nsenter``, ``iptables`` and ``dock
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -138,7 +140,7 @@ class Swarm:
             self.manager.docker("node", "update", "--label-add", f"{key}={value}", node.node_id)
 
 
-def _swarm_problem() -> str | None:
+def swarm_problem() -> str | None:
     if os.geteuid() != 0:
         return "the swarm fixture needs root (network namespaces, engines)"
     for tool in ("ip", "nsenter", "iptables", "dockerd", "docker"):
@@ -238,14 +240,10 @@ def _bring_up(nodes: list[Node], root: Path) -> None:
         time.sleep(0.5)
 
 
-@pytest.fixture(scope="module")
-def swarm():
-    """A swarm of three engines (node 1 the manager) with the session image on every node."""
-    problem = _swarm_problem()
-    if problem:
-        if REQUIRE:
-            pytest.fail(f"Swarm tests are required but {problem}")
-        pytest.skip(problem)
+@contextlib.contextmanager
+def running_swarm() -> Iterator[Swarm]:
+    """Build the swarm, yield it, tear it all down: the fixture's body, also for the benchmark
+    (benchmarks/bench_swarm.py). The caller checks :func:`swarm_problem` first."""
     # What an earlier, interrupted run left: the same names, and its data roots.
     stale = sorted(Path("/var/lib").glob(f"{ROOT_PREFIX}*")) or [Path("/var/lib") / f"{ROOT_PREFIX}none"]
     for old in stale:
@@ -262,3 +260,15 @@ def swarm():
         raise
     finally:
         _teardown(nodes, root)
+
+
+@pytest.fixture(scope="module")
+def swarm():
+    """A swarm of three engines (node 1 the manager) with the session image on every node."""
+    problem = swarm_problem()
+    if problem:
+        if REQUIRE:
+            pytest.fail(f"Swarm tests are required but {problem}")
+        pytest.skip(problem)
+    with running_swarm() as built:
+        yield built
