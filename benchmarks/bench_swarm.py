@@ -54,7 +54,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # for tests.swarm_fixtures / tests.session_helpers
 
-from bench_spawn import Abort, Runner, common_config, log, median, ratio  # noqa: E402
+from bench_spawn import Abort, Runner, _parse_docker_time, common_config, log, median, ratio  # noqa: E402
 from cryptography.fernet import Fernet  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
@@ -177,6 +177,29 @@ def wait_quiet(swarm: Swarm, timeout: float = QUIET_TIMEOUT_S) -> None:
         time.sleep(0.3)
 
 
+PHASES = ("to_container_start", "container_start_to_listening", "listening_to_ready")
+
+
+def container_timeline(swarm: Swarm, requested: float, ready: float) -> dict[str, float]:
+    """Where a spawn's time went, for the one container the swarm runs now (spawns are
+    sequential): request → container started → server listening → the hub says ready."""
+    found = [(n, cid) for n in swarm.nodes for cid in n.docker("ps", "-q", check=False).stdout.split()]
+    if len(found) != 1:
+        raise RuntimeError(f"expected one running container on the swarm, found {len(found)}")
+    node, cid = found[0]
+    started = _parse_docker_time(node.docker("inspect", "-f", "{{.State.StartedAt}}", cid).stdout)
+    logs = node.docker("logs", "-t", cid, check=False)
+    heard = [
+        _parse_docker_time(line.split(" ", 1)[0])
+        for line in (logs.stdout + "\n" + logs.stderr).splitlines()
+        if "is running at" in line
+    ]
+    listening = min((t for t in heard if t is not None), default=None)
+    if started is None or listening is None:
+        raise RuntimeError("no start time or no 'is running at' line in the container's log")
+    return dict(zip(PHASES, (started - requested, listening - started, ready - listening), strict=True))
+
+
 def agent_rows(pdb: ProductDB) -> dict[str, m.Agent]:
     with pdb() as db:
         return {a.id: a for a in db.scalars(select(m.Agent))}
@@ -199,6 +222,7 @@ class Results:
         self.warmup: dict[str, float | None] = {}
         self.failures: dict[str, int] = {"ours": 0, "plain": 0}
         self.ours_nodes: list[int] = []
+        self.timeline: dict[str, dict[str, list[float]]] = {k: {p: [] for p in PHASES} for k in ("ours", "plain")}
         self.loss: dict[str, float | None] = {
             "node_loss_to_agent_lost_s": None,
             "node_loss_to_hub_forgot_s": None,
@@ -214,12 +238,19 @@ def run_spawns(args, swarm: Swarm, pdb: ProductDB, ours: Runner, plain: Runner, 
 
     def timed(label: str, user: str, server: str) -> float | None:
         runner = ours if label == "ours" else plain
+        wall0 = time.time()  # the containers' times are the engines' wall clock
         try:
             t = runner.spawn_and_wait(user, server)
         except Exception as e:  # noqa: BLE001 - counted and reported
             log(f"{label}: {e}")
             res.failures[label] += 1
             t = None
+        if t is not None and server != "warmup":
+            try:
+                for phase, value in container_timeline(swarm, wall0, wall0 + t).items():
+                    res.timeline[label][phase].append(value)
+            except Exception as e:  # noqa: BLE001 - extra information only
+                log(f"{label}: no timeline for {user}/{server}: {e}")
         if label == "ours" and t is not None and server != "warmup":
             agent = pdb.session(user, server).agent_id
             res.ours_nodes.append(node_by_id.get(agent, 0))
@@ -314,6 +345,7 @@ def figures(res: Results) -> dict[str, Any]:
         "spawns_ours_s": [round(x, 3) for x in res.spawn["ours"]],
         "spawns_plain_s": [round(x, 3) for x in res.spawn["plain"]],
         "ours_nodes": res.ours_nodes,
+        "timeline_median_s": {k: {p: median(v) for p, v in parts.items()} for k, parts in res.timeline.items()},
         "warmup_s": res.warmup,
         "failures": res.failures,
         "heartbeat_s": HEARTBEAT_S,
@@ -338,6 +370,11 @@ def table(f: dict[str, Any]) -> str:
             f"  samples ours {f['spawns_ours_s']} (on nodes {f['ours_nodes']})",
             f"  samples plain {f['spawns_plain_s']}",
             f"  warm-up (not counted) {f['warmup_s']}; failures {f['failures']}",
+            "  median s: request → container started → server listening → the hub says ready",
+            *(
+                f"    {k:<6} " + ", ".join(f"{p} {s(v)}" for p, v in parts.items())
+                for k, parts in f["timeline_median_s"].items()
+            ),
             "",
             f"{'after a worker engine killed, s':<34}{'ours':>8}",
             f"{'session ended (database)':<34}{s(f['node_loss_to_agent_lost_s']):>8}  {f['lost_session'] or ''}",
