@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
 import shutil
 import signal
@@ -55,12 +54,11 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # for tests.swarm_fixtures / tests.session_helpers
 
 from bench_spawn import Abort, Runner, _parse_docker_time, common_config, log, median, ratio  # noqa: E402
-from cryptography.fernet import Fernet  # noqa: E402
 from sqlalchemy import select  # noqa: E402
 
 from jupyter_backendai.db import admin  # noqa: E402
 from jupyter_backendai.db import models as m  # noqa: E402
-from jupyter_backendai.db.encryption import ENV_KEY, ENV_KEY_FILE  # noqa: E402
+from tests.db_key import use_fresh_db_key  # noqa: E402
 from tests.hub_fixtures import Hub  # noqa: E402
 from tests.session_helpers import ProductDB, hub_config  # noqa: E402
 from tests.swarm_fixtures import BRIDGE, BRIDGE_IP, IMAGE, Swarm, running_swarm, swarm_problem  # noqa: E402
@@ -425,9 +423,7 @@ def main(argv: list[str] | None = None) -> int:
     if found:
         print(f"cannot run: {found}", file=sys.stderr)
         return 2
-    # The run's database has a key of its own, which the hubs inherit (as the tests' conftest does).
-    os.environ.pop(ENV_KEY_FILE, None)
-    os.environ[ENV_KEY] = Fernet.generate_key().decode()
+    use_fresh_db_key()  # the run's database has a key of its own, which the hubs inherit
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     root = Path(tempfile.mkdtemp(prefix=f"bench-swarm-{secrets.token_hex(4)}-"))

@@ -14,17 +14,13 @@ import uuid
 from collections.abc import Iterator
 
 import pytest
-from cryptography.fernet import Fernet
 from sqlalchemy.engine import make_url
 
-from jupyter_backendai.db.encryption import ENV_KEY, ENV_KEY_FILE
 from jupyter_backendai.db.engine import make_engine, resolve_url
+from tests.db_key import use_fresh_db_key
 
-# One key for the database's secrets for the whole run, inherited by the hubs, managers and CLIs
-# the tests start, so that none writes a key file into the directory pytest runs in. Tests of
-# the key's sources set their own.
-os.environ.pop(ENV_KEY_FILE, None)
-os.environ[ENV_KEY] = Fernet.generate_key().decode()
+# One key for the database's secrets for the whole run; tests of the key's sources set their own.
+use_fresh_db_key()
 
 pytest_plugins = ["tests.hub_fixtures", "tests.manager_fixtures", "tests.swarm_fixtures"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import sys
@@ -17,7 +18,9 @@ from jupyter_backendai.cli import upgrade_with_defaults
 from jupyter_backendai.db import admin, connect
 from jupyter_backendai.db import folders as folder_db
 from jupyter_backendai.db import models as m
+from jupyter_backendai.db.encryption import ENV_KEY, ENV_KEY_FILE
 from jupyter_backendai.hub import TEMPLATES
+from tests.db_key import use_fresh_db_key
 from tests.hub_fixtures import free_port
 
 PASSWORD = "S3cret!pw"
@@ -31,6 +34,8 @@ class ProductDB:
     """The product's database for a test, with shortcuts to set it up and read it back."""
 
     def __init__(self, directory: Path):
+        if not (os.environ.get(ENV_KEY) or os.environ.get(ENV_KEY_FILE)):
+            use_fresh_db_key()  # a benchmark outside pytest: one key for its run, hubs included
         self.url = f"sqlite:///{directory / 'backendai.sqlite'}"
         upgrade_with_defaults(self.url)
         self.factory = connect(self.url)

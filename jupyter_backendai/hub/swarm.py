@@ -42,6 +42,8 @@ from .swarm_args import GPU_RESOURCE, GROUP_LABEL, NodeAgent, node_agents, servi
 
 #: Task states on the way to running; anything else before "running" is a failure.
 _STARTING = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
+#: Seconds between looks at a starting task.
+TASK_POLL_INTERVAL = 0.25
 
 
 class SwarmSessionSpawner(SessionSpawnerMixin, SwarmSpawner):
@@ -249,7 +251,6 @@ class SwarmSessionSpawner(SessionSpawnerMixin, SwarmSpawner):
     async def start_object(self):
         """Wait (bounded) until the task runs; a rejected or failed task fails the start with its error."""
         deadline = asyncio.get_running_loop().time() + self.start_task_timeout
-        delay = 0.5
         while True:
             task = await self.get_task()
             status = (task or {}).get("Status") or {}
@@ -262,8 +263,9 @@ class SwarmSessionSpawner(SessionSpawnerMixin, SwarmSpawner):
                 raise RuntimeError(
                     f"the session's task did not run within {self.start_task_timeout:.0f} s: {pformat(status)}"
                 )
-            await asyncio.sleep(delay)
-            delay = min(delay * 1.5, 3)
+            # A flat, short interval: a task runs within seconds, and every late look is time the
+            # user waits (a growing one noticed a running task up to 1.7 s after its server answered).
+            await asyncio.sleep(TASK_POLL_INTERVAL)
 
     async def get_ip_and_port(self):
         return self._node_addr, self.port
