@@ -820,19 +820,28 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         for hub in hubs:
             hub.stop()
-        if ok and not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            log(f"the run's directory (hub logs) is kept: {root}")
+        keep_or_remove(root, ok=ok, keep=args.keep)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    f = figures(res)
-    f["elapsed_s"] = round(time.monotonic() - started, 1)
-    if res.notes:
-        f["notes"] = res.notes
-    print(table(f))
-    print(json.dumps(f, sort_keys=False))
+    report(figures(res), res.notes, started, table)
     return 0 if ok else 1
+
+
+def keep_or_remove(root: Path, *, ok: bool, keep: bool) -> None:
+    """Remove a run's directory, unless the run failed or ``--keep`` asks to keep its hub logs."""
+    if ok and not keep:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        log(f"the run's directory (hub logs) is kept: {root}")
+
+
+def report(f: dict[str, Any], notes: list[str], started: float, table: Any) -> None:
+    """Print a run's table, then its figures as the last line (JSON)."""
+    f["elapsed_s"] = round(time.monotonic() - started, 1)
+    if notes:
+        f["notes"] = notes
+    print(table(f))
+    print(json.dumps(f))
 
 
 if __name__ == "__main__":

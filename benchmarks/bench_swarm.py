@@ -39,7 +39,6 @@ the services and the swarm are all removed at the end.
 from __future__ import annotations
 
 import argparse
-import json
 import secrets
 import shutil
 import signal
@@ -53,7 +52,17 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))  # for tests.swarm_fixtures / tests.session_helpers
 
-from bench_spawn import Abort, Runner, _parse_docker_time, common_config, log, median, ratio  # noqa: E402
+from bench_spawn import (  # noqa: E402
+    Abort,
+    Runner,
+    _parse_docker_time,
+    common_config,
+    keep_or_remove,
+    log,
+    median,
+    ratio,
+    report,
+)
 from sqlalchemy import select  # noqa: E402
 
 from jupyter_backendai.db import admin  # noqa: E402
@@ -476,18 +485,10 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)
         if pdb is not None:
             pdb.close()
-        if ok and not args.keep:
-            shutil.rmtree(root, ignore_errors=True)
-        else:
-            log(f"the run's directory (hub logs) is kept: {root}")
+        keep_or_remove(root, ok=ok, keep=args.keep)
         signal.signal(signal.SIGINT, signal.SIG_DFL)
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    f = figures(res)
-    f["elapsed_s"] = round(time.monotonic() - started, 1)
-    if res.notes:
-        f["notes"] = res.notes
-    print(table(f))
-    print(json.dumps(f))
+    report(figures(res), res.notes, started, table)
     return 0 if ok else 1
 
 

@@ -186,6 +186,7 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
     _network: str | None = None  # the session's own network (isolated mode)
     _gateway: str | None = None  # its gateway address, on the host: where the hub relay listens
     _network_lock: asyncio.Lock | None = None
+    _relays: dict[str, Relay] | None = None  # open in this hub process ("hub", "ssh")
 
     def session_command(self, ssh_port: int | None) -> tuple[str, ...]:
         listen = "0.0.0.0" if self.network_isolation else self.ssh_bind_ip
@@ -235,7 +236,9 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
         await self._open_relays()
 
     async def _open_relays(self, container_ip: str | None = None) -> None:
-        relays = self.__dict__.setdefault("_relays", {})
+        if self._relays is None:
+            self._relays = {}
+        relays = self._relays
         if self._gateway and "hub" not in relays:
             host, port = self._hub_target()
             relays["hub"] = await Relay(f"hub-{self.session_id}", self._gateway, port, host, port).start()
@@ -245,7 +248,8 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
             ).start()
 
     async def _close_network(self) -> None:
-        for relay in self.__dict__.pop("_relays", {}).values():
+        relays, self._relays = self._relays or {}, None
+        for relay in relays.values():
             await relay.stop()
         name, self._network, self._gateway = self._network, None, None
         if name:
@@ -324,7 +328,7 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
             except Exception as e:  # already gone is fine
                 self.log.debug("Removing the ended container %s: %s", self.object_name, e)
             await self._close_network()
-        elif status is None and self._network and "_relays" not in self.__dict__:
+        elif status is None and self._network and self._relays is None:
             # Still running after a hub restart: the relays lived in the old hub process.
             ip, _ = await self.get_ip_and_port()
             await self._open_relays(container_ip=ip)
