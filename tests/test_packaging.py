@@ -1,4 +1,4 @@
-"""The two packaging files agree, and the installed package exposes its command."""
+"""The package's metadata has one home (pyproject.toml) and the installed package exposes its commands."""
 
 from __future__ import annotations
 
@@ -6,20 +6,24 @@ import configparser
 from importlib.metadata import entry_points
 from pathlib import Path
 
-import tomllib
-
 ROOT = Path(__file__).parent.parent
 
 
-def test_setup_cfg_and_pyproject_agree():
+def test_setup_cfg_holds_tool_configuration_only():
     cfg = configparser.ConfigParser()
     cfg.read(ROOT / "setup.cfg")
-    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    cfg_requires = sorted(line.strip() for line in cfg["options"]["install_requires"].splitlines() if line.strip())
-    assert cfg_requires == sorted(project["dependencies"])
-    assert cfg["options"]["python_requires"] == project["requires-python"]
-    scripts = [line.strip() for line in cfg["options.entry_points"]["console_scripts"].splitlines() if line.strip()]
-    assert scripts == [f"{k} = {v}" for k, v in project["scripts"].items()]
+    packaging = [s for s in cfg.sections() if s in ("metadata", "options") or s.startswith("options.")]
+    assert packaging == [], f"setup.cfg repeats pyproject.toml's metadata in {packaging}"
+    assert cfg["tool:pytest"]["testpaths"].strip() == "tests"
+
+
+def test_spawners_and_authenticator_entry_points_load():
+    spawners = {ep.name: ep for ep in entry_points(group="jupyterhub.spawners") if ep.name.startswith("backendai-")}
+    assert {"backendai-docker", "backendai-local", "backendai-swarm"} <= set(spawners)
+    for ep in spawners.values():
+        assert ep.load().__module__.startswith("jupyter_backendai.hub.")
+    (auth,) = [ep for ep in entry_points(group="jupyterhub.authenticators") if ep.name == "backendai"]
+    assert auth.load().__name__ == "BackendAIAuthenticator"
 
 
 def test_console_script_entry_point():
