@@ -367,6 +367,9 @@ class Agent(Base):
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     status: Mapped[AgentStatus] = mapped_column(str_enum(AgentStatus, "agentstatus"), default=AgentStatus.ALIVE)
     status_changed: Mapped[dt.datetime | None] = mapped_column()
+    #: Why it is lost or not schedulable, as its backend says (a swarm node drained, down, or not
+    #: seeing the folder storage); None when nothing is wrong.
+    status_info: Mapped[str | None] = mapped_column(String(512))
     region: Mapped[str] = mapped_column(String(64), default="local")
     scaling_group: Mapped[str] = mapped_column(ForeignKey("scaling_groups.name", onupdate="CASCADE"), index=True)
     schedulable: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -211,11 +211,12 @@ def register_agent(
     region: str = "local",
     version: str = "",
     schedulable: bool | None = None,
+    status_info: str | None = None,
 ) -> m.Agent:
     """Create or refresh an agent: its capacity and devices, alive as of now (a heartbeat).
 
     ``schedulable`` ``None`` keeps what the agent has (an administrator's choice); a backend
-    that knows better (a drained swarm node) passes it.
+    that knows better (a drained swarm node) passes it, and ``status_info`` says why.
     """
     agent = db.get(m.Agent, agent_id)
     now = utcnow()
@@ -233,6 +234,7 @@ def register_agent(
     agent.version = version
     if schedulable is not None:
         agent.schedulable = schedulable
+    agent.status_info = status_info
     agent.status_changed = now
     db.flush()
     return agent
@@ -242,11 +244,12 @@ def register_agent(
 AGENT_LOST = "agent lost"
 
 
-def lose_agents(db: DB, agent_ids: Iterable[str]) -> list[uuid.UUID]:
+def lose_agents(db: DB, agent_ids: Iterable[str], reasons: dict[str, str] | None = None) -> list[uuid.UUID]:
     """Mark agents LOST and end the sessions they held ERROR ``agent lost``; returns those sessions.
 
     The slots are freed with the sessions (occupancy is derived from holding sessions).
-    Sessions still queued are left alone: they were not on any agent.
+    Sessions still queued are left alone: they were not on any agent. ``reasons`` says why an
+    agent is lost (its ``status_info``).
     """
     ids = list(agent_ids)
     if not ids:
@@ -256,6 +259,8 @@ def lose_agents(db: DB, agent_ids: Iterable[str]) -> list[uuid.UUID]:
         if agent.status == m.AgentStatus.ALIVE:
             agent.status = m.AgentStatus.LOST
             agent.lost_at = agent.status_changed = now
+        if reasons and agent.id in reasons:
+            agent.status_info = reasons[agent.id]
     ended = []
     for session in db.scalars(select(m.Session).where(m.Session.agent_id.in_(ids), m.Session.status.in_(HOLDING))):
         set_status(db, session, m.SessionStatus.ERROR, AGENT_LOST, at=now)

@@ -780,6 +780,7 @@ def agent_view(agent: m.Agent, occupied: ResourceSlots) -> dict[str, Any]:
         "id": agent.id,
         "status": agent.status.value,
         "status_changed": agent.status_changed.isoformat() if agent.status_changed else None,
+        "status_info": agent.status_info,
         "region": agent.region,
         "scaling_group": agent.scaling_group,
         "schedulable": agent.schedulable,
