@@ -22,6 +22,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -462,6 +463,27 @@ class SessionUsage(Base):
     io_read_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # cumulative
     io_write_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # cumulative
     gpu_percent: Mapped[float | None] = mapped_column(Float)
+
+
+class SessionLog(Base):
+    """How much of a session's output is kept (its chunks) and how much was dropped before them."""
+
+    __tablename__ = "session_logs"
+
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), primary_key=True)
+    kept_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    dropped_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class SessionLogChunk(Base):
+    """A piece of a session's output (stdout and stderr as they came), oldest first by id."""
+
+    __tablename__ = "session_log_chunks"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"), index=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 # --- folders --------------------------------------------------------------------------------
