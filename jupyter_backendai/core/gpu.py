@@ -5,9 +5,10 @@ Backend.AI's agent-level slots say *how much* GPU an agent has left; a container
 
 * ``cuda.device`` asks for whole GPUs. A device is either free (nothing on it at all, not even
   shares) or taken; a request of ``N`` takes ``N`` free devices (fractional counts round up).
-* ``cuda.shares`` asks for fractional GPUs (each device typically holds 1 share). Every
-  amount handed out is a multiple of a *quantum* (default ``0.01``) so that shares add up
-  exactly and never leave unusable slivers; requests are rounded **up** to the quantum.
+* ``cuda.shares`` asks for fractional GPUs: each device holds ``shares_capacity`` shares (1
+  by default; ``gpu_shares_per_device`` of the spawner), so a share is that fraction of a GPU.
+  Every amount handed out is a multiple of a *quantum* (default ``0.01``) so that shares add
+  up exactly and never leave unusable slivers; requests are rounded **up** to the quantum.
 
 Everything here is pure: device states are frozen and functions return new mappings (or
 ``None`` when a request cannot be placed), so the scheduler can try an agent and move on.
@@ -118,11 +119,13 @@ def place_shares(
     The request is first rounded up to ``quantum``; it is then ``r``, and every amount below is
     a multiple of ``quantum``. A device offers its free shares rounded *down* to the quantum.
 
-    * ``r <= 1``: one device, **best fit**: the device with the least free share that still
+    ``c`` is what one whole device offers (the largest ``shares_capacity``; 1 by default).
+
+    * ``r <= c``: one device, **best fit**: the device with the least free share that still
       holds ``r`` (ties: lowest id). A sub-GPU request never spans devices, because a process
       sees its share as one GPU; so it is ``None`` if no single device has room.
-    * ``r > 1``: an **even split** over ``k`` devices, for the smallest ``k`` from ``ceil(r)`` up
-      to the number of usable devices for which one exists. Even means the parts differ by at
+    * ``r > c``: an **even split** over ``k`` devices, for the smallest ``k`` from ``ceil(r / c)``
+      up to the number of usable devices for which one exists. Even means the parts differ by at
       most one quantum: ``r`` in quanta is ``n = base * k + extra``, so ``extra`` devices get
       ``base + 1`` quanta and the others ``base`` (1.5 over 2 -> 0.75 + 0.75; 1.01 over 2 ->
       0.51 + 0.50). The larger parts go to the best-fitting devices that hold them, then the
@@ -147,12 +150,13 @@ def place_shares(
     ]
     usable = [u for u in usable if u[0] > 0]
     usable.sort()  # best fit order: least free first, then id order
-    if r <= ONE:
+    per_device = max((d.shares_capacity for d in ordered), default=ONE)
+    if r <= per_device:
         for free, _pos, dev in usable:
             if free >= units:
                 return {dev: r}
         return None
-    split = _even_split(usable, units, int(r.to_integral_value(rounding=ROUND_CEILING)))
+    split = _even_split(usable, units, int((r / per_device).to_integral_value(rounding=ROUND_CEILING)))
     if split is None:
         split = _uneven_split(usable, units)
     if split is None:

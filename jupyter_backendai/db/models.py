@@ -462,7 +462,8 @@ class SessionUsage(Base):
     mem_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     io_read_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # cumulative
     io_write_bytes: Mapped[int] = mapped_column(BigInteger, default=0)  # cumulative
-    gpu_percent: Mapped[float | None] = mapped_column(Float)
+    gpu_percent: Mapped[float | None] = mapped_column(Float)  # summed over its devices, like cpu_percent
+    gpu_mem_bytes: Mapped[int | None] = mapped_column(BigInteger)  # on its devices (nvidia-smi's reading)
 
 
 class SessionLog(Base):

@@ -323,7 +323,7 @@ _LIST_COLUMNS = (
 _U = m.SessionUsage
 _USAGE_COLUMNS = (
     _U.session_id, _U.at, _U.cpu_percent, _U.cpu_seconds, _U.mem_bytes, _U.io_read_bytes, _U.io_write_bytes,
-    _U.gpu_percent,
+    _U.gpu_percent, _U.gpu_mem_bytes,
 )  # fmt: skip
 
 

@@ -24,9 +24,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import shlex
-import shutil
 import socket
-import subprocess
 import time
 from urllib.parse import urlsplit
 
@@ -34,6 +32,7 @@ import psutil
 from dockerspawner import DockerSpawner
 from traitlets import Bool, Integer, Unicode, default, validate
 
+from ..core.nvidia import NvidiaSmiError, agent_devices, gpu_slots
 from ..core.slots import ResourceSlots
 from .docker_args import (
     docker_create_kwargs,
@@ -42,6 +41,7 @@ from .docker_args import (
     network_create_kwargs,
     relay_env,
 )
+from .nvidia import query_gpus
 from .relay import Relay
 from .spawner import SessionSpawnerMixin, usage_sample
 from .spec import LABEL_SESSION_ID, SessionSpec, SpecError
@@ -73,24 +73,15 @@ def _host_subnets() -> list[str]:
     return out
 
 
-def nvidia_devices() -> list[dict]:
-    """The host's GPUs from ``nvidia-smi`` (none when it is missing or fails): one share each."""
-    exe = shutil.which("nvidia-smi")
-    if not exe:
-        return []
+def nvidia_devices(shares_per_device: int = 1, log=None) -> list[dict]:
+    """The host's GPUs from ``nvidia-smi``, as agent devices (none when it is missing or fails)."""
     try:
-        out = subprocess.run(
-            [exe, "--query-gpu=index,memory.total", "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=20, check=True,
-        ).stdout  # fmt: skip
-    except (OSError, subprocess.SubprocessError):
+        gpus = query_gpus()
+    except NvidiaSmiError as e:
+        if log is not None:
+            log.warning("nvidia-smi failed, the agent offers no GPU: %s", e)
         return []
-    devices = []
-    for line in out.splitlines():
-        index, _, memory = (part.strip() for part in line.partition(","))
-        if index.isdigit():
-            devices.append({"id": index, "capacity": 1, "memory_mib": int(memory) if memory.isdigit() else None})
-    return devices
+    return agent_devices(gpus or [], shares_per_device)
 
 
 class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
@@ -173,11 +164,8 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
 
     async def agent_info(self):
         info = await self.docker("info")
-        devices = await asyncio.to_thread(nvidia_devices)
-        slots = {"cpu": info.get("NCPU", 1), "mem": info.get("MemTotal", 0)}
-        if devices:
-            slots["cuda.shares"] = len(devices)
-            slots["cuda.device"] = len(devices)
+        devices = await asyncio.to_thread(nvidia_devices, self.gpu_shares_per_device, self.log)
+        slots = {"cpu": info.get("NCPU", 1), "mem": info.get("MemTotal", 0), **gpu_slots(devices)}
         # The agent's address is where users' SSH clients reach its sessions (shown by the API).
         return ResourceSlots(slots), devices, self.ssh_host
 
@@ -346,7 +334,14 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
                 read += entry.get("value", 0)
             elif entry.get("op", "").lower() == "write":
                 write += entry.get("value", 0)
-        return usage_sample(self, cpu, int(mem), int(read), int(write))
+        return {**usage_sample(self, cpu, int(mem), int(read), int(write)), **await self.sample_gpu()}
+
+    async def session_pids(self) -> list[int]:
+        if not self.object_id:
+            return []
+        top = await self.docker("top", self.object_id, ps_args="-eo pid")
+        column = (top.get("Titles") or []).index("PID") if "PID" in (top.get("Titles") or []) else 0
+        return [int(row[column]) for row in top.get("Processes") or [] if str(row[column]).isdigit()]
 
     def backend_object_id(self) -> str | None:
         return self.object_id or None

@@ -34,11 +34,19 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jupyterhub.utils import random_port
 from sqlalchemy import select
 from tornado import web
-from traitlets import Bool, Dict, Float, List, Unicode, default
+from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from ..core.admission import admit
 from ..core.environ import RESERVED_TEXT, EnvironError, check_environ, parse_environ_lines
+from ..core.nvidia import (
+    NvidiaSmiError,
+    configured_devices,
+    device_memory,
+    device_shares,
+    gpu_slots,
+    session_gpu_usage,
+)
 from ..core.slots import ResourceSlots, SlotError
 from ..db import admin, sshkeys
 from ..db import models as m
@@ -166,7 +174,47 @@ class SessionSpawnerMixin(LoggingConfigurable):
     gpu_devices = List(
         Dict(),
         config=True,
-        help="GPUs of the agent: [{'id': '0', 'capacity': 1}] (no nvidia-smi here; say them explicitly).",
+        help="""GPUs of the agent, instead of what ``nvidia-smi`` lists: ``[{'id': '0', 'memory': '24g'}]``.
+
+        ``id`` is the host's device index, ``memory`` its size (fGPU memory limits are cut from
+        it; 16 GiB when unknown), ``capacity`` its shares (default ``gpu_shares_per_device``).
+        """,
+    )
+    gpu_shares_per_device = Integer(
+        1,
+        min=1,
+        config=True,
+        help="""How many ``cuda.shares`` one GPU offers: one share (one fGPU) is 1/N of a device.
+
+        A session asking for ``cuda.shares`` s gets s/N of a device's memory and SM time, enforced
+        by NVIDIA MPS (docs/gpu.md); a request of at most N shares stays on one device. Policies,
+        presets and image minimums count in these shares, so change N only with them.
+        """,
+    )
+
+    @validate("gpu_devices")
+    def _check_gpu_devices(self, proposal):
+        configured_devices(proposal.value)  # a wrong entry fails when the config loads, not at a spawn
+        return proposal.value
+
+    gpu_mps_pipe_directory = Unicode(
+        "/tmp/nvidia-mps",
+        config=True,
+        help="""The host directory of the MPS control daemon's pipes (its ``CUDA_MPS_PIPE_DIRECTORY``).
+
+        Sessions with ``cuda.shares`` get it mounted at /tmp/nvidia-mps: their CUDA programs then
+        run as clients of that daemon, which enforces their memory and SM limits.
+        """,
+    )
+    gpu_mps_shm_directory = Unicode(
+        "",
+        config=True,
+        help="""A host directory mounted at /dev/shm of sessions with ``cuda.shares`` (none by default).
+
+        The MPS control daemon's own /dev/shm, for drivers whose MPS clients must share it with the
+        server (NVIDIA's Kubernetes device plugin does so). It replaces the session's private
+        /dev/shm and its ``shmem`` size, and every such session of the node shares it (docs/gpu.md).
+        """,
     )
     scheduler_interval = Float(2.0, config=True, help="Seconds between scheduling passes when nothing wakes the loop.")
     ssh_enabled = Bool(
@@ -480,6 +528,10 @@ class SessionSpawnerMixin(LoggingConfigurable):
             # The port users connect to; sshd itself may listen on another inside the session.
             self.ssh_port = session.ssh_port = pick_ssh_port(user.preferred_ssh_port, host=self.ssh_bind_ip)
             ssh_port = self.session_ssh_port(self.ssh_port)
+        # The fGPU limits are cut from the devices as the agent registered them (nvidia-smi's memory).
+        agent = db.get(m.Agent, session.agent_id) if session.agent_id else None
+        devices = list(agent.devices or []) if agent is not None else []
+        self._gpu_placement = dict(session.gpu_placement or {})
         spec = build_spec(
             session_id=session.id,
             session_name=session.name,
@@ -493,6 +545,10 @@ class SessionSpawnerMixin(LoggingConfigurable):
             folders=[ref(a) for a in chosen],
             accessible=[ref(a) for a in automount],
             gpu_placement=session.gpu_placement or None,
+            gpu_memory=device_memory(devices),
+            gpu_shares_per_device=device_shares(devices),
+            mps_pipe_host_dir=self.gpu_mps_pipe_directory,
+            mps_shm_host_dir=self.gpu_mps_shm_directory or None,
             hub_env=hub_env,
             user_env=user_env,
             cmd=self.session_command(ssh_port),
@@ -700,10 +756,17 @@ class SessionSpawnerMixin(LoggingConfigurable):
 
     async def _register_agent(self) -> None:
         capacity, devices, addr = await self.agent_info()
+        if self.gpu_devices:
+            devices = configured_devices(self.gpu_devices, self.gpu_shares_per_device)
+        if self.gpu_devices or devices:
+            capacity = ResourceSlots(
+                {**{k: v for k, v in capacity.items() if not k.startswith("cuda.")}, **gpu_slots(devices)}
+            )
         if self.agent_capacity:
             capacity = ResourceSlots.parse(self.agent_capacity)
-        if self.gpu_devices:
-            devices = [dict(d) for d in self.gpu_devices]
+        unknown = [str(d["id"]) for d in devices if not d.get("memory")]
+        if unknown and not SessionSpawnerMixin._agent_registered:
+            self.log.warning("GPU %s: memory unknown, fGPU memory limits assume 16 GiB", ", ".join(unknown))
         await self.run_db(
             lambda db: store.register_agent(
                 db,
@@ -722,6 +785,34 @@ class SessionSpawnerMixin(LoggingConfigurable):
 
     async def agent_info(self) -> tuple[ResourceSlots, list[dict], str]:
         raise NotImplementedError
+
+    async def session_pids(self) -> list[int]:
+        """Host pids of the session's processes (to tell its share of a shared GPU's memory)."""
+        return []
+
+    _gpu_placement: dict | None = None
+
+    async def sample_gpu(self) -> dict[str, Any]:
+        """The GPU fields of a usage sample (``gpu_percent``, ``gpu_mem_bytes``) where nvidia-smi runs."""
+        from . import nvidia
+
+        session_id = self.session_id
+        if session_id is None:
+            return {}
+        if self._gpu_placement is None:  # after a hub restart _prepare did not run here
+            self._gpu_placement = await self.run_db(lambda db: dict(db.get(m.Session, session_id).gpu_placement or {}))
+        placement = self._gpu_placement
+        if not any(placement.values()):
+            return {}
+        try:
+            gpus, apps = await asyncio.to_thread(nvidia.snapshot, bool(placement.get("cuda.shares")))
+        except NvidiaSmiError as e:
+            self.log.warning("GPU usage of session %s: %s", session_id, e)
+            return {}
+        if gpus is None:
+            return {}
+        pids = await self.session_pids() if placement.get("cuda.shares") else []
+        return session_gpu_usage(placement, gpus, apps, pids)
 
     async def start_session(self, spec: SessionSpec):
         raise NotImplementedError

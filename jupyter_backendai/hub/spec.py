@@ -43,7 +43,7 @@ import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from types import MappingProxyType
 
 from ..core.environ import FORBIDDEN_ENV, EnvironError, check_environ
@@ -331,7 +331,7 @@ def gpu_env(
     placement: Mapping[str, Mapping[str, Decimal]],
     *,
     gpu_memory: int | Mapping[str, int] = DEFAULT_GPU_MEMORY,
-    shares_per_device: Decimal | int = 1,
+    shares_per_device: Decimal | int | Mapping[str, Decimal | int] = 1,
 ) -> dict[str, str]:
     """The env that makes the placed GPUs visible and, for shares, caps them through NVIDIA MPS.
 
@@ -352,7 +352,9 @@ def gpu_env(
     Even splits (the usual case) differ by at most one quantum, so this costs at most 1 %;
     only an uneven split on a fragmented agent loses more. Memory, the hard limit, is exact
     per device either way. ``gpu_memory`` is bytes per device, one number for all or a
-    mapping by host id (a device missing from it counts :data:`DEFAULT_GPU_MEMORY`).
+    mapping by host id (what nvidia-smi reported; a device missing from it counts
+    :data:`DEFAULT_GPU_MEMORY`). ``shares_per_device`` is what one whole device is worth in
+    shares, likewise one number or a mapping by host id (a missing device counts 1).
     """
     env: dict[str, str] = {}
     whole = placement.get(WHOLE) or {}
@@ -364,18 +366,24 @@ def gpu_env(
     env["CUDA_DEVICE_ORDER"] = "PCI_BUS_ID"
     if not shares:
         return env
-    per_device = Decimal(shares_per_device)
-    if per_device <= 0:
-        raise SpecError(f"shares per device must be positive, not {shares_per_device!r}")
+    fractions = []
     limits = []
     for ordinal, (dev, share) in enumerate(shares.items()):
         size = gpu_memory.get(dev, DEFAULT_GPU_MEMORY) if isinstance(gpu_memory, Mapping) else gpu_memory
         if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
             raise SpecError(f"GPU memory of device {dev!r} must be a positive number of bytes, not {size!r}")
+        per = shares_per_device.get(dev, 1) if isinstance(shares_per_device, Mapping) else shares_per_device
+        try:
+            per_device = Decimal(str(per)) if not isinstance(per, bool) else Decimal(0)
+        except InvalidOperation:
+            per_device = Decimal(0)
+        if not per_device.is_finite() or per_device <= 0:
+            raise SpecError(f"shares per device must be positive, not {per!r}")
         fraction = min(share / per_device, Decimal(1))
+        fractions.append(fraction)
         mib = int((fraction * size / _MIB).to_integral_value(rounding=ROUND_FLOOR))
         limits.append(f"{ordinal}={max(mib, 1)}M")
-    smallest = min(shares.values()) / per_device
+    smallest = min(fractions)
     percent = int((smallest * 100).to_integral_value(rounding=ROUND_HALF_UP))
     env["CUDA_MPS_PIPE_DIRECTORY"] = MPS_PIPE_DIRECTORY
     env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] = str(min(max(percent, 1), 100))
@@ -472,8 +480,9 @@ def build_spec(
     ssh_public_key: str | None = None,
     ssh_private_key: str | None = None,
     gpu_memory: int | Mapping[str, int] = DEFAULT_GPU_MEMORY,
-    gpu_shares_per_device: Decimal | int = 1,
+    gpu_shares_per_device: Decimal | int | Mapping[str, Decimal | int] = 1,
     mps_pipe_host_dir: str = MPS_PIPE_DIRECTORY,
+    mps_shm_host_dir: str | None = None,
     pids_limit: int | None = DEFAULT_PIDS_LIMIT,
     uid: int = 1000,
     gid: int = 1000,
@@ -546,6 +555,10 @@ def build_spec(
     if placement.get(SHARES):
         _check_host_path(mps_pipe_host_dir, "MPS pipe directory")
         extra_mounts = (HostMount(mps_pipe_host_dir, MPS_PIPE_DIRECTORY, read_only=False),)
+        if mps_shm_host_dir:
+            # The MPS daemon's /dev/shm (docs/gpu.md): it replaces the session's own, and its size.
+            _check_host_path(mps_shm_host_dir, "MPS shared memory directory")
+            extra_mounts += (HostMount(mps_shm_host_dir, "/dev/shm", read_only=False),)
 
     # -- folders ---------------------------------------------------------------------------
     mounts = _build_mounts(folders, accessible)

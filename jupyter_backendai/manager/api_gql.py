@@ -685,6 +685,9 @@ def _stat(sample: m.SessionUsage | None) -> str | None:
             "io_read": sample.io_read_bytes,
             "io_write": sample.io_write_bytes,
             "gpu_util": sample.gpu_percent,
+            # Backend.AI's names for the same readings of the CUDA devices.
+            "cuda_util": sample.gpu_percent,
+            "cuda_mem": sample.gpu_mem_bytes,
         }
     )
 

@@ -205,6 +205,7 @@ def _usage_json(sample: m.SessionUsage | None) -> dict[str, Any] | None:
         "io_read_bytes": sample.io_read_bytes,
         "io_write_bytes": sample.io_write_bytes,
         "gpu_percent": sample.gpu_percent,
+        "gpu_mem_bytes": sample.gpu_mem_bytes,
     }
 
 
