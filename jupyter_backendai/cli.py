@@ -24,6 +24,7 @@ from traitlets.config.loader import ArgumentError
 from ._version import __version__
 from .core.slots import ResourceSlots, SlotError
 from .db import admin, views
+from .db import images as image_db
 from .db import models as m
 from .db.engine import ENV_DB_URL, DatabaseError, connect, make_engine, resolve_url, upgrade
 
@@ -878,7 +879,7 @@ class PresetApp(Command):
 
 # --- images and registries ----------------------------------------------------------------
 
-IMAGE_COLUMNS = ("reference", "architecture", "installed", "resource_limits", "service_ports")
+IMAGE_COLUMNS = ("reference", "architecture", "installed", "installed_agents", "resource_limits", "service_ports")
 
 
 class ImageList(Command):
@@ -891,7 +892,11 @@ class ImageList(Command):
         query = select(m.Image).order_by(m.Image.registry_host, m.Image.name, m.Image.tag)
         if self.installed:
             query = query.where(m.Image.installed.is_(True))
-        rows = [views.image_view(i) for i in db.scalars(query)]
+        installs = image_db.installs_by_reference(db)
+        rows = [
+            {**views.image_view(i), **image_db.agents_view(installs.get(image_db.reference_of(i), ()))}
+            for i in db.scalars(query)
+        ]
         for row in rows:
             row["service_ports"] = [p["name"] for p in row["service_ports"]]
         return listing(rows, IMAGE_COLUMNS)
@@ -924,10 +929,29 @@ class ImageSetMin(SlotCommand):
         return shown(views.image_view(image), f"image {image.reference} minimum: {image.min_slots}")
 
 
+class ImageInstall(Command):
+    name = "install"
+    description = "Have the agents pull an image from its registry (the running hub does the pulls)."
+    arguments = ("image",)
+    scaling_group = Unicode(None, allow_none=True, config=True, help="Only the agents of this resource group.")
+    agents = List(Unicode(), config=True, help="Only these agents (ids, repeatable).")
+    aliases = {**Command.aliases, "scaling-group": "ImageInstall.scaling_group", "agent": "ImageInstall.agents"}
+
+    def run(self, db):
+        image = admin.get_image(db, self.extra_args[0])
+        image_db.pull_source(db, image.reference)
+        agents = image_db.install_targets(db, scaling_group=self.scaling_group, agent_ids=self.agents or None)
+        queued, already = image_db.queue_install(db, image, agents)
+        text = f"queued the install of {image.reference} on {', '.join(queued) or 'no agent'}"
+        if already:
+            text += f" (already there or on its way: {', '.join(already)})"
+        return shown({"image": image.reference, "queued": queued, "already": already}, text)
+
+
 class ImageApp(Command):
     name = "image"
     description = "Images (environments)."
-    subcommands = {c.name: (c, c.description) for c in (ImageList, ImageAdd, ImageSetMin)}
+    subcommands = {c.name: (c, c.description) for c in (ImageList, ImageAdd, ImageSetMin, ImageInstall)}
 
 
 REGISTRY_COLUMNS = ("hostname", "url", "type", "project", "username", "has_password")

@@ -22,7 +22,13 @@ from tests.db_key import use_fresh_db_key
 # One key for the database's secrets for the whole run; tests of the key's sources set their own.
 use_fresh_db_key()
 
-pytest_plugins = ["tests.hub_fixtures", "tests.manager_fixtures", "tests.swarm_fixtures", "tests.k8s_fixtures"]
+pytest_plugins = [
+    "tests.hub_fixtures",
+    "tests.manager_fixtures",
+    "tests.swarm_fixtures",
+    "tests.k8s_fixtures",
+    "tests.registry_helpers",
+]
 
 PG_URL = os.environ.get("BACKENDAI_TEST_POSTGRES_URL", "")
 REQUIRE_PG = os.environ.get("BACKENDAI_TEST_REQUIRE_POSTGRES", "") not in ("", "0", "false")

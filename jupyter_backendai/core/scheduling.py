@@ -76,6 +76,8 @@ class PendingSession:
     created: float = 0
     resource_group: str | None = None
     passed_over: int = 0
+    #: The image it runs, when it may only go to agents that have it (images are not pulled).
+    image: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,8 @@ class AgentState:
 
     ``capacity`` and ``occupied`` are agent-level slots (``cuda.shares`` there is the sum over
     devices); ``gpus`` are the per-device states that GPU requests must also fit. A session
-    with a ``resource_group`` only goes to agents of that group.
+    with a ``resource_group`` only goes to agents of that group, and one with an ``image`` only
+    to agents whose ``images`` hold it (``None``: the agent does not say; any image goes there).
     """
 
     id: str
@@ -93,6 +96,7 @@ class AgentState:
     gpus: Sequence[GpuDevice] = ()
     schedulable: bool = True
     resource_group: str | None = None
+    images: frozenset[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -315,12 +319,14 @@ class _Session:
 
 
 class _Pool:
-    """The agents one kind of session may use (all of them, or one resource group's)."""
+    """The agents one kind of session may use (all of them, or one resource group's, or those
+    of one resource group that have one image)."""
 
-    __slots__ = ("name", "agents", "orders", "alive", "max_free", "dirty", "refused", "never", "min_need")
+    __slots__ = ("name", "image", "agents", "orders", "alive", "max_free", "dirty", "refused", "never", "min_need")
 
-    def __init__(self, name: str | None, agents: list[int]) -> None:
+    def __init__(self, name: str | None, agents: list[int], image: str | None = None) -> None:
         self.name = name
+        self.image = image
         self.agents = agents
         # Sorted selection keys of the live agents, best first: [for plain sessions, for accelerator ones].
         self.orders: tuple[list[tuple], list[tuple]] = ([], [])
@@ -416,7 +422,7 @@ class _Pass:
         self.has_accel = [any(c > 0 for c in cap[: self.n_accel]) for cap in self.capacity]
         self.entries = [self._entries(ai) for ai in range(len(self.agents))]
         self.pools_of: list[list[_Pool]] = [[] for _ in self.agents]
-        self.pools: dict[str | None, _Pool] = {}
+        self.pools: dict[tuple[str | None, str | None], _Pool] = {}
 
         # Sessions.
         needs: dict[tuple, tuple] = {}
@@ -427,7 +433,8 @@ class _Pass:
         for i, (src, key) in enumerate(zip(pending, req_keys, strict=True)):
             need = needs[key]
             req = rounded[key][0]
-            session = _Session(i, src, src.requested if req is None else req, need, self._pool(src.resource_group))
+            pool = self._pool(src.resource_group, src.image)
+            session = _Session(i, src, src.requested if req is None else req, need, pool)
             session.accel = int(bool(need) and need[0][0] < self.n_accel)
             self.sessions.append(session)
         for rank, i in enumerate(sorted(range(len(pending)), key=lambda i: pending[i].created)):
@@ -459,11 +466,16 @@ class _Pass:
         tail = (self.agents[ai].id, ai)
         return ((self.has_accel[ai], *free[self.n_accel :], *tail), (*free, *tail))
 
-    def _pool(self, name: str | None) -> _Pool:
-        pool = self.pools.get(name)
+    def _pool(self, name: str | None, image: str | None = None) -> _Pool:
+        pool = self.pools.get((name, image))
         if pool is None:
-            members = [ai for ai, a in enumerate(self.agents) if name is None or a.resource_group == name]
-            pool = self.pools[name] = _Pool(name, members)
+            members = [
+                ai
+                for ai, a in enumerate(self.agents)
+                if (name is None or a.resource_group == name)
+                and (image is None or a.images is None or image in a.images)
+            ]
+            pool = self.pools[(name, image)] = _Pool(name, members, image)
         return pool
 
     def _fill_pool(self, pool: _Pool) -> None:
@@ -648,7 +660,11 @@ class _Pass:
         pool = s.pool
         where = "" if pool.name is None else f" in resource group {pool.name!r}"
         if not pool.agents:
+            if pool.image is not None and any(pool.name in (None, a.resource_group) for a in self.agents):
+                return f"no schedulable agent{where} has the image {pool.image!r} (images are not pulled onto agents)"
             return f"no schedulable agent{where}"
+        if pool.image is not None:
+            where += f" that has the image {pool.image!r}"
         if not self.can_ever_fit(s.index):
             return self._never_reason(s, where)
         self._refresh(pool)

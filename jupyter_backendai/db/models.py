@@ -384,6 +384,30 @@ class Agent(Base):
     lost_at: Mapped[dt.datetime | None] = mapped_column()
 
 
+class AgentImage(Base):
+    """An image on an agent, as the agent reports it, or its install in progress (Backend.AI's
+    ``installed_agents``).
+
+    The agent's backend keeps these rows: at each heartbeat it reports the images it has
+    (``installed``; rows of images it no longer has are dropped), and it pulls what an
+    administrator queued (``queued`` → ``pulling`` with ``progress_current`` of
+    ``progress_total`` bytes → ``installed``, or ``failed`` with the reason in ``message``).
+    ``reference`` is normalized (:func:`..core.images.normalize_reference`).
+    """
+
+    __tablename__ = "agent_images"
+
+    agent_id: Mapped[str] = mapped_column(
+        ForeignKey("agents.id", onupdate="CASCADE", ondelete="CASCADE"), primary_key=True
+    )
+    reference: Mapped[str] = mapped_column(String(512), primary_key=True, index=True)
+    status: Mapped[str] = mapped_column(String(16), default="installed")
+    progress_current: Mapped[int | None] = mapped_column(BigInteger)
+    progress_total: Mapped[int | None] = mapped_column(BigInteger)
+    message: Mapped[str] = mapped_column(Text, default="")
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
 # --- sessions -------------------------------------------------------------------------------
 
 

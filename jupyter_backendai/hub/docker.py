@@ -42,6 +42,7 @@ from .docker_args import (
     relay_env,
 )
 from .nvidia import query_gpus
+from .images import DockerImages
 from .relay import Relay
 from .spawner import SessionSpawnerMixin, usage_sample
 from .spec import LABEL_SESSION_ID, SessionSpec, SpecError
@@ -84,7 +85,7 @@ def nvidia_devices(shares_per_device: int = 1, log=None) -> list[dict]:
     return agent_devices(gpus or [], shares_per_device)
 
 
-class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
+class DockerSessionSpawner(DockerImages, SessionSpawnerMixin, DockerSpawner):
     backend_name = "docker"
     isolates_users = True
 
@@ -155,10 +156,6 @@ class DockerSessionSpawner(SessionSpawnerMixin, DockerSpawner):
     @default("remove")
     def _default_remove(self):
         return True  # a session's container is gone with the session; its data lives in folders
-
-    @default("pull_policy")
-    def _default_pull_policy(self):
-        return "never"  # images come from the admin's registries through rescans, not at spawn
 
     _spec: SessionSpec | None = None
 

@@ -13,6 +13,7 @@ The database work of a pass runs on a worker thread, so the hub's event loop sta
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import logging
 import uuid
@@ -22,8 +23,10 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlalchemy.orm import sessionmaker
 
+from ..core.images import normalize_reference
 from ..core.scheduling import DEFAULT_MAX_SKIPS, PendingSession, schedule
 from ..core.slots import ResourceSlots
+from ..db import images as image_db
 from ..db import models as m
 from ..db import sessions as store
 from ..db.types import utcnow
@@ -60,6 +63,8 @@ class SessionScheduler:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self.passes = 0
+        #: Place sessions only on agents that have their image (the backend does not pull at spawn).
+        self.require_images = False
 
     @classmethod
     def for_database(cls, key: str, factory: sessionmaker, *, interval: float = 2.0) -> SessionScheduler:
@@ -170,6 +175,9 @@ class SessionScheduler:
         if not pending_rows:
             return
         agents = store.agent_states(db, store.alive_agents(db, group.name))
+        if self.require_images:
+            have = image_db.installed_on(db, [a.id for a in agents])
+            agents = [dataclasses.replace(a, images=have[a.id]) for a in agents]
         by_id = {row.id: row for row in pending_rows}
         pending = [
             PendingSession(
@@ -179,6 +187,7 @@ class SessionScheduler:
                 created=i,
                 resource_group=group.name,
                 passed_over=row.passed_over,
+                image=normalize_reference(row.image) if self.require_images else None,
             )
             for i, row in enumerate(pending_rows)
         ]

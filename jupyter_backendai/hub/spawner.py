@@ -290,7 +290,16 @@ class SessionSpawnerMixin(LoggingConfigurable):
 
     @property
     def scheduler(self) -> SessionScheduler:
-        return SessionScheduler.for_database(self.db_url, self.session_factory(), interval=self.scheduler_interval)
+        scheduler = SessionScheduler.for_database(self.db_url, self.session_factory(), interval=self.scheduler_interval)
+        scheduler.require_images = self.places_by_image()
+        return scheduler
+
+    def places_by_image(self) -> bool:
+        """Whether sessions go only to agents that have their image (backends that do not pull)."""
+        return False
+
+    def check_image_placeable(self, db, image: m.Image, scaling_group: str) -> None:
+        """Refuse (:class:`SessionRefused`) a session whose image no agent of its group can run."""
 
     @property
     def folder_store(self):
@@ -459,6 +468,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
                 )
         else:
             image = images[0]
+        self.check_image_placeable(db, image, sg_name)
         try:
             if request.preset:
                 preset = db.get(m.ResourcePreset, request.preset)
@@ -686,12 +696,25 @@ class SessionSpawnerMixin(LoggingConfigurable):
             pos = self.scheduler.position(self.session_id)
             if pos is not None:
                 message = f"Waiting for resources in {pos.resource_group}: position {pos.position} of {pos.length}"
+                if "image" in pos.reason:
+                    message += f" ({pos.reason})"  # no agent with the image, and none may pull it
                 if message != last:
                     last = message
                     yield {"progress": 10, "message": message}
             await asyncio.sleep(0.5)
         if status in m.ACTIVE_SESSION_STATUSES:
             yield {"progress": 50, "message": f"Starting the session on the {self.backend_name} backend"}
+        # While the backend prepares it: the pull of its image, when one runs (backends that pull).
+        while status in m.ACTIVE_SESSION_STATUSES and status != m.SessionStatus.RUNNING:
+            event = getattr(self, "pull_progress_event", lambda: None)()
+            if event is not None and event["message"] != last:
+                last = event["message"]
+                yield event
+            await asyncio.sleep(0.5)
+            session_id = self.session_id
+            if session_id is None:
+                return
+            status = await self.run_db(lambda db, sid=session_id: db.get(m.Session, sid).status)
 
     # --- usage and idleness ---------------------------------------------------------------------------
 

@@ -16,8 +16,11 @@ that node's network namespace (see SECURITY.md's limits). Folders are bind mount
 ``storage_root``, which every node must mount at the same path.
 
 Not yet: SSH into swarm sessions (keys cannot be placed into a service before it starts),
-usage samples (they live on each node's engine), pulling images onto a node, a storage probe
-per node.
+usage samples (they live on each node's engine), a storage probe per node.
+
+Images (:class:`~.images.SwarmImages`): a session's image missing on its node is pulled there
+by a one-task service before the session's own (PULLING), or with ``pull_policy = "never"``
+the scheduler only chooses nodes known to have it.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from ..core.slots import ResourceSlots
 from ..db import admin
 from ..db import models as m
 from ..db import sessions as store
+from .images import SwarmImages
 from .spawner import SessionRefused, SessionSpawnerMixin
 from .spec import LABEL_SESSION_ID, SessionSpec, SpecError
 from .swarm_args import GPU_RESOURCE, GROUP_LABEL, NodeAgent, node_agents, service_name, swarm_service_spec
@@ -46,7 +50,7 @@ _STARTING = {"new", "allocated", "pending", "assigned", "accepted", "preparing",
 TASK_POLL_INTERVAL = 0.25
 
 
-class SwarmSessionSpawner(SessionSpawnerMixin, SwarmSpawner):
+class SwarmSessionSpawner(SwarmImages, SessionSpawnerMixin, SwarmSpawner):
     backend_name = "swarm"
     isolates_users = True
 
@@ -84,10 +88,6 @@ class SwarmSessionSpawner(SessionSpawnerMixin, SwarmSpawner):
     @default("use_internal_ip")
     def _default_use_internal_ip(self):
         return True
-
-    @default("pull_policy")
-    def _default_pull_policy(self):
-        return "skip"  # the image must be on the chosen node (pulling per node: not yet)
 
     _spec: SessionSpec | None = None
     _node_id: str | None = None

@@ -32,7 +32,8 @@ Paths (relative to the service's base URL)::
     GET    /admin/images?installed=true|false                  list
     POST   /admin/images/rescan                                read every registry (Docker Registry API v2)
     POST   /admin/images/cleanup                               {dry_run?, registry?} drop unused rows
-    GET|PATCH /admin/images/{ref}?architecture=                PATCH: {min_slots}
+    GET|PATCH /admin/images/{ref}?architecture=                PATCH: {min_slots}; with installed_agents, installs
+    POST   /admin/images/{ref}/install                         {scaling_group?, agents?}: the agents pull it
     GET|POST /admin/registries, GET|DELETE /admin/registries/{hostname}
     GET|POST /admin/presets, GET|PATCH|DELETE /admin/presets/{name}
     GET    /admin/agents?status=alive|lost|all                 capacity, occupied (from sessions), status
@@ -63,6 +64,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest, HT
 from .._version import __version__
 from ..core.slots import ResourceSlots
 from ..db import admin, views
+from ..db import images as image_db
 from ..db import models as m
 from ..db import sessions as session_db
 from .api_resources import RecalculateUsageHandler as _ResourcesRecalculate
@@ -384,6 +386,14 @@ class PolicyHandler(AdminHandler):
 # --- images (F41) and registries (F42) ------------------------------------------------------------
 
 
+def image_view(db: DB, image: m.Image, installs: dict[str, list[m.AgentImage]] | None = None) -> dict[str, Any]:
+    """An image with the agents that have it and the installs in progress (``installed_agents``, ``installs``)."""
+    ref = image_db.reference_of(image)
+    if installs is None:
+        installs = image_db.installs_by_reference(db, [ref])
+    return {**views.image_view(image), **image_db.agents_view(installs.get(ref, ()))}
+
+
 class ImagesHandler(AdminHandler):
     async def get(self):
         installed = _bool_arg(self.get_query_argument("installed", None), "installed")
@@ -392,7 +402,8 @@ class ImagesHandler(AdminHandler):
             query = select(m.Image).order_by(m.Image.registry_host, m.Image.name, m.Image.tag, m.Image.architecture)
             if installed is not None:
                 query = query.where(m.Image.installed.is_(installed))
-            return [views.image_view(i) for i in db.scalars(query)]
+            installs = image_db.installs_by_reference(db)
+            return [image_view(db, i, installs) for i in db.scalars(query)]
 
         self.send({"images": await self.run_db(run)})
 
@@ -400,7 +411,7 @@ class ImagesHandler(AdminHandler):
 class ImageHandler(AdminHandler):
     async def get(self, ref: str):
         arch = self.get_query_argument("architecture", None)
-        self.send(await self.run_db(lambda db: views.image_view(admin.get_image(db, ref, arch))))
+        self.send(await self.run_db(lambda db: image_view(db, admin.get_image(db, ref, arch))))
 
     async def patch(self, ref: str):
         self.require_superadmin()
@@ -412,9 +423,37 @@ class ImageHandler(AdminHandler):
         arch = fields.get("architecture") or self.get_query_argument("architecture", None)
 
         def run(db: DB) -> dict[str, Any]:
-            return views.image_view(admin.set_image_min(db, admin.get_image(db, ref, arch), fields["min_slots"]))
+            return image_view(db, admin.set_image_min(db, admin.get_image(db, ref, arch), fields["min_slots"]))
 
         self.send(await self.run_db(run))
+
+
+class ImageInstallHandler(AdminHandler):
+    """``POST /admin/images/{ref}/install``: the agents pull the image (Backend.AI's "install").
+
+    The manager only queues the installs; the hub's backend pulls onto its agents (Docker: the
+    hub's engine; Swarm: each node) and keeps each agent's state, which ``GET /admin/images``
+    shows in ``installs`` (queued, pulling with bytes done, installed, failed with the reason)
+    and ``installed_agents``. Once an agent has it the image is ``installed`` and offered.
+    """
+
+    async def post(self, ref: str):
+        self.require_superadmin()
+        data = self.json_body()
+        reject_unknown(data, {"scaling_group", "agents", "architecture"})
+        fields = pick(data, {"scaling_group": str, "agents": list, "architecture": str})
+        arch = fields.get("architecture") or self.get_query_argument("architecture", None)
+
+        def run(db: DB) -> dict[str, Any]:
+            image = admin.get_image(db, ref, arch)
+            image_db.pull_source(db, image.reference)  # an image no agent can pull is refused now, with why
+            agents = image_db.install_targets(
+                db, scaling_group=fields.get("scaling_group"), agent_ids=fields.get("agents")
+            )
+            queued, already = image_db.queue_install(db, image, agents)
+            return {"image": image.reference, "queued": queued, "already": already, **image_view(db, image)}
+
+        self.send(await self.run_db(run), status=202)
 
 
 class ImageCleanupHandler(AdminHandler):
@@ -1070,6 +1109,7 @@ handlers = [
     (r"/admin/images/?", ImagesHandler),
     (r"/admin/images/rescan", ImageRescanHandler),
     (r"/admin/images/cleanup", ImageCleanupHandler),
+    (r"/admin/images/(.+)/install", ImageInstallHandler),
     (r"/admin/images/(.+)", ImageHandler),
     (r"/admin/registries/?", RegistriesHandler),
     (r"/admin/registries/([^/]+)", RegistryHandler),

@@ -43,6 +43,7 @@ from ..core.like import like_matcher
 from ..core.slots import ResourceSlots
 from ..db import admin, views
 from ..db import folders as folder_db
+from ..db import images as image_db
 from ..db import models as m
 from ..db import sessions as session_db
 from ..storage import StorageError
@@ -615,7 +616,7 @@ def group_item(g: m.Group, sgroups: list[str]) -> dict[str, Any]:
     return view
 
 
-def image_item(i: m.Image) -> dict[str, Any]:
+def image_item(i: m.Image, installed_agents: list[str] | None = None) -> dict[str, Any]:
     return {
         "id": str(i.id),
         "name": i.name,
@@ -631,7 +632,7 @@ def image_item(i: m.Image) -> dict[str, Any]:
         "resource_limits": [{"key": k, "min": str(v), "max": None} for k, v in (i.min_slots or {}).items()],
         "supported_accelerators": sorted({k.split(".", 1)[0] for k in (i.min_slots or {}) if k.startswith("cuda.")}),
         "installed": i.installed,
-        "installed_agents": [],
+        "installed_agents": installed_agents or [],
         "hash": i.digest,
     }
 
@@ -1037,7 +1038,8 @@ def q_groups_by_name(ctx: Ctx, name: str, domain_name: str | None = None):
 
 
 def q_image(ctx: Ctx, reference: str, architecture: str | None = None):
-    return image_item(admin.get_image(ctx.db, reference, architecture))
+    image = admin.get_image(ctx.db, reference, architecture)
+    return image_item(image, _installed_agents(ctx, [image]).get(image_db.reference_of(image)))
 
 
 def q_images(ctx: Ctx, is_installed: bool | None = None, is_operation: bool | None = None):
@@ -1046,7 +1048,17 @@ def q_images(ctx: Ctx, is_installed: bool | None = None, is_operation: bool | No
     query = select(m.Image).order_by(m.Image.registry_host, m.Image.name, m.Image.tag, m.Image.architecture)
     if is_installed is not None:
         query = query.where(m.Image.installed.is_(is_installed))
-    return [image_item(i) for i in ctx.db.scalars(query)]
+    images = list(ctx.db.scalars(query))
+    agents = _installed_agents(ctx, images)
+    return [image_item(i, agents.get(image_db.reference_of(i))) for i in images]
+
+
+def _installed_agents(ctx: Ctx, images: list[m.Image]) -> dict[str, list[str]]:
+    """Per image reference, the agents that have it: agents are shown to superadmins only."""
+    if not ctx.me.is_superadmin or not images:
+        return {}
+    rows = image_db.installs_by_reference(ctx.db, [image_db.reference_of(i) for i in images])
+    return {ref: image_db.agents_view(r)["installed_agents"] for ref, r in rows.items()}
 
 
 def q_resource_preset(ctx: Ctx, name: str):
