@@ -463,6 +463,18 @@ def _listing_order(e: ListedFolder) -> tuple[str, int, str]:
     return e.raw[_NAME], _PRECEDENCE[e.via], str(e.raw[_ID]).replace("-", "")
 
 
+def capacity_of(db: DB, folder: m.VFolder) -> int | None:
+    """Bytes the folder may hold: its own quota and (user folders) its owner's policy's folder
+    capacity, whichever is lower; None is unlimited."""
+    limits = [folder.quota] if folder.quota else []
+    if folder.ownership_type == m.FolderOwnership.USER and folder.user_id is not None:
+        owner = db.get(m.User, folder.user_id)
+        keypair = main_keypair(db, owner) if owner is not None else None
+        if keypair is not None and keypair.policy.max_vfolder_size:
+            limits.append(keypair.policy.max_vfolder_size)
+    return min(limits) if limits else None
+
+
 def record_usage(db: DB, folder_id: uuid.UUID, used_bytes: int, file_count: int, at: dt.datetime | None = None) -> None:
     """Keep a size measured at ``at`` (when the walk began; default now) for listings.
 
@@ -619,6 +631,33 @@ def rename_folder(db: DB, user: m.User, folder_name_or_id: m.VFolder | uuid.UUID
             owner = f"group {db.get(m.Group, folder.group_id).name!r} already has"
         raise admin.Conflict(f"cannot rename folder {folder.name!r}: {owner} a folder named {new_name!r}")
     folder.name = new_name
+    db.flush()
+    return folder
+
+
+def set_folder_quota(
+    db: DB, user: m.User, folder_name_or_id: m.VFolder | uuid.UUID | str, quota: int | None
+) -> m.VFolder:
+    """Change a folder's own quota (bytes; None or 0: none, only the owner's policy's capacity holds).
+
+    Who may rename the folder may do this. A user folder's quota cannot exceed its owner's
+    policy's folder capacity (as at creation). The caller sets the new capacity on the storage.
+    """
+    folder, access = _managed(db, user, folder_name_or_id)
+    _check_manage(db, user, folder, access, "change the quota of")
+    if quota is not None and (isinstance(quota, bool) or not isinstance(quota, int) or quota < 0):
+        raise admin.AdminError(f"the quota of folder {folder.name!r} must be a number of bytes, not {quota!r}")
+    quota = quota or None
+    if quota is not None and folder.ownership_type == m.FolderOwnership.USER:
+        owner = db.get(m.User, folder.user_id)
+        keypair = main_keypair(db, owner) if owner is not None else None
+        policy = keypair.policy if keypair is not None else None
+        if policy is not None and policy.max_vfolder_size and quota > policy.max_vfolder_size:
+            raise admin.AdminError(
+                f"the quota of folder {folder.name!r} ({quota} bytes) exceeds policy {policy.name!r}'s folder capacity"
+                f" ({policy.max_vfolder_size} bytes)"
+            )
+    folder.quota = quota
     db.flush()
     return folder
 

@@ -528,9 +528,9 @@ class SessionSpawnerMixin(LoggingConfigurable):
 
         def ref(access) -> FolderRef:
             f = access.folder
-            if not folder_store.exists(f.host, f.id):
-                folder_store.create(f.host, f.id)
-            return FolderRef(f.name, str(folder_store.path(f.host, f.id)), access.permission)
+            # The capacity is set again at each start: the owner's policy may have changed it.
+            path = folder_store.ensure(f.host, f.id, capacity=folder_db.capacity_of(db, f))
+            return FolderRef(f.name, str(path), access.permission)
 
         ssh_port = None
         keys = sshkeys.get_or_create(db, user)

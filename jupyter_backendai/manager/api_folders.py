@@ -130,6 +130,9 @@ def _folder_json(
         "max_size": capacity,
         "quota": d["quota"],
         "cur_size": d["used_bytes"],
+        # Measured over its capacity: where the storage does not enforce capacities (or a session
+        # got round it), uploads are refused until the folder shrinks.
+        "over_capacity": bool(capacity and d["used_bytes"] is not None and d["used_bytes"] > capacity),
         "file_count": d["file_count"],
         "usage_at": at.isoformat() if at else None,
         "created_at": created.isoformat() if created else None,
@@ -347,7 +350,7 @@ class FolderHandler(APIHandler):
         def ensure() -> str:
             if not self.store.exists(ref.host, ref.id):
                 try:
-                    self.store.create(ref.host, ref.id)
+                    self.store.create(ref.host, ref.id, capacity=ref.capacity)
                 except storage.AlreadyExists:
                     pass  # made meanwhile by someone else
             return str(self.store.path(ref.host, ref.id))
@@ -415,7 +418,7 @@ class FoldersHandler(FolderHandler):
                 cloneable=cloneable,
             )
             # In the transaction: if the directory cannot be made, the row is not kept either.
-            self.store.create(folder.host, folder.id)
+            self.store.create(folder.host, folder.id, capacity=_capacity(db, folder))
             perm = "wd" if group is None else folder.permission.value
             access = folder_db.FolderAccess(folder, perm, "owner" if group is None else "group", folder.is_automount)
             return _view(db, access)
@@ -473,7 +476,12 @@ class FolderIdHandler(FolderHandler):
 
 
 class FolderUsageHandler(FolderHandler):
-    """``GET /folders/_/usage?id=`` and ``GET /folders/{name}/usage`` → bytes, files and capacity."""
+    """``GET /folders/_/usage?id=`` and ``GET /folders/{name}/usage`` → bytes, files and capacity.
+
+    Where the storage enforces capacities (``storage.quota``) the numbers are the quota's: no
+    walk of the folder (``usage_source`` ``quota``; btrfs counts no files, so the last measured
+    count is given). Elsewhere the folder is walked (``measured``).
+    """
 
     async def get(self, name: str | None = None) -> None:
         if name is None:
@@ -481,8 +489,17 @@ class FolderUsageHandler(FolderHandler):
         folder = await self.folder(name, "ro")
         directory = await self.directory(folder)
         at = utcnow()
-        used, count = await asyncio.to_thread(storage.usage, directory)
+        counted = await asyncio.to_thread(self.store.quota_usage, folder.host, folder.id)
+        if counted is not None:
+            used, count = counted
+            source = "quota"
+            if count is None:
+                count = await self.run_db(_stored_file_count, folder.id)
+        else:
+            used, count = await asyncio.to_thread(storage.usage, directory)
+            source = "measured"
         await self.run_db(folder_db.record_usage, folder.id, used, count, at)  # what listings show as cur_size
+        limits = self.store.quota(folder.host)
         self.send(
             {
                 "id": folder.id.hex,
@@ -491,8 +508,69 @@ class FolderUsageHandler(FolderHandler):
                 "file_count": count,
                 "quota": folder.capacity,
                 "max_size": folder.capacity,
+                "over_capacity": bool(folder.capacity and used > folder.capacity),
+                "usage_source": source,
+                "capacity_enforced": counted is not None,
+                "storage_quota": limits.kind,
             }
         )
+
+
+def _stored_file_count(db: DB, folder_id: uuid.UUID) -> int:
+    return db.scalar(select(m.VFolder.file_count).where(m.VFolder.id == folder_id)) or 0
+
+
+class FolderQuotaHandler(FolderHandler):
+    """Backend.AI's ``GET /folders/_/quota`` {folder_host, id} → {used_bytes, limit_bytes} and
+    ``POST /folders/_/quota`` {folder_host, id, input: {size_bytes}} → {size_bytes}.
+
+    Reading needs ``ro``; changing is for who may rename the folder (its owner, admins of a
+    group folder's domain), up to the owner's policy's folder capacity (400 past it). The
+    answer's ``size_bytes`` is the folder's own quota (0: none); its capacity (``max_size``
+    elsewhere) is that or the policy's, the lower. The new capacity is set on the storage
+    right away where it enforces capacities, so that sessions running now are held to it.
+    """
+
+    async def get(self) -> None:
+        folder = await self.folder(self.need(self.json_body(), "id", "vfolder_id", kind=str), "ro")
+        await self.directory(folder)
+        counted = await asyncio.to_thread(self.store.quota_usage, folder.host, folder.id)
+        if counted is None:
+            used = await self.run_db(_stored_used_bytes, folder.id)
+        else:
+            used = counted[0]
+        self.send(
+            {
+                "used_bytes": used,
+                "limit_bytes": folder.capacity or 0,
+                "enforced": counted is not None,
+                "storage_quota": self.store.quota(folder.host).kind,
+            }
+        )
+
+    async def post(self) -> None:
+        data = self.json_body()
+        ref = self.need(data, "id", "vfolder_id", kind=str)
+        given = data.get("input")
+        size = given.get("size_bytes") if isinstance(given, dict) else data.get("size_bytes")
+        if isinstance(size, str) and size.isdigit():
+            size = int(size)
+        if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+            raise APIError(400, "'input.size_bytes' (bytes, 0 for none) is required")
+
+        def change(db: DB) -> tuple[FolderRef, int | None]:
+            folder = folder_db.set_folder_quota(db, self.me(db), ref, size)
+            capacity = _capacity(db, folder)
+            return FolderRef(folder.id, folder.host, folder.name, "wd", "owner", capacity), folder.quota
+
+        folder, quota = await self.run_db(change)
+        await self.directory(folder)
+        await asyncio.to_thread(self.store.set_capacity, folder.host, folder.id, folder.capacity)
+        self.send({"size_bytes": quota or 0, "max_size": folder.capacity})
+
+
+def _stored_used_bytes(db: DB, folder_id: uuid.UUID) -> int:
+    return db.scalar(select(m.VFolder.used_bytes).where(m.VFolder.id == folder_id)) or 0
 
 
 class FolderItemHandler(FolderHandler):
@@ -570,7 +648,8 @@ class CloneHandler(FolderHandler):
                 db, user, target_name, host=target_host or source.host, permission=permission,
                 usage_mode=usage_mode, cloneable=cloneable,
             )  # fmt: skip
-            self.store.create(folder.host, folder.id)  # in the transaction, as for a created folder
+            # In the transaction, as for a created folder.
+            self.store.create(folder.host, folder.id, capacity=capacity)
             return folder.id, folder.host, capacity
 
         new_id, host, capacity = await self.run_db(create)
@@ -991,6 +1070,7 @@ handlers = [
     (r"/folders/_/hosts", FolderHostsHandler),
     (r"/folders/_/id", FolderIdHandler),
     (r"/folders/_/usage", FolderUsageHandler),
+    (r"/folders/_/quota", FolderQuotaHandler),
     (r"/folders/_/shared", SharedFoldersHandler),
     (r"/folders/invitations/list", InvitationsListHandler),
     (r"/folders/invitations/list-sent", InvitationsListHandler, {"sent": True}),

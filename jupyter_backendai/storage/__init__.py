@@ -11,6 +11,8 @@ the :class:`StorageError` family to answers with each error's ``status``.
   neither ``..`` nor a symbolic link, even one planted by a session mid-operation, leads out.
 - :mod:`.ranges`: ``Range`` header parsing and ranged reads.
 - :mod:`.archive`: a directory or several entries as a streamed ZIP (no temporary file, no link followed).
+- :mod:`.quota`: folder capacities the filesystem enforces (XFS/ext4 project quotas, btrfs
+  qgroups), chosen per storage host; advisory elsewhere.
 """
 
 from __future__ import annotations

@@ -155,6 +155,9 @@ def translate_oserror(exc: OSError, parts: Sequence[str]) -> StorageError:
         return UnsafePath(f"{shown} has a name that is too long")
     if code in (errno.EACCES, errno.EPERM):
         return PermissionDenied(f"permission denied on {shown}")
-    if code in (errno.ENOSPC, errno.EDQUOT):
+    if code == errno.EDQUOT:
+        # The filesystem's own limit of this folder (storage.quota): its capacity, not the disk.
+        return StorageError(f"{shown} could not be written: the folder is full (its capacity is reached)", status=413)
+    if code == errno.ENOSPC:
         return InsufficientStorage(f"no space left on the storage for {shown}")
     return StorageError(f"{shown}: {exc.strerror or type(exc).__name__}")

@@ -3,6 +3,9 @@
 The two-character bucket (the first byte of the id) spreads folders over 256 directories per
 host, so no directory grows to millions of entries on a big installation. A host is a name
 the operator configures (``local``, ``nfs``...), usually a mount point under the root.
+
+Where a host's filesystem has quotas (:mod:`.quota`), folders are made so that it can limit
+each one (a btrfs subvolume, an XFS/ext4 project) and their capacities are set there too.
 """
 
 from __future__ import annotations
@@ -14,8 +17,9 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+from . import quota as quotas
 from ._fs import DIR_FLAGS, open_subdir, oserrors, rmtree_at
-from .errors import AlreadyExists, UnknownHost, UnsafePath
+from .errors import AlreadyExists, NotFound, StorageError, UnknownHost, UnsafePath
 from .uploads import UploadStore
 
 __all__ = ["FolderStore"]
@@ -67,11 +71,18 @@ class FolderStore(UploadStore):
             return False
         return stat.S_ISDIR(st.st_mode)
 
+    def quota(self, host: str) -> quotas.FolderQuota:
+        """How the filesystem of ``host`` limits folders (probed once per directory and mount)."""
+        directory = self._host_dir(host)
+        directory.mkdir(mode=0o755, parents=True, exist_ok=True)
+        return quotas.probe(directory)
+
     def create(
         self,
         host: str,
         folder_id: uuid.UUID | str,
         *,
+        capacity: int | None = None,
         owner_uid: int = 1000,
         owner_gid: int = 1000,
         mode: int = 0o755,
@@ -79,16 +90,19 @@ class FolderStore(UploadStore):
         """Make the folder's directory; owned by the session user (uid 1000) when we run as root.
 
         Not root (a developer's laptop, the ``local`` backend) it stays ours: chown would fail
-        and the sessions then run as us anyway.
+        and the sessions then run as us anyway. ``capacity`` (bytes, None: unlimited) is set
+        where the host's filesystem enforces it; a capacity that cannot be set removes the
+        directory again and raises.
         """
         fid = _folder_uuid(folder_id)
         path = self.path(host, fid)
+        limits = self.quota(host)
         path.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
         with oserrors(()):
             bucket = os.open(path.parent, DIR_FLAGS)
         try:
             try:
-                os.mkdir(fid.hex, 0o700, dir_fd=bucket)
+                limits.make_dir(bucket, fid.hex)
             except FileExistsError:
                 raise AlreadyExists(f"folder {fid} already exists on host {host!r}") from None
             fd = open_subdir(fid.hex, bucket, ())
@@ -97,15 +111,87 @@ class FolderStore(UploadStore):
                     os.fchmod(fd, mode)
                     if os.geteuid() == 0:
                         os.fchown(fd, owner_uid, owner_gid)
-            finally:
+                self._apply(limits, fd, capacity)
+            except BaseException:
                 os.close(fd)
+                fd = -1
+                rmtree_at(bucket, fid.hex, ())
+                raise
+            finally:
+                if fd >= 0:
+                    os.close(fd)
         finally:
             os.close(bucket)
         return path
 
-    def delete(self, host: str, folder_id: uuid.UUID | str) -> None:
-        """Remove the folder and everything in it, following no link; a folder already gone is fine."""
+    def ensure(self, host: str, folder_id: uuid.UUID | str, *, capacity: int | None = None) -> Path:
+        """The folder's directory, made if missing (a folder created by the CLI or the db layer),
+        with ``capacity`` set where the filesystem enforces it (it may have changed since)."""
+        try:
+            return self.create(host, folder_id, capacity=capacity)
+        except AlreadyExists:
+            self.set_capacity(host, folder_id, capacity)
+            return self.path(host, folder_id)
+
+    def set_capacity(self, host: str, folder_id: uuid.UUID | str, capacity: int | None) -> bool:
+        """Set the folder's capacity where the filesystem enforces it; True if it does for this folder."""
+        limits = self.quota(host)
+        if not limits.enforced:
+            return False
+        fd = self._open(host, folder_id)
+        try:
+            return self._apply(limits, fd, capacity)
+        finally:
+            os.close(fd)
+
+    def quota_usage(self, host: str, folder_id: uuid.UUID | str) -> tuple[int, int | None] | None:
+        """``(bytes, entries or None)`` as the filesystem's quota counts the folder; None where none does.
+
+        Cheap (one ioctl or one small read), unlike walking the folder.
+        """
+        limits = self.quota(host)
+        if not limits.enforced:
+            return None
+        try:
+            fd = self._open(host, folder_id)
+        except NotFound:
+            return None
+        try:
+            return limits.used(fd)
+        except OSError as e:
+            raise StorageError(
+                f"the folder's usage could not be read from the {limits.kind} quota: {e.strerror}"
+            ) from None
+        finally:
+            os.close(fd)
+
+    def _open(self, host: str, folder_id: uuid.UUID | str) -> int:
         path = self.path(host, folder_id)
+        with oserrors(()):
+            bucket = os.open(path.parent, DIR_FLAGS)
+        try:
+            return open_subdir(path.name, bucket, ())
+        finally:
+            os.close(bucket)
+
+    @staticmethod
+    def _apply(limits: quotas.FolderQuota, fd: int, capacity: int | None) -> bool:
+        if not limits.enforced:
+            return False
+        try:
+            return limits.apply(fd, capacity)
+        except OSError as e:
+            raise StorageError(
+                f"the folder's capacity could not be set on the {limits.kind} quota: {e.strerror}"
+            ) from None
+
+    def delete(self, host: str, folder_id: uuid.UUID | str) -> None:
+        """Remove the folder and everything in it, following no link; a folder already gone is fine.
+
+        What the folder's quota left behind (a project's limit, a btrfs qgroup) goes too.
+        """
+        path = self.path(host, folder_id)
+        limits = self.quota(host) if host in self.hosts else quotas.Advisory()
         try:
             bucket = os.open(path.parent, DIR_FLAGS)
         except FileNotFoundError:
@@ -116,7 +202,21 @@ class FolderStore(UploadStore):
             except FileNotFoundError:
                 return
             if stat.S_ISDIR(st.st_mode):
+                ident = None
+                if limits.enforced:
+                    fd = open_subdir(path.name, bucket, ())
+                    try:
+                        ident = limits.identify(fd)
+                    except OSError:
+                        ident = None
+                    finally:
+                        os.close(fd)
                 rmtree_at(bucket, path.name, ())
+                if ident is not None:
+                    try:
+                        limits.forget(bucket, ident)
+                    except OSError:
+                        pass  # a limit left on an id nothing uses any more limits nothing
             else:
                 with oserrors(()):
                     os.unlink(path.name, dir_fd=bucket)

@@ -76,6 +76,18 @@ class UploadStore:
     def path(self, host: str, folder_id: uuid.UUID | str) -> Path:  # pragma: no cover - provided by FolderStore
         raise NotImplementedError
 
+    def quota_usage(self, host: str, folder_id: uuid.UUID | str) -> tuple[int, int | None] | None:
+        """What the filesystem's quota counts for the folder, if one does (see ``FolderStore``)."""
+        return None
+
+    def _used_bytes(self, host: str, folder_id: uuid.UUID | str, fd: int) -> int:
+        """The folder's usage for a capacity check: from its quota where one counts (cheap), else a walk."""
+        counted = self.quota_usage(host, folder_id)
+        if counted is not None:
+            return counted[0]
+        with oserrors(()):
+            return tree_usage(fd)[0]
+
     @property
     def uploads_dir(self) -> Path:
         return self.root / ".uploads"
@@ -116,8 +128,7 @@ class UploadStore:
             with OpenFolder(folder) as of:
                 old = _existing_target(of, parts)
                 if quota is not None:
-                    with oserrors(()):
-                        used = tree_usage(of.fd)[0]
+                    used = self._used_bytes(host, folder_id, of.fd)
                     reserved = self.reserved_bytes(folder_id)
                     check_quota(
                         used=used, replaced=old.st_size if old else 0, adding=size, quota=quota,
@@ -214,8 +225,7 @@ class UploadStore:
             parts = split_relpath(info.relpath)
             with OpenFolder(self.path(info.host, info.folder_id)) as of:
                 old = _existing_target(of, parts)
-                with oserrors(()):
-                    used = tree_usage(of.fd)[0]
+                used = self._used_bytes(info.host, info.folder_id, of.fd)
             # The other uploads' reservations count: they were admitted on the room left then.
             reserved = self.reserved_bytes(info.folder_id, besides=upload_id)
             check_quota(

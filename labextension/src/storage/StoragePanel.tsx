@@ -33,12 +33,26 @@ function UsageBar(props: { folder: IFolder; stamp: number }): JSX.Element {
   }
   const cap = usage.max_size;
   const text = `${formatBytes(usage.used_bytes)} of ${cap ? formatBytes(cap) : 'unlimited'} used, ${usage.file_count} file(s)`;
+  const over = usage.over_capacity ?? (cap !== null && usage.used_bytes > cap);
   return (
     <div className="jp-BackendAI-usageBar">
       {cap ? (
         <meter min={0} max={cap} value={usage.used_bytes} high={cap * 0.9} aria-label={`Usage of ${props.folder.name}`} />
       ) : null}
       <span className="jp-BackendAI-hint">{text}</span>
+      {over ? (
+        <span
+          className="jp-BackendAI-badge jp-BackendAI-overCapacity"
+          role="status"
+          title={
+            usage.capacity_enforced
+              ? 'The storage refuses further writes to this folder.'
+              : 'Uploads to this folder are refused until it shrinks; this storage does not stop sessions from writing (advisory capacity).'
+          }
+        >
+          over capacity
+        </span>
+      ) : null}
     </div>
   );
 }

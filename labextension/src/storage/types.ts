@@ -29,6 +29,10 @@ export interface IUsage {
   used_bytes: number;
   file_count: number;
   max_size: number | null;
+  /** Used past the capacity: uploads are refused until it shrinks. */
+  over_capacity?: boolean;
+  /** Whether the storage itself holds the folder to its capacity (a quota) or only the manager does. */
+  capacity_enforced?: boolean;
 }
 
 export interface IInvitation {
