@@ -12,11 +12,19 @@ seen. Through a real hub, proxy and manager:
 * a session whose image is offered but not on the engine is PULLING (status history, the pending
   page's progress events) and then runs;
 * with ``pull_policy = "never"`` a session whose image no agent has is refused with the reason,
-  and once the engine has it (a heartbeat reports it) it starts.
+  and once the engine has it (a heartbeat reports it) it starts;
+* in a real browser, Administration → Environments → Images of the lab extension (a JupyterLab on
+  this host managing the hub with the superadmin's keypair) installs the image and shows its
+  pull's progress, then the agent that has it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import subprocess
+import sys
 import time
 import uuid
 from urllib.parse import quote
@@ -26,6 +34,7 @@ import requests
 
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
+from tests.hub_fixtures import free_port, screenshot
 from tests.registry_helpers import (
     SESSION_IMAGE,
     SlowLink,
@@ -296,3 +305,79 @@ def test_without_pulling_a_session_needs_an_agent_with_its_image(make_hub, pdb, 
         stop(hub, "alice", "nopull2")
     finally:
         cleanup(ref)
+
+
+@contextlib.contextmanager
+def keypair_lab(tmp_path, endpoint: str, access_key: str, secret_key: str):
+    """A plain JupyterLab on this host whose Backend.AI panels manage the hub with a keypair."""
+    from tests.test_lab_admin_browser import jupyter_paths
+
+    port, token = free_port(), uuid.uuid4().hex
+    root = tmp_path / "lab-root"
+    root.mkdir()
+    env = {**os.environ, **jupyter_paths(tmp_path)}
+    cmd = [
+        sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--ServerApp.port={port}",
+        "--ServerApp.ip=127.0.0.1", f"--ServerApp.token={token}", f"--ServerApp.root_dir={root}",
+        f"--BackendAIExtension.endpoint={endpoint}", f"--BackendAIExtension.access_key={access_key}",
+        f"--BackendAIExtension.secret_key={secret_key}",
+    ]  # fmt: skip
+    with open(tmp_path / "lab.log", "wb") as log:
+        process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(f"{url}/api/status", params={"token": token}, timeout=2).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "lab.log").read_text()
+            time.sleep(0.3)
+        yield f"{url}/lab?token={token}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_administration_installs_an_image_and_shows_its_pull(make_hub, pdb, registry, tmp_path, page):
+    from tests.test_lab_admin_browser import console_area, open_from_menu
+
+    repo = f"lab/from-panel-{uuid.uuid4().hex[:6]}:1"
+    push_session_variant(registry, repo, tmp_path)
+    with SlowLink(registry, rate=RATE) as link:
+        ref = f"{link.address}/{repo}"
+        add_registry(pdb, link.address)
+        pdb.setup(lambda db: admin.upsert_image(db, ref, labels={"ai.backend.test": "1"}))
+        try:
+            hub = docker_hub(make_hub, pdb)
+            agent = docker_agent(pdb)
+            with keypair_lab(tmp_path, hub.url + PREFIX, *pdb.keys) as lab_url:
+                page.goto(lab_url, timeout=90_000)
+                page.wait_for_selector("#jp-main-dock-panel", timeout=90_000)
+                open_from_menu(page, "Administration")
+                area = console_area(page, "admin")
+                area.get_by_role("tab", name="Environments").click()
+                area.get_by_role("tab", name="Images").click()
+                row = area.locator(f"tr[data-key='{ref}@x86_64']")
+                row.wait_for()
+                assert "—" in row.inner_text()  # on no agent yet
+                row.get_by_role("button", name=f"Install {ref} on the agents").click()
+                dialog = page.get_by_role("dialog", name=f"Install {ref}")
+                dialog.get_by_label("Onto the agents of", exact=True).select_option("default")
+                dialog.get_by_role("button", name="Install").click()
+                area.get_by_text(f"The agents pull {ref}: {agent}.").wait_for()
+                # The pull's progress in the row while it runs (the list follows it by itself) ...
+                pulling = row.locator(f"li[data-install-status='pulling'][data-agent='{agent}']")
+                pulling.filter(has_text=re.compile(r"pulling on .*: \d+ % \(.* of .*\)")).wait_for(timeout=60_000)
+                screenshot(page, "image-pulling")
+                # ... then the agent that has it.
+                row.locator("li[data-install-status]").first.wait_for(state="detached", timeout=120_000)
+                assert agent in row.inner_text() and image_exists(ref)
+                screenshot(page, "image-installed")
+        finally:
+            cleanup(ref)

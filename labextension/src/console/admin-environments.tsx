@@ -1,8 +1,9 @@
 /**
- * Environments: images with their minimum resources (F41), resource presets (F43) and Docker
+ * Environments: images with their minimum resources (F41) and their installs on the agents (which
+ * agents have each, the pulls in progress), resource presets (F43) and Docker
  * registries with a rescan (F42).
  */
-import React, { useState } from 'react';
+import React, { useEffect, useState } from 'react';
 
 import {
   AdminList,
@@ -45,6 +46,90 @@ interface IImage {
   labels: Record<string, string>;
   resource_limits: Slots;
   installed: boolean;
+  /** The agents that have it (Backend.AI's field). */
+  installed_agents: string[];
+  /** Each agent's install: queued, pulling (with bytes), installed, failed (with why). */
+  installs: IInstall[];
+}
+
+interface IInstall {
+  agent: string;
+  status: 'queued' | 'pulling' | 'installed' | 'failed';
+  progress: { current: number | null; total: number | null } | null;
+  message: string;
+  updated_at: string | null;
+}
+
+/** An install in progress or failed, in words: "pulling on docker-a: 45 % (12 MiB of 27 MiB)". */
+export function installText(i: IInstall): string {
+  if (i.status === 'pulling') {
+    const p = i.progress;
+    const bytes =
+      p && p.total
+        ? `: ${Math.floor((100 * (p.current || 0)) / p.total)} % ` +
+          `(${formatBytes(p.current || 0)} of ${formatBytes(p.total)})`
+        : '';
+    return `pulling on ${i.agent}${bytes}${!bytes && i.message ? ` (${i.message})` : ''}`;
+  }
+  if (i.status === 'failed') {
+    return `failed on ${i.agent}: ${i.message}`;
+  }
+  return `${i.status} on ${i.agent}`;
+}
+
+function busyInstalls(images: IImage[] | undefined): boolean {
+  return !!images && images.some(i => i.installs.some(x => x.status === 'queued' || x.status === 'pulling'));
+}
+
+function ImageInstall(props: { image: IImage; onClose: () => void; onSaved: (text: string) => void }): JSX.Element {
+  const [group, setGroup] = useState('');
+  const groups = useLoad(
+    () =>
+      api<{ scaling_groups: { name: string }[] }>('admin/scaling-groups').then(r => r.scaling_groups.map(s => s.name)),
+    []
+  );
+  const submit = async () => {
+    const body: Record<string, unknown> = { architecture: props.image.architecture };
+    if (group) {
+      body.scaling_group = group;
+    }
+    const answer = await api<{ queued: string[]; already: string[] }>(
+      `admin/images/${segment(props.image.reference, true)}/install`,
+      'POST',
+      body
+    );
+    const parts = [
+      answer.queued.length
+        ? `The agents pull ${props.image.reference}: ${answer.queued.join(', ')}.`
+        : `No agent needed to pull ${props.image.reference}.`
+    ];
+    if (answer.already.length) {
+      parts.push(`Already there or on its way: ${answer.already.join(', ')}.`);
+    }
+    props.onSaved(parts.join(' '));
+  };
+  return (
+    <FormDialog
+      title={`Install ${props.image.reference}`}
+      submitLabel="Install"
+      onSubmit={submit}
+      onClose={props.onClose}
+    >
+      <p className="jp-BackendAI-c-hint">
+        The agents pull the image from its registry; the list shows the progress. Sessions may then start
+        from it.
+      </p>
+      <SelectField
+        label="Onto the agents of"
+        value={group}
+        onChange={setGroup}
+        options={[
+          { value: '', label: 'every resource group' },
+          ...(groups.data || []).map(g => ({ value: g, label: g }))
+        ]}
+      />
+    </FormDialog>
+  );
 }
 
 interface IPreset {
@@ -125,7 +210,17 @@ function ImagesPanel(props: { ctx: IAdminContext }): JSX.Element {
     [installed]
   );
   const [editing, setEditing] = useState<IImage | null>(null);
+  const [installing, setInstalling] = useState<IImage | null>(null);
   const acts = useActions(images.reload);
+  // While agents pull, the list follows their progress.
+  const busy = busyInstalls(images.data);
+  useEffect(() => {
+    if (!busy) {
+      return;
+    }
+    const timer = window.setInterval(images.reload, 1500);
+    return () => window.clearInterval(timer);
+  }, [busy, images.reload]);
   return (
     <AdminList
       label="Images"
@@ -143,6 +238,26 @@ function ImagesPanel(props: { ctx: IAdminContext }): JSX.Element {
         { label: 'Minimum', render: i => formatSlots(i.resource_limits) },
         { label: 'Installed', render: i => (i.installed ? 'yes' : 'no') },
         {
+          label: 'On agents',
+          render: i => {
+            const open = i.installs.filter(x => x.status !== 'installed');
+            return (
+              <>
+                {i.installed_agents.length ? i.installed_agents.join(', ') : '—'}
+                {open.length > 0 && (
+                  <ul className="jp-BackendAI-c-installs" aria-label={`Pulls of ${i.reference}`}>
+                    {open.map(x => (
+                      <li key={x.agent} data-install-status={x.status} data-agent={x.agent}>
+                        {installText(x)}
+                      </li>
+                    ))}
+                  </ul>
+                )}
+              </>
+            );
+          }
+        },
+        {
           label: 'Digest',
           render: i => <code title={i.digest || ''}>{i.digest ? i.digest.slice(0, 19) : '—'}</code>
         }
@@ -150,9 +265,16 @@ function ImagesPanel(props: { ctx: IAdminContext }): JSX.Element {
       rowActions={
         props.ctx.superadmin
           ? i => (
-              <Btn onClick={() => setEditing(i)} aria-label={`Edit the minimum resources of ${i.reference}`}>
-                Minimums
-              </Btn>
+              <>
+                <Btn onClick={() => setEditing(i)} aria-label={`Edit the minimum resources of ${i.reference}`}>
+                  Minimums
+                </Btn>
+                {i.registry !== 'local' && (
+                  <Btn onClick={() => setInstalling(i)} aria-label={`Install ${i.reference} on the agents`}>
+                    Install
+                  </Btn>
+                )}
+              </>
             )
           : undefined
       }
@@ -164,6 +286,16 @@ function ImagesPanel(props: { ctx: IAdminContext }): JSX.Element {
           onSaved={() => {
             acts.saved(`The minimum resources of ${editing.reference} were saved.`);
             setEditing(null);
+          }}
+        />
+      )}
+      {installing && (
+        <ImageInstall
+          image={installing}
+          onClose={() => setInstalling(null)}
+          onSaved={text => {
+            acts.saved(text);
+            setInstalling(null);
           }}
         />
       )}
