@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from jupyter_backendai.hub.spec import FolderRef, SpecError, build_spec
-from jupyter_backendai.hub.swarm_args import NodeAgent, node_agents, swarm_service_spec
+from jupyter_backendai.hub.swarm_args import (
+    NodeAgent,
+    engine_stats_usage,
+    node_agents,
+    probe_verdict,
+    session_secrets,
+    storage_probe_spec,
+    swarm_service_spec,
+)
 
 SID = "6f1c1a9e-3f0b-4c1e-9d43-0d3b5c7a2e11"
 NODE = "dxb285dlpuqrd352j8l0nrcin"
@@ -117,14 +125,32 @@ def test_a_node_id_that_would_change_the_constraint_is_refused(node):
 KEYS = {"ssh_public_key": "ssh-ed25519 AAAA a@b", "ssh_private_key": "-----BEGIN-----\nx\n-----END-----\n"}
 
 
-def test_sshd_cannot_get_its_keys_into_a_service():
-    with pytest.raises(SpecError, match="SSH"):
+def test_the_key_files_are_secrets_of_the_session_mounted_at_their_paths_for_the_session_user():
+    s = spec(ssh_port=2200, **KEYS)
+    secrets = session_secrets(s)
+    assert [(x.name, x.target, x.mode) for x in secrets] == [
+        (f"backendai-{SID}-0", "/home/work/id_container", 0o600),
+        (f"backendai-{SID}-1", "/etc/backendai/ssh/authorized_keys", 0o600),
+    ]
+    assert secrets[0].data == KEYS["ssh_private_key"] and secrets[1].data == KEYS["ssh_public_key"] + "\n"
+    assert all(x.labels == {"ai.backend.session-id": SID} for x in secrets)
+    assert "BEGIN" not in repr(secrets)
+    c = service(s, secrets={x.name: f"id{i}" for i, x in enumerate(secrets)})["task_template"]["ContainerSpec"]
+    assert c["Secrets"] == [
+        {"SecretID": "id0", "SecretName": f"backendai-{SID}-0",
+         "File": {"Name": "/home/work/id_container", "UID": "1000", "GID": "1000", "Mode": 0o600}},
+        {"SecretID": "id1", "SecretName": f"backendai-{SID}-1",
+         "File": {"Name": "/etc/backendai/ssh/authorized_keys", "UID": "1000", "GID": "1000", "Mode": 0o600}},
+    ]  # fmt: skip
+    assert "BEGIN" not in str(c)  # the keys themselves never in the service's spec
+
+
+def test_key_files_without_their_secrets_are_refused_and_no_keys_need_none():
+    with pytest.raises(SpecError, match="secrets"):
         service(spec(ssh_port=2200, **KEYS))
-
-
-def test_without_sshd_the_key_files_are_left_out():
-    c = service(spec(**KEYS))["task_template"]["ContainerSpec"]
-    assert "BEGIN" not in str(c) and "Secrets" not in c and "Configs" not in c
+    with pytest.raises(SpecError, match="-1"):
+        service(spec(**KEYS), secrets={f"backendai-{SID}-0": "id0"})
+    assert "Secrets" not in service()["task_template"]["ContainerSpec"]
 
 
 # --- nodes as agents ------------------------------------------------------------------------------
@@ -150,6 +176,7 @@ def test_ready_active_nodes_are_alive_schedulable_agents_with_their_capacity():
     assert a == NodeAgent(
         id="n1", hostname="host-n1", addr="10.231.200.12", alive=True, schedulable=True, resource_group="default",
         capacity={"cpu": "4", "mem": str(8 * 1024**3)}, devices=[], state="ready/active",
+        public_host="10.231.200.12", reason="",
     )  # fmt: skip
 
 
@@ -158,6 +185,23 @@ def test_drained_and_paused_nodes_are_unschedulable_down_ones_lost():
                                             node("c", state="down"), node("d", state="disconnected")])}  # fmt: skip
     assert [(agents[i].alive, agents[i].schedulable) for i in "ab"] == [(True, False), (True, False)]
     assert [agents[i].alive for i in "cd"] == [False, False]
+    assert [agents[i].reason for i in "abcd"] == [
+        "node availability drain", "node availability pause", "node down", "node disconnected",
+    ]  # fmt: skip
+
+
+def test_public_host_from_the_mapping_then_the_label_then_the_address():
+    label = {"ai.backend.public-host": "n.example.org"}
+    agents = node_agents(
+        [node("a", labels=label), node("b", labels=label), node("c", labels=label), node("d"),
+         node("e", labels={"pub": "e.example.org"})],
+        public_hosts={"a": "a.example.org", "host-b": "b.example.org"},
+    )  # fmt: skip
+    assert [x.public_host for x in agents] == [
+        "a.example.org", "b.example.org", "n.example.org", "10.231.200.12", "10.231.200.12",
+    ]  # fmt: skip
+    (e,) = node_agents([node("e", labels={"pub": "e.example.org"})], public_host_label="pub")
+    assert e.public_host == "e.example.org" and e.addr == "10.231.200.12"
 
 
 def test_resource_group_from_the_configured_node_label():
@@ -183,3 +227,63 @@ def test_gpus_from_named_and_discrete_generic_resources():
     assert a.capacity["cuda.device"] == a.capacity["cuda.shares"] == "2"
     (b,) = node_agents([node("h", generic=[{"DiscreteResourceSpec": {"Kind": "GPU", "Value": 2}}])], gpu_resource="GPU")
     assert [d["id"] for d in b.devices] == ["0", "1"]
+
+
+# --- the storage probe ----------------------------------------------------------------------------
+
+
+def test_the_storage_probe_is_one_task_on_the_node_reading_the_marker_read_only():
+    kw = storage_probe_spec(NODE, image="session:local", storage_root="/srv/storage", token="ab12cd")
+    task = kw["task_template"]
+    assert task["Placement"] == {"Constraints": [f"node.id=={NODE}"]}
+    assert task["RestartPolicy"]["Condition"] == "none"
+    c = task["ContainerSpec"]
+    assert c["Mounts"] == [{"Target": "/backendai-storage", "Source": "/srv/storage", "Type": "bind", "ReadOnly": True}]
+    assert c["Command"] == ["sh", "-c", 'test "$(cat /backendai-storage/.backendai-probe/ab12cd)" = ab12cd']
+    assert c["CapabilityDrop"] == ["ALL"]
+    assert kw["labels"] == {"ai.backend.storage-probe": NODE}
+    assert "Resources" not in task or not task["Resources"]
+    with pytest.raises(SpecError, match="token"):
+        storage_probe_spec(NODE, image="i", storage_root="/s", token="a; rm -rf /")
+    with pytest.raises(SpecError, match="node id"):
+        storage_probe_spec("a b", image="i", storage_root="/s", token="ab")
+
+
+def task(state, err="", code=None):
+    status = {"State": state, "Err": err}
+    if code is not None:
+        status["ContainerStatus"] = {"ExitCode": code}
+    return {"Status": status}
+
+
+@pytest.mark.parametrize(
+    ("t", "verdict"),
+    [
+        (None, None),
+        (task("running"), None),
+        (task("preparing"), None),
+        (task("complete", code=0), "ok"),
+        (task("failed", "task: non-zero exit (1)", code=1), "missing"),
+        (task("rejected", 'invalid mount config for type "bind": bind source path does not exist: /s'), "missing"),
+        (task("rejected", "No such image: session:local"), "unknown"),
+        (task("failed", "task: non-zero exit (127)", code=127), "unknown"),
+        (task("pending", "no suitable node (1 node not available for new tasks)"), "unknown"),
+    ],
+)
+def test_what_a_probe_task_says(t, verdict):
+    result = probe_verdict(t)
+    assert (result[0] if result else None) == verdict
+    if verdict in ("missing", "unknown"):
+        assert result[1]  # with the reason shown to administrators
+
+
+def test_usage_from_the_engines_stats():
+    stats = {
+        "cpu_stats": {"cpu_usage": {"total_usage": 2_500_000_000}},
+        "memory_stats": {"usage": 123456},
+        "blkio_stats": {"io_service_bytes_recursive": [
+            {"op": "Read", "value": 10}, {"op": "Write", "value": 5}, {"op": "read", "value": 1},
+        ]},
+    }  # fmt: skip
+    assert engine_stats_usage(stats) == (2.5, 123456, 11, 5)
+    assert engine_stats_usage({}) == (0.0, 0, 0, 0)

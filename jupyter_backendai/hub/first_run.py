@@ -83,6 +83,20 @@ def docker_problem(image: str = SESSION_IMAGE) -> str | None:
     return None
 
 
+def swarm_problem(image: str = SESSION_IMAGE) -> str | None:
+    """Why the Swarm backend cannot be used (the engine of ``DOCKER_HOST`` must be a swarm manager
+    with the session image), or None when it can."""
+    try:
+        import docker
+
+        info = docker.from_env(timeout=10).info()
+    except Exception as e:
+        return f"no Docker engine answers ({type(e).__name__})"
+    if not (info.get("Swarm") or {}).get("ControlAvailable"):
+        return "the Docker engine is not a swarm manager (docker swarm init, or DOCKER_HOST to a manager)"
+    return docker_problem(image)
+
+
 class BackendChoice(NamedTuple):
     """The backend sessions run on, and why: the hub's log and the spawn form say both."""
 
@@ -106,15 +120,21 @@ def choose(url: str, *, prefer: str = "auto", image: str = SESSION_IMAGE) -> Bac
 
     from ..core.accounts import isolates_users
 
-    if prefer not in ("auto", "docker", "local"):
-        raise ValueError(f"unknown backend {prefer!r}: choose auto, docker or local")
-    problem = docker_problem(image) if prefer in ("auto", "docker") else "the local backend was asked for"
-    if prefer == "docker" and problem:
-        raise RuntimeError(f"the Docker backend was asked for but {problem}")
-    backend = "docker" if problem is None else "local"
+    if prefer not in ("auto", "docker", "local", "swarm"):
+        raise ValueError(f"unknown backend {prefer!r}: choose auto, docker, swarm or local")
+    if prefer == "swarm":  # only when asked for: a manager's engine also answers as a plain engine
+        problem = swarm_problem(image)
+        if problem:
+            raise RuntimeError(f"the Swarm backend was asked for but {problem}")
+        backend = "swarm"
+    else:
+        problem = docker_problem(image) if prefer in ("auto", "docker") else "the local backend was asked for"
+        if prefer == "docker" and problem:
+            raise RuntimeError(f"the Docker backend was asked for but {problem}")
+        backend = "docker" if problem is None else "local"
     factory = connect(url)
     with factory() as db:
-        if backend == "docker":
+        if backend in ("docker", "swarm"):
             import docker
 
             labels = docker.from_env(timeout=5).images.get(image).labels or {}
@@ -123,7 +143,10 @@ def choose(url: str, *, prefer: str = "auto", image: str = SESSION_IMAGE) -> Bac
             admin.upsert_image(db, LOCAL_IMAGE, installed=True)
         db.commit()
     factory.kw["bind"].dispose()
-    if backend == "docker":
+    if backend == "swarm":
+        reason = f"sessions run as services of a Docker Swarm, every node an agent (image {image})"
+        log.info("jupyter-backendai: %s", reason)
+    elif backend == "docker":
         reason = f"sessions run as Docker containers (image {image})"
         log.info("jupyter-backendai: %s", reason)
     elif isolates_users(os.geteuid()):
@@ -161,6 +184,9 @@ def register_agent_at_start(config, backend: str) -> None:
         return
     if backend == "docker":
         from .docker import DockerSessionSpawner as cls
+    elif backend == "swarm":
+        # Its heartbeat then reads the node list from the start: nodes show up before any spawn.
+        from .swarm import SwarmSessionSpawner as cls
     else:
         from .local import LocalSessionSpawner as cls
 

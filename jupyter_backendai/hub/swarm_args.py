@@ -27,12 +27,19 @@ how it is covered:
   ``NVIDIA_VISIBLE_DEVICES`` (in the spec's environment), which the NVIDIA runtime honours.
   Shared GPUs (``cuda.shares``) reserve no generic resource: several sessions share a device.
 * Files cannot be placed into a service's container before it starts (no ``put_archive``):
-  a spec with an SSH port is refused (:class:`~.spec.SpecError`), since sshd would have no
-  keys; the Swarm backend runs sessions without sshd for now, and without ``id_container``.
+  the session's key files (:func:`~.spec.container_files`: ``id_container`` and sshd's
+  authorized key) become swarm secrets of the session (:func:`session_secrets`, stored
+  encrypted by the managers), mounted read-only at their paths, owned by the session user with
+  mode 0600; a spec with key files and no secret for each of them is refused.
+
+The node's own checks are built here too: the storage probe (:func:`storage_probe_spec`, a
+one-shot task pinned to a node that reads a marker the hub wrote under ``storage_root``, and
+:func:`probe_verdict` reading its task).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -44,14 +51,30 @@ from docker.types import (
     Placement,
     Resources,
     RestartPolicy,
+    SecretReference,
     ServiceMode,
     TaskTemplate,
 )
 
 from .docker_args import CAP_ADD, bind_mounts, check_limits, create_kwargs, nano_cpus
-from .spec import WHOLE, SessionSpec, SpecError, container_files
+from .spec import LABEL_SESSION_ID, WHOLE, SessionSpec, SpecError, container_files
 
-__all__ = ["GPU_RESOURCE", "GROUP_LABEL", "NodeAgent", "node_agents", "node_gpus", "service_name", "swarm_service_spec"]
+__all__ = [
+    "GPU_RESOURCE",
+    "GROUP_LABEL",
+    "engine_stats_usage",
+    "PROBE_LABEL",
+    "PUBLIC_HOST_LABEL",
+    "NodeAgent",
+    "SessionSecret",
+    "node_agents",
+    "node_gpus",
+    "probe_verdict",
+    "service_name",
+    "session_secrets",
+    "storage_probe_spec",
+    "swarm_service_spec",
+]
 
 #: The generic resource that nodes advertise for NVIDIA GPUs (dockerd's ``node-generic-resources``).
 GPU_RESOURCE = "NVIDIA-GPU"
@@ -59,6 +82,32 @@ GPU_RESOURCE = "NVIDIA-GPU"
 
 def service_name(spec: SessionSpec) -> str:
     return f"backendai-session-{spec.session_id}"
+
+
+@dataclass(frozen=True)
+class SessionSecret:
+    """One of the session's files as a swarm secret: ``name`` and ``data`` for ``create_secret``,
+    mounted at ``target`` with ``mode``, owned by the session user."""
+
+    name: str
+    data: str = field(repr=False)
+    target: str
+    mode: int
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+def session_secrets(spec: SessionSpec) -> list[SessionSecret]:
+    """The session's files (:func:`~.spec.container_files`) as swarm secrets, one per file."""
+    return [
+        SessionSecret(
+            name=f"backendai-{spec.session_id}-{i}",
+            data=f.content,
+            target=f.path,
+            mode=f.mode,
+            labels={LABEL_SESSION_ID: str(spec.session_id)},
+        )
+        for i, f in enumerate(container_files(spec))
+    ]
 
 
 def swarm_service_spec(
@@ -69,19 +118,27 @@ def swarm_service_spec(
     ip: str,
     network: str = "host",
     gpu_resource: str = GPU_RESOURCE,
+    secrets: Mapping[str, str] | None = None,
 ) -> dict[str, Any]:
     """Keyword arguments for ``APIClient.create_service``: one task of the session on ``node_id``.
 
     The server listens on ``ip:port`` (the node's address, on the node's ``network``, ``host``
-    by default: the hub reaches it there).
+    by default: the hub reaches it there). ``secrets`` maps the name of each of
+    :func:`session_secrets` to the id the manager gave it.
     """
     if not isinstance(node_id, str) or not node_id or any(c.isspace() or c in "=!," for c in node_id):
         raise SpecError(f"node id {node_id!r} is not a swarm node's id")
-    if spec.ssh_port is not None and container_files(spec):
+    wanted = session_secrets(spec)
+    missing = [s.name for s in wanted if not (secrets or {}).get(s.name)]
+    if missing:
         raise SpecError(
-            "a swarm service cannot receive the session's SSH key files before it starts; "
-            "the Swarm backend runs sessions without SSH (ssh_enabled = False)"
+            "a swarm service receives the session's key files only as secrets; "
+            f"none was created for {', '.join(missing)}"
         )
+    refs = [
+        SecretReference(secrets[s.name], s.name, filename=s.target, uid=str(spec.uid), gid=str(spec.gid), mode=s.mode)
+        for s in wanted
+    ]
     check_limits(spec)
     base = create_kwargs(spec, port=port, ip=ip, network=network)
     mounts = [Mount(target, source, type="bind", read_only=ro) for source, target, ro in bind_mounts(spec)]
@@ -102,6 +159,7 @@ def swarm_service_spec(
         init=True,
         cap_drop=["ALL"],
         cap_add=list(CAP_ADD) or None,
+        secrets=refs or None,
     )
     cpus, mem = nano_cpus(spec), int(spec.slots["mem"])
     whole_gpus = len(spec.gpu_placement.get(WHOLE) or {})
@@ -135,6 +193,8 @@ def swarm_service_spec(
 
 #: The node label that puts a node into a resource group (``docker node update --label-add``).
 GROUP_LABEL = "ai.backend.resource-group"
+#: The node label naming the host name users' SSH clients reach the node at.
+PUBLIC_HOST_LABEL = "ai.backend.public-host"
 
 
 @dataclass(frozen=True)
@@ -150,6 +210,10 @@ class NodeAgent:
     capacity: dict[str, str]
     devices: list[dict[str, Any]] = field(default_factory=list)
     state: str = ""
+    #: Where users' SSH clients reach the node: its label, the operator's mapping, else ``addr``.
+    public_host: str = ""
+    #: Why the node is lost or not schedulable (``""`` when it is neither).
+    reason: str = ""
 
 
 def _node_addr(node: dict[str, Any]) -> str:
@@ -180,12 +244,15 @@ def node_agents(
     group_label: str = GROUP_LABEL,
     default_group: str = "default",
     gpu_resource: str = GPU_RESOURCE,
+    public_host_label: str = PUBLIC_HOST_LABEL,
+    public_hosts: Mapping[str, str] | None = None,
 ) -> list[NodeAgent]:
     """The agents a manager's node list (``APIClient.nodes()``) describes, in node-id order.
 
     ``ready`` nodes are alive, any other state (``down``, ``disconnected``, ``unknown``) lost;
     ``active`` nodes are schedulable, ``drain`` and ``pause`` not. The resource group is the
-    node label ``group_label``, else ``default_group``.
+    node label ``group_label``, else ``default_group``. The public host is ``public_hosts``'
+    entry for the node's id or host name, else its label ``public_host_label``, else its address.
     """
     out = []
     for node in sorted(nodes, key=lambda n: n.get("ID", "")):
@@ -200,18 +267,121 @@ def node_agents(
         }
         if devices:
             capacity["cuda.device"] = capacity["cuda.shares"] = str(len(devices))
-        group = ((spec.get("Labels") or {}).get(group_label) or "").strip() or default_group
+        labels = spec.get("Labels") or {}
+        group = (labels.get(group_label) or "").strip() or default_group
+        addr = _node_addr(node)
+        hostname = desc.get("Hostname") or ""
+        mapped = public_hosts or {}
+        public = (mapped.get(node["ID"]) or mapped.get(hostname) or labels.get(public_host_label) or "").strip()
+        availability = spec.get("Availability", "active")
+        if state != "ready":
+            reason = f"node {state}" + (
+                f": {node['Status']['Message']}" if (node.get("Status") or {}).get("Message") else ""
+            )
+        elif availability != "active":
+            reason = f"node availability {availability}"
+        else:
+            reason = ""
         out.append(
             NodeAgent(
                 id=node["ID"],
-                hostname=desc.get("Hostname") or "",
-                addr=_node_addr(node),
+                hostname=hostname,
+                addr=addr,
                 alive=state == "ready",
-                schedulable=spec.get("Availability", "active") == "active",
+                schedulable=availability == "active",
                 resource_group=group,
                 capacity=capacity,
                 devices=devices,
-                state=f"{state}/{spec.get('Availability', 'active')}",
+                state=f"{state}/{availability}",
+                public_host=public or addr,
+                reason=reason,
             )
         )
     return out
+
+
+# --- the storage probe ----------------------------------------------------------------------------
+
+#: The label of a storage probe's service (its value: the node it checks).
+PROBE_LABEL = "ai.backend.storage-probe"
+#: Where the probe sees ``storage_root`` inside its container.
+PROBE_MOUNT = "/backendai-storage"
+#: The directory under ``storage_root`` where the hub writes the probes' markers.
+PROBE_DIR = ".backendai-probe"
+
+
+def storage_probe_spec(
+    node_id: str, *, image: str, storage_root: str, token: str, network: str = "host"
+) -> dict[str, Any]:
+    """Keyword arguments for ``create_service``: a one-shot task on ``node_id`` that succeeds
+    only when the node sees ``<storage_root>/.backendai-probe/<token>`` holding ``token``.
+
+    ``storage_root`` is bind-mounted read-only (a node that lacks the path rejects the task);
+    the task runs as root with every capability dropped, is never restarted and reserves nothing.
+    """
+    if not isinstance(node_id, str) or not node_id or any(c.isspace() or c in "=!," for c in node_id):
+        raise SpecError(f"node id {node_id!r} is not a swarm node's id")
+    if not token.isalnum():
+        raise SpecError("the probe token must be letters and digits")
+    marker = f"{PROBE_MOUNT}/{PROBE_DIR}/{token}"
+    container = ContainerSpec(
+        image,
+        # Command, not Args: any image with a shell will do, whatever its entrypoint.
+        command=["sh", "-c", f'test "$(cat {marker})" = {token}'],
+        user="0:0",
+        mounts=[Mount(PROBE_MOUNT, storage_root, type="bind", read_only=True)],
+        cap_drop=["ALL"],
+        labels={PROBE_LABEL: node_id},
+    )
+    task = TaskTemplate(
+        container,
+        restart_policy=RestartPolicy(condition="none"),
+        placement=Placement(constraints=[f"node.id=={node_id}"]),
+        networks=[network],
+    )
+    return {
+        "name": f"backendai-storage-probe-{token[:12]}",
+        "task_template": task,
+        "labels": {PROBE_LABEL: node_id},
+        "mode": ServiceMode("replicated", replicas=1),
+        "endpoint_spec": EndpointSpec(mode="dnsrr") if network == "host" else None,
+    }
+
+
+def probe_verdict(task: dict[str, Any] | None) -> tuple[str, str] | None:
+    """What a storage probe's task says: ``None`` while it has not ended, else ``("ok", "")``,
+    ``("missing", why)`` when the node does not see the storage, or ``("unknown", why)`` when
+    the probe could not run there (an image missing on the node, say)."""
+    if not task:
+        return None
+    status = task.get("Status") or {}
+    state = (status.get("State") or "").lower()
+    err = (status.get("Err") or "").strip()
+    code = (status.get("ContainerStatus") or {}).get("ExitCode")
+    if state == "complete":
+        return "ok", ""
+    if state == "failed" and code == 1:  # the probe's test ran and failed
+        return "missing", "the node does not see the folder storage (the hub's marker file is not there)"
+    if state in ("failed", "rejected"):
+        if "bind source path does not exist" in err:
+            return "missing", "the node does not have the folder storage's path"
+        return "unknown", f"the storage probe could not run on the node: {err or state}"
+    if state == "pending" and "no suitable node" in err:  # drained or paused meanwhile
+        return "unknown", f"the storage probe could not be placed on the node: {err}"
+    if state in ("shutdown", "orphaned", "remove"):
+        return "unknown", f"the storage probe's task ended {state}"
+    return None
+
+
+def engine_stats_usage(stats: dict[str, Any]) -> tuple[float, int, int, int]:
+    """(CPU seconds, memory bytes, bytes read, bytes written) from an engine's container stats."""
+    cpu = ((stats.get("cpu_stats") or {}).get("cpu_usage") or {}).get("total_usage", 0) / 1e9
+    mem = (stats.get("memory_stats") or {}).get("usage", 0)
+    read = write = 0
+    for entry in (stats.get("blkio_stats") or {}).get("io_service_bytes_recursive") or []:
+        op = (entry.get("op") or "").lower()
+        if op == "read":
+            read += entry.get("value", 0)
+        elif op == "write":
+            write += entry.get("value", 0)
+    return cpu, int(mem), int(read), int(write)

@@ -29,6 +29,7 @@ interface IAgent {
   id: string;
   status: string;
   status_changed: string | null;
+  status_info?: string | null;
   region: string | null;
   scaling_group: string;
   schedulable: boolean;
@@ -90,7 +91,7 @@ function AgentsPanel(): JSX.Element {
       rowKey={a => a.id}
       columns={[
         { label: 'Agent', render: a => a.id },
-        { label: 'Status', render: a => a.status },
+        { label: 'Status', render: a => (a.status_info ? `${a.status}: ${a.status_info}` : a.status) },
         { label: 'Resource group', render: a => a.scaling_group },
         { label: 'Address', render: a => a.addr || '—' },
         { label: 'Region', render: a => a.region || '—' },
