@@ -74,7 +74,8 @@ class Node:
     def docker(self, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
         return _run("docker", "-H", self.sock, *args, timeout=timeout, check=check)
 
-    def start_engine(self) -> None:
+    def start_engine(self, wrap: tuple[str, ...] = ()) -> None:
+        """Start the engine; ``wrap`` is a command line it runs under (a mount namespace of its own)."""
         (self.root / "data").mkdir(parents=True, exist_ok=True)
         (self.root / "exec").mkdir(parents=True, exist_ok=True)
         with open(self.log_file, "ab") as log:
@@ -82,7 +83,7 @@ class Node:
             # hide the cgroup hierarchy from the engine).
             self.process = subprocess.Popen(
                 [
-                    "nsenter", f"--net=/var/run/netns/{self.netns}",
+                    *wrap, "nsenter", f"--net=/var/run/netns/{self.netns}",
                     "dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
                     "--pidfile", str(self.root / "dockerd.pid"), "-H", self.sock,
                     "--bridge=none", "--iptables=false", "--ip-masq=false",

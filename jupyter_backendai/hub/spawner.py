@@ -536,7 +536,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
         keys = sshkeys.get_or_create(db, user)
         if self.ssh_enabled:
             # The port users connect to; sshd itself may listen on another inside the session.
-            self.ssh_port = session.ssh_port = pick_ssh_port(user.preferred_ssh_port, host=self.ssh_bind_ip)
+            self.ssh_port = session.ssh_port = self.choose_ssh_port(user.preferred_ssh_port)
             ssh_port = self.session_ssh_port(self.ssh_port)
         # The fGPU limits are cut from the devices as the agent registered them (nvidia-smi's memory).
         agent = db.get(m.Agent, session.agent_id) if session.agent_id else None
@@ -574,6 +574,10 @@ class SessionSpawnerMixin(LoggingConfigurable):
     def server_address(self) -> tuple[str, int]:
         """Where the session's server listens (the backend's view): the host's loopback by default."""
         return "127.0.0.1", random_port()
+
+    def choose_ssh_port(self, preferred: int | None) -> int:
+        """The port users connect to for SSH, free where the session runs (in a worker thread)."""
+        return pick_ssh_port(preferred, host=self.ssh_bind_ip)
 
     def session_ssh_port(self, public_port: int) -> int:
         """The port sshd listens on inside the session, for the port users connect to."""
