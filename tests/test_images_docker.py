@@ -207,6 +207,11 @@ def test_installed_from_a_registry_with_progress_then_offered_and_run(make_hub, 
             assert 0 < progress["current"] <= progress["total"] and "layers" in message, pulling
             assert image["installed"] is True and image["installs"][0]["status"] == "installed"
             assert image_exists(ref)  # on the engine
+            # Backend.AI's GraphQL field says the same (its client's `admin image list`).
+            gql = call(hub, pdb, "POST", "/admin/gql", {"query": "{ images { humanized_name installed_agents } }"})
+            assert gql.status_code == 200 and not gql.json().get("errors"), gql.text
+            found = {i["humanized_name"]: i["installed_agents"] for i in gql.json()["data"]["images"]}
+            assert found[ref] == [agent], found
 
             # Offered now: in launch-options and in the hub's spawn form; a session runs from it.
             assert ref in alice_offers(hub, pdb)
