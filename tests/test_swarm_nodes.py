@@ -418,3 +418,14 @@ def test_nodes_show_up_before_any_spawn_and_follow_the_swarm(make_hub, pdb, swar
     assert found[third.node_id]["addr"] == third.ip and found[old]["status"] == "LOST"
     assert pdb.sessions("root") == []  # all of it without a session
     assert "Traceback" not in hub.log_text()
+
+
+def test_the_swarm_backend_asked_for_without_a_manager_says_why(pdb, monkeypatch, tmp_path):
+    from jupyter_backendai.hub import first_run
+
+    monkeypatch.delenv("DOCKER_HOST", raising=False)  # the host's own engine: not in a swarm
+    with pytest.raises(RuntimeError, match="the Swarm backend was asked for but the Docker engine is not a swarm"):
+        first_run.choose(pdb.url, prefer="swarm")
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path / 'none.sock'}")
+    with pytest.raises(RuntimeError, match="no Docker engine answers"):
+        first_run.choose(pdb.url, prefer="swarm")
