@@ -160,7 +160,7 @@ def choose(mount: Mount | None, *, root: bool, btrfs_quotas: bool = False) -> tu
         return "advisory", f"{fs} at {mount.mount_point} has no quotas that this product sets"
     if not root:
         return "advisory", f"setting {fs} quotas needs root; the hub and manager run as uid {os.geteuid()}"
-    return ("btrfs" if fs == "btrfs" else fs), f"{fs} at {mount.mount_point}"
+    return fs, f"{fs} at {mount.mount_point}"
 
 
 # --- the mechanisms ---------------------------------------------------------------------------
