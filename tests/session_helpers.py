@@ -33,10 +33,11 @@ SERVICE_SCOPES = ["admin:users", "admin:servers", "list:users", "read:users", "a
 class ProductDB:
     """The product's database for a test, with shortcuts to set it up and read it back."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, directory: Path, url: str | None = None):
+        """On a SQLite file in ``directory``, or on the empty database at ``url`` (PostgreSQL)."""
         if not (os.environ.get(ENV_KEY) or os.environ.get(ENV_KEY_FILE)):
             use_fresh_db_key()  # a benchmark outside pytest: one key for its run, hubs included
-        self.url = f"sqlite:///{directory / 'backendai.sqlite'}"
+        self.url = url or f"sqlite:///{directory / 'backendai.sqlite'}"
         upgrade_with_defaults(self.url)
         self.factory = connect(self.url)
         self.storage_root = directory / "storage"

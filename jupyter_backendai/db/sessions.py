@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import JSON, Row, and_, func, or_, select, type_coerce
 from sqlalchemy.orm import Session as DB
 
+from ..core import lifecycle
 from ..core.admission import AdmissionRequest, ResourceGroupState
 from ..core.gpu import SHARES, WHOLE, GpuDevice
 from ..core.policy import Cap, KeypairPolicy
@@ -120,6 +121,15 @@ def policy_of(row: m.KeyPairResourcePolicy) -> KeypairPolicy:
         max_vfolder_count=row.max_vfolder_count,
         max_vfolder_size=row.max_vfolder_size,
     )
+
+
+def lifetime_end(db: DB, session: m.Session) -> dt.datetime | None:
+    """When the hub ends this session for its policy's maximum lifetime (core.lifecycle); None
+    when it has no end or does not run."""
+    if session.status not in HOLDING:
+        return None
+    keypair = db.get(m.KeyPair, session.access_key)
+    return lifecycle.ends_at(session.started_at, keypair.policy.max_session_lifetime if keypair else 0)
 
 
 def alive_agents(db: DB, scaling_group: str) -> list[m.Agent]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from importlib import import_module
+
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from sqlalchemy.orm import Session as DB
@@ -24,9 +26,17 @@ def get_or_create(db: DB, user: m.User) -> m.SSHKeyPair:
     row = db.get(m.SSHKeyPair, user.id)
     if row is None:
         public, private = generate(f"{user.username}@jupyter-backendai")
-        row = m.SSHKeyPair(user_id=user.id, public_key=public, private_key=private)
-        db.add(row)
-        db.flush()
+        values = {"user_id": user.id, "public_key": public, "private_key": private, "created_at": utcnow()}
+        dialect = db.get_bind().dialect.name
+        if dialect in ("postgresql", "sqlite"):
+            # Two first sessions of one user may start at once: the pair written first is the pair.
+            insert = import_module(f"sqlalchemy.dialects.{dialect}").insert
+            db.execute(insert(m.SSHKeyPair).values(**values).on_conflict_do_nothing(index_elements=["user_id"]))
+            row = db.get(m.SSHKeyPair, user.id, populate_existing=True)
+        else:
+            row = m.SSHKeyPair(**values)
+            db.add(row)
+            db.flush()
     return row
 
 

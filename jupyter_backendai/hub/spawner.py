@@ -22,6 +22,7 @@ session's status history. Backends implement :meth:`start_session`, :meth:`stop_
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import os
 import socket
 import uuid
@@ -37,6 +38,7 @@ from tornado import web
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
+from ..core import lifecycle
 from ..core.admission import admit
 from ..core.environ import RESERVED_TEXT, EnvironError, check_environ, parse_environ_lines
 from ..core.nvidia import (
@@ -48,7 +50,7 @@ from ..core.nvidia import (
     session_gpu_usage,
 )
 from ..core.slots import ResourceSlots, SlotError
-from ..db import admin, sshkeys
+from ..db import admin, launch, sshkeys
 from ..db import models as m
 from ..db import sessions as store
 from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, connect
@@ -243,6 +245,13 @@ class SessionSpawnerMixin(LoggingConfigurable):
         help="Template of the spawn form (searched in c.JupyterHub.template_paths first).",
     )
     usage_interval = Float(30.0, config=True, help="Seconds between usage samples of a running session.")
+    lifetime_warning = Float(
+        600.0,
+        config=True,
+        help="""Seconds before a session reaches its policy's maximum lifetime (max_session_lifetime)
+        from which its JupyterLab warns that it is about to end. The hub ends the session at its
+        lifetime whatever this says; a lifetime shorter than this warns from the start.""",
+    )
 
     @default("start_timeout")
     def _default_start_timeout(self):
@@ -360,7 +369,6 @@ class SessionSpawnerMixin(LoggingConfigurable):
         return options
 
     def _form_namespace(self, db) -> dict[str, Any]:
-        from ..core.presets import Preset, ScalingGroupUsage, check_presets
         from ..db import folders as folder_db
 
         user, keypair = self._user_and_keypair(db)
@@ -368,24 +376,27 @@ class SessionSpawnerMixin(LoggingConfigurable):
         sgroups = self._allowed_scaling_groups(db, user, keypair, groups[0] if groups else None)
         images = self._allowed_images(db, user, groups[0] if groups else None)
         accessible = folder_db.accessible_folders(db, user)
-        presets_rows = db.scalars(select(m.ResourcePreset).order_by(m.ResourcePreset.name)).all()
-        sg_usage = {}
-        for name in sgroups:
-            state = store.resource_group_state(db, name)
-            sg_usage[name] = ScalingGroupUsage(
-                using=store.reserved(db, access_key=keypair.access_key, scaling_group=name), remaining=state.free
-            )
-        answer = (
-            check_presets(
-                [Preset(p.name, p.resource_slots, p.shared_memory) for p in presets_rows],
-                policy=store.policy_of(keypair.policy),
-                keypair_using=store.reserved(db, access_key=keypair.access_key),
-                scaling_groups=sg_usage,
-                scaling_group=sgroups[0] if sgroups else None,
-            )
-            if sgroups
-            else {"presets": []}
-        )
+        # Which presets fit, per project and resource group, by the rule the lab's start dialog
+        # reads (check-presets); the form shows those of the pair chosen in it.
+        offered: dict[str, dict[str, Any]] = {}
+        every: set[str] = set()
+        for group in groups or [None]:
+            open_sgroups = self._allowed_scaling_groups(db, user, keypair, group)
+            for sg in open_sgroups:
+                for p in launch.check_presets_for(db, keypair, group, open_sgroups, sg)["presets"]:
+                    every.add(p["name"])
+                    if p["allocatable"]:
+                        entry = offered.setdefault(p["name"], {**p, "fits": []})
+                        entry["fits"].append(form_choice(group.name if group else "", sg))
+        first = form_choice(groups[0].name if groups else "", sgroups[0] if sgroups else "")
+        presets = [
+            {
+                **p,
+                "human": ResourceSlots.parse(p["resource_slots"]).nonzero().humanize(),
+                "fits_first": first in p["fits"],
+            }
+            for _, p in sorted(offered.items())
+        ]
         return {
             "user": user,
             "backend": self.backend_name,
@@ -394,12 +405,9 @@ class SessionSpawnerMixin(LoggingConfigurable):
             "images": images,
             "groups": groups,
             "scaling_groups": sgroups,
-            "presets": [
-                {**p, "human": ResourceSlots.parse(p["resource_slots"]).nonzero().humanize()}
-                for p in answer["presets"]
-                if p["allocatable"]
-            ],
-            "hidden_presets": len([p for p in answer["presets"] if not p["allocatable"]]),
+            "presets": presets,
+            "preset_total": len(every),
+            "hidden_presets": len(every) - len([p for p in presets if p["fits_first"]]),
             "folders": [a for a in accessible if not a.is_automount],
             "automount": [a for a in accessible if a.is_automount],
             "policy": keypair.policy,
@@ -486,6 +494,9 @@ class SessionSpawnerMixin(LoggingConfigurable):
             chosen, _automount = folder_db.mountable(db, user, request.folders)
         except admin.AdminError as e:
             raise SessionRefused(str(e), getattr(e, "status", 400)) from None
+        # From here to the commit of the new row, no other launch in the domain reads what its
+        # sessions hold: the limits hold however many launches come at once.
+        launch.lock_admission(db, user.domain_name)
         decision = admit(
             store.admission_request(
                 db, keypair, requested=slots, image_min=image.min_slots, group=group, scaling_group=sg_name
@@ -519,6 +530,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
     def _prepare(self, db, hub_env: dict[str, str], user_env: dict[str, str] | None = None) -> SessionSpec:
         from ..db import folders as folder_db
 
+        hub_env = {**hub_env, lifecycle.WARNING_ENV: f"{self.lifetime_warning:g}"}
         session = db.get(m.Session, self.session_id)
         user, keypair = self._user_and_keypair(db)
         store.set_status(db, session, m.SessionStatus.PREPARING, "preparing the container")
@@ -733,9 +745,12 @@ class SessionSpawnerMixin(LoggingConfigurable):
             task.cancel()
 
     async def _monitor(self) -> None:
-        """Sample usage every ``usage_interval`` s; stop the session after the policy's idle timeout (F48)."""
+        """Sample usage every ``usage_interval`` s; stop the session once the policy's idle timeout
+        or maximum lifetime says so (core.lifecycle), looking again right at the lifetime's end."""
+        delay = self.usage_interval
         while self.session_id:
-            await asyncio.sleep(self.usage_interval)
+            await asyncio.sleep(delay)
+            delay = self.usage_interval
             session_id = self.session_id
             if session_id is None:
                 return
@@ -747,15 +762,16 @@ class SessionSpawnerMixin(LoggingConfigurable):
                 if not self._seen_ready:
                     self._seen_ready = True
                     activity = utcnow()
-                idle_for = await self.run_db(_record_usage, session_id, sample, activity)
+                ending, end = await self.run_db(_record_usage, session_id, sample, activity)
             except Exception:
                 self.log.exception("Usage sampling of session %s failed", session_id)
                 continue
-            if idle_for is not None:
-                self.log.info("Session %s idle for %d s: stopping it (idle-timeout)", session_id, idle_for)
-                self._end_reason = "idle-timeout"
+            if ending is not None:
+                self.log.info("Session %s ends after %d s (%s)", session_id, ending.seconds, ending.reason)
+                self._end_reason = ending.reason
                 asyncio.ensure_future(self.user.stop(self.name))
                 return
+            delay = lifecycle.next_check_in(utcnow(), end, self.usage_interval)
 
     async def sample_usage(self) -> dict[str, Any]:
         """Backends return cpu_seconds, cpu_percent, mem_bytes, io_read_bytes, io_write_bytes."""
@@ -854,6 +870,11 @@ class SessionSpawnerMixin(LoggingConfigurable):
         return None
 
 
+def form_choice(group: str, scaling_group: str) -> str:
+    """How the spawn form names a (project, resource group) pair in a preset's ``data-fits``."""
+    return f"{group}/{scaling_group}"
+
+
 def pick_ssh_port(preferred: int | None, *, host: str = "127.0.0.1") -> int:
     """The user's preferred port when it is free, else a random free one in 10000–65000 (F34)."""
     import random
@@ -871,15 +892,13 @@ def pick_ssh_port(preferred: int | None, *, host: str = "127.0.0.1") -> int:
     raise SessionRefused("no free port for the session's SSH server", 503)
 
 
-def _record_usage(db, session_id: uuid.UUID, sample: dict[str, Any], activity) -> int | None:
-    """Store a usage sample; return the idle seconds when they exceed the policy's idle timeout."""
-    import datetime as dt
-
-    from ..db.types import utcnow
-
+def _record_usage(
+    db, session_id: uuid.UUID, sample: dict[str, Any], activity
+) -> tuple[lifecycle.Ending | None, dt.datetime | None]:
+    """Store a usage sample; return why the session must end now (or None), and when its lifetime ends."""
     session = db.get(m.Session, session_id)
     if session is None or session.status != m.SessionStatus.RUNNING:
-        return None
+        return None, None
     now = utcnow()
     if sample:
         db.add(m.SessionUsage(session_id=session_id, at=now, **sample))
@@ -889,10 +908,16 @@ def _record_usage(db, session_id: uuid.UUID, sample: dict[str, Any], activity) -
         if session.last_activity is None or activity > session.last_activity:
             session.last_activity = activity
     keypair = db.get(m.KeyPair, session.access_key)
-    timeout = keypair.policy.idle_timeout if keypair is not None else 0
-    since = session.last_activity or session.started_at or session.created_at
-    idle = (now - since).total_seconds()
-    return int(idle) if timeout and idle > timeout else None
+    idle_timeout = keypair.policy.idle_timeout if keypair is not None else 0
+    lifetime = keypair.policy.max_session_lifetime if keypair is not None else 0
+    ending = lifecycle.check(
+        now=now,
+        started_at=session.started_at,
+        last_activity=session.last_activity,
+        idle_timeout=idle_timeout,
+        max_session_lifetime=lifetime,
+    )
+    return ending, lifecycle.ends_at(session.started_at, lifetime)
 
 
 def usage_sample(spawner, cpu_seconds: float, mem_bytes: int, io_read: int, io_write: int) -> dict[str, Any]:

@@ -15,10 +15,8 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session as DB
 
-from ..core.policy import Cap
-from ..core.presets import Preset, ScalingGroupUsage, check_presets
 from ..core.slots import ResourceSlots
-from ..db import admin, sshkeys
+from ..db import admin, launch, sshkeys
 from ..db import models as m
 from ..db import sessions as store
 from ..db.types import utcnow
@@ -94,33 +92,7 @@ class CheckPresetsHandler(APIHandler):
                     f"you may not use the resource group {sg_name!r}"
                     + (f" (allowed: {', '.join(sgroups)})" if sgroups else " (no resource group is open to you)"),
                 )
-            usage = {
-                name: ScalingGroupUsage(
-                    using=store.reserved(db, access_key=keypair.access_key, scaling_group=name),
-                    remaining=store.resource_group_state(db, name).free,
-                )
-                for name in sgroups
-            }
-            visible = {sg_name} if sg_name else set(sgroups)
-            rows = db.scalars(
-                select(m.ResourcePreset)
-                .where(
-                    or_(m.ResourcePreset.scaling_group_name.is_(None), m.ResourcePreset.scaling_group_name.in_(visible))
-                )
-                .order_by(m.ResourcePreset.name)
-            ).all()
-            domain = db.get(m.Domain, user.domain_name)
-            answer = check_presets(
-                [Preset(p.name, p.resource_slots, p.shared_memory) for p in rows],
-                policy=store.policy_of(keypair.policy),
-                keypair_using=store.reserved(db, access_key=keypair.access_key),
-                group=Cap("group", group.name, group.total_resource_slots) if group is not None else None,
-                group_using=store.reserved(db, group_id=group.id) if group is not None else None,
-                domain=Cap("domain", domain.name, domain.total_resource_slots),
-                domain_using=store.reserved(db, domain_name=domain.name),
-                scaling_groups=usage,
-                scaling_group=sg_name,
-            )
+            answer = launch.check_presets_for(db, keypair, group, sgroups, sg_name)
             answer["group"] = group.name if group is not None else None
             answer["scaling_group"] = sg_name
             return answer
