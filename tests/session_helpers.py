@@ -125,8 +125,9 @@ def manager_hub_config(
     lab: bool = False,
     oauth_no_confirm: bool = False,
     extra: str = "",
+    spawner: str = "backendai-local",
 ) -> str:
-    """A hub configuration (local backend) whose managed service ``backendai`` is the manager.
+    """A hub configuration (local backend unless ``spawner`` says) whose managed service ``backendai`` is the manager.
 
     ``capacity`` is the local agent's (4 CPU, 8 GiB unless given). ``endpoint`` says how sessions
     reach the manager in ``$BACKENDAI_ENDPOINT``: ``"proxy"`` through the hub's proxy (as
@@ -170,7 +171,7 @@ def manager_hub_config(
         f'{{"name": "backendai-service", "services": ["backendai"], "scopes": {SERVICE_SCOPES!r}}})',
         extra,
     ]
-    return hub_config(pdb, "backendai-local", "\n".join(lines))
+    return hub_config(pdb, spawner, "\n".join(lines))
 
 
 def wait_for_manager(hub, timeout: float = 30) -> None:

@@ -13,13 +13,14 @@ import base64
 import json
 import re
 import secrets
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import requests
 
-from jupyter_backendai.db import admin
+from jupyter_backendai.db import admin, session_logs
 from jupyter_backendai.db import folders as folder_db
 from jupyter_backendai.db import models as m
 from tests.hub_fixtures import screenshot
@@ -250,6 +251,22 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
     assert "runs no SSH server" in page.locator(".jp-Dialog").inner_text()
     accept_dialog(page)
 
+    # Its output: the server's start-up lines; a line it writes later shows after Refresh.
+    analysis.get_by_role("button", name="Logs of analysis").click()
+    log_text = page.locator('.jp-Dialog pre[aria-label="Logs of analysis"]')
+    log_text.filter(has_text="Jupyter Server").wait_for(timeout=SLOW_MS)
+    marker = f"written later {secrets.token_hex(4)}"
+    with open(f"/proc/{started.container_id}/fd/1", "a") as out:  # the local process's stdout (its log file)
+        out.write(marker + "\n")
+    assert marker not in log_text.inner_text()
+    deadline = time.monotonic() + 30  # until the hub copied it (every half second)
+    while marker not in pdb.setup(lambda db: session_logs.read(db, started.id).text) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    page.locator(".jp-Dialog").get_by_role("button", name="Refresh the logs of analysis").click()
+    log_text.filter(has_text=marker).wait_for(timeout=30_000)
+    screenshot(page, "session-logs-light")
+    accept_dialog(page)
+
     # Terminate, confirmed; it leaves Running and shows under Finished.
     analysis.get_by_role("button", name="Terminate analysis").click()
     assert "Terminate" in page.locator(".jp-Dialog").inner_text()
@@ -265,6 +282,10 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
     assert rows and rows[-1].status == m.SessionStatus.TERMINATED
     assert rows[-1].mounts[0]["folder"] == "results"
     screenshot(page, "sessions-finished-light")
+    # Its output outlived it.
+    finished.get_by_role("button", name="Logs of analysis").click()
+    log_text.filter(has_text=marker).wait_for(timeout=30_000)
+    accept_dialog(page)
 
     # The same panels in the dark theme.
     set_theme(hub, "nina", "desk", "JupyterLab Dark")

@@ -135,8 +135,15 @@ def test_create_run_list_delete(backendai: HubWithManager) -> None:
     assert [(i["username"], i["name"]) for i in everyone["items"]] == [("alice", "nb1")]
     assert backendai.call("GET", "/session/nb1?owner=alice", "admin").json()["id"] == answer["sessionId"]
 
-    logs = backendai.call("GET", "/session/nb1/logs", "alice").json()
-    assert "RUNNING" in logs["result"]["logs"] and "not collected" in logs["note"]
+    # The process's output (the server's start-up lines), copied by the hub every half second.
+    deadline = time.monotonic() + 10
+    while (
+        "Jupyter Server" not in (logs := backendai.call("GET", "/session/nb1/logs", "alice").json())["result"]["logs"]
+        and time.monotonic() < deadline
+    ):
+        time.sleep(0.3)
+    assert "Jupyter Server" in logs["result"]["logs"], logs
+    assert backendai.call("GET", "/session/nb1/logs", "bob").status_code == 404
 
     deleted = backendai.call("DELETE", "/session/nb1", "alice")
     assert deleted.status_code == 200, deleted.text
@@ -150,6 +157,10 @@ def test_create_run_list_delete(backendai: HubWithManager) -> None:
     history = backendai.call("GET", "/session/nb1", "alice").json()["status_history"]
     assert [h["status"] for h in history][-2:] == ["TERMINATING", "TERMINATED"]
     assert history[-1]["reason"] == "terminated by the user"
+    # Its output outlives it; the file the process wrote it to is gone.
+    kept = backendai.call("GET", "/session/nb1/logs", "alice").json()["result"]
+    assert "Jupyter Server" in kept["logs"] and kept["status"] == "TERMINATED"
+    assert not list(backendai.pdb.sessions_root.rglob("*.log"))
     assert backendai.call("DELETE", "/session/nb1", "alice").status_code == 404
 
     # The name is free again (the hub's server was removed, not only stopped).

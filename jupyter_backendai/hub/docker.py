@@ -41,8 +41,9 @@ from .docker_args import (
     network_create_kwargs,
     relay_env,
 )
-from .nvidia import query_gpus
 from .images import DockerImages
+from .logs import SessionLogsMixin, StreamSource
+from .nvidia import query_gpus
 from .relay import Relay
 from .spawner import SessionSpawnerMixin, usage_sample
 from .spec import LABEL_SESSION_ID, SessionSpec, SpecError
@@ -85,7 +86,7 @@ def nvidia_devices(shares_per_device: int = 1, log=None) -> list[dict]:
     return agent_devices(gpus or [], shares_per_device)
 
 
-class DockerSessionSpawner(DockerImages, SessionSpawnerMixin, DockerSpawner):
+class DockerSessionSpawner(DockerImages, SessionLogsMixin, SessionSpawnerMixin, DockerSpawner):
     backend_name = "docker"
     isolates_users = True
 
@@ -273,8 +274,44 @@ class DockerSessionSpawner(DockerImages, SessionSpawnerMixin, DockerSpawner):
         self.image = spec.image
         self.object_name = f"backendai-session-{spec.session_id}"
         ip_port = await DockerSpawner.start(self)
+        self.collect_output(self._output_source(), reset=True)
         await self._open_relays(container_ip=ip_port[0])
+        await self.wait_for_server(*ip_port, exited=lambda: DockerSpawner.poll(self), describe=self._exit_reason)
         return ip_port
+
+    # --- the container's output ------------------------------------------------------------------
+
+    def _output_source(self, follow: bool = True) -> StreamSource:
+        """The container's log as the engine has it (all of it), followed until it stops."""
+        container, client = self.object_id, self.client
+
+        def stream():
+            if follow:
+                return client.logs(container, stdout=True, stderr=True, stream=True, follow=True)
+            return [client.logs(container, stdout=True, stderr=True, stream=False)]
+
+        return StreamSource(stream, int(self.log_keep_bytes), name=f"logs-{self.session_id}")
+
+    async def _exit_reason(self, status) -> str:
+        try:
+            state = (await self.docker("inspect_container", self.object_id)).get("State") or {}
+        except Exception:
+            state = {}
+        reason = f"the session's container exited with status {state.get('ExitCode', '?')} before its server listened"
+        if state.get("OOMKilled"):
+            reason += " (out of memory: its memory limit was reached)"
+        if state.get("Error"):
+            reason += f": {state['Error']}"
+        return reason
+
+    async def remove_object(self):
+        # The container's output goes with it: store the rest first.
+        if self.object_id and self.session_id and self.output_finished != self.session_id:
+            if self._log_collector is None:
+                # Nothing in this hub process followed it (it ended while the hub was down): read it once.
+                self.collect_output(self._output_source(follow=False), reset=True)
+            await self.finish_output()
+        await DockerSpawner.remove_object(self)
 
     async def create_object(self):
         spec = self._spec
@@ -317,6 +354,9 @@ class DockerSessionSpawner(DockerImages, SessionSpawnerMixin, DockerSpawner):
             # Still running after a hub restart: the relays lived in the old hub process.
             ip, _ = await self.get_ip_and_port()
             await self._open_relays(container_ip=ip)
+        if status is None and self._log_collector is None and self.object_id and self.session_id and not self._stopping:
+            # Running, and nothing follows its output (the hub restarted): read it all again.
+            self.collect_output(self._output_source(), reset=True)
         return status
 
     async def sample_usage(self):

@@ -54,6 +54,7 @@ from traitlets import Unicode, default
 
 from ..core import accounts
 from ..core.slots import ResourceSlots
+from .logs import FileSource, SessionLogsMixin
 from .spawner import SessionRefused, SessionSpawnerMixin, usage_sample
 from .spec import SessionSpec, container_files
 
@@ -69,7 +70,7 @@ _CLONE_NEWNS = 0x00020000
 _PR_SET_NO_NEW_PRIVS = 38
 
 
-class LocalSessionSpawner(SessionSpawnerMixin, SimpleLocalProcessSpawner):
+class LocalSessionSpawner(SessionLogsMixin, SessionSpawnerMixin, SimpleLocalProcessSpawner):
     backend_name = "local"
 
     account_prefix = Unicode(
@@ -138,7 +139,7 @@ class LocalSessionSpawner(SessionSpawnerMixin, SimpleLocalProcessSpawner):
         if not self.isolates_users:
             self._account = None
             await asyncio.to_thread(_link_home, spec, home)
-            return await SimpleLocalProcessSpawner.start(self)
+            return await self._start_process()
         if LocalSessionSpawner._account_lock is None:
             LocalSessionSpawner._account_lock = asyncio.Lock()
         async with LocalSessionSpawner._account_lock:  # two first spawns of one user make one account
@@ -149,7 +150,39 @@ class LocalSessionSpawner(SessionSpawnerMixin, SimpleLocalProcessSpawner):
         owned = await self.run_db(self._owned_folder_paths)
         self._binds = await asyncio.to_thread(_make_home, spec, home, account, owned)
         self._account = account
-        return await SimpleLocalProcessSpawner.start(self)
+        return await self._start_process()
+
+    def _output_path(self) -> Path:
+        # Beside the home, not in it: the session's account must not replace it (a link) or read
+        # it by name (root's, 0600, in the user's directory that only root writes when isolated).
+        return Path(self.sessions_root) / self.user.name / f"{self.session_id}.log"
+
+    def _output_source(self) -> FileSource:
+        keep = int(self.log_keep_bytes)
+        return FileSource(str(self._output_path()), trim_at=keep, keep=keep)
+
+    async def _start_process(self):
+        """Start the server with its stdout and stderr going to a file that the hub copies and trims."""
+        path = self._output_path()
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND | os.O_NOFOLLOW, 0o600)
+        configured = dict(self.popen_kwargs)
+        self.popen_kwargs = {**configured, "stdout": fd, "stderr": subprocess.STDOUT}
+        try:
+            ip_port = await SimpleLocalProcessSpawner.start(self)
+        finally:
+            self.popen_kwargs = configured
+            os.close(fd)
+        self.collect_output(self._output_source(), reset=True)
+        proc = self.proc
+
+        async def exited():
+            return proc.poll()
+
+        async def describe(status):
+            return f"the session's server exited with status {status} before it listened"
+
+        await self.wait_for_server(*ip_port, exited=exited, describe=describe)
+        return ip_port
 
     # --- as root: accounts, the home, the hub's files ---------------------------------------------
 
@@ -239,13 +272,21 @@ class LocalSessionSpawner(SessionSpawnerMixin, SimpleLocalProcessSpawner):
     async def stop_session(self, now: bool) -> None:
         session_id, home = self.session_id, self.home_dir  # stop() polls, which may clear the state
         await SimpleLocalProcessSpawner.stop(self, now=now)
+        await self.finish_output()
         if session_id and home and Path(home).name == str(session_id):
             # Folders are links or mounts of the ended session's namespace: removing the home
             # never touches their data.
             await asyncio.to_thread(shutil.rmtree, home, True)
 
     async def poll_session(self):
-        return await SimpleLocalProcessSpawner.poll(self)
+        session_id = self.session_id  # a poll that sees the end clears the state
+        status = await SimpleLocalProcessSpawner.poll(self)
+        if status is not None:
+            await self.finish_output()
+        elif self._log_collector is None and session_id and not self._stopping:
+            # Running, and nothing copies its output (the hub restarted): from the file's start.
+            self.collect_output(self._output_source(), reset=True)
+        return status
 
     async def sample_usage(self):
         if not self.pid:

@@ -34,6 +34,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 from ..core.environ import EnvironError, check_environ
 from ..db import folders as folder_db
 from ..db import models as m
+from ..db import session_logs as log_store
 from ..db import sessions as store
 from ..db.types import utcnow
 from .base import APIError, APIHandler, Identity
@@ -630,27 +631,54 @@ class SessionHandler(APIHandler):
 
 
 class SessionLogsHandler(APIHandler):
-    """``GET /session/{name}/logs``: the status history as text.
+    """``GET /session/{name}/logs``: the session's output, as Backend.AI answers it (``result.logs``).
 
-    Container logs are not collected by the manager (the spawners keep no log store); the
-    answer says so in ``note`` rather than pretending the history is the container's output.
+    The output is what its container or process wrote to stdout and stderr: the hub copies it
+    into the database while the session runs and keeps its last ``log_keep_bytes`` after it
+    ended (``hub.logs``); ``dropped_bytes`` says how much older output is no longer kept. The
+    status history is ``GET /session/{name}/status-history``.
     """
 
     async def get(self, ref: str) -> None:
         data = self.json_body()
         owner = self.param(data, "owner_access_key", "owner")
 
-        def logs(db: DB) -> str:
+        def logs(db: DB) -> dict[str, Any]:
             session, _user = find_session(db, self.identity, ref, owner)
-            return "".join(f"{_iso(h.at)} {h.status.value} {h.reason}".rstrip() + "\n" for h in session.history)
-
-        text = await self.run_db(logs)
-        self.send(
-            {
-                "result": {"logs": text},
-                "note": "container logs are not collected; these lines are the session's status history",
+            kept = log_store.read(db, session.id)
+            answer: dict[str, Any] = {
+                "result": {
+                    "logs": kept.text if kept is not None else "",
+                    "status": session.status.value,
+                    "kept_bytes": kept.kept_bytes if kept is not None else 0,
+                    "dropped_bytes": kept.dropped_bytes if kept is not None else 0,
+                    "updated_at": _iso(kept.updated_at) if kept is not None else None,
+                }
             }
-        )
+            if kept is None:
+                answer["note"] = "no output was collected for this session (not started yet, or its backend keeps none)"
+            return answer
+
+        self.send(await self.run_db(logs))
+
+
+class SessionStatusHistoryHandler(APIHandler):
+    """``GET /session/{name}/status-history``: when the session entered each status, and why.
+
+    ``result`` is Backend.AI's: each status the session was in → the time it last entered it;
+    ``items`` lists every change with its time and reason.
+    """
+
+    async def get(self, ref: str) -> None:
+        data = self.json_body()
+        owner = self.param(data, "owner_access_key", "owner")
+
+        def history(db: DB) -> dict[str, Any]:
+            session, _user = find_session(db, self.identity, ref, owner)
+            items = [{"status": h.status.value, "reason": h.reason, "at": _iso(h.at)} for h in session.history]
+            return {"result": {item["status"]: item["at"] for item in items}, "items": items}
+
+        self.send(await self.run_db(history))
 
 
 class SessionRenameHandler(APIHandler):
@@ -686,6 +714,7 @@ class SessionRenameHandler(APIHandler):
 handlers = [
     (r"/session/?", SessionsHandler),
     (r"/session/(?P<ref>[^/]+)/logs", SessionLogsHandler),
+    (r"/session/(?P<ref>[^/]+)/status-history", SessionStatusHistoryHandler),
     (r"/session/(?P<ref>[^/]+)/rename", SessionRenameHandler),
     (r"/session/(?P<ref>[^/]+)/?", SessionHandler),
 ]

@@ -19,6 +19,7 @@ import {
   Tabs,
   WhoPanel
 } from '../ui';
+import { showLogs } from './LogsDialog';
 import { showStartDialog, startSession } from './StartDialog';
 import { ACTIVE_STATUSES, isAdmin, ISession, ISessionDetail, ISessionList, IWhoAmI } from './types';
 
@@ -210,14 +211,23 @@ function SessionCard(props: {
         <dt>{s.terminated_at ? 'Ran for' : 'Elapsed'}</dt>
         <dd>{elapsed(s, props.now)}</dd>
       </dl>
-      {active ? (
-        <div className="jp-BackendAI-actions">
-          {s.status === 'RUNNING' ? (
-            <>
-              <Button label="Apps" title={`Apps of ${s.name}`} onClick={() => void showApps(s)} />
-              <Button label="SSH / SFTP" title={`SSH / SFTP of ${s.name}`} onClick={() => void showSSH(s)} />
-            </>
-          ) : null}
+      <div className="jp-BackendAI-actions">
+        {s.status === 'RUNNING' ? (
+          <>
+            <Button label="Apps" title={`Apps of ${s.name}`} onClick={() => void showApps(s)} />
+            <Button label="SSH / SFTP" title={`SSH / SFTP of ${s.name}`} onClick={() => void showSSH(s)} />
+          </>
+        ) : null}
+        <Button label="Logs" title={`Logs of ${s.name}`} onClick={() => void showLogs(s)} />
+        {active ? (
+          <Button
+            label="Terminate"
+            title={`Terminate ${s.name}`}
+            warn
+            onClick={() => void terminate(s, props.refresh)}
+          />
+        ) : null}
+      </div>
           <Button
             label="Terminate"
             title={`Terminate ${s.name}`}

@@ -43,6 +43,18 @@ export interface ISessionDetail extends ISession {
   status_history: { status: string; reason: string; at: string }[];
 }
 
+/** `GET /session/{id}/logs`: Backend.AI's `result.logs`, with what is kept and dropped. */
+export interface ISessionLogs {
+  result: {
+    logs: string;
+    status: string;
+    kept_bytes: number;
+    dropped_bytes: number;
+    updated_at: string | null;
+  };
+  note?: string;
+}
+
 export interface ISessionList {
   total_count: number;
   page: number;
