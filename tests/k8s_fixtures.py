@@ -175,13 +175,15 @@ class Cluster:
             return None
 
     def kill_node(self, name: str) -> None:
-        """SIGKILL a real node's kubelet and, for node2, its engine and containerd: a machine gone."""
+        """SIGKILL a real node as if its machine died. node2: every process in its network
+        namespace (kubelet, engine, containerd, shims) and in its pods' cgroups; node1 (on the
+        host's engine, which must live on): its kubelet alone."""
         pids = [self._pid(self.run_dir / name / "pids" / "kubelet.pid")]
         if name == "node2":
-            pids.append(self._pid(Path("/run/ktc/node2-docker.pid")))
-            pids.append(self._pid(self.run_dir / name / "pids" / "dockerd.pid"))  # the nsenter wrapper
-            containerd = _run("pgrep", "-f", "node2-docker/containerd", check=False).stdout.split()
-            pids += [int(p) for p in containerd if p.isdigit()]
+            pids += [int(p) for p in _run("ip", "netns", "pids", "ktc-node2", check=False).stdout.split()]
+            for procs in Path("/sys/fs/cgroup/pids/ktc-node2").rglob("cgroup.procs"):
+                with contextlib.suppress(OSError):
+                    pids += [int(p) for p in procs.read_text().split()]
         for pid in pids:
             if pid:
                 with contextlib.suppress(ProcessLookupError):

@@ -94,6 +94,7 @@ def hub_config(pdb: ProductDB, spawner: str, extra: str = "") -> str:
         "backendai-local": "LocalSessionSpawner",
         "backendai-docker": "DockerSessionSpawner",
         "backendai-swarm": "SwarmSessionSpawner",
+        "backendai-kubernetes": "KubeSessionSpawner",
     }[spawner]
     return f"""
 c.JupyterHub.authenticator_class = "backendai"

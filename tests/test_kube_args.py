@@ -338,7 +338,7 @@ def test_ready_nodes_are_alive_schedulable_agents_with_their_allocatable_resourc
     (a,) = node_agents([node("node2")])
     assert a == NodeAgent(
         id="node2", hostname="node2", addr="10.231.2.12", alive=True, schedulable=True, resource_group="default",
-        capacity={"cpu": "2", "mem": str(24531868 * 1024)}, devices=[], state="Ready=True",
+        capacity={"cpu": "2", "mem": str(24531868 * 1024)}, devices=[], state="Ready=True", public_host="10.231.2.12",
     )  # fmt: skip
 
 
@@ -361,6 +361,9 @@ def test_cordoned_or_tainted_nodes_are_unschedulable_not_ready_ones_lost():
                                                                           (True, True), (True, True)]  # fmt: skip
     assert [agents[i].alive for i in "ef"] == [False, False]
     assert agents["a"].state == "Ready=True cordoned"
+    assert [agents[i].reason for i in "abcdef"] == [
+        "node cordoned", "node tainted dedicated:NoSchedule", "", "", "node Ready=False", "node Ready=Unknown",
+    ]  # fmt: skip
 
 
 def test_resource_group_from_the_node_label():

@@ -498,6 +498,14 @@ def node_agents(
         ]  # fmt: skip
         ready = _condition(node, "Ready")
         group = ((meta.get("labels") or {}).get(group_label) or "").strip() or default_group
+        if ready != "True":
+            reason = f"node Ready={ready}"
+        elif spec.get("unschedulable"):
+            reason = "node cordoned"
+        elif taints:
+            reason = "node tainted " + ", ".join(f"{t.get('key')}:{t.get('effect')}" for t in taints)
+        else:
+            reason = ""
         out.append(
             NodeAgent(
                 id=meta.get("name", ""),
@@ -511,6 +519,8 @@ def node_agents(
                 state=f"Ready={ready}"
                 + (" cordoned" if spec.get("unschedulable") else "")
                 + "".join(f" {t.get('key')}:{t.get('effect')}" for t in taints),
+                public_host=_address(node),
+                reason=reason,
             )
         )
     return out

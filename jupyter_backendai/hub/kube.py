@@ -1,0 +1,819 @@
+"""``KubeSessionSpawner`` (``backendai-kubernetes``): sessions as pods of a Kubernetes cluster.
+
+Built on kubespawner's ``KubeSpawner``: its API client and configuration (the hub's kubeconfig
+or in-cluster service account, ``namespace``, ``k8s_api_*``), its pod reflector (one watch of
+the namespace's pods shared by all spawners) and its event reflector; the pod itself comes from
+the pure :func:`~.kube_args.pod_manifest` of the session's spec.
+
+**Agents are the cluster's nodes.** A node reflector (kubespawner's reflector pattern: one list,
+then a watch, restarted on errors; :class:`NodeReflector`) keeps the Node objects, optionally
+only those matching ``agent_node_selector``, and every change is written to the agents at once
+(:func:`~.kube_args.node_agents`): a Ready node is an ALIVE agent with its allocatable CPU,
+memory and GPUs, in the resource group of its label ``node_group_label`` (else ``default``); a
+cordoned node (or one with a taint the sessions do not tolerate) is unschedulable; a node that
+is NotReady for ``node_lost_grace`` seconds, or gone, is LOST and its sessions end ERROR
+``agent lost`` (their slots free at once, the queue moves). No API call per spawn reads nodes.
+
+**Our scheduler places, Kubernetes obeys.** The pod is pinned to the chosen node (``pin``:
+``nodeName``, or a required node affinity); a pod the node's kubelet rejects (``OutOfcpu``)
+or that fails to start ends the session ERROR with that reason. Sessions run with
+``restartPolicy: Never``: a session that dies is not restarted.
+
+**Network.** The hub and the proxy reach the pod at its IP (kubespawner's default); the pod
+reaches the hub's API at ``hub_connect_ip`` / ``hub_connect_url``, which must be routable from
+pods. ``network_policy`` adds a NetworkPolicy per session (ingress only from ``hub_cidrs``).
+
+**Faults.** The API server unreachable: spawns are refused with the reason (503), running
+sessions are reported running (nothing is killed), and the reflectors retry until it is back.
+Pods of sessions that ended (their node lost, a hub that crashed) are deleted when the hub
+sees them. A hub restart keeps running sessions (the pod name, node and uid are in the
+spawner's state).
+
+Not yet: SSH into sessions from outside the cluster (sshd runs in the pod; a NodePort or a
+gateway is the site's), usage samples from the kubelets, pulling images into a node ahead of
+a session (the kubelet pulls by ``image_pull_policy``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from functools import partial
+from typing import Any
+
+from kubernetes_asyncio import watch
+from kubernetes_asyncio.client import ApiException
+from kubespawner import KubeSpawner
+from kubespawner.reflector import ResourceReflector
+from sqlalchemy import select
+from traitlets import Any as AnyTrait
+from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
+
+from ..core.slots import ResourceSlots
+from ..db import admin
+from ..db import models as m
+from ..db import sessions as store
+from .docker import sshd_and_server
+from .kube_args import (
+    GPU_RESOURCE,
+    GROUP_LABEL,
+    PIN_AFFINITY,
+    PIN_NODE_NAME,
+    PodConfig,
+    network_policy_manifest,
+    node_agents,
+    owner_reference,
+    pod_manifest,
+    pod_name,
+    ssh_secret_manifest,
+)
+from .spawner import SessionRefused, SessionSpawnerMixin
+from .spec import LABEL_MANAGED, LABEL_SESSION_ID, SessionSpec, SpecError, container_files
+from .swarm_args import NodeAgent
+
+#: Seconds between looks at a starting pod (a flat interval: a late look is time the user waits).
+POD_POLL_INTERVAL = 0.2
+#: sshd's port inside a session's pod (its own network namespace).
+INNER_SSH_PORT = 2200
+#: Container states on the way to a failed start that will not get better by waiting.
+_FATAL_WAITING = {
+    "ErrImageNeverPull", "InvalidImageName", "CreateContainerConfigError", "CreateContainerError",
+    "ImagePullBackOff", "ErrImagePull", "RunContainerError",
+}  # fmt: skip
+
+
+class NodeReflector(ResourceReflector):
+    """The cluster's Node objects by name, kept up to date by a list and a watch.
+
+    kubespawner's ``ResourceReflector`` keys namespaced objects by ``namespace/name``; nodes
+    have no namespace, so the list and the watch are its own here, with two differences: every
+    change calls ``on_change`` (agents follow nodes at once), and a watch that keeps failing
+    (the API server down) keeps retrying, at most every 10 s, instead of giving up: the
+    agents must follow the nodes again when it is back. ``error`` says why the last try failed.
+    """
+
+    kind = "nodes"
+    list_method_name = "list_node"
+    omit_namespace = True
+    on_change = AnyTrait(None, allow_none=True, help="Called without arguments after the nodes changed.")
+    error: str | None = None
+
+    @property
+    def nodes(self) -> dict[str, dict[str, Any]]:
+        return self.resources
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            self.on_change()
+
+    async def _list_and_update(self, resource_version=None):
+        kwargs: dict[str, Any] = {
+            "label_selector": self.label_selector,
+            "_request_timeout": self.request_timeout,
+            "_preload_content": False,
+        }
+        response = await self.api.list_node(**kwargs)
+        if not response.ok:
+            raise ApiException(status=response.status, reason=response.reason)
+        data = json.loads(await response.read())
+        self.resources = {n["metadata"]["name"]: n for n in data["items"]}
+        self.error = None
+        if not self.first_load_future.done():
+            self.first_load_future.set_result(None)
+        self._changed()
+        return data["metadata"]["resourceVersion"]
+
+    async def _watch_and_update(self):
+        delay = 0.1
+        resource_version = None
+        while not self._stopping:
+            started = time.monotonic()
+            w = watch.Watch()
+            try:
+                resource_version = await self._list_and_update()
+                delay = 0.1
+                method = partial(self.api.list_node, _preload_content=False)
+                async with w.stream(
+                    method,
+                    label_selector=self.label_selector,
+                    resource_version=resource_version,
+                    timeout_seconds=self.timeout_seconds,
+                    _request_timeout=self.request_timeout,
+                ) as stream:
+                    async for event in stream:
+                        node = event["raw_object"]
+                        name = node.get("metadata", {}).get("name")
+                        if event["type"] == "DELETED":
+                            self.resources.pop(name, None)
+                        elif event["type"] in ("ADDED", "MODIFIED") and name:
+                            self.resources[name] = node
+                        self._changed()
+                        if self._stopping or time.monotonic() - started >= self.restart_seconds:
+                            break
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                self.error = str(e) or type(e).__name__
+                self.log.warning("Watching the cluster's nodes: %s; retrying in %.1f s", self.error, delay)
+                self._changed()
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+            finally:
+                w.stop()
+                await w.close()
+
+    async def start(self):
+        # The first list is the watch loop's first step: a failing API server is retried by it.
+        if self.watch_task and not self.watch_task.done():
+            raise RuntimeError("the node watch is already running")
+        self.watch_task = asyncio.create_task(self._watch_and_update())
+
+
+class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
+    backend_name = "kubernetes"
+    isolates_users = True
+
+    node_group_label = Unicode(
+        GROUP_LABEL,
+        config=True,
+        help="""The node label that names a node's resource group (``kubectl label node gpu1
+        ai.backend.resource-group=gpu``); nodes without it are in ``default``. A node naming a
+        resource group that does not exist is registered unschedulable.""",
+    )
+    agent_node_selector = Unicode(
+        "",
+        config=True,
+        help="""A label selector of the nodes that are agents (e.g. ``ai.backend.agent=true``); empty:
+        every node. A node that stops matching leaves like a node that is gone (LOST).""",
+    )
+    node_lost_grace = Float(
+        0.0,
+        config=True,
+        help="""Seconds a node may stay NotReady before it is LOST and its sessions end ``agent lost``
+        (meanwhile it takes no new sessions). The controller-manager has already waited its
+        ``--node-monitor-grace-period`` (40 s by default) before a node turns NotReady.""",
+    )
+    gpu_resource = Unicode(
+        GPU_RESOURCE,
+        config=True,
+        help="The extended resource of whole GPUs (the NVIDIA device plugin's ``nvidia.com/gpu``).",
+    )
+    gpu_shares_resources = Dict(
+        value_trait=Integer(min=1),
+        config=True,
+        help="""Extended resources that GPU shares (``cuda.shares``) are requested as, with their units
+        per whole GPU: ``{"nvidia.com/gpucores": 100, "nvidia.com/gpumem-percentage": 100}`` for
+        HAMi, ``{"nvidia.com/gpu.shared": 4}`` for the NVIDIA device plugin's time-slicing with 4
+        replicas. A session gets ``ceil(shares × units)`` of each. Empty: sessions cannot ask for
+        shares (they are refused with the reason).""",
+    )
+    gpu_shares_device_resource = Unicode(
+        "",
+        config=True,
+        help="""An extended resource counting the devices a shares session spans, for device plugins
+        that need both (HAMi: ``nvidia.com/gpu``); empty: none.""",
+    )
+    pin = Enum(
+        [PIN_NODE_NAME, PIN_AFFINITY],
+        PIN_NODE_NAME,
+        config=True,
+        help="""How a pod is pinned to the node our scheduler chose: ``nodeName`` (the node's kubelet
+        admits it directly; a pod that does not fit fails at once with the reason, e.g.
+        ``OutOfcpu``) or ``affinity`` (a required node affinity: the kube-scheduler binds it,
+        honouring taints and its own view of the node; a pod that does not fit stays Pending until
+        ``start_pod_timeout``).""",
+    )
+    storage_volumes = Dict(
+        config=True,
+        help="""The volume of each storage host, as a Kubernetes volume source: folders are sub-paths of
+        it, e.g. ``{"local": {"persistentVolumeClaim": {"claimName": "backendai-storage"}}}`` (a
+        ReadWriteMany claim in the sessions' namespace) or ``{"local": {"nfs": {"server":
+        "nfs.example.org", "path": "/export/backendai/local"}}}``. A host without an entry is a
+        ``hostPath`` of ``storage_root/<host>``: the storage must then be mounted at the same
+        path on every node.""",
+    )
+    session_tolerations = List(
+        Dict(),
+        config=True,
+        help="""Tolerations of session pods (e.g. of a taint that keeps other pods off GPU nodes). A node
+        tainted NoSchedule/NoExecute with a key not tolerated here is an unschedulable agent.""",
+    )
+    start_pod_timeout = Float(
+        120.0,
+        config=True,
+        help="Seconds a session's pod may take to run (image pull included) before the start fails.",
+    )
+    stop_pod_timeout = Float(
+        60.0,
+        config=True,
+        help="""Seconds to wait for a stopped session's pod to be gone from its node (its slots are
+        given to the next session only then, so that the node's kubelet admits that one).""",
+    )
+    api_check_timeout = Float(
+        5.0,
+        config=True,
+        help="Seconds the API server may take to answer the check before a spawn (else the spawn is refused).",
+    )
+    network_policy = Bool(
+        False,
+        config=True,
+        help="""Create a NetworkPolicy per session that admits into the pod only ``hub_cidrs`` (to the
+        server's port) and ``ssh_cidrs`` (to sshd). It takes effect only where the cluster's
+        network plugin enforces policies (Calico, Cilium, ...).""",
+    )
+    hub_cidrs = List(
+        Unicode(),
+        config=True,
+        help="Where the hub and the proxy reach pods from (CIDRs), for ``network_policy``.",
+    )
+    ssh_cidrs = List(
+        Unicode(),
+        ["0.0.0.0/0"],
+        config=True,
+        help="Where users' SSH clients may reach sessions' sshd from (CIDRs), for ``network_policy``.",
+    )
+
+    @default("agent_heartbeat_interval")
+    def _default_heartbeat(self):
+        return 5.0  # nodes are watched; the heartbeat only ends grace periods and removes stale pods
+
+    @default("ssh_enabled")
+    def _default_ssh_enabled(self):
+        return False  # sshd in the pod is not reachable from outside the cluster yet
+
+    @default("image_pull_policy")
+    def _default_pull_policy(self):
+        return "IfNotPresent"
+
+    _spec: SessionSpec | None = None
+    _node: str | None = None
+    _secret_name: str | None = None
+    _pod_created = False
+    pod_id: str | None = None  # the pod's uid (KubeSpawner sets it as a plain attribute too)
+
+    # --- agents: the cluster's nodes ---------------------------------------------------------
+
+    _node_reflector: NodeReflector | None = None
+    _heartbeat_task: asyncio.Task | None = None
+    _sync_task: asyncio.Task | None = None
+    _sync_again = False
+    _api_error: str | None = None
+    #: When each node was first seen not Ready (for ``node_lost_grace``).
+    _not_ready_since: dict[str, float] = {}
+    #: Agents this backend made unschedulable (cordoned, in their grace period), to make
+    #: schedulable again when they are not; an administrator's own choice is left alone otherwise.
+    _cordoned: set[str] = set()
+    _last_sweep = 0.0
+
+    async def ensure_agent(self) -> None:
+        try:
+            await super().ensure_agent()
+        except Exception as e:  # the API server unreachable: refuse spawns, kill nothing running
+            KubeSessionSpawner._api_error = str(e) or type(e).__name__
+            self.log.warning("The Kubernetes API server did not answer: %s", e)
+        task = KubeSessionSpawner._heartbeat_task
+        if task is None or task.done():
+            KubeSessionSpawner._heartbeat_task = asyncio.ensure_future(self._heartbeat())
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.agent_heartbeat_interval)
+            try:
+                await self._sync_nodes()
+            except Exception:
+                self.log.exception("Syncing the cluster's nodes to the agents failed")
+
+    async def _start_watching_nodes(self) -> NodeReflector:
+        reflector = KubeSessionSpawner._node_reflector
+        if reflector is None or reflector.watch_task is None or reflector.watch_task.done():
+            labels = {}
+            reflector = NodeReflector(parent=self, labels=labels, on_change=self._nodes_changed)
+            if self.agent_node_selector:
+                reflector.label_selector = self.agent_node_selector
+            KubeSessionSpawner._node_reflector = reflector
+            await reflector.start()
+        return reflector
+
+    def _nodes_changed(self) -> None:
+        """A node changed: write the agents soon (changes coming together are written once)."""
+        task = KubeSessionSpawner._sync_task
+        if task is not None and not task.done():
+            KubeSessionSpawner._sync_again = True
+            return
+        KubeSessionSpawner._sync_task = asyncio.ensure_future(self._sync_soon())
+
+    async def _sync_soon(self) -> None:
+        while True:
+            KubeSessionSpawner._sync_again = False
+            await asyncio.sleep(0.2)
+            try:
+                await self._sync_nodes()
+            except Exception:
+                self.log.exception("Syncing the cluster's nodes to the agents failed")
+            if not KubeSessionSpawner._sync_again:
+                return
+
+    async def _register_agent(self) -> None:
+        reflector = await self._start_watching_nodes()
+        # Until the first list of nodes arrives or fails (the watch retries it on its own).
+        deadline = asyncio.get_running_loop().time() + self.api_check_timeout
+        while not reflector.first_load_future.done():
+            if reflector.error or asyncio.get_running_loop().time() > deadline:
+                raise RuntimeError(reflector.error or "no answer to the first list of nodes")
+            await asyncio.sleep(0.05)
+        await self._sync_nodes()
+        SessionSpawnerMixin._agent_registered = True
+
+    def _agents(self, reflector: NodeReflector) -> list[NodeAgent]:
+        agents = node_agents(
+            list(reflector.nodes.values()),
+            group_label=self.node_group_label,
+            default_group=self.agent_scaling_group,
+            gpu_resource=self.gpu_resource,
+            gpu_shares_resources=self.gpu_shares_resources,
+            tolerated=[t.get("key") for t in self.session_tolerations if t.get("key")],
+        )
+        if self.agent_capacity:
+            capacity = {k: str(v) for k, v in ResourceSlots.parse(self.agent_capacity).items()}
+            agents = [dataclasses.replace(a, capacity=capacity) for a in agents]
+        return agents
+
+    async def _sync_nodes(self) -> None:
+        reflector = KubeSessionSpawner._node_reflector
+        if reflector is None or not reflector.first_load_future.done():
+            return
+        if reflector.error:
+            # The nodes as last seen stay as they are: a node is not lost because the API is down.
+            KubeSessionSpawner._api_error = reflector.error
+            return
+        KubeSessionSpawner._api_error = None
+        agents = self._agents(reflector)
+        now = time.monotonic()
+        for agent in agents:
+            if agent.alive:
+                KubeSessionSpawner._not_ready_since.pop(agent.id, None)
+            else:
+                KubeSessionSpawner._not_ready_since.setdefault(agent.id, now)
+        ended = await self.run_db(self._sync_agents, agents, now)
+        if ended:
+            self.log.warning("Sessions ended because their node was lost: %s", ", ".join(map(str, ended)))
+            self.scheduler.wake()
+        if ended or now - KubeSessionSpawner._last_sweep >= self.agent_heartbeat_interval:
+            KubeSessionSpawner._last_sweep = now
+            await self._sweep_pods()
+
+    def _sync_agents(self, db, agents: list[NodeAgent], now: float) -> list:
+        """Write what changed (agents of unchanged nodes are not written again); lose the lost."""
+        rows = {
+            row.id: row for row in db.scalars(select(m.Agent).where(m.Agent.version == self.backend_name))
+        }  # fmt: skip
+        seen: set[str] = set()
+        lost: dict[str, str] = {}
+        for agent in agents:
+            seen.add(agent.id)
+            blocked = "" if agent.schedulable else agent.reason
+            if not agent.alive:
+                since = KubeSessionSpawner._not_ready_since.get(agent.id, now)
+                if now - since >= self.node_lost_grace:
+                    lost[agent.id] = agent.reason
+                    continue
+                blocked = f"{agent.reason} (lost after {self.node_lost_grace:g} s)"  # nothing new goes there
+            group = agent.resource_group
+            if db.get(m.ScalingGroup, group) is None:
+                self.log.warning("Node %s names the unknown resource group %r", agent.id, group)
+                blocked = blocked or f"the node's label names the unknown resource group {group!r}"
+                group = admin.DEFAULT
+            row = rows.get(agent.id)
+            schedulable: bool | None = not blocked
+            if blocked:
+                KubeSessionSpawner._cordoned.add(agent.id)
+            elif agent.id in KubeSessionSpawner._cordoned or row is None:
+                KubeSessionSpawner._cordoned.discard(agent.id)
+            else:
+                schedulable = None  # keep the administrator's choice
+            capacity = ResourceSlots.parse(agent.capacity)
+            if (
+                row is not None
+                and row.status == m.AgentStatus.ALIVE
+                and row.scaling_group == group
+                and ResourceSlots.parse(row.available_slots or {}) == capacity
+                and (row.devices or []) == agent.devices
+                and row.addr == agent.addr
+                and (row.status_info or "") == blocked
+                and (schedulable is None or row.schedulable == schedulable)
+            ):
+                continue
+            store.register_agent(
+                db,
+                agent.id,
+                scaling_group=group,
+                capacity=capacity,
+                devices=agent.devices,
+                addr=agent.addr,
+                region=agent.hostname or "kubernetes",
+                version=self.backend_name,
+                schedulable=schedulable,
+                status_info=blocked or None,
+            )
+        # Nodes deleted from the cluster (or no longer matching the selector) are lost too.
+        for row in rows.values():
+            if row.id not in seen and row.status == m.AgentStatus.ALIVE:
+                lost[row.id] = "node deleted from the cluster"
+        return store.lose_agents(db, list(lost), reasons=lost)
+
+    async def _sweep_pods(self) -> None:
+        """Delete the pods of sessions that ended (a lost node's, a hub that crashed meanwhile).
+
+        Only pods of sessions this hub's database knows as finished: another hub's are left alone.
+        """
+        reflector = self.pod_reflector
+        if reflector is None:
+            return
+        by_session: dict[str, dict] = {}
+        for pod in list(reflector.pods.values()):
+            labels = pod.get("metadata", {}).get("labels") or {}
+            if labels.get(LABEL_MANAGED) == "true" and labels.get(LABEL_SESSION_ID):
+                by_session[labels[LABEL_SESSION_ID]] = pod
+        if not by_session:
+            return
+
+        def finished(db):
+            import uuid
+
+            ids = []
+            for sid in by_session:
+                try:
+                    ids.append(uuid.UUID(sid))
+                except ValueError:
+                    continue
+            rows = db.scalars(select(m.Session).where(m.Session.id.in_(ids)))
+            return [str(r.id) for r in rows if r.status in m.FINISHED_SESSION_STATUSES]
+
+        for sid in await self.run_db(finished):
+            pod = by_session[sid]
+            if pod["metadata"].get("deletionTimestamp") and self._node_ready(pod["spec"].get("nodeName")):
+                continue  # its kubelet is already stopping it
+            self.log.info("Deleting the pod %s of the ended session %s", pod["metadata"]["name"], sid)
+            await self._delete_pod(pod["metadata"]["name"], pod["metadata"]["namespace"], wait=False)
+
+    def _node_ready(self, name: str | None) -> bool:
+        reflector = KubeSessionSpawner._node_reflector
+        node = reflector.nodes.get(name) if reflector is not None and name else None
+        if node is None:
+            return False
+        return any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in node.get("status", {}).get("conditions") or []
+        )
+
+    async def agent_info(self):  # pragma: no cover - _register_agent reads the nodes instead
+        raise NotImplementedError
+
+    # --- the session -------------------------------------------------------------------------
+
+    async def _check_api(self) -> None:
+        try:
+            await asyncio.wait_for(self.api.get_api_resources(), self.api_check_timeout)
+        except Exception as e:
+            reason = getattr(e, "reason", None) or str(e) or type(e).__name__
+            raise SessionRefused(f"the Kubernetes API server does not answer: {reason}", 503) from None
+
+    async def start(self):
+        await self.ensure_agent()
+        if KubeSessionSpawner._api_error:
+            raise SessionRefused(f"the Kubernetes API server does not answer: {KubeSessionSpawner._api_error}", 503)
+        await self._check_api()
+        return await SessionSpawnerMixin.start(self)
+
+    def server_address(self) -> tuple[str, int]:
+        return "0.0.0.0", self.port  # in the pod's own network namespace
+
+    def session_command(self, ssh_port: int | None) -> tuple[str, ...]:
+        return ("sh", "-c", sshd_and_server("0.0.0.0"), "session", "jupyterhub-singleuser")
+
+    def session_ssh_port(self, public_port: int) -> int:
+        return INNER_SSH_PORT
+
+    async def open_network(self) -> None:
+        """Find the node the scheduler chose (the pod is pinned to it) and the session's image."""
+
+        def placement(db):
+            session = db.get(m.Session, self.session_id)
+            agent = db.get(m.Agent, session.agent_id) if session and session.agent_id else None
+            if agent is None or agent.status != m.AgentStatus.ALIVE:
+                raise SpecError(f"the session's node {session.agent_id if session else None} is not available")
+            return agent.id, session.image
+
+        self._node, self.image = await self.run_db(placement)
+
+    def _pod_config(self, ssh_secret: str | None) -> PodConfig:
+        return PodConfig(
+            namespace=self.namespace,
+            name=self.pod_name,
+            port=self.port,
+            image_pull_policy=self.image_pull_policy,
+            image_pull_secrets=[s["name"] if isinstance(s, dict) else s for s in self.image_pull_secrets or []],
+            pin=self.pin,
+            storage_root=self.storage_root,
+            storage_volumes=self.storage_volumes,
+            gpu_resource=self.gpu_resource,
+            gpu_shares_resources=self.gpu_shares_resources,
+            gpu_shares_device_resource=self.gpu_shares_device_resource,
+            ssh_secret=ssh_secret,
+            extra_labels=self._build_pod_labels(self._expand_all(self.extra_labels)),
+            extra_annotations=self._build_common_annotations(self._expand_all(self.extra_annotations)),
+            tolerations=self.session_tolerations,
+            priority_class_name=self.priority_class_name or "",
+            termination_grace_seconds=self.delete_grace_period,
+        )
+
+    async def _api(self, call, *args, **kwargs):
+        return await asyncio.wait_for(call(*args, **kwargs), self.k8s_api_request_retry_timeout)
+
+    async def start_session(self, spec: SessionSpec):
+        self._spec = spec
+        self.pod_name = pod_name(spec)
+        await self._pods()
+        if self.events_enabled:
+            await self._start_watching_events()
+            events = self.events
+            self._last_event = events[-1]["metadata"]["uid"] if events else None
+        files = container_files(spec)
+        self._secret_name = f"backendai-ssh-{spec.session_id}" if files else None
+        config = self._pod_config(self._secret_name)
+        pod = pod_manifest(spec, self._node, config)
+        try:
+            if self._secret_name:
+                secret = ssh_secret_manifest(spec, self._secret_name, config)
+                await self._create("secret", secret)
+            self.log.info("Creating pod %s/%s on node %s", self.namespace, self.pod_name, self._node)
+            self._pod_created = True
+            created = await self._create("pod", pod)
+            self.pod_id = created.metadata.uid
+            owner = owner_reference(self.pod_name, self.pod_id)
+            if self._secret_name:
+                # Owned by the pod from now on: the garbage collector deletes it with the pod.
+                await self._api(
+                    self.api.patch_namespaced_secret,
+                    self._secret_name,
+                    self.namespace,
+                    {"metadata": {"ownerReferences": [owner]}},
+                )
+            if self.network_policy:
+                policy = network_policy_manifest(spec, config, hub_cidrs=self.hub_cidrs, ssh_cidrs=self.ssh_cidrs)
+                policy["metadata"]["ownerReferences"] = [owner]
+                await self._create("network_policy", policy)
+            running = await self._wait_running()
+        except BaseException:
+            await asyncio.shield(self._remove_session_objects(force=True))
+            raise
+        return self._get_pod_url(running)
+
+    async def _create(self, kind: str, manifest: dict):
+        """Create an object; one of the same name (a start that failed half-way) is replaced."""
+        if kind == "network_policy":
+            from kubespawner.clients import shared_client
+
+            api = shared_client("NetworkingV1Api")
+        else:
+            api = self.api
+        create = getattr(api, f"create_namespaced_{kind}")
+        try:
+            return await self._api(create, self.namespace, manifest)
+        except ApiException as e:
+            if e.status != 409:
+                raise RuntimeError(f"the API server refused the session's {kind}: {_api_reason(e)}") from None
+        await self._api(getattr(api, f"delete_namespaced_{kind}"), manifest["metadata"]["name"], self.namespace)
+        if kind == "pod":
+            await self._wait_gone(manifest["metadata"]["name"], self.stop_pod_timeout)
+        return await self._api(create, self.namespace, manifest)
+
+    async def _wait_running(self) -> dict:
+        """Until the pod runs; a pod its node rejects or whose container cannot start fails with why."""
+        key = f"{self.namespace}/{self.pod_name}"
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.start_pod_timeout
+        while True:
+            pod = self.pod_reflector.pods.get(key)
+            if pod is not None:
+                if self.is_pod_running(pod):
+                    return pod
+                problem = _pod_problem(pod)
+                if problem:
+                    raise RuntimeError(f"the pod on node {self._node} {problem}")
+            if loop.time() > deadline:
+                last = "; ".join(
+                    f"{e.get('reason')}: {e.get('message')}" for e in self.events[-3:]
+                ) or json.dumps((pod or {}).get("status", {}).get("conditions") or "not seen")  # fmt: skip
+                raise RuntimeError(f"the pod did not run within {self.start_pod_timeout:.0f} s ({last})")
+            await asyncio.sleep(POD_POLL_INTERVAL)
+
+    async def _delete_pod(self, name: str, namespace: str, *, wait: bool, force: bool = False) -> None:
+        """Delete a pod; ``force`` (grace 0) also where its node is gone (its kubelet would never
+        confirm), in which case the kubelet, if the node comes back, removes the containers."""
+        node = None
+        if self.pod_reflector is not None:
+            node = (self.pod_reflector.pods.get(f"{namespace}/{name}") or {}).get("spec", {}).get("nodeName")
+        if node and not self._node_ready(node):
+            force = True
+        grace = 0 if force else self.delete_grace_period
+        try:
+            await self._api(self.api.delete_namespaced_pod, name, namespace, grace_period_seconds=grace)
+        except ApiException as e:
+            if e.status != 404:
+                raise
+        if wait:
+            await self._wait_gone(name, self.stop_pod_timeout, namespace)
+
+    async def _wait_gone(self, name: str, timeout: float, namespace: str | None = None) -> None:
+        key = f"{namespace or self.namespace}/{name}"
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self.pod_reflector is not None and key in self.pod_reflector.pods:
+            if asyncio.get_running_loop().time() > deadline:
+                self.log.warning("The pod %s is still there after %.0f s", key, timeout)
+                return
+            await asyncio.sleep(POD_POLL_INTERVAL)
+
+    async def _remove_session_objects(self, *, force: bool = False, wait: bool = False) -> None:
+        if self._pod_created or self.pod_id:
+            try:
+                await self._delete_pod(self.pod_name, self.namespace, wait=wait, force=force)
+            except Exception as e:
+                self.log.warning("Deleting the pod %s: %s", self.pod_name, e)
+        if self._secret_name:
+            try:
+                await self._api(self.api.delete_namespaced_secret, self._secret_name, self.namespace)
+            except Exception as e:  # already gone with its pod is fine
+                self.log.debug("Deleting the secret %s: %s", self._secret_name, e)
+
+    async def _pods(self):
+        """The pod reflector, loaded; started again if its watch gave up (the API server was down)."""
+        reflector = self.pod_reflector
+        # (A reflector whose watch_task is None is still loading: another spawner started it.)
+        dead = reflector is not None and reflector.watch_task is not None and reflector.watch_task.done()
+        return await self._start_watching_pods(replace=dead)
+
+    async def stop_session(self, now: bool) -> None:
+        await self._pods()
+        await self._remove_session_objects(force=now, wait=True)
+        self._pod_created = False
+
+    async def poll_session(self):
+        if self.session_id:
+            status = await self.run_db(lambda db: getattr(db.get(m.Session, self.session_id), "status", None))
+            if status == m.SessionStatus.ERROR:
+                # Its node was lost: delete the pod (it would run on when the node comes back).
+                await self._remove_session_objects(force=True)
+                return "ended ERROR"
+        if not (self._pod_created or self.pod_id):
+            return 0  # no pod was made (refused or failed before it): nothing runs
+        try:
+            reflector = await self._pods()
+        except Exception as e:
+            # The API server unreachable: say nothing ended; killing what runs would be worse.
+            self.log.warning("Polling the pod %s: the API server did not answer: %s", self.pod_name, e)
+            return None
+        pod = reflector.pods.get(f"{self.namespace}/{self.pod_name}")
+        if pod is None:
+            return 1  # deleted from outside
+        ended = _pod_ended(pod)
+        if ended is None:
+            return None
+        if not self._stopping:
+            await self._remove_session_objects()  # never restarted: remove what is left of it
+        return ended
+
+    def backend_object_id(self) -> str | None:
+        return self.pod_id or None
+
+    # --- progress: the queue, then the pod's events ----------------------------------------------
+
+    async def progress(self):
+        async for event in SessionSpawnerMixin.progress(self):
+            yield event
+        seen = set()
+        for _ in range(int(self.start_pod_timeout / 0.5)):
+            if self.session_id is None or (self.pod_id and self.ready):
+                return
+            for e in self.events:
+                uid = e["metadata"]["uid"]
+                if uid not in seen:
+                    seen.add(uid)
+                    yield {"progress": 60, "message": f"{e.get('type')} {e.get('reason')}: {e.get('message')}"}
+            status = await self.run_db(lambda db: getattr(db.get(m.Session, self.session_id), "status", None))
+            if status != m.SessionStatus.PREPARING:
+                return
+            await asyncio.sleep(0.5)
+
+    # --- state across hub restarts ------------------------------------------------------------
+
+    def get_state(self):
+        state = super().get_state()
+        if self._node:
+            state["backendai_node"] = self._node
+        if self.pod_id:
+            state["backendai_pod_uid"] = self.pod_id
+        if self._secret_name:
+            state["backendai_secret"] = self._secret_name
+        return state
+
+    def load_state(self, state):
+        super().load_state(state)
+        self._node = state.get("backendai_node")
+        self.pod_id = state.get("backendai_pod_uid")
+        self._secret_name = state.get("backendai_secret")
+        self._pod_created = bool(self.pod_id)
+
+    def clear_state(self):
+        super().clear_state()
+        self._node = None
+        self.pod_id = None
+        self._secret_name = None
+        self._pod_created = False
+
+
+def _api_reason(e: ApiException) -> str:
+    try:
+        return json.loads(e.body).get("message") or e.reason
+    except (TypeError, ValueError, AttributeError):
+        return str(e.reason)
+
+
+def _pod_problem(pod: dict) -> str | None:
+    """Why a starting pod will not run (rejected, failed, a container that cannot start), or None."""
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Failed", "Succeeded"):
+        reason = status.get("reason") or "Failed"
+        message = status.get("message") or ""
+        for c in status.get("containerStatuses") or []:
+            term = (c.get("state") or {}).get("terminated")
+            if term:
+                message = message or f"exit code {term.get('exitCode')} ({term.get('reason') or ''})"
+        return f"failed: {reason}: {message}".rstrip(": ")
+    for c in status.get("containerStatuses") or []:
+        state = c.get("state") or {}
+        waiting = state.get("waiting") or {}
+        if waiting.get("reason") in _FATAL_WAITING:
+            return f"cannot start its container: {waiting['reason']}: {waiting.get('message') or ''}".rstrip(": ")
+        term = state.get("terminated")
+        if term:
+            return f"ended at once: exit code {term.get('exitCode')} ({term.get('reason') or ''})"
+    return None
+
+
+def _pod_ended(pod: dict):
+    """None while the session's pod runs (or starts); else its exit status."""
+    status = pod.get("status") or {}
+    if status.get("phase") in ("Failed", "Succeeded"):
+        for c in status.get("containerStatuses") or []:
+            term = (c.get("state") or {}).get("terminated")
+            if term:
+                return term.get("exitCode", 1)
+        return status.get("reason") or 1
+    for c in status.get("containerStatuses") or []:
+        term = (c.get("state") or {}).get("terminated")
+        if term and c.get("name") == "notebook":
+            return term.get("exitCode", 1)
+    return None
