@@ -167,11 +167,24 @@ def other_tabs(page: Any, area: Any, pdb: ProductDB) -> None:
     assert f"Scanned localhost:{port}: 0 image(s) added" in report.inner_text()
     assert "cannot list repositories" in report.inner_text()
 
-    # Resources: the hub's agent with its use; a DRF resource group open to the default domain.
+    # Resources: the hub's agent with its use, and why another one is not schedulable (a drained
+    # swarm node, as its backend registers it); a DRF resource group open to the default domain.
+    from jupyter_backendai.core.slots import ResourceSlots
+    from jupyter_backendai.db import sessions as session_db
+
+    pdb.setup(
+        lambda db: session_db.register_agent(
+            db, "node-x", scaling_group="default", capacity=ResourceSlots(cpu=2, mem="2g"), version="swarm",
+            schedulable=False, status_info="node availability drain",
+        )
+    )  # fmt: skip
     area.get_by_role("tab", name="Resources").click()
     agent_row = area.locator("tbody tr").first
     agent_row.wait_for()
     assert "ALIVE" in agent_row.inner_text() and "1 / 4" in agent_row.inner_text()
+    drained = area.locator("tbody tr").filter(has_text="node-x")
+    drained.wait_for()
+    assert "ALIVE: node availability drain" in drained.inner_text()
     area.get_by_role("tab", name="Resource groups").click()
     area.get_by_role("button", name="+ New resource group").click()
     dialog = page.get_by_role("dialog", name="New resource group")
