@@ -36,6 +36,7 @@ REQUIRE = os.environ.get("BACKENDAI_TEST_REQUIRE_DOCKER", "") not in ("", "0", "
 #: backend cuts its session networks (it starts at the bottom and skips the host's subnets).
 BRIDGE = "jbsw0"
 BRIDGE_IP = "10.231.200.1"
+BRIDGE_NET = "10.231.200.0/24"
 #: The swarm's own networks (ingress, overlays) are cut from here, inside the nodes' namespaces.
 ADDR_POOL = "10.231.208.0/20"
 NODES = 3
@@ -87,6 +88,8 @@ class Node:
                     "dockerd", "--data-root", str(self.root / "data"), "--exec-root", str(self.root / "exec"),
                     "--pidfile", str(self.root / "dockerd.pid"), "-H", self.sock,
                     "--bridge=none", "--iptables=false", "--ip-masq=false",
+                    # Registries the tests serve on the bridge speak plain HTTP (tests/test_images_swarm.py).
+                    "--insecure-registry", BRIDGE_NET,
                 ],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
