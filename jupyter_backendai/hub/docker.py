@@ -45,6 +45,7 @@ from .images import DockerImages
 from .logs import SessionLogsMixin, StreamSource
 from .nvidia import query_gpus
 from .relay import Relay
+from .runtime import PlainImagesMixin
 from .spawner import SessionSpawnerMixin, usage_sample
 from .spec import LABEL_SESSION_ID, SessionSpec, SpecError
 
@@ -86,7 +87,7 @@ def nvidia_devices(shares_per_device: int = 1, log=None) -> list[dict]:
     return agent_devices(gpus or [], shares_per_device)
 
 
-class DockerSessionSpawner(DockerImages, SessionLogsMixin, SessionSpawnerMixin, DockerSpawner):
+class DockerSessionSpawner(PlainImagesMixin, DockerImages, SessionLogsMixin, SessionSpawnerMixin, DockerSpawner):
     backend_name = "docker"
     isolates_users = True
 
@@ -317,9 +318,13 @@ class DockerSessionSpawner(DockerImages, SessionLogsMixin, SessionSpawnerMixin, 
         spec = self._spec
         ip = "0.0.0.0" if self.network_isolation else "127.0.0.1"
         kwargs = docker_create_kwargs(spec, port=self.port, network=self.network_name, ip=ip)
+        # An image without jupyterhub-singleuser or a work user: the product's runtime, a home, an account.
+        kwargs, account_files = await self.adapt_to_image(spec, kwargs)
         host_config = self.client.create_host_config(**kwargs.pop("host_config"))
         self.log.info("Creating container %s: %s", self.object_name, shlex.join(kwargs.get("command") or []))
         obj = await self.docker("create_container", name=self.object_name, host_config=host_config, **kwargs)
+        if account_files:
+            await self.docker("put_archive", obj["Id"], "/", account_files)
         # The SSH key files go in before the start, owned by the session user, never via env.
         # Dated now: a tar's default of 0 showed id_container as made in 1970 in the file browser.
         await self.docker("put_archive", obj["Id"], "/", files_archive(spec, mtime=int(time.time())))
