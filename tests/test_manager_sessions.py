@@ -105,7 +105,9 @@ def test_create_run_list_delete(backendai: HubWithManager) -> None:
     assert detail["occupied_slots"] == {"cpu": "1", "mem": str(512 * 1024**2)}
     assert [h["status"] for h in detail["status_history"]] == ["PENDING", "SCHEDULED", "PREPARING", "RUNNING"]
     apps = {a["name"]: a["url"] for a in detail["apps"]}
-    assert apps["jupyterlab"] == "/user/alice/nb1/lab" and apps["tensorboard"] == "/user/alice/nb1/proxy/6006/"
+    assert apps["jupyterlab"] == "/user/alice/nb1/lab"
+    # Through the session's server extension: a form for TensorBoard's log directory, then the app.
+    assert apps["tensorboard"] == "/user/alice/nb1/backendai/_ext/apps/tensorboard/open"
     assert detail["agent"] and detail["user_email"] == "alice@example.com"
     # RUNNING is the container/process started; the hub calls it ready once the server answers.
     wait_ready(backendai.hub, "alice", "nb1")

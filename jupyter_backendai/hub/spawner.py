@@ -574,6 +574,7 @@ class SessionSpawnerMixin(LoggingConfigurable):
             hub_env=hub_env,
             user_env=user_env,
             cmd=self.session_command(ssh_port),
+            service_ports=session.service_ports or (),
             ssh_port=ssh_port,
             ssh_public_key=keys.public_key,
             ssh_private_key=keys.private_key,

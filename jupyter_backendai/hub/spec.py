@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from types import MappingProxyType
 
+from ..core.apps import FOLDERS_ENV, SERVICE_PORTS_ENV, format_service_ports
 from ..core.environ import FORBIDDEN_ENV, EnvironError, check_environ
 from ..core.gpu import SHARES, WHOLE, GpuDevice, device_order
 from ..core.slots import ResourceSlots, SlotError, format_amount, parse_amount
@@ -476,6 +477,7 @@ def build_spec(
     user_env: Mapping[str, str] | None = None,
     cmd: Sequence[str] = DEFAULT_CMD,
     args: Sequence[str] = (),
+    service_ports: Sequence[Mapping[str, object]] = (),
     ssh_port: int | None = None,
     ssh_public_key: str | None = None,
     ssh_private_key: str | None = None,
@@ -498,7 +500,8 @@ def build_spec(
     the user may mount a chosen folder is the caller's check (done at admission); this
     function checks the shape. ``hub_env`` is the hub's env for the single-user server
     (``Spawner.get_env()``); the session variables set here override it. ``user_env`` is the
-    user's own (``config.environ``), under both. SSH: the key pair
+    user's own (``config.environ``), under both. ``service_ports`` are the image's apps
+    (``[{"name", "protocol", "ports"}]``), passed on in ``BACKENDAI_SERVICE_PORTS``. SSH: the key pair
     (both halves or neither) becomes :func:`container_files`; ``ssh_port`` (the port sshd
     listens on) adds ``BACKENDAI_SSH_PORT`` and ``BACKENDAI_SSH_AUTHORIZED_KEYS`` (the
     files sshd should read, space-separated, as ``AuthorizedKeysFile`` takes them).
@@ -597,6 +600,13 @@ def build_spec(
         }
     )
     env.update(gpu_env(placement, gpu_memory=gpu_memory, shares_per_device=gpu_shares_per_device))
+    # The session's apps (serverext.apps): the image's service-ports label and where an app's
+    # files go by default (the first chosen folder).
+    apps_env = {
+        SERVICE_PORTS_ENV: format_service_ports(service_ports),
+        FOLDERS_ENV: ":".join(m.name for m in mounts if not m.automount),
+    }
+    env.update({k: v for k, v in apps_env.items() if v})
     if ssh_port is not None:
         keys = [SESSION_AUTHORIZED_KEYS] + ([f"{HOME}/{keys_from}/authorized_keys"] if keys_from else [])
         env["BACKENDAI_SSH_PORT"] = str(ssh_port)

@@ -31,6 +31,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session as DB
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
+from ..core.apps import SERVER_APPS, WEB_PROTOCOLS, title_of
 from ..core.environ import EnvironError, check_environ
 from ..db import folders as folder_db
 from ..db import models as m
@@ -171,23 +172,31 @@ def hub_base_url() -> str:
 def apps_of(session: m.Session, username: str) -> list[dict[str, Any]]:
     """What a user can open in the session, with URLs through the hub's proxy.
 
-    Every session is a Jupyter server, so JupyterLab and the classic tree are always there;
-    other HTTP apps of the image are reachable through jupyter-server-proxy's ``/proxy/<port>/``
-    (when the image has it); TCP and pty apps have no URL.
+    Every session is a Jupyter server, so JupyterLab and the classic tree are always there, and
+    the label's ``terminal`` is the server's own (a new terminal per opening). Other web apps
+    of the image open through the session's server extension (``backendai/_ext/apps/<name>/open``:
+    a form for apps that take arguments, such as TensorBoard's log directory, then the app
+    through jupyter-server-proxy); TCP and pty apps have no URL.
     """
     server = session.server_name or session.name
-    prefix = f"{hub_base_url()}user/{quote(username)}/{quote(server)}"
+    prefix = f"{hub_base_url()}user/{quote(username)}/{quote(server)}/"
     apps: dict[str, dict[str, Any]] = {
-        "jupyterlab": {"name": "jupyterlab", "protocol": "http", "ports": [], "url": f"{prefix}/lab"},
-        "jupyter": {"name": "jupyter", "protocol": "http", "ports": [], "url": f"{prefix}/tree"},
+        name: {"name": name, "title": title_of(name), "protocol": "http", "ports": [], "url": prefix + path}
+        for name, path in SERVER_APPS.items()
+        if name != "terminal"
     }
     for port in session.service_ports or []:
         name, protocol, ports = port.get("name"), port.get("protocol"), list(port.get("ports") or [])
         if name in apps:
             apps[name]["ports"] = ports
             continue
-        url = f"{prefix}/proxy/{ports[0]}/" if protocol in ("http", "preopen") and ports else None
-        apps[name] = {"name": name, "protocol": protocol, "ports": ports, "url": url}
+        if name in SERVER_APPS:
+            url = prefix + SERVER_APPS[name]
+        elif protocol in WEB_PROTOCOLS:
+            url = f"{prefix}backendai/_ext/apps/{quote(str(name))}/open"
+        else:
+            url = None
+        apps[name] = {"name": name, "title": title_of(str(name)), "protocol": protocol, "ports": ports, "url": url}
     return list(apps.values())
 
 

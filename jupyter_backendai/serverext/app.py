@@ -106,6 +106,13 @@ class BackendAIExtension(ExtensionApp):
         streamed, never held in memory; the manager applies its own limits too.""",
     )
 
+    app_start_timeout = Float(
+        60.0,
+        config=True,
+        help="""Seconds an app of the session (TensorBoard, an app of the image's service-ports label)
+        may take from its start to answering HTTP before opening it fails.""",
+    )
+
     validate_cert = Bool(True, config=True, help="Verify the manager's TLS certificate (https endpoints).")
 
     ca_certs = Unicode(
@@ -147,8 +154,24 @@ class BackendAIExtension(ExtensionApp):
         else:
             self.log.info("Backend.AI server extension: %s mode, manager at %s", upstream.mode, upstream.endpoint)
 
+    #: The session's apps (:mod:`.apps`), set up with the handlers.
+    apps = None
+
+    def _add_app_handlers(self, prefix: str) -> None:
+        from .apps import Apps, app_routes
+
+        taken = frozenset((self.serverapp.config.get("ServerProxy", {}) or {}).get("servers", {}) or {})
+        self.apps = Apps.from_environ(timeout=self.app_start_timeout, taken=taken, log=self.log)
+        if self.apps.error:
+            self.log.warning("Backend.AI server extension: %s", self.apps.error)
+        # Before the catch-all route to the manager, which a later group of routes would follow.
+        routes = app_routes(prefix, {"name": self.name, "prefix": prefix}) + self.apps.routes(self.serverapp.base_url)
+        self.serverapp.web_app.add_handlers(".*$", routes)
+
     def initialize_handlers(self) -> None:
         from .handlers import ConfigHandler, ProxyHandler
+
+        self._add_app_handlers(proxy.url_prefix(self.serverapp.base_url))
 
         # Routes are added here rather than through self.handlers, which would join the raw
         # base URL into a regular expression: base URLs with spaces, non-ASCII, '%', '.' or

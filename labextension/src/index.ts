@@ -6,6 +6,7 @@ import {
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { LabIcon } from '@jupyterlab/ui-components';
 
+import { activateApps } from './apps';
 import { activateConsole } from './console';
 import { SessionsPanel } from './sessions/SessionsPanel';
 import { StoragePanel } from './storage/StoragePanel';
@@ -100,6 +101,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     activateConsole(app, palette, restorer);
+    activateApps(app, palette);
   }
 };
 

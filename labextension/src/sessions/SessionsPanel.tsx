@@ -55,12 +55,18 @@ async function showApps(session: ISession): Promise<void> {
       {detail.apps.map(app => (
         <li key={app.name}>
           {app.url ? (
-            <a href={app.url} target="_blank" rel="noopener noreferrer" className="jp-BackendAI-appLink">
-              {app.name}
+            <a
+              href={app.url}
+              target="_blank"
+              rel="noopener noreferrer"
+              className="jp-BackendAI-appLink"
+              data-app-name={app.name}
+            >
+              {app.title || app.name}
             </a>
           ) : (
             <span>
-              {app.name} ({app.protocol}
+              {app.title || app.name} ({app.protocol}
               {app.ports.length ? ` port ${app.ports.join(', ')}` : ''}, no web page)
             </span>
           )}

@@ -30,6 +30,7 @@ export interface ISession {
 
 export interface IApp {
   name: string;
+  title?: string;
   protocol: string;
   ports: number[];
   url: string | null;
