@@ -171,6 +171,17 @@ def test_config_reports_mode_endpoint_and_user_without_secrets(ext, manager, bac
     assert backendai_settings["secret_key"] not in raw and "secret" not in raw.lower()
 
 
+def test_session_info_outside_a_session_and_for_a_session_the_manager_does_not_know(ext, monkeypatch):
+    monkeypatch.delenv("BACKENDAI_LIFETIME_WARNING", raising=False)
+    info = ext.json("GET", "_ext/session")
+    assert info == {
+        "id": None, "name": None, "ends_at": None, "ends_in": None, "warn_before": 600.0, "error": None,
+    }  # fmt: skip
+    monkeypatch.setenv("BACKENDAI_SESSION_ID", "0e0e0e0e-0000-4000-8000-000000000000")
+    info = ext.json("GET", "_ext/session")
+    assert info["ends_in"] is None and "did not answer this session's end (404)" in info["error"], info
+
+
 def test_keypair_mode_forwards_signed_requests(ext, manager):
     assert ext.json("GET", "folders") == []
     created = ext.json("POST", "folders", 201, json={"name": "data", "host": "local"})

@@ -748,10 +748,15 @@ class SessionSpawnerMixin(LoggingConfigurable):
     async def _monitor(self) -> None:
         """Sample usage every ``usage_interval`` s; stop the session once the policy's idle timeout
         or maximum lifetime says so (core.lifecycle), looking again right at the lifetime's end."""
-        delay = self.usage_interval
+        try:
+            end = await self.run_db(_lifetime_end, self.session_id)
+        except Exception:
+            self.log.exception("Reading the lifetime of session %s failed", self.session_id)
+            end = None  # the first sample reads it again
         while self.session_id:
-            await asyncio.sleep(delay)
-            delay = self.usage_interval
+            # At most a second late at the end; never a busy loop while the server is not ready.
+            floor = min(1.0, self.usage_interval)
+            await asyncio.sleep(max(floor, lifecycle.next_check_in(utcnow(), end, self.usage_interval)))
             session_id = self.session_id
             if session_id is None:
                 return
@@ -772,7 +777,6 @@ class SessionSpawnerMixin(LoggingConfigurable):
                 self._end_reason = ending.reason
                 asyncio.ensure_future(self.user.stop(self.name))
                 return
-            delay = lifecycle.next_check_in(utcnow(), end, self.usage_interval)
 
     async def sample_usage(self) -> dict[str, Any]:
         """Backends return cpu_seconds, cpu_percent, mem_bytes, io_read_bytes, io_write_bytes."""
@@ -891,6 +895,11 @@ def pick_ssh_port(preferred: int | None, *, host: str = "127.0.0.1") -> int:
                 continue
             return port
     raise SessionRefused("no free port for the session's SSH server", 503)
+
+
+def _lifetime_end(db, session_id: uuid.UUID | None) -> dt.datetime | None:
+    session = db.get(m.Session, session_id) if session_id else None
+    return store.lifetime_end(db, session) if session is not None else None
 
 
 def _record_usage(

@@ -311,6 +311,8 @@ def session_detail(db: DB, session: m.Session, user: m.User, ssh_host: str) -> d
             "gpu_placement": session.gpu_placement or {},
             "last_activity": _iso(session.last_activity),
             "scheduled_at": _iso(session.scheduled_at),
+            # When the hub ends it for the policy's maximum lifetime (None: no end).
+            "ends_at": _iso(store.lifetime_end(db, session)),
             "status_history": [
                 {"status": h.status.value, "reason": h.reason, "at": _iso(h.at)} for h in session.history
             ],

@@ -9,6 +9,7 @@ from tornado.simple_httpclient import SimpleAsyncHTTPClient
 from traitlets import Bool, CaselessStrEnum, Float, Integer, Unicode, default
 
 from .._version import __version__
+from ..core.lifecycle import WARNING_ENV
 from . import proxy
 
 GiB = 1024**3
@@ -119,6 +120,20 @@ class BackendAIExtension(ExtensionApp):
         config=True, help="A CA bundle (PEM file) to verify the manager's certificate with; default: the system's."
     )
 
+    lifetime_warning = Float(
+        config=True,
+        help="""Seconds before the session's end (its policy's maximum lifetime) from which the lab
+        shows a warning that the session is about to end. Default: $BACKENDAI_LIFETIME_WARNING,
+        which the hub sets from its own setting (SessionSpawnerMixin.lifetime_warning), else 600.""",
+    )
+
+    @default("lifetime_warning")
+    def _default_lifetime_warning(self) -> float:
+        try:
+            return max(0.0, float(os.environ.get(WARNING_ENV, "")))
+        except ValueError:
+            return 600.0
+
     _http: SimpleAsyncHTTPClient | None = None
 
     def upstream(self) -> proxy.Upstream:
@@ -169,7 +184,7 @@ class BackendAIExtension(ExtensionApp):
         self.serverapp.web_app.add_handlers(".*$", routes)
 
     def initialize_handlers(self) -> None:
-        from .handlers import ConfigHandler, ProxyHandler
+        from .handlers import ConfigHandler, ProxyHandler, SessionInfoHandler
 
         self._add_app_handlers(proxy.url_prefix(self.serverapp.base_url))
 
@@ -182,6 +197,7 @@ class BackendAIExtension(ExtensionApp):
             ".*$",
             [
                 (proxy.route_pattern(prefix, "_ext/config"), ConfigHandler, kwargs),
+                (proxy.route_pattern(prefix, "_ext/session"), SessionInfoHandler, kwargs),
                 (proxy.route_pattern(prefix, ".*"), ProxyHandler, kwargs),
             ],
         )

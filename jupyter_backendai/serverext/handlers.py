@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from datetime import datetime, timezone
 from http.client import responses
 from typing import Any
 
@@ -97,29 +98,14 @@ class ExtensionAPIHandler(ExtensionHandlerMixin, APIHandler):
         return args
 
 
-class ConfigHandler(ExtensionAPIHandler):
-    """``GET <base_url>backendai/_ext/config``: the mode, the endpoint, who the manager says we are."""
+class ExtensionInfoHandler(ExtensionAPIHandler):
+    """A handler of the extension's own (``_ext/...``) that asks the manager a short question."""
 
-    @web.authenticated
-    @authorized
-    async def get(self) -> None:
-        upstream = self.upstream()
-        user, error = await self._whoami(upstream)
-        self.finish(
-            json.dumps(
-                {
-                    "mode": upstream.mode,
-                    "endpoint": upstream.endpoint,
-                    "user": user,
-                    "error": error,
-                    "version": __version__,
-                    "transfer_token_param": proxy.TRANSFER_TOKEN_PARAM,
-                }
-            )
-        )
-
-    async def _whoami(self, upstream: proxy.Upstream) -> tuple[Any, str | None]:
-        url = upstream.url("auth/whoami")
+    async def ask_manager(
+        self, upstream: proxy.Upstream, path: str, refused: str = "the manager refused the credentials"
+    ) -> tuple[Any, str | None]:
+        """The manager's JSON answer to ``GET <path>``, or None and the reason it is missing."""
+        url = upstream.url(path)
         headers = {"Host": upstream.host, "Content-Type": "application/json", "Accept": "application/json"}
         headers.update(upstream.auth_headers("GET", url, "application/json", self.extensionapp.clock.now()))
         # A short limit of its own: the panels wait for this answer before they show anything.
@@ -142,7 +128,67 @@ class ConfigHandler(ExtensionAPIHandler):
         if response.code == 200 and isinstance(answer, dict):
             return answer, None
         title = answer.get("title") if isinstance(answer, dict) else None
-        return None, f"the manager refused the credentials ({response.code}): {title or response.reason}"
+        return None, f"{refused} ({response.code}): {title or response.reason}"
+
+
+class ConfigHandler(ExtensionInfoHandler):
+    """``GET <base_url>backendai/_ext/config``: the mode, the endpoint, who the manager says we are."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        upstream = self.upstream()
+        user, error = await self._whoami(upstream)
+        self.finish(
+            json.dumps(
+                {
+                    "mode": upstream.mode,
+                    "endpoint": upstream.endpoint,
+                    "user": user,
+                    "error": error,
+                    "version": __version__,
+                    "transfer_token_param": proxy.TRANSFER_TOKEN_PARAM,
+                }
+            )
+        )
+
+    async def _whoami(self, upstream: proxy.Upstream) -> tuple[Any, str | None]:
+        return await self.ask_manager(upstream, "auth/whoami")
+
+
+class SessionInfoHandler(ExtensionInfoHandler):
+    """``GET <base_url>backendai/_ext/session``: the session this server runs in, and when it ends.
+
+    ``ends_at`` is the manager's answer (the policy's maximum lifetime from the session's
+    start; None when it has no end), ``ends_in`` the seconds left by this server's clock, so
+    that a browser with a wrong clock still warns at the right moment, ``warn_before`` how
+    long before the end the lab warns. Outside a session every field is None.
+    """
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        session_id = os.environ.get("BACKENDAI_SESSION_ID") or None
+        answer: dict[str, Any] = {
+            "id": session_id,
+            "name": os.environ.get("BACKENDAI_SESSION_NAME") or None,
+            "ends_at": None,
+            "ends_in": None,
+            "warn_before": self.extensionapp.lifetime_warning,
+            "error": None,
+        }
+        if session_id:
+            detail, answer["error"] = await self.ask_manager(
+                self.upstream(), f"session/{session_id}", refused="the manager did not answer this session's end"
+            )
+            ends_at = detail.get("ends_at") if isinstance(detail, dict) else None
+            if ends_at:
+                when = datetime.fromisoformat(ends_at)
+                if when.tzinfo is None:
+                    when = when.replace(tzinfo=timezone.utc)
+                answer["ends_at"] = ends_at
+                answer["ends_in"] = max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+        self.finish(json.dumps(answer))
 
 
 @web.stream_request_body

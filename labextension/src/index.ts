@@ -8,6 +8,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 
 import { activateApps } from './apps';
 import { activateConsole } from './console';
+import { LifetimeWatch } from './lifetime';
 import { SessionsPanel } from './sessions/SessionsPanel';
 import { StoragePanel } from './storage/StoragePanel';
 
@@ -102,6 +103,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     activateConsole(app, palette, restorer);
     activateApps(app, palette);
+
+    // Warns before the hub ends this session for its policy's maximum lifetime.
+    new LifetimeWatch().start();
   }
 };
 
