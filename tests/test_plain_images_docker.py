@@ -9,6 +9,9 @@ Two images made here without any registry:
 * **no work user**: the session image with its ``work`` user and ``/home/work`` removed. It keeps
   its own server; the container gets a ``work`` entry and a home owned by uid 1000.
 
+The busybox image also goes the way of images from a registry: pushed to the test registry,
+found by a rescan, installed (pulled by the engine) and run from there.
+
 Needs the engine, the session image, ``busybox-static`` and ``patchelf`` (``.ci/run``).
 """
 
@@ -19,6 +22,9 @@ import os
 import shutil
 import subprocess
 import tarfile
+import time
+import uuid
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -26,7 +32,9 @@ import requests
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
 from jupyter_backendai.hub.runtime_args import MOUNT, elf_facts
+from tests import test_images_docker as registry_images
 from tests.kernel_helpers import kernel_spec, run_code, run_in_terminal, start_kernel
+from tests.registry_helpers import docker, image_exists
 from tests.session_helpers import ProductDB, hub_config, spawn, stop, wait_gone, wait_ready, wait_status
 
 IMAGE = os.environ.get("BACKENDAI_TEST_SESSION_IMAGE", "jupyter-backendai-session:local")
@@ -71,7 +79,9 @@ def docker_required():
 
 
 def busybox_image() -> str:
-    """An image of nothing but a static busybox (made afresh: it is two megabytes)."""
+    """An image of nothing but a static busybox (imported once; two megabytes)."""
+    if subprocess.run(["docker", "image", "inspect", BUSYBOX_IMAGE], capture_output=True, timeout=30).returncode == 0:
+        return BUSYBOX_IMAGE
     busybox = _static_busybox()
     applets = subprocess.run([busybox, "--list"], capture_output=True, text=True, check=True).stdout.split()
     buf = io.BytesIO()
@@ -260,3 +270,67 @@ def test_never_supplying_the_runtime_refuses_a_plain_image_with_the_reason(make_
     session = wait_status(pdb, "carol", "never", S.ERROR, timeout=120)
     reason = session.history[-1].reason if session.history else ""
     assert "no jupyterhub-singleuser" in (reason or "") and "supply_runtime 'never'" in reason, reason
+
+
+@pytest.mark.timeout(1200)
+def test_a_plain_image_from_the_registry_is_installed_and_runs(make_hub, tmp_path, image_registry):
+    pdb = ProductDB(tmp_path)
+    try:
+
+        def setup(db):
+            admin.create_policy(
+                db, "student", total_resource_slots={"cpu": 2, "mem": "2g"}, allowed_vfolder_hosts=["local"]
+            )
+            admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"})
+            _user, keypair = admin.create_user(db, "root@example.com", "S3cret!pw", role="superadmin")
+            return keypair.access_key, keypair.secret_key
+
+        pdb.keys = pdb.setup(setup)
+        pdb.user("alice@example.com", policy="student")
+        ref = f"{image_registry.address}/lab/plain-busybox-{uuid.uuid4().hex[:6]}:1"
+        # A rescan lists images with an ai.backend.* label (as Backend.AI's does): the operator's one label.
+        dockerfile = f"FROM {busybox_image()}\nLABEL ai.backend.resource.min.mem=128m\n"
+        built = subprocess.run(
+            ["docker", "build", "--network", "none", "-q", "-t", ref, "-"],
+            input=dockerfile.encode(),
+            capture_output=True,
+            timeout=300,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        )
+        assert built.returncode == 0, built.stderr
+        docker("push", ref)
+        docker("rmi", ref)  # only in the registry now
+        registry_images.add_registry(pdb, image_registry.address)
+        hub = registry_images.docker_hub(
+            make_hub,
+            pdb,
+            f"c.DockerSessionSpawner.runtime_dir = {RUNTIME_DIR!r}\nc.DockerSessionSpawner.runtime_image = {IMAGE!r}\n",
+        )
+        agent = registry_images.docker_agent(pdb)
+        call = registry_images.call
+        report = call(hub, pdb, "POST", "/admin/images/rescan").json()
+        assert any(i.startswith(ref) for i in report["images"]), report
+        answer = call(hub, pdb, "POST", f"/admin/images/{quote(ref, safe='/:')}/install", {})
+        assert answer.status_code == 202, answer.text
+        deadline = time.monotonic() + 120
+        while registry_images.images_by_ref(hub, pdb)[ref]["installed_agents"] != [agent]:
+            assert time.monotonic() < deadline, f"not installed within 120 s\n{hub.log_tail(40)}"
+            time.sleep(0.5)
+        assert image_exists(ref)
+
+        r = spawn(hub, "alice", "pulled", image=ref, preset="small")
+        assert r.status_code in (201, 202), r.text
+        wait_ready(hub, "alice", "pulled", timeout=900)
+        status = requests.get(
+            f"{hub.url}/user/alice/pulled/api/status", headers={"Authorization": f"token {hub.admin_token}"}, timeout=30
+        )
+        assert status.status_code == 200, status.text
+        kernel = start_kernel(hub, "alice", "pulled")
+        out = run_code(hub, "alice", "pulled", kernel, "import os, sys\nprint(sys.executable, os.getuid())\n")
+        assert out.split() == [f"{MOUNT}/opt/venv/bin/python3", "1000"], out
+        stop(hub, "alice", "pulled")
+        wait_gone(hub, "alice", "pulled")
+    finally:
+        pdb.close()
+        if image_exists(ref):
+            docker("rmi", "-f", ref)
