@@ -17,6 +17,7 @@ from jupyter_backendai.hub.kube_args import (
     parse_quantity,
     pod_manifest,
     ssh_secret_manifest,
+    ssh_service_manifest,
 )
 from jupyter_backendai.hub.spec import FolderRef, SpecError, build_spec
 from jupyter_backendai.hub.swarm_args import NodeAgent
@@ -102,6 +103,13 @@ CASES = {
     "secret": lambda: ssh_secret_manifest(
         spec(ssh_port=2200, **KEYS), "backendai-ssh-x", config(), owner={"name": "backendai-session-x", "uid": SID}
     ),
+    "ssh-service": lambda: ssh_service_manifest(
+        spec(ssh_port=2200, **KEYS),
+        "backendai-ssh-x",
+        config(),
+        node_port=30022,
+        owner={"name": "backendai-session-x", "uid": SID},
+    ),  # fmt: skip
     "network-policy": lambda: network_policy_manifest(
         spec(ssh_port=2200, **KEYS), config(), hub_cidrs=["10.231.2.1/32"], ssh_cidrs=["0.0.0.0/0"]
     ),
@@ -287,6 +295,21 @@ def test_the_secret_holds_the_key_files_and_is_owned_by_the_pod():
     assert s["metadata"]["labels"]["ai.backend.session-id"] == SID
 
 
+def test_users_reach_sshd_through_a_node_port_service_of_the_sessions_own():
+    svc = CASES["ssh-service"]()
+    assert svc["kind"] == "Service" and svc["metadata"]["name"] == "backendai-ssh-x"
+    assert svc["spec"] == {
+        "type": "NodePort",
+        "selector": {"ai.backend.session-id": SID},
+        "ports": [{"name": "ssh", "protocol": "TCP", "port": 2200, "targetPort": 2200, "nodePort": 30022}],
+    }
+    assert svc["metadata"]["ownerReferences"][0]["uid"] == SID  # deleted with the pod
+    any_port = ssh_service_manifest(spec(ssh_port=2200, **KEYS), "backendai-ssh-x", config())
+    assert "nodePort" not in any_port["spec"]["ports"][0]  # the API server allocates one
+    with pytest.raises(SpecError, match="sshd"):
+        ssh_service_manifest(spec(**KEYS), "backendai-ssh-x", config())
+
+
 def test_the_network_policy_admits_the_hub_to_the_server_and_ssh_clients_to_sshd():
     n = CASES["network-policy"]()
     assert n["spec"]["podSelector"] == {"matchLabels": {"ai.backend.session-id": SID}}
@@ -374,6 +397,15 @@ def test_resource_group_from_the_node_label():
     )
     assert [a.resource_group for a in agents] == ["gpu", "main", "main"]
     assert node_agents([node("b", labels={"ai.backend.resource-group": "x"})])[0].resource_group == "x"
+
+
+def test_the_public_host_from_the_label_else_the_external_ip_else_the_address():
+    labelled = node("a", labels={"ai.backend.public-host": "gpu1.example.org"})
+    external = node("b")
+    external["status"]["addresses"].append({"type": "ExternalIP", "address": "203.0.113.7"})
+    agents = node_agents([labelled, external, node("c")])
+    assert [x.public_host for x in agents] == ["gpu1.example.org", "203.0.113.7", "10.231.2.12"]
+    assert [x.addr for x in agents] == ["10.231.2.12"] * 3
 
 
 def test_gpus_from_the_gpu_resource_or_from_shares_only():

@@ -9,15 +9,30 @@ on the nodes' bridge, where pods on both nodes reach its API.
 
 from __future__ import annotations
 
+import base64
 import json
+import re
+import subprocess
 import time
+from pathlib import Path
 
 import pytest
+import requests
 
-from jupyter_backendai.db import admin
+from jupyter_backendai.db import admin, sshkeys
 from jupyter_backendai.db import models as m
 from tests.k8s_fixtures import HOST_IP, IMAGE, NODE_LABEL, SIM_LABEL, Cluster
-from tests.session_helpers import ProductDB, contents, hub_config, spawn, stop, wait_gone, wait_ready, wait_status
+from tests.session_helpers import (
+    PASSWORD,
+    ProductDB,
+    contents,
+    hub_config,
+    spawn,
+    stop,
+    wait_gone,
+    wait_ready,
+    wait_status,
+)
 
 S = m.SessionStatus
 GROUP_LABEL = "ai.backend.resource-group"
@@ -159,6 +174,126 @@ def test_nodes_are_agents_and_a_session_runs_as_a_pod_pinned_to_the_chosen_node(
                                     check=False).returncode != 0,
         30, "the session's Secret deleted",
     )  # fmt: skip
+
+
+RBAC = Path(__file__).resolve().parents[1] / "examples" / "kubernetes" / "rbac.yaml"
+
+
+def rbac_kubeconfig(cluster: Cluster, namespace: str, path: Path) -> Path:
+    """A kubeconfig of the documented service account (examples/kubernetes/rbac.yaml) in ``namespace``:
+    the hub then has exactly the rights docs/kubernetes.md says it needs."""
+    text = RBAC.read_text().replace("namespace: backendai", f"namespace: {namespace}")
+    cluster.kubectl("apply", "-f", "-", input=text.replace("backendai-hub-nodes", f"backendai-hub-nodes-{namespace}"))
+
+    def token_secret():
+        account = cluster.get("serviceaccount", "backendai-hub", "-n", namespace)
+        return (account.get("secrets") or [{}])[0].get("name")
+
+    secret = wait_for(token_secret, 30, "the service account's token")
+    token = base64.b64decode(cluster.get("secret", secret, "-n", namespace)["data"]["token"]).decode()
+    ca = re.search(r'certificate-authority: "([^"]+)"', cluster.kubeconfig.read_text()).group(1)
+    path.write_text(
+        json.dumps(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": "c", "cluster": {"server": "https://127.0.0.1:16443", "certificate-authority": ca}}
+                ],
+                "users": [{"name": "hub", "user": {"token": token}}],
+                "contexts": [{"name": "hub", "context": {"cluster": "c", "user": "hub", "namespace": namespace}}],
+                "current-context": "hub",
+            }
+        )
+    )
+    return path
+
+
+def test_ssh_through_a_node_port_with_the_documented_rbac_and_a_network_policy(
+    make_hub, pdb, k8s_cluster, k8s_namespace, tmp_path
+):
+    from tests.test_login import login
+
+    pdb.user("sam@example.com", policy="student")
+    pdb.setup(lambda db: setattr(admin.get_user(db, "sam"), "preferred_ssh_port", 30222))
+    kubeconfig = rbac_kubeconfig(k8s_cluster, k8s_namespace, tmp_path / "hub-kubeconfig")
+    try:
+        hub = make_hub(
+            hub_config(
+                pdb,
+                "backendai-kubernetes",
+                f"""
+c.KubeSessionSpawner.namespace = {k8s_namespace!r}
+c.KubeSessionSpawner.agent_node_selector = {NODE_LABEL!r}
+c.KubeSessionSpawner.image_pull_policy = "Never"
+c.KubeSessionSpawner.network_policy = True
+c.KubeSessionSpawner.hub_cidrs = [{HOST_IP + "/32"!r}]
+c.JupyterHub.hub_ip = {HOST_IP!r}
+""",
+            ),
+            env={"KUBECONFIG": str(kubeconfig)},
+        )
+        assert spawn(hub, "sam", "s", preset="small").status_code in (201, 202)
+        wait_ready(hub, "sam", "s", timeout=120)
+        session = wait_status(pdb, "sam", "s", S.RUNNING)
+        assert session.ssh_port == 30222  # the preferred port, free in the NodePort range
+        pod = session_pod(k8s_cluster, k8s_namespace, session.id)
+        uid = pod["metadata"]["uid"]
+        service = k8s_cluster.get("service", f"backendai-ssh-{session.id}", "-n", k8s_namespace)
+        assert service["spec"]["type"] == "NodePort"
+        assert service["spec"]["selector"] == {"ai.backend.session-id": str(session.id)}
+        assert [(p["nodePort"], p["targetPort"]) for p in service["spec"]["ports"]] == [(30222, 2200)]
+        assert service["metadata"]["ownerReferences"][0]["uid"] == uid
+        policy = k8s_cluster.get("networkpolicy", pod["metadata"]["name"], "-n", k8s_namespace)
+        assert policy["spec"]["podSelector"] == {"matchLabels": {"ai.backend.session-id": str(session.id)}}
+        assert policy["spec"]["ingress"][0] == {
+            "from": [{"ipBlock": {"cidr": f"{HOST_IP}/32"}}],
+            "ports": [{"protocol": "TCP", "port": 8888}],
+        }
+        assert policy["metadata"]["ownerReferences"][0]["uid"] == uid
+        # The home page shows where to connect: the node's address and the NodePort.
+        node_addr = agents(pdb)[session.agent_id].addr
+        browser = requests.Session()
+        assert login(hub, "sam", PASSWORD, browser).status_code == 200
+        home = browser.get(f"{hub.url}/hub/home", timeout=30).text
+        assert f"ssh -i id_container -p 30222 work@{node_addr}" in home
+        download = browser.get(f"{hub.url}/user/sam/s/files/id_container?download=1", timeout=60)
+        assert download.status_code == 200
+        assert download.text == pdb.setup(lambda db: sshkeys.get_or_create(db, admin.get_user(db, "sam")).private_key)
+        key = tmp_path / "id_container"
+        key.write_text(download.text)
+        key.chmod(0o600)
+        # This cluster runs no kube-proxy, so no node forwards the NodePort: connect to where it
+        # forwards, the pod's sshd.
+        opts = ["-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]  # fmt: skip
+        done = None
+        deadline = time.monotonic() + 30
+        while done is None or (done.returncode != 0 and time.monotonic() < deadline):
+            done = subprocess.run(
+                ["ssh", *opts, "-p", "2200", f"work@{pod['status']['podIP']}", "id -un; pwd"],
+                capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            time.sleep(0.5)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.split() == ["work", "/home/work"]
+
+        stop(hub, "sam", "s")
+        wait_gone(hub, "sam", "s", timeout=90)
+        names = {"service": service["metadata"]["name"], "networkpolicy": policy["metadata"]["name"]}
+        names["secret"] = f"backendai-ssh-{session.id}"
+        for kind, name in names.items():
+            wait_for(
+                lambda kind=kind, name=name: k8s_cluster.kubectl(
+                    "get", kind, name, "-n", k8s_namespace, check=False
+                ).returncode != 0,
+                30, f"the session's {kind} deleted",
+            )  # fmt: skip
+        assert "Traceback" not in hub.log_text()
+    finally:
+        k8s_cluster.kubectl(
+            "delete", "clusterrole,clusterrolebinding", f"backendai-hub-nodes-{k8s_namespace}", check=False
+        )
 
 
 def test_sessions_land_where_our_scheduler_puts_them_and_a_full_cluster_queues(

@@ -29,9 +29,15 @@ Pods of sessions that ended (their node lost, a hub that crashed) are deleted wh
 sees them. A hub restart keeps running sessions (the pod name, node and uid are in the
 spawner's state).
 
-Not yet: SSH into sessions from outside the cluster (sshd runs in the pod; a NodePort or a
-gateway is the site's), usage samples from the kubelets, pulling images into a node ahead of
-a session (the kubelet pulls by ``image_pull_policy``).
+**SSH.** sshd runs in the pod (port 2200) with the session's keys from its Secret; a NodePort
+Service of the session's own forwards a port of every node to it (the user's preferred port
+when it is in the cluster's NodePort range and free, else one the API server allocates). Users
+connect to the node's public host: ``ssh_public_host``, else the node label
+``public_host_label``, else its ExternalIP, else its address (the agent's address, which the API
+and the hub's home page show).
+
+Not yet: usage samples from the kubelets, pulling images into a node ahead of a session (the
+kubelet pulls by ``image_pull_policy``).
 """
 
 from __future__ import annotations
@@ -68,10 +74,11 @@ from .kube_args import (
     pod_manifest,
     pod_name,
     ssh_secret_manifest,
+    ssh_service_manifest,
 )
 from .spawner import SessionRefused, SessionSpawnerMixin
 from .spec import LABEL_MANAGED, LABEL_SESSION_ID, SessionSpec, SpecError, container_files
-from .swarm_args import NodeAgent
+from .swarm_args import PUBLIC_HOST_LABEL, NodeAgent
 
 #: Seconds between looks at a starting pod (a flat interval: a late look is time the user waits).
 POD_POLL_INTERVAL = 0.2
@@ -275,13 +282,32 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
         help="Where users' SSH clients may reach sessions' sshd from (CIDRs), for ``network_policy``.",
     )
 
+    public_host_label = Unicode(
+        PUBLIC_HOST_LABEL,
+        config=True,
+        help="""The node label naming the host users' SSH clients reach a node at (``kubectl label node
+        gpu1 ai.backend.public-host=gpu1.example.org``); without it: the node's ExternalIP, else its
+        address. Shown as the agent's address.""",
+    )
+    ssh_public_host = Unicode(
+        "",
+        config=True,
+        help="""One host name for SSH to every session (a load balancer or gateway in front of the nodes'
+        NodePorts), instead of each node's own public host.""",
+    )
+    ssh_node_ports = List(
+        Integer(),
+        [30000, 32767],
+        minlen=2,
+        maxlen=2,
+        config=True,
+        help="""The cluster's NodePort range (the API server's ``--service-node-port-range``): a user's
+        preferred SSH port inside it is asked for; otherwise the API server allocates one.""",
+    )
+
     @default("agent_heartbeat_interval")
     def _default_heartbeat(self):
         return 5.0  # nodes are watched; the heartbeat only ends grace periods and removes stale pods
-
-    @default("ssh_enabled")
-    def _default_ssh_enabled(self):
-        return False  # sshd in the pod is not reachable from outside the cluster yet
 
     @default("image_pull_policy")
     def _default_pull_policy(self):
@@ -290,6 +316,7 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
     _spec: SessionSpec | None = None
     _node: str | None = None
     _secret_name: str | None = None
+    _service_name: str | None = None
     _pod_created = False
     pod_id: str | None = None  # the pod's uid (KubeSpawner sets it as a plain attribute too)
 
@@ -374,6 +401,7 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
             gpu_resource=self.gpu_resource,
             gpu_shares_resources=self.gpu_shares_resources,
             tolerated=[t.get("key") for t in self.session_tolerations if t.get("key")],
+            public_host_label=self.public_host_label,
         )
         if self.agent_capacity:
             capacity = {k: str(v) for k, v in ResourceSlots.parse(self.agent_capacity).items()}
@@ -434,13 +462,14 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
             else:
                 schedulable = None  # keep the administrator's choice
             capacity = ResourceSlots.parse(agent.capacity)
+            addr = self.ssh_public_host or agent.public_host or agent.addr
             if (
                 row is not None
                 and row.status == m.AgentStatus.ALIVE
                 and row.scaling_group == group
                 and ResourceSlots.parse(row.available_slots or {}) == capacity
                 and (row.devices or []) == agent.devices
-                and row.addr == agent.addr
+                and row.addr == addr
                 and (row.status_info or "") == blocked
                 and (schedulable is None or row.schedulable == schedulable)
             ):
@@ -451,7 +480,9 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
                 scaling_group=group,
                 capacity=capacity,
                 devices=agent.devices,
-                addr=agent.addr,
+                # Where users' SSH clients reach the node (the API and the home page show it);
+                # the hub reaches sessions at their pods' IPs.
+                addr=addr,
                 region=agent.hostname or "kubernetes",
                 version=self.backend_name,
                 schedulable=schedulable,
@@ -536,6 +567,12 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
     def session_ssh_port(self, public_port: int) -> int:
         return INNER_SSH_PORT
 
+    def choose_ssh_port(self, preferred: int | None) -> int:
+        """The user's preferred port if the cluster can give it as a NodePort, else 0 (the API
+        server allocates one when the Service is made; the session's port is set then)."""
+        low, high = self.ssh_node_ports
+        return preferred if preferred and low <= preferred <= high else 0
+
     async def open_network(self) -> None:
         """Find the node the scheduler chose (the pod is pinned to it) and the session's image."""
 
@@ -544,9 +581,10 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
             agent = db.get(m.Agent, session.agent_id) if session and session.agent_id else None
             if agent is None or agent.status != m.AgentStatus.ALIVE:
                 raise SpecError(f"the session's node {session.agent_id if session else None} is not available")
-            return agent.id, session.image
+            return agent.id, session.image, agent.addr
 
-        self._node, self.image = await self.run_db(placement)
+        self._node, self.image, public_host = await self.run_db(placement)
+        self.ssh_host = public_host or self._node  # shown on the hub's home page
 
     def _pod_config(self, ssh_secret: str | None) -> PodConfig:
         return PodConfig(
@@ -601,6 +639,8 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
                     self.namespace,
                     {"metadata": {"ownerReferences": [owner]}},
                 )
+            if spec.ssh_port is not None:
+                await self._open_ssh(spec, config, owner)
             if self.network_policy:
                 policy = network_policy_manifest(spec, config, hub_cidrs=self.hub_cidrs, ssh_cidrs=self.ssh_cidrs)
                 policy["metadata"]["ownerReferences"] = [owner]
@@ -610,6 +650,28 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
             await asyncio.shield(self._remove_session_objects(force=True))
             raise
         return self._get_pod_url(running)
+
+    async def _open_ssh(self, spec: SessionSpec, config: PodConfig, owner: dict) -> None:
+        """The session's NodePort Service; the port users connect to is the one it got."""
+        self._service_name = f"backendai-ssh-{spec.session_id}"
+        pod = {"name": self.pod_name, "uid": owner["uid"]}
+        wanted = self.ssh_port or None
+        manifest = ssh_service_manifest(spec, self._service_name, config, node_port=wanted, owner=pod)
+        try:
+            service = await self._create("service", manifest)
+        except RuntimeError:
+            if wanted is None:
+                raise
+            # The preferred port is taken (or outside the range): any port will do.
+            self.log.info("NodePort %s not available for session %s: taking another", wanted, self.session_id)
+            manifest = ssh_service_manifest(spec, self._service_name, config, owner=pod)
+            service = await self._create("service", manifest)
+        self.ssh_port = service.spec.ports[0].node_port
+
+        def record(db, port=self.ssh_port):
+            db.get(m.Session, self.session_id).ssh_port = port
+
+        await self.run_db(record)
 
     async def _create(self, kind: str, manifest: dict):
         """Create an object; one of the same name (a start that failed half-way) is replaced."""
@@ -682,11 +744,14 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
                 await self._delete_pod(self.pod_name, self.namespace, wait=wait, force=force)
             except Exception as e:
                 self.log.warning("Deleting the pod %s: %s", self.pod_name, e)
-        if self._secret_name:
+        # Owned by the pod, they go with it; deleted here too in case the owner was never set.
+        for kind, name in (("secret", self._secret_name), ("service", self._service_name)):
+            if not name:
+                continue
             try:
-                await self._api(self.api.delete_namespaced_secret, self._secret_name, self.namespace)
+                await self._api(getattr(self.api, f"delete_namespaced_{kind}"), name, self.namespace)
             except Exception as e:  # already gone with its pod is fine
-                self.log.debug("Deleting the secret %s: %s", self._secret_name, e)
+                self.log.debug("Deleting the %s %s: %s", kind, name, e)
 
     async def _pods(self):
         """The pod reflector, loaded; started again if its watch gave up (the API server was down)."""
@@ -757,6 +822,8 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
             state["backendai_pod_uid"] = self.pod_id
         if self._secret_name:
             state["backendai_secret"] = self._secret_name
+        if self._service_name:
+            state["backendai_service"] = self._service_name
         return state
 
     def load_state(self, state):
@@ -764,6 +831,7 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
         self._node = state.get("backendai_node")
         self.pod_id = state.get("backendai_pod_uid")
         self._secret_name = state.get("backendai_secret")
+        self._service_name = state.get("backendai_service")
         self._pod_created = bool(self.pod_id)
 
     def clear_state(self):
@@ -771,6 +839,7 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
         self._node = None
         self.pod_id = None
         self._secret_name = None
+        self._service_name = None
         self._pod_created = False
 
 

@@ -35,7 +35,7 @@ chose (``nodeName``, or a required node affinity on the node's name), never rest
   resource group (labels carry values made safe for label syntax; annotations the exact ones).
 * **SSH**: the private key (``id_container``) and the authorized key come from a Secret of the
   session's own (:func:`ssh_secret_manifest`), owned by the pod so that deleting the pod deletes
-  it.
+  it; users reach sshd through a NodePort Service of its own (:func:`ssh_service_manifest`).
 * **Zombies**: ``shareProcessNamespace`` makes the pod's pause process PID 1, which reaps the
   zombies of kernels and terminals (what ``--init`` does on Docker).
 
@@ -68,7 +68,7 @@ from .spec import (
     check_port,
     container_files,
 )
-from .swarm_args import GROUP_LABEL, NodeAgent
+from .swarm_args import GROUP_LABEL, PUBLIC_HOST_LABEL, NodeAgent
 
 __all__ = [
     "CONTAINER_NAME",
@@ -84,6 +84,7 @@ __all__ = [
     "pod_manifest",
     "pod_name",
     "ssh_secret_manifest",
+    "ssh_service_manifest",
 ]
 
 #: The extended resource of whole NVIDIA GPUs (the NVIDIA device plugin's, and HAMi's).
@@ -368,6 +369,37 @@ def ssh_secret_manifest(
     }
 
 
+def ssh_service_manifest(
+    spec: SessionSpec, name: str, config: PodConfig, *, node_port: int | None = None,
+    owner: Mapping[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A NodePort Service to the session's sshd: every node forwards ``node_port`` (or one the
+    API server allocates) to the pod's SSH port."""
+    if spec.ssh_port is None:
+        raise SpecError("the session runs no sshd")
+    port: dict[str, Any] = {"name": "ssh", "protocol": "TCP", "port": spec.ssh_port, "targetPort": spec.ssh_port}
+    if node_port is not None:
+        port["nodePort"] = node_port
+    metadata: dict[str, Any] = {
+        "name": _check_name(name, "Service name", _DNS_LABEL),
+        "namespace": config.namespace,
+        "labels": _labels(spec, config),
+        "annotations": _annotations(spec, config),
+    }
+    if owner:
+        metadata["ownerReferences"] = [owner_reference(owner["name"], owner["uid"])]
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata,
+        "spec": {
+            "type": "NodePort",
+            "selector": {LABEL_SESSION_ID: label_value(spec.session_id)},
+            "ports": [port],
+        },
+    }
+
+
 def owner_reference(pod: str, uid: str) -> dict[str, Any]:
     """A reference that makes the pod the owner of an object (deleted with it)."""
     return {"apiVersion": "v1", "kind": "Pod", "name": pod, "uid": uid, "blockOwnerDeletion": True}
@@ -448,6 +480,13 @@ def _address(node: Mapping[str, Any]) -> str:
     return ""
 
 
+def _external(node: Mapping[str, Any]) -> str:
+    for a in (node.get("status") or {}).get("addresses") or []:
+        if a.get("type") == "ExternalIP" and a.get("address"):
+            return a["address"]
+    return ""
+
+
 #: Taints that keep our sessions off a node (what ``kubectl cordon`` and a NotReady node get).
 _BLOCKING_EFFECTS = ("NoSchedule", "NoExecute")
 
@@ -460,6 +499,7 @@ def node_agents(
     gpu_resource: str = GPU_RESOURCE,
     gpu_shares_resources: Mapping[str, int] | None = None,
     tolerated: Sequence[str] = (),
+    public_host_label: str = PUBLIC_HOST_LABEL,
 ) -> list[NodeAgent]:
     """The agents that Node objects (``list_node`` items, as JSON) describe, in name order.
 
@@ -468,7 +508,9 @@ def node_agents(
     unschedulable. The capacity is the node's *allocatable* CPU and memory, and its GPUs:
     ``gpu_resource`` whole devices (numbered ``0..n-1``; the device plugin chooses which), or,
     on nodes that advertise only shares, the count of GPUs those shares make. The resource
-    group is the node label ``group_label``, else ``default_group``.
+    group is the node label ``group_label``, else ``default_group``. Users' SSH clients reach
+    the node (a session's NodePort) at ``public_host``: the node label ``public_host_label``,
+    else its ExternalIP, else its address.
     """
     out = []
     for node in sorted(nodes, key=lambda n: (n.get("metadata") or {}).get("name", "")):
@@ -519,7 +561,9 @@ def node_agents(
                 state=f"Ready={ready}"
                 + (" cordoned" if spec.get("unschedulable") else "")
                 + "".join(f" {t.get('key')}:{t.get('effect')}" for t in taints),
-                public_host=_address(node),
+                public_host=((meta.get("labels") or {}).get(public_host_label) or "").strip()
+                or _external(node)
+                or _address(node),
                 reason=reason,
             )
         )
