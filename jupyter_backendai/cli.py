@@ -288,10 +288,43 @@ class DomainList(Command):
         return listing([views.domain_view(d) for d in rows], DOMAIN_COLUMNS)
 
 
+class _OrgUpdate(SlotCommand):
+    """Change the caps (``--cpu 32``; ``--cpu unlimited`` lifts one) or the description."""
+
+    arguments = ("name",)
+    description_text = Unicode(None, allow_none=True, config=True, help="A new description.")
+
+    def fields(self) -> dict[str, Any]:
+        slots = self.slot_options.slots()
+        return {"total_resource_slots": slots or None, "description": self.description_text}
+
+    def message(self, what: str, org: Any, fields: dict[str, Any]) -> str:
+        given = {k: v for k, v in fields.items() if v is not None}
+        if not given:
+            return f"updated {what}: no option given, nothing changed"
+        parts = []
+        if "total_resource_slots" in given:
+            parts.append(f"caps {org.total_resource_slots or 'none (unlimited)'}")
+        if "description" in given:
+            parts.append(f"description {org.description!r}")
+        return f"updated {what}: " + "; ".join(parts)
+
+
+class DomainUpdate(_OrgUpdate):
+    name = "update"
+    description = "Change a domain's caps (--cpu/--mem/...; 'unlimited' lifts one) or description."
+    aliases = {**SlotCommand.aliases, "description": "DomainUpdate.description_text"}
+
+    def run(self, db):
+        fields = self.fields()
+        d = admin.update_domain(db, self.extra_args[0], **fields)
+        return shown(views.domain_view(d), self.message(f"domain {d.name}", d, fields))
+
+
 class DomainApp(Command):
     name = "domain"
     description = "Domains."
-    subcommands = {"create": (DomainCreate, DomainCreate.description), "list": (DomainList, DomainList.description)}
+    subcommands = {c.name: (c, c.description) for c in (DomainCreate, DomainList, DomainUpdate)}
 
 
 class GroupCommand(SlotCommand):
@@ -367,10 +400,23 @@ class GroupRemoveUser(GroupCommand):
         )
 
 
+class GroupUpdate(_OrgUpdate, GroupCommand):
+    name = "update"
+    description = "Change a group's caps (--cpu/--mem/...; 'unlimited' lifts one) or description."
+    aliases = {**GroupCommand.aliases, "description": "GroupUpdate.description_text"}
+
+    def run(self, db):
+        fields = self.fields()
+        g = admin.update_group(db, self.extra_args[0], self.domain, **fields)
+        return shown(views.group_view(g), self.message(f"group {g.name} in domain {g.domain_name}", g, fields))
+
+
 class GroupApp(Command):
     name = "group"
     description = "Groups (projects)."
-    subcommands = {c.name: (c, c.description) for c in (GroupCreate, GroupList, GroupAddUser, GroupRemoveUser)}
+    subcommands = {
+        c.name: (c, c.description) for c in (GroupCreate, GroupList, GroupUpdate, GroupAddUser, GroupRemoveUser)
+    }
 
 
 # --- users --------------------------------------------------------------------------------

@@ -106,6 +106,32 @@ def test_user_lifecycle(cli):
     assert status == 2 and err == "error: bob@example.com is not a member of group default\n"
 
 
+def test_domain_and_group_caps_are_editable(cli):
+    status, out, _ = cli("domain", "update", "default", "--cpu", "32", "--mem", "64g")
+    assert status == 0 and out == "updated domain default: caps cpu 32, mem 64 GiB\n"
+    status, out, _ = cli("domain", "update", "default", "--cpu", "unlimited", "--description", "Everyone")
+    assert status == 0 and out == "updated domain default: caps mem 64 GiB; description 'Everyone'\n"
+    assert cli("domain", "update", "default")[1] == "updated domain default: no option given, nothing changed\n"
+    (domain,) = ok_json(cli("domain", "list", "--json"))
+    assert domain["total_resource_slots"] == {"mem": str(64 * 1024**3)} and domain["description"] == "Everyone"
+
+    assert cli("domain", "create", "lab")[0] == 0
+    assert cli("group", "create", "vision", "--domain", "lab")[0] == 0
+    status, out, _ = cli("group", "update", "vision", "--domain", "lab", "--cuda-shares", "2", "--json")
+    assert status == 0 and json.loads(out)["total_resource_slots"] == {"cuda.shares": "2"}
+    status, out, _ = cli("group", "update", "default", "--cpu", "4")
+    assert status == 0 and out == "updated group default in domain default: caps cpu 4\n"
+
+    for args, message in [
+        (("domain", "update", "nowhere", "--cpu", "1"), "error: no domain named 'nowhere'"),
+        (("group", "update", "vision", "--cpu", "1"), "error: no group named 'vision' in domain 'default'"),
+        (("group", "update", "default", "--mem", "lots"), "error: mem: 'lots' is not a size"),
+        (("domain", "update", "default", "--cpu", "-2"), "error: cpu: '-2' is negative"),
+    ]:
+        status, _, err = cli(*args)
+        assert status == 2 and err.startswith(message), err
+
+
 def test_keypair_commands(cli):
     cli("policy", "create", "p1", "--cpu", "2")
     cli("user", "create", "carol@example.com", "--password", "S3cret!pw")

@@ -212,6 +212,43 @@ def other_tabs(page: Any, area: Any, pdb: ProductDB) -> None:
 
     assert pdb.setup(sgroup) == {"scheduler": "drf", "timeout": 600, "domains": ["default"], "groups": ["physics"]}
 
+    # Domains & projects: caps edited; a bad amount keeps the dialog open with the manager's
+    # reason; a cap cleared in an edit is lifted.
+    area.get_by_role("tab", name="Domains & projects").click()
+    area.get_by_role("button", name="Edit domain default").click()
+    dialog = page.get_by_role("dialog", name="Edit domain default")
+    field(dialog, "CPU (cores)").fill("lots")
+    dialog.get_by_role("button", name="Save").click()
+    assert "cpu: 'lots' is not a number" in dialog.get_by_role("alert").inner_text()
+    field(dialog, "CPU (cores)").fill("16")
+    field(dialog, "RAM").fill("64g")
+    dialog.get_by_role("button", name="Save").click()
+    dialog.wait_for(state="detached")
+    area.locator("tr[data-key='default']").filter(has_text="CPU 16, RAM 64 GiB").wait_for()
+    area.get_by_role("tab", name="Projects", exact=True).click()
+    area.get_by_role("button", name="Edit project default/physics").click()
+    dialog = page.get_by_role("dialog", name="Edit project physics (default)")
+    field(dialog, "Description").fill("Physics lab")
+    field(dialog, "fGPU (shares)").fill("2")
+    dialog.get_by_role("button", name="Save").click()
+    dialog.wait_for(state="detached")
+    area.locator("tr[data-key='default/physics']").filter(has_text="fGPU 2").wait_for()
+    screenshot(page, "admin-projects")
+    area.get_by_role("tab", name="Domains", exact=True).click()
+    area.get_by_role("button", name="Edit domain default").click()
+    dialog = page.get_by_role("dialog", name="Edit domain default")
+    field(dialog, "CPU (cores)").fill("")
+    dialog.get_by_role("button", name="Save").click()
+    dialog.wait_for(state="detached")
+    area.locator("tr[data-key='default']").filter(has_text="RAM 64 GiB").wait_for()
+
+    def caps(db: Any) -> tuple[Any, ...]:
+        physics = admin.get_group(db, "physics")
+        return (admin.get_domain(db, "default").total_resource_slots.to_json(),
+                physics.total_resource_slots.to_json(), physics.description)  # fmt: skip
+
+    assert pdb.setup(caps) == ({"mem": str(64 * 1024**3)}, {"cuda.shares": "2"}, "Physics lab")
+
     # System settings and Maintenance: the running service, and usage recalculated (the lab runs).
     area.get_by_role("tab", name="System settings").click()
     area.get_by_text("sqlite (pysqlite)").wait_for()

@@ -324,6 +324,48 @@ def test_domains_groups_and_members(lab):
     )
 
 
+def test_domain_and_group_caps_are_editable(lab):
+    # A superadmin changes a domain's caps: the slots named change, the others stay.
+    lab_domain = ok(lab.call("PATCH", "/admin/domains/lab", "admin", json_body={"total_resource_slots": {"cpu": 8}}))
+    assert lab_domain["total_resource_slots"] == {"cpu": "8"}
+    both = ok(lab.call("PATCH", "/admin/domains/lab", "admin", json_body={"total_resource_slots": {"mem": "16g"}}))
+    assert both["total_resource_slots"] == {"cpu": "8", "mem": str(16 * 1024**3)}
+    lifted = ok(lab.call("PATCH", "/admin/domains/lab", "admin", json_body={
+        "total_resource_slots": {"cpu": "unlimited"}, "description": "Labs"}))  # fmt: skip
+    assert lifted["total_resource_slots"] == {"mem": str(16 * 1024**3)} and lifted["description"] == "Labs"
+    assert ok(lab.call("GET", "/admin/domains/lab", "carol")) == lifted
+    # The domain's admin reads it but may not raise the cap that binds them; nobody reaches other domains.
+    refused(lab.call("PATCH", "/admin/domains/lab", "carol", json_body={"total_resource_slots": {"cpu": 99}}),
+            403, "superadmin")  # fmt: skip
+    refused(lab.call("GET", "/admin/domains/default", "carol"), 403, "you administer")
+    refused(lab.call("PATCH", "/admin/domains/lab", "dave", json_body={"description": "x"}), 403, "administrator")
+    for body, words in [
+        ({"total_resource_slots": {"cpu": -1}}, "cpu: -1 is negative"),
+        ({"total_resource_slots": {"mem": "lots"}}, "mem: 'lots' is not a size"),
+        ({"total_resource_slots": {"cpu": True}}, "is not an amount"),
+        ({"total_resource_slots": 4}, "'total_resource_slots' must be a object"),
+        ({"total_slots": {"cpu": 1}}, "unknown field(s): total_slots"),
+    ]:
+        refused(lab.call("PATCH", "/admin/domains/lab", "admin", json_body=body), 400, words)
+    refused(lab.call("PATCH", "/admin/domains/nowhere", "admin", json_body={"description": "x"}), 404, "no domain")
+
+    # A domain's admin changes its groups' caps; a superadmin names the domain.
+    group = ok(lab.call("PATCH", "/admin/groups/research", "carol", json_body={"total_resource_slots": {"cpu": 2}}))
+    assert group["total_resource_slots"] == {"cpu": "2"} and group["domain_name"] == "lab"
+    assert ok(lab.call("GET", "/admin/groups/research?domain=lab", "admin")) == group
+    again = ok(lab.call("PATCH", "/admin/groups/research", "admin", json_body={
+        "domain": "lab", "total_resource_slots": {"cpu": "unlimited", "cuda.shares": "0.5"}}))  # fmt: skip
+    assert again["total_resource_slots"] == {"cuda.shares": "0.5"}
+    refused(lab.call("PATCH", "/admin/groups/default", "carol", json_body={"domain": "default", "description": "x"}),
+            403, "not 'default'")  # fmt: skip
+    refused(lab.call("PATCH", "/admin/groups/research", "carol", json_body={"total_resource_slots": {"cpu": "x"}}),
+            400, "cpu: 'x' is not a number")  # fmt: skip
+    refused(lab.call("PATCH", "/admin/groups/nope", "carol", json_body={"description": "x"}), 404, "no group named")
+    with lab.pdb() as db:
+        stored = admin.get_group(db, "research", "lab").total_resource_slots
+    assert stored == ResourceSlots.parse({"cuda.shares": "0.5"})
+
+
 # --- images, agents, resource groups, settings -------------------------------------------------------------
 
 

@@ -313,6 +313,59 @@ def create_group(
     return group
 
 
+ORG_FIELDS = ("description", "total_resource_slots", "allowed_vfolder_hosts", "allowed_docker_registries")
+
+
+def merge_caps(current: Mapping[str, Any] | None, given: Mapping[str, Any] | None) -> ResourceSlots:
+    """A domain's or group's caps after a change: the slots given replace theirs, the others stay;
+    ``unlimited`` lifts a slot's cap (a slot without a cap is unlimited)."""
+    merged = {**(current or {}), **parse_slots(given)}
+    return ResourceSlots({k: v for k, v in merged.items() if not v.is_infinite()})
+
+
+def _update_org(org: m.Domain | m.Group, fields: Mapping[str, Any]) -> None:
+    unknown = sorted(set(fields) - set(ORG_FIELDS))
+    if unknown:
+        raise AdminError(f"unknown field(s) {', '.join(unknown)}; expected some of {', '.join(ORG_FIELDS)}")
+    for key, value in fields.items():
+        if value is None:
+            continue
+        if key == "description":
+            if not isinstance(value, str):
+                raise AdminError(f"description must be text, not {value!r}")
+            org.description = value
+        elif key == "total_resource_slots":
+            if not isinstance(value, Mapping):
+                raise AdminError(f"total_resource_slots must be a mapping of slot name to amount, not {value!r}")
+            org.total_resource_slots = merge_caps(org.total_resource_slots, value)
+        elif key == "allowed_vfolder_hosts":
+            org.allowed_vfolder_hosts = check_hosts(value)
+        else:
+            if isinstance(value, str) or not all(isinstance(r, str) for r in value):
+                raise AdminError(f"allowed_docker_registries must be a list of registry names, not {value!r}")
+            org.allowed_docker_registries = sorted({r.strip() for r in value if r.strip()})
+
+
+def update_domain(db: DB, name: str, **fields: Any) -> m.Domain:
+    """Change a domain: its caps (merged, see :func:`merge_caps`), description, hosts, registries.
+
+    A cap lowered below what the domain's sessions hold ends none of them; new launches are
+    refused until those sessions hold less (admission counts what is held and awaited).
+    """
+    domain = get_domain(db, name)
+    _update_org(domain, fields)
+    db.flush()
+    return domain
+
+
+def update_group(db: DB, name: str, domain: str = DEFAULT, **fields: Any) -> m.Group:
+    """Change a group (project) of a domain, as :func:`update_domain` does."""
+    group = get_group(db, name, domain)
+    _update_org(group, fields)
+    db.flush()
+    return group
+
+
 def add_user_to_group(db: DB, group: m.Group, user: m.User) -> bool:
     """Add a membership; False when it already existed."""
     if user.domain_name != group.domain_name:

@@ -40,8 +40,12 @@ Paths (relative to the service's base URL)::
     PATCH  /admin/agents/{id}                                  {schedulable}
     GET|POST /admin/scaling-groups, GET|PATCH /admin/scaling-groups/{name}
     POST   /admin/scaling-groups/{name}/allow                  {domains, groups, keypairs, revoke}
-    GET|POST /admin/domains
-    GET|POST /admin/groups?domain=, POST /admin/groups/{name}/members {add, remove, domain?}
+    GET|POST /admin/domains, GET|PATCH /admin/domains/{name}   PATCH (superadmins): total_resource_slots
+                                                               (the slots named; "unlimited" lifts a cap),
+                                                               description, allowed_vfolder_hosts,
+                                                               allowed_docker_registries
+    GET|POST /admin/groups?domain=, GET|PATCH /admin/groups/{name}?domain=   PATCH as for a domain
+    POST   /admin/groups/{name}/members                        {add, remove, domain?}
     GET    /admin/settings                                     read-only system view (F46)
     POST   /admin/maintenance/recalculate-usage                delegated to the resources module (F47)
 """
@@ -1020,6 +1024,46 @@ class GroupsHandler(AdminHandler):
         self.send(await self.run_db(lambda db: views.group_view(admin.create_group(db, name, **fields))), status=201)
 
 
+class DomainHandler(AdminHandler):
+    """``GET|PATCH /admin/domains/{name}``: a domain; superadmins change its caps and description.
+
+    ``total_resource_slots`` in a PATCH changes the slots it names (``"unlimited"`` lifts a
+    cap) and keeps the others; see :func:`..db.admin.update_domain`.
+    """
+
+    async def get(self, name: str):
+        self.require_admin(name)
+        self.send(await self.run_db(lambda db: views.domain_view(admin.get_domain(db, name))))
+
+    async def patch(self, name: str):
+        self.require_superadmin()
+        data = self.json_body()
+        reject_unknown(data, set(ORG_FIELDS))
+        fields = pick(data, ORG_FIELDS)
+        self.send(await self.run_db(lambda db: views.domain_view(admin.update_domain(db, name, **fields))))
+
+
+class GroupHandler(AdminHandler):
+    """``GET|PATCH /admin/groups/{name}?domain=``: a group (project); the admins of its domain change
+    its caps and description, as for a domain (``domain`` defaults to the caller's)."""
+
+    def _domain(self, given: str | None = None) -> str:
+        domain = given or self.get_query_argument("domain", None) or self.me.domain
+        self.require_admin(domain)
+        return domain
+
+    async def get(self, name: str):
+        domain = self._domain()
+        self.send(await self.run_db(lambda db: views.group_view(admin.get_group(db, name, domain))))
+
+    async def patch(self, name: str):
+        data = self.json_body()
+        reject_unknown(data, {"domain", *ORG_FIELDS})
+        fields = pick(data, {"domain": str, **ORG_FIELDS})
+        domain = self._domain(fields.pop("domain", None))
+        self.send(await self.run_db(lambda db: views.group_view(admin.update_group(db, name, domain, **fields))))
+
+
 class GroupMembersHandler(AdminHandler):
     async def post(self, name: str):
         data = self.json_body()
@@ -1121,8 +1165,10 @@ handlers = [
     (r"/admin/scaling-groups/([^/]+)/allow", ScalingGroupAllowHandler),
     (r"/admin/scaling-groups/([^/]+)", ScalingGroupHandler),
     (r"/admin/domains/?", DomainsHandler),
+    (r"/admin/domains/([^/]+)", DomainHandler),
     (r"/admin/groups/?", GroupsHandler),
     (r"/admin/groups/([^/]+)/members", GroupMembersHandler),
+    (r"/admin/groups/([^/]+)", GroupHandler),
     (r"/admin/settings/?", SettingsHandler),
     (r"/admin/maintenance/recalculate-usage", RecalculateUsageHandler),
 ]

@@ -6,6 +6,7 @@ import React from 'react';
 
 import { CredentialsTab, UsersTab } from './admin-users';
 import { EnvironmentsTab } from './admin-environments';
+import { OrganisationTab } from './admin-orgs';
 import { PoliciesTab } from './admin-policies';
 import { ResourcesTab } from './admin-resources';
 import { MaintenanceTab, SystemTab } from './admin-system';
@@ -19,7 +20,8 @@ export function Administration(props: { ctx: IAdminContext }): JSX.Element {
     { id: 'credentials', label: 'Credentials', render: () => <CredentialsTab /> },
     { id: 'policies', label: 'Resource Policies', render: () => <PoliciesTab ctx={ctx} /> },
     { id: 'environments', label: 'Environments', render: () => <EnvironmentsTab ctx={ctx} /> },
-    { id: 'resources', label: 'Resources', render: () => <ResourcesTab ctx={ctx} /> }
+    { id: 'resources', label: 'Resources', render: () => <ResourcesTab ctx={ctx} /> },
+    { id: 'domains', label: 'Domains & projects', render: () => <OrganisationTab ctx={ctx} /> }
   ];
   if (ctx.superadmin) {
     tabs.push(
