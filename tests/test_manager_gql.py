@@ -27,7 +27,7 @@ from jupyter_backendai.db import admin
 from jupyter_backendai.db import folders as folder_db
 from jupyter_backendai.db import models as m
 from jupyter_backendai.db import sessions as session_db
-from jupyter_backendai.manager.api_gql import MAX_FILTER_LENGTH
+from jupyter_backendai.manager.gql.filter import MAX_FILTER_LENGTH
 from tests.manager_fixtures import PASSWORD, Manager
 from tests.test_backendai_client import CLI, REQUIRE
 

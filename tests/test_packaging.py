@@ -37,3 +37,13 @@ def test_migrations_ship_with_the_package():
 
     assert (engine.MIGRATIONS / "env.py").is_file()
     assert any((engine.MIGRATIONS / "versions").glob("0001_*.py"))
+
+
+def test_graphql_schema_ships_with_the_package():
+    from importlib import resources
+
+    from jupyter_backendai.manager.gql import schema
+
+    shipped = resources.files("jupyter_backendai.manager.gql").joinpath("schema.graphql")
+    assert shipped.is_file()
+    assert "type Query" in schema.SDL and "type Mutation" in schema.SDL

@@ -36,7 +36,7 @@ HANDLER_MODULES = [
     "jupyter_backendai.manager.api_resources",
     "jupyter_backendai.manager.api_launch",
     "jupyter_backendai.manager.api_admin",
-    "jupyter_backendai.manager.api_gql",
+    "jupyter_backendai.manager.gql.handler",
     "jupyter_backendai.manager.api_openapi",
 ]
 
