@@ -19,9 +19,9 @@ GROUP_COLUMNS = ("name", "domain_name", "is_active", "total_resource_slots", "me
 
 class DomainCreate(SlotCommand):
     name = "create"
-    description = "Create a domain; --cpu/--mem/... cap what all its sessions together hold (F2)."
+    description = "Create a domain; --cpu/--mem/... cap what all its sessions together hold."
     arguments = ("name",)
-    description_text = Unicode("", config=True, help="A description.")
+    description_text = Unicode("", config=True, help="A description of the domain, for administrators.")
     allowed_hosts = List(Unicode(), config=True, help="Storage hosts its users may create folders on.")
     aliases = {
         **SlotCommand.aliases,
@@ -53,7 +53,7 @@ class _OrgUpdate(SlotCommand):
     """Change the caps (``--cpu 32``; ``--cpu unlimited`` lifts one) or the description."""
 
     arguments = ("name",)
-    description_text = Unicode(None, allow_none=True, config=True, help="A new description.")
+    description_text = Unicode(None, allow_none=True, config=True, help="A new description, for administrators.")
 
     def fields(self) -> dict[str, Any]:
         slots = self.slot_options.slots()
@@ -97,7 +97,7 @@ class GroupCreate(GroupCommand):
     name = "create"
     description = "Create a group (project) in a domain; --cpu/--mem/... cap what its sessions together hold."
     arguments = ("name",)
-    description_text = Unicode("", config=True, help="A description.")
+    description_text = Unicode("", config=True, help="A description of the group (project), for administrators.")
     allowed_hosts = List(Unicode(), config=True, help="Storage hosts for its group folders.")
     aliases = {
         **GroupCommand.aliases,

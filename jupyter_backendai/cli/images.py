@@ -51,7 +51,7 @@ class ImageAdd(Command):
 
 class ImageSetMin(SlotCommand):
     name = "set-min"
-    description = "Set an image's minimum resources (F41); requests below it are raised to it."
+    description = "Set an image's minimum resources; requests below it are raised to it."
     arguments = ("image",)
 
     def run(self, db):
@@ -92,7 +92,7 @@ REGISTRY_COLUMNS = ("hostname", "url", "type", "project", "username", "has_passw
 
 class RegistryAdd(Command):
     name = "add"
-    description = "Add a Docker registry (F42)."
+    description = "Add a Docker registry that images are pulled from and rescanned in."
     arguments = ("hostname", "url")
     username = Unicode(None, allow_none=True, config=True, help="User name for the registry.")
     password = Unicode(None, allow_none=True, config=True, help="Password for the registry.")

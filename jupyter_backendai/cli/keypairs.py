@@ -29,7 +29,9 @@ class KeypairCreate(Command):
     arguments = ("email",)
     policy = Unicode(admin.DEFAULT, config=True, help="Its keypair resource policy.")
     rate_limit = Integer(1000, config=True, help="Requests allowed per 15 minutes.")
-    admin_ = Bool(False, config=True, help="An admin keypair.")
+    admin_ = Bool(
+        False, config=True, help="Mark it an admin keypair (Backend.AI's is_admin; rights follow the user's role)."
+    )
     access_key = Unicode(None, allow_none=True, config=True, help="Use this access key (AKIA + 16 characters).")
     secret_key = Unicode(None, allow_none=True, config=True, help="Use this secret key (40 characters).")
     aliases = {
@@ -90,7 +92,7 @@ class KeypairUpdate(Command):
     arguments = ("access_key",)
     policy = Unicode(None, allow_none=True, config=True, help="A new resource policy.")
     rate_limit = Integer(None, allow_none=True, config=True, help="A new rate limit (requests per 15 minutes).")
-    admin_ = Bool(None, allow_none=True, config=True, help="Admin keypair or not.")
+    admin_ = Bool(None, allow_none=True, config=True, help="Mark it an admin keypair or not (Backend.AI's is_admin).")
     aliases = {**Command.aliases, "policy": "KeypairUpdate.policy", "rate-limit": "KeypairUpdate.rate_limit"}
     flags = {**Command.flags, **yes_no_flags("KeypairUpdate", "admin_", "admin", "the admin flag")}
 

@@ -117,7 +117,7 @@ class _PolicyWrite(SlotCommand):
 
 class PolicyCreate(_PolicyWrite):
     name = "create"
-    description = "Create a keypair resource policy (F40); slots not given are unlimited."
+    description = "Create a keypair resource policy; slots not given are unlimited."
 
     def run(self, db):
         fields = self.policy_fields()
@@ -174,7 +174,7 @@ class _PresetWrite(SlotCommand):
 
 class PresetCreate(_PresetWrite):
     name = "create"
-    description = "Create a resource preset (F43)."
+    description = "Create a resource preset (a named amount of CPU, memory, GPUs and shared memory)."
 
     def run(self, db):
         p = admin.create_preset(

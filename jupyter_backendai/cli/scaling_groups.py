@@ -26,8 +26,12 @@ SGROUP_COLUMNS = (
 
 class _ScalingGroupWrite(Command):
     arguments = ("name",)
-    description_text = Unicode(None, allow_none=True, config=True, help="A description.")
-    scheduler = Unicode(None, allow_none=True, config=True, help="fifo, lifo or drf.")
+    description_text = Unicode(
+        None, allow_none=True, config=True, help="A description of the resource group, for administrators."
+    )
+    scheduler = Unicode(
+        None, allow_none=True, config=True, help="The queue's order: fifo, lifo or drf (dominant resource fairness)."
+    )
     pending_timeout = Integer(
         None, allow_none=True, config=True, help="Seconds a session may wait in the queue (0 = forever)."
     )
@@ -59,7 +63,7 @@ class _ScalingGroupWrite(Command):
 
 class ScalingGroupCreate(_ScalingGroupWrite):
     name = "create"
-    description = "Create a resource group (F45)."
+    description = "Create a resource group (its queue, scheduler and agent selection)."
 
     def run(self, db):
         given = {k: v for k, v in self.opts().items() if v is not None}

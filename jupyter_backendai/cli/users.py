@@ -23,10 +23,10 @@ class UserCreate(Command):
     )
     username = Unicode("", config=True, help="The user name (default: from the e-mail address).")
     role = Unicode("user", config=True, help="superadmin, admin (of its domain), user or monitor.")
-    domain = Unicode(admin.DEFAULT, config=True, help="The user's domain.")
+    domain = Unicode(admin.DEFAULT, config=True, help="The domain the user belongs to.")
     groups = List(Unicode(), config=True, help="Groups to join (repeat --group).")
     policy = Unicode(admin.DEFAULT, config=True, help="The keypair resource policy of the new keypair.")
-    full_name = Unicode("", config=True, help="The full name.")
+    full_name = Unicode("", config=True, help="The user's full name, as shown to administrators.")
     need_password_change = Bool(False, config=True, help="Ask for a new password at first login.")
     aliases = {
         **Command.aliases,
@@ -102,12 +102,23 @@ class UserUpdate(Command):
     name = "update"
     description = "Change a user's password, name, role, status or require-password-change."
     arguments = ("email",)
-    password = Unicode(None, allow_none=True, config=True, help="A new password.")
-    username = Unicode(None, allow_none=True, config=True, help="A new user name.")
-    role = Unicode(None, allow_none=True, config=True, help="A new role.")
+    password = Unicode(
+        None,
+        allow_none=True,
+        config=True,
+        help="A new password (8+ characters, a letter, a digit and a special character).",
+    )
+    username = Unicode(
+        None, allow_none=True, config=True, help="A new user name (unique; it is the hub's user name too)."
+    )
+    role = Unicode(
+        None, allow_none=True, config=True, help="A new role: superadmin, admin (of its domain), user or monitor."
+    )
     status = Unicode(None, allow_none=True, config=True, help="active, inactive or before-verification.")
-    full_name = Unicode(None, allow_none=True, config=True, help="A new full name.")
-    description_text = Unicode(None, allow_none=True, config=True, help="A new description.")
+    full_name = Unicode(None, allow_none=True, config=True, help="A new full name, as shown to administrators.")
+    description_text = Unicode(
+        None, allow_none=True, config=True, help="A new description of the user, for administrators."
+    )
     need_password_change = Bool(None, allow_none=True, config=True, help="Require a new password at next login.")
     aliases = {
         **Command.aliases,

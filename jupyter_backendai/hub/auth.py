@@ -69,18 +69,36 @@ class BackendAIAuthenticator(Authenticator):
         # Who may log in is the db's business (active users with an active keypair).
         return True
 
-    allow_signup = Bool(False, config=True, help="Offer the sign-up page (F8). Off by default.")
+    allow_signup = Bool(
+        False,
+        config=True,
+        help="""Offer ``/hub/signup``: e-mail address, user name, password twice, and the terms and
+        privacy links when set. Off by default: accounts are made by administrators (CLI, REST,
+        Administration) or ``bootstrap``. New users go to ``signup_domain``, ``signup_group`` and
+        ``signup_policy``.""",
+    )
     signup_requires_invitation = Bool(
-        False, config=True, help="Sign-up needs an invitation token (`jupyter-backendai invitation create`)."
+        False,
+        config=True,
+        help="""Sign-up needs an invitation token from ``jupyter-backendai invitation create``
+        (single use, expiring; only its hash is stored).""",
     )
     signup_email_verification = Bool(
         False,
         config=True,
-        help="New accounts stay inactive until the link in the verification e-mail is opened.",
+        help="""New accounts stay inactive until the link in the verification e-mail is opened
+        (valid for ``verification_token_lifetime``; mail goes through ``c.Mailer``).""",
     )
-    allow_password_reset = Bool(True, config=True, help="Offer 'forgot password': a reset link sent by e-mail (F9).")
-    reset_token_lifetime = Integer(3600, config=True, help="Seconds a password-reset link stays valid.")
-    verification_token_lifetime = Integer(86400, config=True, help="Seconds an e-mail verification link stays valid.")
+    allow_password_reset = Bool(
+        True,
+        config=True,
+        help="""Offer 'forgot password': a one-time reset link sent by e-mail (through ``c.Mailer``).
+        The answer never tells whether the address has an account.""",
+    )
+    reset_token_lifetime = Integer(3600, config=True, help="Seconds a password-reset link stays valid (1 hour).")
+    verification_token_lifetime = Integer(
+        86400, config=True, help="Seconds an e-mail verification link stays valid (1 day)."
+    )
     public_url = Unicode(
         config=True,
         help=f"""Public URL of the hub for links in e-mail (password reset, address verification),
@@ -108,11 +126,17 @@ class BackendAIAuthenticator(Authenticator):
         ``X-Real-Ip`` and the like are written by the client and ignored. 0: the address of the
         connection itself.""",
     )
-    terms_url = Unicode("", config=True, help="Link to the terms of use shown on the sign-up form.")
-    privacy_url = Unicode("", config=True, help="Link to the privacy policy shown on the sign-up form.")
-    signup_domain = Unicode(admin.DEFAULT, config=True, help="Domain of users who sign up.")
-    signup_group = Unicode(admin.DEFAULT, config=True, help="Group (project) users who sign up join.")
-    signup_policy = Unicode(admin.DEFAULT, config=True, help="Keypair resource policy of users who sign up.")
+    terms_url = Unicode("", config=True, help="Link to the terms of use shown on the sign-up form (none when empty).")
+    privacy_url = Unicode(
+        "", config=True, help="Link to the privacy policy shown on the sign-up form (none when empty)."
+    )
+    signup_domain = Unicode(admin.DEFAULT, config=True, help="The domain users who sign up belong to.")
+    signup_group = Unicode(
+        admin.DEFAULT, config=True, help="The group (project) in that domain users who sign up join."
+    )
+    signup_policy = Unicode(
+        admin.DEFAULT, config=True, help="The keypair resource policy of the keypair made for users who sign up."
+    )
 
     max_failed_logins = Integer(
         10,
@@ -121,10 +145,23 @@ class BackendAIAuthenticator(Authenticator):
         An account is one lock whether it is named by e-mail address or user name; password
         reset requests count per address and per e-mail address the same way.""",
     )
-    free_failed_logins = Integer(3, config=True, help="Failed logins answered without delay; later ones are slowed.")
-    failed_login_window = Float(900.0, config=True, help="Seconds over which failed logins are counted.")
-    lockout_seconds = Float(900.0, config=True, help="Seconds an account or address stays locked.")
-    max_login_delay = Float(8.0, config=True, help="Upper bound of the delay added to slowed logins, in seconds.")
+    free_failed_logins = Integer(
+        3,
+        config=True,
+        help="""Failed logins (per account and per client address) answered without delay; later
+        ones are slowed, from 0.5 s doubling up to ``max_login_delay``.""",
+    )
+    failed_login_window = Float(
+        900.0,
+        config=True,
+        help="Seconds over which failed logins are counted (a failure older than this is forgotten).",
+    )
+    lockout_seconds = Float(
+        900.0, config=True, help="Seconds an account or address stays locked after ``max_failed_logins``."
+    )
+    max_login_delay = Float(
+        8.0, config=True, help="Upper bound, in seconds, of the delay added to slowed logins (0.5 s doubling)."
+    )
 
     mailer = Instance(Mailer)
 

@@ -14,14 +14,21 @@ from traitlets.config import LoggingConfigurable
 class Mailer(LoggingConfigurable):
     """Sends mail through SMTP; configured as ``c.Mailer.smtp_host = ...``."""
 
-    smtp_host = Unicode("127.0.0.1", config=True, help="Host name of the SMTP server.")
+    smtp_host = Unicode(
+        "127.0.0.1", config=True, help="Host name or address of the SMTP server the hub sends mail through."
+    )
     smtp_port = Integer(0, config=True, help="Port of the SMTP server (default: 465 with smtp_ssl, else 25).")
     smtp_ssl = Bool(False, config=True, help="Connect with TLS from the start (SMTPS, usually port 465).")
     smtp_starttls = Bool(False, config=True, help="Upgrade the connection with STARTTLS (usually port 587).")
     smtp_username = Unicode("", config=True, help="User name for SMTP authentication (none when empty).")
     smtp_password = Unicode("", config=True, help="Password for SMTP authentication. Never logged.")
-    smtp_timeout = Integer(30, config=True, help="Seconds to wait for the SMTP server.")
-    from_address = Unicode(config=True, help="The From: address of the mail the hub sends.")
+    smtp_timeout = Integer(
+        30, config=True, help="Seconds to wait for the SMTP server before the mail is given up (and logged)."
+    )
+    from_address = Unicode(
+        config=True,
+        help="The From: address of the mail the hub sends (default: ``jupyter-backendai <noreply@localhost>``).",
+    )
 
     @default("from_address")
     def _default_from(self):

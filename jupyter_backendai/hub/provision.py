@@ -36,11 +36,19 @@ class BackendAI(LoggingConfigurable):
     auto_provision = Bool(
         False,
         config=True,
-        help="Create a db user, keypair and default-group membership for users of other authenticators on first login.",
+        help="""With another authenticator (OAuth, LDAP, ...): on a user's first login, create a user
+        in the product's database, a keypair with ``default_policy`` and membership of
+        ``default_group`` in ``default_domain``. Off: only users already in the database may log in.""",
     )
-    default_domain = Unicode(admin.DEFAULT, config=True, help="Domain of auto-provisioned users.")
-    default_group = Unicode(admin.DEFAULT, config=True, help="Group (project) auto-provisioned users join.")
-    default_policy = Unicode(admin.DEFAULT, config=True, help="Keypair resource policy of auto-provisioned users.")
+    default_domain = Unicode(admin.DEFAULT, config=True, help="The domain auto-provisioned users belong to.")
+    default_group = Unicode(
+        admin.DEFAULT,
+        config=True,
+        help="The group (project) in ``default_domain`` auto-provisioned users join (none when empty).",
+    )
+    default_policy = Unicode(
+        admin.DEFAULT, config=True, help="The keypair resource policy of auto-provisioned users' keypair."
+    )
     email_domain = Unicode(
         "localhost",
         config=True,

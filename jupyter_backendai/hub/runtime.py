@@ -366,7 +366,7 @@ class PlainImagesMixin(LoggingConfigurable):
         ``auto``: for images that have no ``jupyterhub-singleuser`` on their PATH (or that say
         ``org.jupyter-backendai.runtime=supplied`` in a label; ``=image`` says never). ``always``:
         for every image (its own server is never used). ``never``: an image without the server
-        cannot run as a session. The runtime is built once per ``runtime_image`` (about a minute
+        cannot run as a session (refused at its start, with that reason). The runtime is built once per ``runtime_image`` (about a minute
         and the size of that image's virtual environment on disk) when the first session needs it.
         """,
     )

@@ -161,17 +161,30 @@ class SessionSpawnerMixin(LoggingConfigurable):
     def _default_storage_root(self):
         return str(Path("backendai-storage").resolve())
 
-    default_scaling_group = Unicode(admin.DEFAULT, config=True, help="Resource group used when the request names none.")
-    agent_id = Unicode(config=True, help="The id under which this backend registers as an agent.")
+    default_scaling_group = Unicode(
+        admin.DEFAULT, config=True, help="The resource group of a session whose request names none."
+    )
+    agent_id = Unicode(
+        config=True,
+        help="""The id under which this backend registers as an agent (default: ``<backend>-<host name>``,
+        e.g. ``docker-node1``). Backends whose nodes are agents (Swarm, Kubernetes) name them by node.""",
+    )
 
     @default("agent_id")
     def _default_agent_id(self):
         return f"{self.backend_name}-{socket.gethostname()}"
 
-    agent_scaling_group = Unicode(admin.DEFAULT, config=True, help="The resource group the backend's agent belongs to.")
+    agent_scaling_group = Unicode(
+        admin.DEFAULT,
+        config=True,
+        help="The resource group the backend's agent belongs to (Swarm and Kubernetes: a node label says it).",
+    )
     agent_capacity = Dict(
         config=True,
-        help="What the agent offers, e.g. {'cpu': 8, 'mem': '32g', 'cuda.shares': 2} (default: what the machine has).",
+        help="""What the agent offers the scheduler, e.g. ``{'cpu': 8, 'mem': '32g', 'cuda.shares': 2}``.
+
+        Default (empty): what the machine has, its CPUs and memory, with its GPUs from
+        ``gpu_devices`` or ``nvidia-smi``.""",
     )
     gpu_devices = List(
         Dict(),
@@ -218,9 +231,16 @@ class SessionSpawnerMixin(LoggingConfigurable):
         /dev/shm and its ``shmem`` size, and every such session of the node shares it (docs/gpu.md).
         """,
     )
-    scheduler_interval = Float(2.0, config=True, help="Seconds between scheduling passes when nothing wakes the loop.")
+    scheduler_interval = Float(
+        2.0,
+        config=True,
+        help="Seconds between scheduling passes when nothing wakes the queue (a spawn or an ended session does).",
+    )
     ssh_enabled = Bool(
-        True, config=True, help="Run an sshd in each session (F33) on the user's preferred port when free."
+        True,
+        config=True,
+        help="""Run an sshd in each session, reachable at ``ssh_host`` on the user's preferred SSH port
+        when it is free (else another), with the user's key pair (Settings in the lab).""",
     )
     ssh_host = Unicode(
         "127.0.0.1",
@@ -242,15 +262,21 @@ class SessionSpawnerMixin(LoggingConfigurable):
     options_template = Unicode(
         "spawn_form.html",
         config=True,
-        help="Template of the spawn form (searched in c.JupyterHub.template_paths first).",
+        help="""Template of the spawn form; to change it, put a file of this name in a directory of
+        ``c.JupyterHub.template_paths`` (searched first).""",
     )
-    usage_interval = Float(30.0, config=True, help="Seconds between usage samples of a running session.")
+    usage_interval = Float(
+        30.0,
+        config=True,
+        help="Seconds between usage samples of a running session; its idle timeout is checked as often.",
+    )
     lifetime_warning = Float(
         600.0,
         config=True,
         help="""Seconds before a session reaches its policy's maximum lifetime (max_session_lifetime)
         from which its JupyterLab warns that it is about to end. The hub ends the session at its
-        lifetime whatever this says; a lifetime shorter than this warns from the start.""",
+        lifetime whatever this says; a lifetime shorter than this warns from the start. Sessions
+        get it as ``$BACKENDAI_LIFETIME_WARNING`` (the server extension's default).""",
     )
 
     @default("start_timeout")

@@ -2,7 +2,7 @@
 
 The figures come from the session rows (db/sessions.py derives what anyone holds from them),
 so these endpoints only read, except ``recalculate-usage``: it ends sessions that still claim
-resources although the hub no longer runs their server (F47), which is the one way occupancy
+resources although the hub no longer runs their server, which is the one way occupancy
 can drift from reality when everything is derived.
 """
 
@@ -224,7 +224,7 @@ def _scoped(query: Any, ident: Identity) -> Any:
 
 
 class RecalculateUsageHandler(APIHandler):
-    """``POST /resource/recalculate-usage`` (admins): end sessions whose server is gone (F47).
+    """``POST /resource/recalculate-usage`` (admins): end sessions whose server is gone.
 
     Occupancy is derived from session rows, so the only drift is a row that still claims
     resources after its server vanished (a hub crash between the stop and the db write, a
@@ -258,7 +258,7 @@ class RecalculateUsageHandler(APIHandler):
 
 
 class SSHKeypairHandler(APIHandler):
-    """``GET /resource/ssh-keypair`` (the public key, made on first use) and ``POST`` (a new pair, F16).
+    """``GET /resource/ssh-keypair`` (the public key, made on first use) and ``POST`` (a new pair).
 
     Only the refresh answers the private key: it is shown once, as Backend.AI does; sessions
     get it as ``id_container`` in the session's home folder.

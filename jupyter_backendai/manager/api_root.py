@@ -86,7 +86,7 @@ class AuthorizeHandler(APIHandler):
 
 
 class UpdatePasswordHandler(APIHandler):
-    """``POST /auth/update-password`` {old_password, new_password, new_password2} (F15)."""
+    """``POST /auth/update-password`` {old_password, new_password, new_password2}."""
 
     async def post(self):
         data = self.json_body()
@@ -126,7 +126,7 @@ class WhoAmIHandler(APIHandler):
         )
 
 
-#: The preferred SSH port must be in this range (F34), as the spawner only takes it from there.
+#: The preferred SSH port must be in this range, as the spawner only takes it from there.
 SSH_PORT_RANGE = (10000, 65000)
 
 
@@ -135,7 +135,7 @@ class ProfileHandler(APIHandler):
 
     What the lab's Summary and Settings need and a plain user may read about themselves: the
     project (group) names for the switcher, the limits of their own keypair's policy (the
-    session count limit is not in check-presets) and the preferred SSH port (F34).
+    session count limit is not in check-presets) and the preferred SSH port.
     """
 
     async def get(self):

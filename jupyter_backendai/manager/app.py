@@ -73,7 +73,11 @@ class ManagerApp(Application):
     def _default_storage_root(self):
         return os.path.abspath(os.environ.get("BACKENDAI_STORAGE", "backendai-storage"))
 
-    ip = Unicode("127.0.0.1", config=True, help="Address to listen on.")
+    ip = Unicode(
+        "127.0.0.1",
+        config=True,
+        help="Address to listen on (loopback by default: the hub's proxy forwards to it).",
+    )
     port = Integer(config=True, help="Port to listen on (default: from $JUPYTERHUB_SERVICE_URL, else 8090).")
 
     @default("port")
@@ -109,8 +113,8 @@ class ManagerApp(Application):
 
         A JupyterHub token is accepted only when it holds ``access:services!service=<this name>``
         (or a broader scope such as ``access:services``); any other token is refused with 403,
-        whatever its owner may do. Sessions' own tokens get that scope from the hub's ``server``
-        role (``jupyterhub_config.py``), tokens made by users only when they ask for it.""",
+        whatever its owner may do. ``jupyterhub_config.py`` gives the scope to the hub's ``user``
+        and ``server`` roles (``hub/roles.py``), so users' tokens and sessions' own tokens carry it.""",
     )
 
     @default("service_name")
@@ -135,21 +139,40 @@ class ManagerApp(Application):
         help="""Failed ``/auth/authorize`` attempts (per account, and per client address) that lock
         it for lockout_seconds, as the hub's login does (``BackendAIAuthenticator``).""",
     )
-    free_failed_logins = Integer(3, config=True, help="Failed attempts answered without delay; later ones are slowed.")
-    failed_login_window = Float(900.0, config=True, help="Seconds over which failed attempts are counted.")
-    lockout_seconds = Float(900.0, config=True, help="Seconds an account or address stays locked.")
+    free_failed_logins = Integer(
+        3,
+        config=True,
+        help="""Failed ``/auth/authorize`` attempts answered without delay; later ones are slowed
+        (0.5 s doubling up to ``max_login_delay``), then answered 429 with ``Retry-After``.""",
+    )
+    failed_login_window = Float(
+        900.0, config=True, help="Seconds over which failed attempts are counted (older ones are forgotten)."
+    )
+    lockout_seconds = Float(
+        900.0, config=True, help="Seconds an account or address stays locked after ``max_failed_logins``."
+    )
     max_login_delay = Float(8.0, config=True, help="Upper bound of the delay added to slowed attempts, in seconds.")
 
-    transfer_secret = Bytes(config=True, help="Key of the upload/download tokens (default: random per start).")
+    transfer_secret = Bytes(
+        config=True,
+        help="""Key that signs upload and download tokens (the URLs of transfers). Default:
+        ``$BACKENDAI_TRANSFER_SECRET``, else random at each start (URLs then end with a restart).""",
+    )
 
     @default("transfer_secret")
     def _default_transfer_secret(self):
         env = os.environ.get("BACKENDAI_TRANSFER_SECRET")
         return env.encode() if env else secrets.token_bytes(32)
 
-    transfer_token_lifetime = Float(3600.0, config=True, help="Seconds an upload or download URL stays valid.")
-    max_upload_size = Integer(64 * 1024**3, config=True, help="Largest single upload in bytes.")
-    hub_token_cache_seconds = Float(60.0, config=True, help="Seconds a checked JupyterHub token is remembered.")
+    transfer_token_lifetime = Float(3600.0, config=True, help="Seconds an upload or download URL stays valid (1 hour).")
+    max_upload_size = Integer(
+        64 * 1024**3, config=True, help="Largest single upload, in bytes (64 GiB); larger ones are refused with 413."
+    )
+    hub_token_cache_seconds = Float(
+        60.0,
+        config=True,
+        help="Seconds a checked JupyterHub token is remembered (a revoked token works at most this long).",
+    )
     folder_usage_ttl = Float(
         300.0,
         config=True,

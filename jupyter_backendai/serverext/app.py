@@ -103,7 +103,7 @@ class BackendAIExtension(ExtensionApp):
     max_request_body = Integer(
         64 * GiB,
         config=True,
-        help="""Largest request body forwarded (a tus PATCH can carry a whole file). Bodies are
+        help="""Largest request body forwarded, in bytes: 64 GiB by default (a tus PATCH can carry a whole file). Bodies are
         streamed, never held in memory; the manager applies its own limits too.""",
     )
 
