@@ -581,7 +581,7 @@ def build_spec(
     if ssh_port is not None:
         check_port(ssh_port, "SSH port")
         if ssh_private_key is None:
-            raise SpecError("an SSH port needs the user's SSH key pair (F22): nothing could log in")
+            raise SpecError("an SSH port needs the user's SSH key pair: nothing could log in")
 
     # -- env and labels -------------------------------------------------------------------------
     try:
