@@ -9,7 +9,6 @@ the service's base URL; :data:`HANDLER_MODULES` lists them.
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import os
 import secrets
@@ -23,21 +22,57 @@ from traitlets.config import Application
 from .._version import __version__
 from ..core.throttle import LoginThrottle
 from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, DatabaseError, connect
+from . import (
+    api_folders,
+    api_launch,
+    api_openapi,
+    api_queue,
+    api_resources,
+    api_root,
+    api_sessions,
+    api_transfer,
+)
+from .admin import agents as admin_agents
+from .admin import domains as admin_domains
+from .admin import groups as admin_groups
+from .admin import images as admin_images
+from .admin import keypairs as admin_keypairs
+from .admin import maintenance as admin_maintenance
+from .admin import policies as admin_policies
+from .admin import presets as admin_presets
+from .admin import registries as admin_registries
+from .admin import scaling_groups as admin_scaling_groups
+from .admin import settings as admin_settings
+from .admin import users as admin_users
 from .base import APIHandler, RateLimiter, ReplayGuard
+from .gql import handler as gql_handler
 from .metrics import Metrics, MetricsHandler
 
-#: Modules with a ``handlers`` list, in routing order (added as the API grows).
+#: The modules with a ``handlers`` list, in routing order. They are imported above, so
+#: that a module that is missing or fails to import stops the manager at start instead of leaving
+#: its part of the API silently absent.
 HANDLER_MODULES = [
-    "jupyter_backendai.manager.api_root",
-    "jupyter_backendai.manager.api_folders",
-    "jupyter_backendai.manager.api_transfer",
-    "jupyter_backendai.manager.api_sessions",
-    "jupyter_backendai.manager.api_queue",
-    "jupyter_backendai.manager.api_resources",
-    "jupyter_backendai.manager.api_launch",
-    "jupyter_backendai.manager.api_admin",
-    "jupyter_backendai.manager.gql.handler",
-    "jupyter_backendai.manager.api_openapi",
+    api_root,
+    api_folders,
+    api_transfer,
+    api_sessions,
+    api_queue,
+    api_resources,
+    api_launch,
+    admin_users,
+    admin_keypairs,
+    admin_policies,
+    admin_images,
+    admin_registries,
+    admin_presets,
+    admin_agents,
+    admin_scaling_groups,
+    admin_domains,
+    admin_groups,
+    admin_settings,
+    admin_maintenance,
+    gql_handler,
+    api_openapi,
 ]
 
 log = logging.getLogger("jupyter_backendai.manager")
@@ -212,13 +247,7 @@ class ManagerApp(Application):
         prefix = "/" + self.base_url.strip("/")
         prefix = "" if prefix == "/" else prefix
         routes: list[Any] = []
-        for name in HANDLER_MODULES:
-            try:
-                module = importlib.import_module(name)
-            except ModuleNotFoundError as e:
-                if e.name == name:
-                    continue  # a part of the API that is not there yet
-                raise
+        for module in HANDLER_MODULES:
             routes += [(prefix + path, handler, *rest) for path, handler, *rest in module.handlers]
         routes.append((prefix + "/metrics", MetricsHandler))
         routes.append((prefix + "/.*", NotFoundHandler))

@@ -11,7 +11,7 @@ from typing import Any
 
 from ...db import admin
 from ...db import models as m
-from ..api_admin import check_user_reach
+from ..admin.common import check_user_reach
 from .context import Ctx, Refused, as_uuid
 from .items import keypair_item, user_item
 
