@@ -126,7 +126,8 @@ def check_hosts(hosts: Iterable[str] | None) -> list[str]:
     return sorted(set(out))
 
 
-def _enum(cls, label: str, value):
+def parse_enum(cls, label: str, value):
+    """``value`` as a member of the enum ``cls``; an unknown value is an AdminError naming the choices."""
     if isinstance(value, cls):
         return value
     try:
@@ -487,8 +488,8 @@ def create_user(
         username = email
     else:
         username = check_username(username or username_from_email(email))
-    role_ = _enum(m.UserRole, "role", role)
-    status_ = _enum(m.UserStatus, "status", status)
+    role_ = parse_enum(m.UserRole, "role", role)
+    status_ = parse_enum(m.UserStatus, "status", status)
     if password is not None:
         try:
             check_password(password)
@@ -545,11 +546,11 @@ def update_user(
             raise Conflict(f"the user name {username!r} is taken")
         user.username = username
     if role is not None:
-        user.role = _enum(m.UserRole, "role", role)
+        user.role = parse_enum(m.UserRole, "role", role)
         for keypair in user.keypairs:  # as create_user does: admins' keypairs are admin keypairs
             keypair.is_admin = user.role in (m.UserRole.SUPERADMIN, m.UserRole.ADMIN)
     if status is not None:
-        user.status = _enum(m.UserStatus, "status", status)
+        user.status = parse_enum(m.UserStatus, "status", status)
     if full_name is not None:
         user.full_name = full_name
     if description is not None:
@@ -821,7 +822,7 @@ def create_scaling_group(
     sgroup = m.ScalingGroup(
         name=name,
         description=description,
-        scheduler=_enum(m.SchedulerName, "scheduler", scheduler),
+        scheduler=parse_enum(m.SchedulerName, "scheduler", scheduler),
         pending_timeout=check_non_negative("pending timeout", pending_timeout),
         scheduler_opts=_scheduler_opts(
             {}, agent_selection=agent_selection or "concentrated", fifo_max_skips=fifo_max_skips
@@ -849,7 +850,7 @@ def update_scaling_group(
     if description is not None:
         sgroup.description = description
     if scheduler is not None:
-        sgroup.scheduler = _enum(m.SchedulerName, "scheduler", scheduler)
+        sgroup.scheduler = parse_enum(m.SchedulerName, "scheduler", scheduler)
     if pending_timeout is not None:
         sgroup.pending_timeout = check_non_negative("pending timeout", pending_timeout)
     if is_active is not None:

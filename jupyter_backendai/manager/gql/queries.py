@@ -89,7 +89,7 @@ def _users(ctx: Ctx, domain_name=None, group_id=None, is_active=None, status=Non
     if scope is not None:
         query = query.where(m.User.domain_name == scope)
     if status:
-        query = query.where(m.User.status == admin._enum(m.UserStatus, "status", status))
+        query = query.where(m.User.status == admin.parse_enum(m.UserStatus, "status", status))
     if is_active is not None:
         query = query.where((m.User.status == m.UserStatus.ACTIVE) == is_active)
     if group_id is not None:
