@@ -12,7 +12,9 @@ from __future__ import annotations
 import base64
 import json
 import re
+import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -425,6 +427,125 @@ def test_an_unreachable_api_server_refuses_spawns_with_the_reason(make_hub, pdb,
     assert "the Kubernetes API server does not answer" in r.json()["message"]
     assert pdb.sessions("fred") == []  # refused before it was queued
     assert "Traceback" not in hub.log_text()
+
+
+class Forwarder:
+    """A TCP forwarder on 127.0.0.1 to the API server, that the test can cut and restore: the hub
+    talks to the cluster through it, so that the API server is unreachable for the hub alone."""
+
+    def __init__(self, target: tuple[str, int]):
+        self.target = target
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._conns: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def start(self) -> Forwarder:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(64)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+        return self
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (src, dst):
+                try:
+                    sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def stop(self) -> None:
+        """Refuse new connections and cut the open ones (the watches too)."""
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for sock in conns:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+
+def test_the_api_server_gone_for_a_while_refuses_spawns_and_kills_nothing(
+    make_hub, pdb, k8s_cluster, k8s_namespace, tmp_path
+):
+    pdb.user("ivan@example.com", policy="student")
+    forwarder = Forwarder(("127.0.0.1", 16443)).start()
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        k8s_cluster.kubeconfig.read_text().replace("https://127.0.0.1:16443", f"https://127.0.0.1:{forwarder.port}")
+    )
+    try:
+        hub = make_hub(
+            hub_config(
+                pdb,
+                "backendai-kubernetes",
+                f"""
+c.KubeSessionSpawner.namespace = {k8s_namespace!r}
+c.KubeSessionSpawner.agent_node_selector = {NODE_LABEL!r}
+c.KubeSessionSpawner.image_pull_policy = "Never"
+c.Spawner.poll_interval = 2
+c.JupyterHub.hub_ip = {HOST_IP!r}
+""",
+            ),
+            env={"KUBECONFIG": str(kubeconfig)},
+        )
+        assert spawn(hub, "ivan", "a", preset="small").status_code in (201, 202)
+        wait_ready(hub, "ivan", "a", timeout=120)
+        a = wait_status(pdb, "ivan", "a", S.RUNNING)
+
+        forwarder.stop()
+        time.sleep(8)  # several polls and heartbeats without an API server
+        r = spawn(hub, "ivan", "b", preset="small")
+        assert r.status_code == 503, r.text
+        assert "the Kubernetes API server does not answer" in r.json()["message"]
+        assert pdb.session("ivan", "a").status == S.RUNNING  # nothing was ended ...
+        assert agents(pdb)[a.agent_id].status == m.AgentStatus.ALIVE  # ... and no node lost
+        assert contents(hub, "ivan", "a", "").status_code == 200  # the session still serves
+        assert session_pod(k8s_cluster, k8s_namespace, a.id)["status"]["phase"] == "Running"
+
+        forwarder.start()  # the API server is back: spawns go through again
+        deadline = time.monotonic() + 60
+        while (r := spawn(hub, "ivan", "b", preset="small")).status_code == 503 and time.monotonic() < deadline:
+            time.sleep(1)
+        assert r.status_code in (201, 202), r.text
+        wait_ready(hub, "ivan", "b", timeout=120)
+        assert pdb.session("ivan", "a").status == S.RUNNING
+        for name in ("a", "b"):
+            stop(hub, "ivan", name)
+        for name in ("a", "b"):
+            wait_gone(hub, "ivan", name, timeout=90)
+    finally:
+        forwarder.stop()
 
 
 # Last in the module: it kills a real node (the fixture's teardown cleans up whatever is left).
