@@ -340,10 +340,19 @@ def test_sessions_land_where_our_scheduler_puts_them_and_a_full_cluster_queues(
     e = wait_status(pdb, "erin", "e", S.RUNNING)
     assert e.agent_id == rows["s2"].agent_id
     assert session_pod(k8s_cluster, k8s_namespace, e.id)["spec"]["nodeName"] == e.agent_id
-    for user, name in (("dave", "s1"), ("erin", "e")):
-        stop(hub, user, name)
-    for user, name in (("dave", "s1"), ("erin", "e")):
-        wait_gone(hub, user, name, timeout=90)
+
+    # A session the database says ended (as after a hub that crashed while ending it): its pod is
+    # found and deleted, and the hub forgets the server.
+    def end(db):
+        row = db.get(m.Session, rows["s1"].id)
+        row.status = S.TERMINATED
+
+    pdb.setup(end)
+    wait_for(lambda: not k8s_cluster.pods(k8s_namespace, f"ai.backend.session-id={rows['s1'].id}"), 60,
+             "the ended session's pod deleted")  # fmt: skip
+    wait_gone(hub, "dave", "s1", timeout=30)
+    stop(hub, "erin", "e")
+    wait_gone(hub, "erin", "e", timeout=90)
 
 
 def test_gpu_counts_on_simulated_gpu_nodes_and_node_labels_cordons_and_deletions(
@@ -593,3 +602,30 @@ def test_a_real_node_killed_is_lost_and_comes_back_without_orphan_pods(make_hub,
         k8s_cluster.kubectl("uncordon", "node1", check=False)
         if not k8s_cluster.node_ready("node2"):
             k8s_cluster.restore()
+
+
+def test_jupyterlab_in_chromium_from_the_spawn_form(make_hub, pdb, k8s_cluster, k8s_namespace, page):
+    from tests.hub_fixtures import screenshot
+
+    pdb.user("lee@example.com", policy="student")
+    pdb.folder("lee", "work")
+    hub = kube_hub(make_hub, pdb, k8s_cluster, k8s_namespace, extra='c.Spawner.default_url = "/lab"')
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", "lee")
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(r"/hub/home"))
+    page.goto(f"{hub.url}/hub/spawn/lee/first")
+    page.wait_for_selector("#backendai-spawn-form")
+    assert page.is_visible("input.bai-folder[value=work]")
+    page.check("input.bai-folder[value=work]")
+    page.click("form#spawn_form input[type=submit], form#spawn_form button[type=submit]")
+    page.wait_for_url(re.compile(r"/hub/spawn-pending/lee/first|/user/lee/first/"))
+    page.wait_for_url(re.compile(r"/user/lee/first/lab"), timeout=120_000)
+    # JupyterLab, served from the pod, shows the mounted folder.
+    page.wait_for_selector(".jp-DirListing-item:has-text('work')", timeout=60_000)
+    screenshot(page, "kubernetes-jupyterlab")
+    session = wait_status(pdb, "lee", "first", S.RUNNING)
+    assert session_pod(k8s_cluster, k8s_namespace, session.id)["spec"]["nodeName"] == session.agent_id
+    stop(hub, "lee", "first")
+    wait_gone(hub, "lee", "first", timeout=90)
