@@ -91,7 +91,7 @@ class ImageInstallHandler(AdminHandler):
 
 
 class ImageCleanupHandler(AdminHandler):
-    """Forget image rows that no agent has and no session in flight names (F47 "clean up old images").
+    """Forget image rows that no agent has and no session in flight names (Maintenance → clean up images).
 
     Only the database is touched: images on the agents are the spawners' business. A session
     still pending or running keeps its image row, so its reference stays resolvable.
@@ -128,7 +128,7 @@ class ImageCleanupHandler(AdminHandler):
 
 
 class ImageRescanHandler(AdminHandler):
-    """Read every registry and upsert the images labeled for the platform (F42 refresh, F47 rescan).
+    """Read every registry and upsert the images labeled for the platform (Maintenance → rescan images).
 
     Registries are read concurrently on the event loop; the database is written in one
     transaction afterwards, so a scan that fails half-way leaves the images as they were for
