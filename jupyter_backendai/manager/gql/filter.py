@@ -53,7 +53,16 @@ def _condition(op: str, value: Any) -> Callable[[Any], bool]:
         folded = [_fold(v) for v in value]
         return lambda x: _fold(x) in folded
     if op == "contains":
-        return lambda x: x is not None and _fold(value) in _fold(x if isinstance(x, (str, list)) else str(x))
+        if value is None or isinstance(value, list):
+            raise FilterError('contains needs one value, like "lab" or 4')
+
+        def has(x: Any) -> bool:
+            if isinstance(x, list):
+                return _fold(value) in [_fold(item) for item in x]
+            # Text is searched as text: a number given as the value matches its digits.
+            return x is not None and _fold(str(value)) in _fold(str(x))
+
+        return has
     if isinstance(value, list):
         raise FilterError(f"{op} compares with one value, not a list")
     if op in ("is", "isnot"):
