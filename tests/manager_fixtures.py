@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import requests
 
-from jupyter_backendai.db import admin
+from jupyter_backendai.db import admin, launch
 from jupyter_backendai.manager import signing
 from tests.hub_fixtures import free_port
 from tests.session_helpers import PASSWORD, ProductDB
@@ -76,7 +76,7 @@ class Manager:
 
     def keys(self, username: str) -> tuple[str, str]:
         def read(db):
-            kp = next(k for k in admin.get_user(db, username).keypairs if k.is_active)
+            kp = launch.main_keypair(db, admin.get_user(db, username))
             return kp.access_key, kp.secret_key
 
         return self.pdb.setup(read)

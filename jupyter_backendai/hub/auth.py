@@ -39,7 +39,7 @@ from traitlets import Bool, Float, Instance, Integer, Unicode, default
 
 from ..core.passwords import password_problems
 from ..core.throttle import LoginThrottle, request_address
-from ..db import admin, tokens
+from ..db import admin, launch, tokens
 from ..db import models as m
 from ..db.credentials import hash_password, verify_password
 from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, connect
@@ -330,7 +330,7 @@ def _check_login(db, name: str, password: str) -> dict | str | None:
         return "This account is inactive. Ask an administrator to reactivate it."
     if user.status == m.UserStatus.BEFORE_VERIFICATION:
         return "Confirm your e-mail address first: open the link in the verification e-mail we sent you."
-    keypair = next((k for k in user.keypairs if k.is_active), None)
+    keypair = launch.main_keypair(db, user)
     if keypair is None:
         return "This account has no active keypair. Ask an administrator for one."
     return {

@@ -19,7 +19,7 @@ from tornado import web
 from traitlets import Bool, Unicode, default
 from traitlets.config import LoggingConfigurable
 
-from ..db import admin
+from ..db import admin, launch
 from ..db import models as m
 from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, connect
 
@@ -88,7 +88,7 @@ def provision(db, name: str, authentication: dict[str, Any], settings: BackendAI
         settings.log.info("Provisioned db user %s (%s) for hub user %s", user.username, user.email, name)
     if not user.is_active:
         return "This account is inactive. Ask an administrator to reactivate it."
-    keypair = next((k for k in user.keypairs if k.is_active), None)
+    keypair = launch.main_keypair(db, user)
     if keypair is None:
         return "This account has no active keypair. Ask an administrator for one."
     return {

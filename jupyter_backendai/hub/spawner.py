@@ -49,7 +49,7 @@ from ..core.nvidia import (
     gpu_slots,
     session_gpu_usage,
 )
-from ..core.slots import ResourceSlots, SlotError
+from ..core.slots import ResourceSlots
 from ..db import admin, launch, sshkeys
 from ..db import models as m
 from ..db import sessions as store
@@ -399,21 +399,20 @@ class SessionSpawnerMixin(LoggingConfigurable):
 
         user, keypair = self._user_and_keypair(db)
         groups = sorted(user.groups, key=lambda g: g.name)
-        sgroups = self._allowed_scaling_groups(db, user, keypair, groups[0] if groups else None)
-        images = self._allowed_images(db, user, groups[0] if groups else None)
+        first_group = groups[0] if groups else None
+        sgroups = launch.allowed_scaling_groups(db, user, keypair, first_group, self.default_scaling_group)
+        images = launch.allowed_images(db, user, first_group)
         accessible = folder_db.accessible_folders(db, user)
         # Which presets fit, per project and resource group, by the rule the lab's start dialog
         # reads (check-presets); the form shows those of the pair chosen in it.
         offered: dict[str, dict[str, Any]] = {}
         every: set[str] = set()
-        for group in groups or [None]:
-            open_sgroups = self._allowed_scaling_groups(db, user, keypair, group)
-            for sg in open_sgroups:
-                for p in launch.check_presets_for(db, keypair, group, open_sgroups, sg)["presets"]:
-                    every.add(p["name"])
-                    if p["allocatable"]:
-                        entry = offered.setdefault(p["name"], {**p, "fits": []})
-                        entry["fits"].append(form_choice(group.name if group else "", sg))
+        for group, sg, answer in launch.presets_per_choice(db, user, keypair, self.default_scaling_group):
+            for p in answer["presets"]:
+                every.add(p["name"])
+                if p["allocatable"]:
+                    entry = offered.setdefault(p["name"], {**p, "fits": []})
+                    entry["fits"].append(form_choice(group.name if group else "", sg))
         first = form_choice(groups[0].name if groups else "", sgroups[0] if sgroups else "")
         presets = [
             {
@@ -448,78 +447,27 @@ class SessionSpawnerMixin(LoggingConfigurable):
             raise SessionRefused(f"the hub user {self.user.name!r} has no account in the product's database", 403)
         if not user.is_active:
             raise SessionRefused("this account is inactive", 403)
-        keypair = next((k for k in user.keypairs if k.is_active), None)
+        keypair = launch.main_keypair(db, user)
         if keypair is None:
             raise SessionRefused("this account has no active keypair; ask an administrator for one", 403)
         return user, keypair
 
-    def _allowed_scaling_groups(self, db, user: m.User, keypair: m.KeyPair, group: m.Group | None) -> list[str]:
-        names = set()
-        for sg in db.scalars(select(m.ScalingGroup).where(m.ScalingGroup.is_active.is_(True))):
-            if (
-                any(d.name == user.domain_name for d in sg.domains)
-                or (group is not None and any(g.id == group.id for g in sg.groups))
-                or any(k.access_key == keypair.access_key for k in sg.keypairs)
-            ):
-                names.add(sg.name)
-        return sorted(names, key=lambda n: (n != self.default_scaling_group, n))
-
-    def _allowed_images(self, db, user: m.User, group: m.Group | None) -> list[m.Image]:
-        domain = db.get(m.Domain, user.domain_name)
-        registries = set(domain.allowed_docker_registries or []) | set(
-            (group.allowed_docker_registries or []) if group is not None else []
-        )
-        rows = db.scalars(select(m.Image).where(m.Image.installed.is_(True)).order_by(m.Image.name, m.Image.tag))
-        return [i for i in rows if i.registry_host == "local" or i.registry_host in registries]
-
     # --- admission (worker thread) -------------------------------------------------------------------
 
     def _admit(self, db, request: SessionRequest, session_name: str) -> Admitted:
-        from ..db import folders as folder_db
-
-        user, keypair = self._user_and_keypair(db)
-        if request.group:
-            group = next((g for g in user.groups if g.name == request.group), None)
-            if group is None:
-                raise SessionRefused(f"you are not a member of the project {request.group!r}")
-        else:
-            group = next((g for g in sorted(user.groups, key=lambda g: g.name != admin.DEFAULT)), None)
-        allowed_sg = self._allowed_scaling_groups(db, user, keypair, group)
-        sg_name = request.scaling_group or (allowed_sg[0] if allowed_sg else self.default_scaling_group)
-        if sg_name not in allowed_sg:
-            raise SessionRefused(
-                f"you may not use the resource group {sg_name!r}"
-                + (f" (allowed: {', '.join(allowed_sg)})" if allowed_sg else " (no resource group is open to you)")
+        user, _keypair = self._user_and_keypair(db)
+        try:
+            plan = launch.plan_launch(
+                db,
+                user,
+                request,
+                default_scaling_group=self.default_scaling_group,
+                check_image=lambda image, sg: self.check_image_placeable(db, image, sg),
             )
-        images = self._allowed_images(db, user, group)
-        if not images:
-            raise SessionRefused("no image is installed for you to use; ask an administrator")
-        if request.image:
-            image = next((i for i in images if i.reference == request.image), None)
-            if image is None:
-                raise SessionRefused(
-                    f"unknown image {request.image!r} (available: {', '.join(i.reference for i in images)})"
-                )
-        else:
-            image = images[0]
-        self.check_image_placeable(db, image, sg_name)
-        try:
-            if request.preset:
-                preset = db.get(m.ResourcePreset, request.preset)
-                if preset is None:
-                    raise SessionRefused(f"unknown resource preset {request.preset!r}")
-                slots = ResourceSlots({**preset.resource_slots, **ResourceSlots.parse(request.slots)})
-                shmem = request.shmem or (str(preset.shared_memory) if preset.shared_memory else "")
-            else:
-                slots = ResourceSlots.parse(request.slots)
-                shmem = request.shmem
-            shm = int(ResourceSlots(shmem=shmem)["shmem"]) if shmem else None
-        except SlotError as e:
-            raise SessionRefused(str(e)) from None
-        try:
-            chosen, _automount = folder_db.mountable(db, user, request.folders)
-        except admin.AdminError as e:
+        except admin.AdminError as e:  # the launch rules' and the folder rules' refusals
             raise SessionRefused(str(e), getattr(e, "status", 400)) from None
+        keypair, group, sg_name, image = plan.keypair, plan.group, plan.scaling_group, plan.image
+        slots, shm, chosen = plan.slots, plan.shmem, plan.folders
         # From here to the commit of the new row, no other launch in the domain reads what its
         # sessions hold: the limits hold however many launches come at once.
         launch.lock_admission(db, user.domain_name)

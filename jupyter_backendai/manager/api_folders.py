@@ -38,7 +38,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 
 from .. import storage
-from ..db import admin
+from ..db import admin, launch
 from ..db import folders as folder_db
 from ..db import models as m
 from ..db.types import utcnow
@@ -75,7 +75,7 @@ def _owner_limit(db: DB, user_id, cache: dict | None = None) -> int | None:
     if cache is not None and user_id in cache:
         return cache[user_id]
     owner = db.get(m.User, user_id)
-    keypair = folder_db.main_keypair(db, owner) if owner is not None else None
+    keypair = launch.main_keypair(db, owner) if owner is not None else None
     limit = keypair.policy.max_vfolder_size if keypair is not None and keypair.policy.max_vfolder_size else None
     if cache is not None:
         cache[user_id] = limit
@@ -635,7 +635,7 @@ class CloneHandler(FolderHandler):
         def create(db: DB) -> tuple[uuid.UUID, str, int | None]:
             user = self.me(db)
             folder_db.record_usage(db, source.id, used, count, measured_at)
-            keypair = folder_db.main_keypair(db, user)
+            keypair = launch.main_keypair(db, user)
             capacity = keypair.policy.max_vfolder_size or None if keypair is not None else None
             if capacity is not None and used > capacity:
                 raise APIError(

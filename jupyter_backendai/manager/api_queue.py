@@ -2,18 +2,17 @@
 
 The scheduler keeps the positions in the hub's memory; the hub's pending page numbers the
 sessions a pass leaves waiting in the order they were queued. The same count is made here from
-the database (the resource group's PENDING sessions, oldest first), so that launchers outside
-the hub's pages (the notebook widgets, scripts) can show it.
+the database (``db.launch.queue_position``: the resource group's PENDING sessions, oldest
+first), so that launchers outside the hub's pages (the notebook widgets, scripts) can show it.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session as DB
 
-from ..db import models as m
+from ..db import launch
 from .api_sessions import find_session
 from .base import APIHandler
 
@@ -40,15 +39,9 @@ class SessionQueueHandler(APIHandler):
                 "position": None,
                 "length": None,
             }
-            if session.status != m.SessionStatus.PENDING:
-                return answer
-            waiting = (m.Session.scaling_group == session.scaling_group, m.Session.status == m.SessionStatus.PENDING)
-            earlier = or_(
-                m.Session.created_at < session.created_at,
-                (m.Session.created_at == session.created_at) & (m.Session.id < session.id),
-            )
-            answer["position"] = int(db.scalar(select(func.count(m.Session.id)).where(*waiting, earlier))) + 1
-            answer["length"] = int(db.scalar(select(func.count(m.Session.id)).where(*waiting)))
+            place = launch.queue_position(db, session)
+            if place is not None:
+                answer["position"], answer["length"] = place
             return answer
 
         self.send(await self.run_db(read))

@@ -16,7 +16,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session as DB
 
 from ..core.slots import ResourceSlots
-from ..db import admin, launch, sshkeys
+from ..db import launch, sshkeys
 from ..db import models as m
 from ..db import sessions as store
 from ..db.types import utcnow
@@ -33,33 +33,6 @@ def preset_json(row: m.ResourcePreset) -> dict[str, Any]:
         "shared_memory": None if row.shared_memory is None else str(row.shared_memory),
         "scaling_group_name": row.scaling_group_name,
     }
-
-
-def allowed_scaling_groups(db: DB, user: m.User, keypair: m.KeyPair, group: m.Group | None) -> list[str]:
-    """The active resource groups open to the user's domain, the group, or the keypair.
-
-    The same rule as the spawner's (``SessionSpawnerMixin._allowed_scaling_groups``), so that
-    what check-presets calls allocatable is what a spawn would accept.
-    """
-    names = set()
-    for sg in db.scalars(select(m.ScalingGroup).where(m.ScalingGroup.is_active.is_(True))):
-        if (
-            any(d.name == user.domain_name for d in sg.domains)
-            or (group is not None and any(g.id == group.id for g in sg.groups))
-            or any(k.access_key == keypair.access_key for k in sg.keypairs)
-        ):
-            names.add(sg.name)
-    return sorted(names, key=lambda n: (n != admin.DEFAULT, n))
-
-
-def _group_of(user: m.User, name: str | None) -> m.Group | None:
-    """The named project of the user, else the one a spawn would use (``default`` first)."""
-    if name:
-        group = next((g for g in user.groups if g.name == name), None)
-        if group is None:
-            raise APIError(403, f"you are not a member of the project {name!r}")
-        return group
-    return next(iter(sorted(user.groups, key=lambda g: g.name != admin.DEFAULT)), None)
 
 
 class PresetsHandler(APIHandler):
@@ -82,16 +55,14 @@ class CheckPresetsHandler(APIHandler):
         sg_name = self.param(data, "scaling_group", "resource_group", kind=str) or None
 
         def check(db: DB) -> dict[str, Any]:
-            user = db.get(m.User, ident.user_id)
-            keypair = db.get(m.KeyPair, ident.access_key)
-            group = _group_of(user, group_name)
-            sgroups = allowed_scaling_groups(db, user, keypair, group)
-            if sg_name is not None and sg_name not in sgroups:
-                raise APIError(
-                    403,
-                    f"you may not use the resource group {sg_name!r}"
-                    + (f" (allowed: {', '.join(sgroups)})" if sgroups else " (no resource group is open to you)"),
-                )
+            # The rules of a spawn (db/launch.py): what is called allocatable is what a spawn accepts.
+            try:
+                user, keypair, group = launch.launcher(db, ident.user_id, group_name)
+                sgroups = launch.allowed_scaling_groups(db, user, keypair, group)
+                if sg_name is not None:
+                    launch.check_scaling_group(sg_name, sgroups)
+            except launch.Refused as e:
+                raise APIError(403, str(e)) from None
             answer = launch.check_presets_for(db, keypair, group, sgroups, sg_name)
             answer["group"] = group.name if group is not None else None
             answer["scaling_group"] = sg_name

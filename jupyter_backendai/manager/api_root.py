@@ -9,7 +9,7 @@ import time
 from .._version import __version__
 from ..core.passwords import WeakPasswordError, check_password
 from ..core.throttle import request_address
-from ..db import admin, views
+from ..db import admin, launch, views
 from ..db import models as m
 from ..db.credentials import hash_password, verify_password
 from .base import APIError, APIHandler, log
@@ -64,7 +64,7 @@ class AuthorizeHandler(APIHandler):
                 return None
             if not user.is_active:
                 return "inactive"
-            keypair = next((k for k in user.keypairs if k.is_active), None)
+            keypair = launch.main_keypair(db, user)
             if keypair is None:
                 return "inactive"
             return {
@@ -134,7 +134,7 @@ class ProfileHandler(APIHandler):
     """``GET /auth/profile``: the caller's account, projects, keypair policy and preferences.
 
     What the lab's Summary and Settings need and a plain user may read about themselves: the
-    project (group) names for the switcher, the limits of their own keypair's policy (the
+    project (group) names for the switcher, the limits of their main keypair's policy (the
     session count limit is not in check-presets) and the preferred SSH port.
     """
 
@@ -143,7 +143,8 @@ class ProfileHandler(APIHandler):
 
         def read(db):
             user = db.get(m.User, ident.user_id)
-            keypair = db.get(m.KeyPair, ident.access_key)
+            # The keypair whose policy limits the user's sessions, whichever one signed this request.
+            keypair = launch.main_keypair(db, user) or db.get(m.KeyPair, ident.access_key)
             return {
                 "username": user.username,
                 "email": user.email,

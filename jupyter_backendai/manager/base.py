@@ -35,7 +35,7 @@ from sqlalchemy import select
 from tornado import web
 
 from ..core.slots import SlotError
-from ..db import admin
+from ..db import admin, launch
 from ..db import models as m
 from ..db.types import utcnow
 from . import signing
@@ -263,7 +263,7 @@ class APIHandler(web.RequestHandler):
             user = db.scalar(select(m.User).where(m.User.username == name))
             if user is None or not user.is_active:
                 return None
-            keypair = next((k for k in user.keypairs if k.is_active), None)
+            keypair = launch.main_keypair(db, user)
             return _identity(user, keypair, "hub-token") if keypair else None
 
         identity = await self.run_db(look_up)

@@ -23,7 +23,6 @@ from .access import (
     can_use,
     get_accessible,
     is_group_folder,
-    main_keypair,
     require,
 )
 from .lifecycle import create_folder, delete_folder, rename_folder, set_folder_quota
@@ -75,7 +74,6 @@ __all__ = [
     "leave_folder",
     "list_invitations",
     "live_sessions_mounting",
-    "main_keypair",
     "mark_usage_stale",
     "mountable",
     "record_usage",

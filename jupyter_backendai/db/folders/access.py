@@ -3,8 +3,8 @@
 * Storage hosts: a user may use the union of the hosts allowed by their keypair's resource
   policy, their domain and, for a group folder, the group (and the group's domain), as in
   Backend.AI. An empty union allows nothing.
-* The keypair whose policy counts is the user's oldest active keypair (their main one): these
-  functions run outside any signed request, so there is no "current" keypair.
+* The keypair whose policy counts is the user's main keypair (``db/launch.py``), as for their
+  sessions: these functions run outside any signed request, so there is no "current" keypair.
 * A user may see two folders of one name (their own and a shared one, say); look-ups by name
   prefer their own, then a group's, then a shared one.
 * Group folders are visible to and mountable by members of *active* groups only. Admins of the
@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session as DB
 
 from .. import admin
 from .. import models as m
+from ..launch import main_keypair
 from .names import MOUNT_ROOT, RANK, Perm, as_id, folder_label
 
 Via = Literal["owner", "group", "shared"]
@@ -57,16 +58,6 @@ class FolderAccess:
     @property
     def mount_path(self) -> str:
         return f"{MOUNT_ROOT}/{self.folder.name}"
-
-
-def main_keypair(db: DB, user: m.User) -> m.KeyPair | None:
-    """The user's oldest active keypair: the one whose resource policy governs their folders."""
-    return db.scalar(
-        select(m.KeyPair)
-        .where(m.KeyPair.user_id == user.id, m.KeyPair.is_active.is_(True))
-        .order_by(m.KeyPair.created_at, m.KeyPair.access_key)
-        .limit(1)
-    )
 
 
 def allowed_hosts(db: DB, user: m.User, group: m.Group | None = None) -> set[str]:

@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session as DB
 
 from .. import admin
 from .. import models as m
-from .access import ADMIN_ROLES, Forbidden, allowed_hosts, check_manage, is_admin_of, main_keypair, managed_folder
+from ..launch import main_keypair
+from .access import ADMIN_ROLES, Forbidden, allowed_hosts, check_manage, is_admin_of, managed_folder
 from .mounting import MountingSession, live_sessions_mounting
 from .names import USAGE_MODES, check_folder_name, parse_permission
 

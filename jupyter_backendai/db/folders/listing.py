@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session as DB
 from sqlalchemy.types import NullType
 
 from .. import models as m
+from ..launch import KEYPAIR_ORDER, main_keypair
 from ..types import utcnow
-from .access import PRECEDENCE, Via, main_keypair
+from .access import PRECEDENCE, Via
 from .names import Perm
 
 _V = m.VFolder
@@ -166,7 +167,7 @@ def _owner_limits(db: DB, user_ids: set[uuid.UUID]) -> dict[uuid.UUID, int | Non
         select(m.KeyPair.user_id, m.KeyPairResourcePolicy.max_vfolder_size)
         .join(m.KeyPairResourcePolicy, m.KeyPairResourcePolicy.name == m.KeyPair.resource_policy)
         .where(m.KeyPair.user_id.in_(list(user_ids)), m.KeyPair.is_active.is_(True))
-        .order_by(m.KeyPair.user_id, m.KeyPair.created_at, m.KeyPair.access_key)
+        .order_by(m.KeyPair.user_id, *KEYPAIR_ORDER)
     )
     out: dict[uuid.UUID, int | None] = {}
     for user_id, limit in rows:

@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DB
 
+from ...core import launch as launch_rules
 from ...core.slots import ResourceSlots
 from ...db import admin, views
 from ...db import models as m
@@ -34,7 +35,7 @@ def slots_json(value: ResourceSlots | None) -> str:
 
 
 def user_item(u: m.User) -> dict[str, Any]:
-    main = next((k.access_key for k in sorted(u.keypairs, key=lambda k: k.created_at) if k.is_active), None)
+    main = getattr(launch_rules.main_keypair(u.keypairs), "access_key", None)
     return {
         "id": str(u.id),
         "uuid": str(u.id),

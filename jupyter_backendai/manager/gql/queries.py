@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session as DB
 
-from ...db import admin
+from ...db import admin, launch
 from ...db import folders as folder_db
 from ...db import images as image_db
 from ...db import models as m
@@ -136,8 +136,9 @@ def q_keypair_list(ctx: Ctx, limit: int, offset: int, filter=None, order=None, *
 
 
 def q_keypair_resource_policy(ctx: Ctx, name: str | None = None):
-    if not name:
-        return policy_item(ctx.db.get(m.KeyPair, ctx.me.access_key).policy)
+    if not name:  # the policy that limits the caller's sessions: their main keypair's
+        keypair = launch.main_keypair(ctx.db, ctx.user) or ctx.db.get(m.KeyPair, ctx.me.access_key)
+        return policy_item(keypair.policy)
     policy = admin.get_policy(ctx.db, name)
     if not ctx.me.is_admin and all(k.resource_policy != name for k in ctx.user.keypairs):
         raise Refused(f"none of your keypairs uses the policy {name!r}")
@@ -271,7 +272,8 @@ def q_scaling_groups_for_user_group(ctx: Ctx, user_group: str, is_active: bool |
         raise Refused(f"no group with id {user_group!r}", 404)
     if not ctx.me.may_administer(group.domain_name) and ctx.user not in group.users:
         raise Refused(f"you are not a member of the group {group.name!r}")
-    key = ctx.me.access_key
+    # A launch counts against the main keypair, whichever one signed this request (db/launch.py).
+    key = getattr(launch.main_keypair(ctx.db, ctx.user), "access_key", ctx.me.access_key)
     return _sgroup_rows(
         ctx,
         is_active,
