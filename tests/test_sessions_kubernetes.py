@@ -557,6 +557,33 @@ c.JupyterHub.hub_ip = {HOST_IP!r}
         forwarder.stop()
 
 
+def test_jupyterlab_in_chromium_from_the_spawn_form(make_hub, pdb, k8s_cluster, k8s_namespace, page):
+    from tests.hub_fixtures import screenshot
+
+    pdb.user("lee@example.com", policy="student")
+    pdb.folder("lee", "work")
+    hub = kube_hub(make_hub, pdb, k8s_cluster, k8s_namespace, extra='c.Spawner.default_url = "/lab"')
+    page.goto(f"{hub.url}/hub/login")
+    page.fill("#username_input", "lee")
+    page.fill("#password_input", PASSWORD)
+    page.click("#login_submit")
+    page.wait_for_url(re.compile(r"/hub/home"))
+    page.goto(f"{hub.url}/hub/spawn/lee/first")
+    page.wait_for_selector("#backendai-spawn-form")
+    assert page.is_visible("input.bai-folder[value=work]")
+    page.check("input.bai-folder[value=work]")
+    page.click("form#spawn_form input[type=submit], form#spawn_form button[type=submit]")
+    page.wait_for_url(re.compile(r"/hub/spawn-pending/lee/first|/user/lee/first/"))
+    page.wait_for_url(re.compile(r"/user/lee/first/lab"), timeout=120_000)
+    # JupyterLab, served from the pod, shows the mounted folder.
+    page.wait_for_selector(".jp-DirListing-item:has-text('work')", timeout=60_000)
+    screenshot(page, "kubernetes-jupyterlab")
+    session = wait_status(pdb, "lee", "first", S.RUNNING)
+    assert session_pod(k8s_cluster, k8s_namespace, session.id)["spec"]["nodeName"] == session.agent_id
+    stop(hub, "lee", "first")
+    wait_gone(hub, "lee", "first", timeout=90)
+
+
 # Last in the module: it kills a real node (the fixture's teardown cleans up whatever is left).
 def test_a_real_node_killed_is_lost_and_comes_back_without_orphan_pods(make_hub, pdb, k8s_cluster, k8s_namespace):
     pdb.user("carol@example.com", policy="student")
@@ -602,30 +629,3 @@ def test_a_real_node_killed_is_lost_and_comes_back_without_orphan_pods(make_hub,
         k8s_cluster.kubectl("uncordon", "node1", check=False)
         if not k8s_cluster.node_ready("node2"):
             k8s_cluster.restore()
-
-
-def test_jupyterlab_in_chromium_from_the_spawn_form(make_hub, pdb, k8s_cluster, k8s_namespace, page):
-    from tests.hub_fixtures import screenshot
-
-    pdb.user("lee@example.com", policy="student")
-    pdb.folder("lee", "work")
-    hub = kube_hub(make_hub, pdb, k8s_cluster, k8s_namespace, extra='c.Spawner.default_url = "/lab"')
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", "lee")
-    page.fill("#password_input", PASSWORD)
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(r"/hub/home"))
-    page.goto(f"{hub.url}/hub/spawn/lee/first")
-    page.wait_for_selector("#backendai-spawn-form")
-    assert page.is_visible("input.bai-folder[value=work]")
-    page.check("input.bai-folder[value=work]")
-    page.click("form#spawn_form input[type=submit], form#spawn_form button[type=submit]")
-    page.wait_for_url(re.compile(r"/hub/spawn-pending/lee/first|/user/lee/first/"))
-    page.wait_for_url(re.compile(r"/user/lee/first/lab"), timeout=120_000)
-    # JupyterLab, served from the pod, shows the mounted folder.
-    page.wait_for_selector(".jp-DirListing-item:has-text('work')", timeout=60_000)
-    screenshot(page, "kubernetes-jupyterlab")
-    session = wait_status(pdb, "lee", "first", S.RUNNING)
-    assert session_pod(k8s_cluster, k8s_namespace, session.id)["spec"]["nodeName"] == session.agent_id
-    stop(hub, "lee", "first")
-    wait_gone(hub, "lee", "first", timeout=90)
