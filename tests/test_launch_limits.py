@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
+import threading
 import time
 
 import pytest
 
-from jupyter_backendai.db import admin
+from jupyter_backendai.db import admin, launch
 from jupyter_backendai.db import models as m
 from jupyter_backendai.db import sessions as store
 from tests.conftest import postgres_database
@@ -62,6 +63,37 @@ def launch_at_once(hub, pdb, launches, expect_admitted, timeout=120):
 def holding(pdb):
     with pdb() as db:
         return db.query(m.Session).filter(m.Session.status.in_(store.RESERVING)).all()
+
+
+@pytest.mark.parametrize("locked", [True, False])
+def test_the_admission_lock_serializes_read_then_write_per_domain(any_pdb, locked):
+    """The database half of the rule, without a hub: a hub admits one launch at a time itself,
+    so this is what keeps the caps when several processes (hubs, or a hub and the CLI) admit
+    into one domain. Each transaction reads a counter kept on the domain, waits, and writes it
+    back plus one; without the lock they read the same value and updates are lost."""
+    pdb = any_pdb
+    pdb.setup(lambda db: setattr(db.get(m.Domain, admin.DEFAULT), "description", "0"))
+    start = threading.Barrier(LAUNCHES)
+
+    def admit_one():
+        start.wait(timeout=30)
+        with pdb() as db:
+            if locked:
+                launch.lock_admission(db, admin.DEFAULT)
+            domain = db.get(m.Domain, admin.DEFAULT)
+            seen = int(domain.description)
+            time.sleep(0.05)
+            domain.description = str(seen + 1)
+            db.commit()
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=LAUNCHES) as pool:
+        failures = [f.exception() for f in [pool.submit(admit_one) for _ in range(LAUNCHES)]]
+    count = int(pdb.setup(lambda db: db.get(m.Domain, admin.DEFAULT).description))
+    if locked:
+        assert failures == [None] * LAUNCHES
+        assert count == LAUNCHES
+    else:  # the test can fail: unserialized, the increments overwrite one another (or SQLite refuses)
+        assert count < LAUNCHES or any(failures)
 
 
 @pytest.mark.parametrize("capped", ["domain", "group"])

@@ -26,6 +26,7 @@ import datetime as dt
 import os
 import socket
 import uuid
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,21 @@ from .scheduler import Cancelled, SessionScheduler
 from .spec import FolderRef, SessionSpec, SpecError, build_spec
 
 T = TypeVar("T")
+
+# One admission at a time per hub process (per event loop). The database lock of
+# launch.lock_admission serializes them anyway; waiting here instead of on a worker thread keeps
+# the few database threads free for the scheduler and for starts while many launches arrive at
+# once, and SQLite's writers do not queue on its file lock past its busy timeout.
+_ADMISSION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
+
+
+def _admission_lock() -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    lock = _ADMISSION_LOCKS.get(loop)
+    if lock is None:
+        lock = _ADMISSION_LOCKS[loop] = asyncio.Lock()
+    return lock
+
 
 SLOT_FIELDS = {"cpu": "cpu", "mem": "mem", "cuda_device": "cuda.device", "cuda_shares": "cuda.shares"}
 
@@ -588,7 +604,8 @@ class SessionSpawnerMixin(LoggingConfigurable):
         request = request_from_options(self.user_options or {})
         session_name = self.name or f"s-{uuid.uuid4().hex[:8]}"
         try:
-            admitted = await self.run_db(self._admit, request, session_name)
+            async with _admission_lock():
+                admitted = await self.run_db(self._admit, request, session_name)
         except SpecError as e:
             raise SessionRefused(str(e)) from None
         self.session_id = admitted.session_id
