@@ -193,7 +193,8 @@ class SlowLink:
         except OSError:
             pass
         finally:
+            # Both directions end; each pump closes the socket it reads (the other may still write).
             for s in (src, dst):
                 with contextlib.suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
-                s.close()
+            src.close()

@@ -8,8 +8,9 @@ plus a layer of its own, so a node pulls something new.
 * With ``pull_policy = "never"``: an image installed onto one node only (an administrator's install
   with ``agents``, pulled by a task pinned there) is shown installed on that node alone, and the
   scheduler puts its session there; an image no node has is refused with the reason.
-* With pulling on (the default): a session is PULLING while its node pulls the image, then
-  runs; the node is shown as having it.
+* With pulling on (the default) and the nodes' engines reachable (``node_docker_urls``): a
+  session is PULLING while its node pulls the image (its bytes on the pending page), then runs;
+  the node is shown as having it, and so is a node the image was pulled onto by hand.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import pytest
 
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
-from tests.registry_helpers import push_session_variant
+from tests.registry_helpers import SlowLink, push_session_variant
 from tests.session_helpers import (
     PREFIX,
     ProductDB,
@@ -38,13 +39,26 @@ from tests.session_helpers import (
 from tests.swarm_fixtures import BRIDGE_IP, IMAGE, Swarm
 
 S = m.SessionStatus
+#: Bytes per second the slow link passes per connection: an 8 MiB layer takes about 4 s.
+RATE = 2 * 1024 * 1024
 
 
-@pytest.fixture
-def bridge_registry(image_registry, swarm):
-    """The run's registry, served on the nodes' bridge as well: (loopback address, bridge address)."""
+@pytest.fixture(scope="module")
+def bridge_registry(image_registry, swarm, tmp_path_factory):
+    """The run's registry, served on the nodes' bridge as well, behind a slow link there (so that a
+    pull lasts long enough for its progress to be seen): (loopback address, the nodes' address).
+
+    The nodes got the session image by ``docker load``, which leaves them no record of its
+    layers' registry digests: they would download every base layer again (200 MiB through the
+    slow link). One pull of a variant of it, past the slow link, gives them that record, so that
+    a later variant's pull downloads only its own layer.
+    """
     with image_registry.also_on(BRIDGE_IP) as address:
-        yield image_registry.address, address
+        warm = push_session_variant(image_registry.address, "base/warm:1", tmp_path_factory.mktemp("warm"), size_mib=0)
+        for node in swarm.nodes:
+            node.docker("pull", f"{address}/{warm.split('/', 1)[1]}", timeout=300)
+        with SlowLink(address, rate=RATE, listen_host=BRIDGE_IP) as link:
+            yield image_registry.address, link.address
 
 
 @pytest.fixture
@@ -121,10 +135,10 @@ def on_node(node, ref: str) -> bool:
     return node.docker("image", "inspect", ref, check=False).returncode == 0
 
 
-def variant(bridge_registry, tmp_path, name: str) -> str:
+def variant(bridge_registry, tmp_path, name: str, size_mib: int = 4) -> str:
     loopback, bridge = bridge_registry
     repo = f"lab/{name}-{uuid.uuid4().hex[:6]}:1"
-    push_session_variant(loopback, repo, tmp_path, size_mib=4)
+    push_session_variant(loopback, repo, tmp_path, size_mib=size_mib)
     return f"{bridge}/{repo}"
 
 
@@ -176,13 +190,24 @@ def test_without_pulling_the_session_goes_to_the_node_that_has_its_image(
 def test_a_node_without_the_image_pulls_it_while_the_session_is_pulling(
     make_hub, pdb, swarm, bridge_registry, tmp_path
 ):
-    ref = variant(bridge_registry, tmp_path, "at-spawn")
+    ref = variant(bridge_registry, tmp_path, "at-spawn", size_mib=8)
     pdb.setup(lambda db: admin.upsert_image(db, ref, labels={"ai.backend.test": "1"}, installed=True))
-    hub = swarm_hub(make_hub, pdb, swarm)
+    # The hub reaches every node's engine (as it does for usage samples): pulls report their bytes,
+    # and the nodes report the images they have.
+    engines = {n.node_id: n.sock for n in swarm.nodes}
+    hub = swarm_hub(make_hub, pdb, swarm, f"c.SwarmSessionSpawner.node_docker_urls = {engines!r}")
     alive_nodes(pdb, swarm)
     assert not any(on_node(n, ref) for n in swarm.nodes)
     r = spawn(hub, "alice", "pulls", preset="small", image=ref)
     assert r.status_code in (201, 202), r.text
+    progress = hub.api("GET", "/users/alice/servers/pulls/progress", stream=True, timeout=180)
+    seen = b""
+    for chunk in progress.iter_content(chunk_size=None):
+        seen += chunk
+        if b'"ready": true' in seen or b'"failed": true' in seen:
+            break
+    progress.close()
+    assert f"pulling {ref}: ".encode() in seen and b"layers" in seen and b"MiB" in seen, seen
     wait_ready(hub, "alice", "pulls", timeout=180)
     session = wait_status(pdb, "alice", "pulls", S.RUNNING)
     statuses = [h.status for h in session.history]
@@ -190,5 +215,13 @@ def test_a_node_without_the_image_pulls_it_while_the_session_is_pulling(
     chosen = next(n for n in swarm.nodes if n.node_id == session.agent_id)
     assert [on_node(n, ref) for n in swarm.nodes] == [n is chosen for n in swarm.nodes]
     assert image_view(hub, pdb, ref)["installed_agents"] == [chosen.node_id]
+
+    # Put on another node by hand: that node's engine reports it at a heartbeat.
+    other = next(n for n in swarm.nodes if n is not chosen)
+    other.docker("pull", ref, timeout=120)
+    deadline = time.monotonic() + 30
+    while set(image_view(hub, pdb, ref)["installed_agents"]) != {chosen.node_id, other.node_id}:
+        assert time.monotonic() < deadline, image_view(hub, pdb, ref)
+        time.sleep(0.5)
     stop(hub, "alice", "pulls")
     wait_gone(hub, "alice", "pulls")

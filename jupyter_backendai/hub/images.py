@@ -6,11 +6,13 @@ agents of its backend, through the same engine calls its spawner makes:
 * **Docker** (:class:`DockerImages`): the hub's engine is the agent. Its images are read at each
   heartbeat (``docker images``); a pull goes through the engine's API, whose per-layer events
   give the bytes done (:class:`~..core.images.PullProgress`).
-* **Swarm** (:class:`SwarmImages`): the manager does not know the nodes' images. A pull onto a
-  node is a one-task service with that image pinned to the node, which makes the node's engine
-  pull it (the task's state is the progress: ``preparing`` while it pulls); its outcome says
-  whether the node has the image. The nodes' images are thus the ones this hub pulled there
-  or ran a session from.
+* **Swarm** (:class:`SwarmImages`): where the hub reaches a node's own engine (the manager node
+  it talks to, and nodes in ``node_docker_urls`` / ``node_docker_url``) it works as on Docker:
+  the engine lists its images at each heartbeat and pulls with per-layer progress. Elsewhere the
+  manager does not know the node's images: a pull onto the node is a one-task service with that
+  image pinned there, which makes the node's engine pull it (the task's state is the progress:
+  ``preparing`` while it pulls); its outcome says whether the node has the image, and the node's
+  images are the ones this hub pulled there or ran a session from.
 
 One :class:`ImagePuller` per hub process and database runs every pull, so that an install and a
 spawn needing the same image on the same agent share one pull and its progress; it also takes
@@ -88,6 +90,7 @@ class ImagePuller:
     def __init__(self, backend: ImagesMixin):
         self.backend = backend
         self.pulls: dict[tuple[str, str], Pull] = {}
+        self._reported = 0.0
         self._task: asyncio.Task | None = None
         self._wake = asyncio.Event()
 
@@ -188,6 +191,9 @@ class ImagePuller:
             try:
                 # The agent's heartbeat (when due) reports its images even while no spawn runs.
                 await backend.ensure_agent()
+                if time.monotonic() - self._reported >= backend.agent_heartbeat_interval:
+                    self._reported = time.monotonic()
+                    await backend.report_images()
                 queued = await backend.run_db(image_db.queued_installs, backend.backend_name)
             except Exception:
                 log.exception("Reading the queued image installs failed")
@@ -258,6 +264,9 @@ class ImagesMixin(LoggingConfigurable):
     async def agent_image_references(self) -> list[str] | None:
         """The images the backend's own agent has, at its heartbeat (None: it does not report)."""
         return None
+
+    async def report_images(self) -> None:
+        """Many-agent backends: each agent that can say reports its images (every heartbeat interval)."""
 
     # --- the mixin's part -------------------------------------------------------------------------
 
@@ -449,12 +458,54 @@ class SwarmImages(ImagesMixin):
     def image_agent(self) -> str:
         return self._node_id
 
+    async def _engine_of(self, agent_id: str):
+        """The node's own engine when the hub reaches it (the swarm backend's ``node_client``)."""
+        try:
+            return await self.node_client(agent_id)
+        except Exception as e:  # unreachable now: fall back to what the manager can do
+            log.warning("The engine of node %s did not answer: %s", agent_id, e)
+            return None
+
     async def image_present(self, agent_id: str, reference: str) -> bool | None:
+        client = await self._engine_of(agent_id)
+        if client is not None:
+            import docker.errors
+
+            try:
+                await asyncio.to_thread(client.inspect_image, reference)
+            except docker.errors.NotFound:
+                return False
+            await self.run_db(image_db.record_present, agent_id, reference)
+            return True
         # The manager cannot list a node's images: what this hub pulled or ran there is known.
         have = await self.run_db(image_db.installed_on, [agent_id])
         return True if normalize_reference(reference) in have.get(agent_id, ()) else None
 
+    async def report_images(self) -> None:
+        """Every node whose engine the hub reaches reports its images (as the Docker agent does)."""
+        nodes = await self.run_db(
+            lambda db: [
+                a.id for a in db.query(m.Agent).filter_by(version=self.backend_name, status=m.AgentStatus.ALIVE)
+            ]
+        )
+        for node_id in nodes:
+            client = await self._engine_of(node_id)
+            if client is None:
+                continue
+            try:
+                images = await asyncio.to_thread(client.images)
+            except Exception as e:
+                log.warning("Listing the images of node %s: %s", node_id, e)
+                continue
+            refs = engine_references(tag for image in images for tag in (image.get("RepoTags") or []))
+            await self.run_db(image_db.report_agent_images, node_id, refs)
+
     async def pull_onto(self, agent_id: str, source: image_db.PullSource, pull: Pull) -> None:
+        client = await self._engine_of(agent_id)
+        if client is not None:
+            # The node's engine itself: its pull reports every layer's bytes.
+            await asyncio.to_thread(docker_pull, client, source, pull.progress)
+            return
         if source.auth_config:
             # create_service sends the credentials of the image's registry from the client's store.
             self.client._auth_configs.add_auth(source.registry, source.auth_config)

@@ -615,6 +615,15 @@ class SwarmSessionSpawner(SwarmImages, SessionSpawnerMixin, SwarmSpawner):
         return usage_sample(self, *engine_stats_usage(stats)) if stats else {}
 
     async def _node_stats(self, node_id: str, container: str) -> dict | None:
+        client = await self.node_client(node_id)
+        if client is None:
+            self.log.debug("No engine URL for node %s (node_docker_urls): no usage samples", node_id)
+            return None
+        return await asyncio.to_thread(client.stats, container, stream=False, one_shot=True)
+
+    async def node_client(self, node_id: str):
+        """The API client of a node's own engine (``node_docker_urls`` / ``node_docker_url``; the
+        hub's own client for the manager node it talks to), or None when the hub has no way there."""
         node = SwarmSessionSpawner._nodes.get(node_id)
         url = self.node_docker_urls.get(node_id) or (self.node_docker_urls.get(node.hostname) if node else None)
         if not url and self.node_docker_url and node is not None:
@@ -623,10 +632,7 @@ class SwarmSessionSpawner(SwarmImages, SessionSpawnerMixin, SwarmSpawner):
             if SwarmSessionSpawner._manager_node is None:
                 info = await self.docker("info")
                 SwarmSessionSpawner._manager_node = (info.get("Swarm") or {}).get("NodeID") or ""
-            if node_id != SwarmSessionSpawner._manager_node:
-                self.log.debug("No engine URL for node %s (node_docker_urls): no usage samples", node_id)
-                return None
-            return await self.docker("stats", container, stream=False, one_shot=True)
+            return self.client if node_id == SwarmSessionSpawner._manager_node else None
         client = SwarmSessionSpawner._node_clients.get(url)
         if client is None:
             import docker
@@ -637,7 +643,7 @@ class SwarmSessionSpawner(SwarmImages, SessionSpawnerMixin, SwarmSpawner):
             client = SwarmSessionSpawner._node_clients[url] = await asyncio.to_thread(
                 lambda: docker.APIClient(**kwargs)
             )
-        return await asyncio.to_thread(client.stats, container, stream=False, one_shot=True)
+        return client
 
     def backend_object_id(self) -> str | None:
         return self.object_id or None
