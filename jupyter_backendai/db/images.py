@@ -27,7 +27,7 @@ from .admin import AdminError, Conflict, NotFound, parse_image_ref
 from .types import utcnow
 
 __all__ = [
-    "NO_IMAGES",
+    "PULLING_BACKENDS",
     "PullSource",
     "agents_view",
     "install_targets",
@@ -200,8 +200,8 @@ def interrupted_pulls(db: DB, backend: str, keep: set[tuple[str, str]] = frozens
     db.flush()
 
 
-#: Backends whose agents run no images (the local backend's processes): nothing to install there.
-NO_IMAGES = ("local",)
+#: Backends whose hub pulls images onto their agents (hub/images.py); installs go only there.
+PULLING_BACKENDS = ("docker", "swarm")
 
 
 def install_targets(
@@ -209,7 +209,8 @@ def install_targets(
 ) -> list[m.Agent]:
     """The alive agents an install goes to: those named, or those of a resource group, or all.
 
-    Agents of backends that run no images are left out; naming one is an error.
+    Agents of backends whose hub does not pull (:data:`PULLING_BACKENDS`) are left out; naming
+    one is an error.
     """
     query = select(m.Agent).where(m.Agent.status == m.AgentStatus.ALIVE).order_by(m.Agent.id)
     if scaling_group is not None:
@@ -230,10 +231,13 @@ def install_targets(
                 raise AdminError(
                     f"agent {agent_id!r} is in resource group {row.scaling_group!r}, not {scaling_group!r}"
                 )
-            if by_id[agent_id].version in NO_IMAGES:
+            version = by_id[agent_id].version
+            if version == "local":
                 raise AdminError(f"agent {agent_id!r} runs sessions as local processes: it has no images")
+            if version not in PULLING_BACKENDS:
+                raise AdminError(f"agent {agent_id!r} is of the {version!r} backend, which does not install images")
         agents = [by_id[a] for a in wanted]
-    agents = [a for a in agents if a.version not in NO_IMAGES]
+    agents = [a for a in agents if a.version in PULLING_BACKENDS]
     if not agents:
         where = f" in resource group {scaling_group!r}" if scaling_group else ""
         raise Conflict(f"no alive agent{where} runs images (Docker or Swarm backends) to install onto")
