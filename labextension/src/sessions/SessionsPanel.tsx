@@ -234,14 +234,6 @@ function SessionCard(props: {
           />
         ) : null}
       </div>
-          <Button
-            label="Terminate"
-            title={`Terminate ${s.name}`}
-            warn
-            onClick={() => void terminate(s, props.refresh)}
-          />
-        </div>
-      ) : null}
     </li>
   );
 }
