@@ -68,11 +68,29 @@ def _missing(what: str) -> None:
     pytest.skip(msg)
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+_PORTS_GIVEN: set[int] = set()
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port on ``host`` that was free a moment ago and that this test run has not handed out.
+
+    Drawn below the kernel's ephemeral range (32768 and up), where a port released here could
+    be taken by any outgoing connection before the server meant for it binds; and never twice,
+    since two servers of one hub (say the proxy and a service) each ask for one before either
+    binds.
+    """
+    for _ in range(200):
+        port = 20000 + int.from_bytes(os.urandom(2), "big") % 12000
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    raise RuntimeError(f"no free port on {host}")
 
 
 def run_async(coro_or_fn: Any, timeout: float = 60.0) -> Any:

@@ -28,6 +28,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from tests.hub_fixtures import free_port
+
 SESSION_IMAGE = os.environ.get("BACKENDAI_TEST_SESSION_IMAGE", "jupyter-backendai-session:local")
 REQUIRE = os.environ.get("BACKENDAI_TEST_REQUIRE_DOCKER", "") not in ("", "0", "false")
 
@@ -48,12 +50,6 @@ def docker(*args: str, stdin: bytes | None = None, timeout: float = 300, host: s
 def image_exists(ref: str, host: str | None = None) -> bool:
     cmd = ["docker", *(["-H", host] if host else []), "image", "inspect", ref]
     return subprocess.run(cmd, capture_output=True, timeout=60).returncode == 0
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 @contextlib.contextmanager

@@ -131,7 +131,8 @@ def test_root_hub_runs_each_user_as_an_account_of_their_own(make_hub, tmp_path):
             return pdb.storage_root / "local" / hexid[:2] / hexid
 
         (folder_path(bob_folder) / "plans.txt").write_text("bob's")
-        homes = {u: next((pdb.sessions_root / u).iterdir()) for u in ("alice", "bob")}
+        # each user's directory also holds the sessions' root-only log files
+        homes = {u: next(d for d in (pdb.sessions_root / u).iterdir() if d.is_dir()) for u in ("alice", "bob")}
         refused = {
             "the product database": tmp_path / "backendai.sqlite",
             "the cookie secret": hub.dir / "jupyterhub_cookie_secret",

@@ -17,6 +17,7 @@ import requests
 
 from jupyter_backendai.db import admin, sshkeys
 from jupyter_backendai.db import models as m
+from tests.hub_fixtures import free_port
 from tests.manager_fixtures import Manager
 from tests.session_helpers import (
     PASSWORD,
@@ -196,24 +197,12 @@ def test_a_node_that_does_not_see_the_storage_is_not_scheduled_on_until_it_does(
         first.docker("node", "update", "--availability", "active", first.node_id)
 
 
-def free_host_port() -> int:
-    for _ in range(100):
-        port = 20000 + int.from_bytes(os.urandom(2), "big") % 10000
-        with socket.socket() as s:
-            try:
-                s.bind(("0.0.0.0", port))
-            except OSError:
-                continue
-            return port
-    raise RuntimeError("no free port")
-
-
 def test_ssh_at_the_nodes_public_host_ports_free_on_the_node_and_usage_from_its_engine(
     make_hub, pdb, swarm, manager, tmp_path
 ):
     pdb.user("sam@example.com", policy="student")
     first, labelled, plain = swarm.nodes
-    preferred = free_host_port()
+    preferred = free_port("0.0.0.0")
     pdb.setup(lambda db: setattr(admin.get_user(db, "sam"), "preferred_ssh_port", preferred))
     first.docker("node", "update", "--availability", "drain", first.node_id)
     swarm.label(labelled, "ai.backend.public-host", "node2.swarm.test")
