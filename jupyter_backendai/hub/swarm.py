@@ -32,6 +32,13 @@ that is the agent's address, which the API and the hub's home page show.
 Usage samples (CPU, memory, I/O) come from the engine of the session's node
 (``node_docker_urls`` / ``node_docker_url``; the manager the hub talks to needs neither).
 
+Output (:class:`~.logs.SessionLogsMixin`): the service's log as the manager serves it (``docker
+service logs``, from whichever node runs the task), followed while the session runs and read once
+more, whole, after its task ended: a stop first scales the service to no task, so that the
+server's last lines are kept, and only then removes it. A session whose task fails or whose
+server exits before it listens ends its spawn with the reason and its last lines. A lost node's
+sessions keep what was collected before the loss (its engine no longer answers).
+
 Images (:class:`~.images.SwarmImages`): a session's image missing on its node is pulled there
 by a one-task service before the session's own (PULLING), or with ``pull_policy = "never"``
 the scheduler only chooses nodes known to have it.
@@ -50,6 +57,7 @@ import uuid
 from pathlib import Path
 from pprint import pformat
 
+from docker.types import ServiceMode
 from dockerspawner import SwarmSpawner
 from sqlalchemy import select
 from traitlets import Bool, Dict, Float, Unicode, default
@@ -60,6 +68,7 @@ from ..db import models as m
 from ..db import sessions as store
 from .docker import sshd_and_server
 from .images import SwarmImages
+from .logs import SessionLogsMixin, StartFailed, StreamSource
 from .spawner import SessionRefused, SessionSpawnerMixin, usage_sample
 from .spec import LABEL_SESSION_ID, SessionSpec, SpecError
 from .swarm_args import (
@@ -100,7 +109,7 @@ def port_in_use(addr: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-class SwarmSessionSpawner(SwarmImages, SessionSpawnerMixin, SwarmSpawner):
+class SwarmSessionSpawner(SwarmImages, SessionLogsMixin, SessionSpawnerMixin, SwarmSpawner):
     backend_name = "swarm"
     isolates_users = True
 
@@ -506,7 +515,11 @@ class SwarmSessionSpawner(SwarmImages, SessionSpawnerMixin, SwarmSpawner):
         self._spec = spec
         self.image = spec.image
         self.object_name = service_name(spec)
-        return await SwarmSpawner.start(self)
+        self._node_lost = False
+        ip_port = await SwarmSpawner.start(self)
+        self.collect_output(self._output_source(), reset=True)
+        await self.wait_for_server(*ip_port, exited=self._task_ended, describe=self._exit_reason)
+        return ip_port
 
     async def check_allowed(self, image):
         return image  # checked at admission against the images allowed for the user
@@ -534,6 +547,12 @@ class SwarmSessionSpawner(SwarmImages, SessionSpawnerMixin, SwarmSpawner):
             if state == "running":
                 return
             if task is not None and state not in _STARTING:
+                if (status.get("ContainerStatus") or {}).get("ContainerID"):
+                    # Its container ran and ended: say why with what it wrote.
+                    await self._read_output_once()
+                    raise StartFailed(
+                        await self._exit_reason(status), await self.kept_output(), self.start_output_lines
+                    )
                 raise RuntimeError(f"the session's task on node {self._node_id} is {state}: {status.get('Err') or ''}")
             if asyncio.get_running_loop().time() > deadline:
                 raise RuntimeError(
@@ -546,9 +565,85 @@ class SwarmSessionSpawner(SwarmImages, SessionSpawnerMixin, SwarmSpawner):
     async def get_ip_and_port(self):
         return self._node_addr, self.port
 
+    # --- the session's output ----------------------------------------------------------------------
+
+    _node_lost = False  # the session's node was lost: its engine does not answer for the output
+
+    def _output_source(self, follow: bool = True) -> StreamSource:
+        """The service's log as the manager has it (from the task's node), all of it."""
+        service, client = self.object_id, self.client
+
+        def stream():
+            from docker.types.daemon import CancellableStream
+
+            params = {"stdout": 1, "stderr": 1, "follow": int(follow), "tail": "all", "timestamps": 0, "details": 0}
+            res = client._get(client._url("/services/{0}/logs", service), params=params, stream=True)
+            client._raise_for_status(res)
+            # Cancellable: closing it ends a follow blocked on a quiet session (or a node gone).
+            return CancellableStream(client._multiplexed_response_stream_helper(res), res)
+
+        return StreamSource(stream, int(self.log_keep_bytes), name=f"logs-{self.session_id}")
+
+    async def _read_output_once(self) -> None:
+        """Store the whole log once more, read to its end (the task ended: a follow would not end)."""
+        self.collect_output(self._output_source(follow=False), reset=True)
+        await self.finish_output()
+
+    async def _task_ended(self):
+        task = await self.get_task()
+        state = (((task or {}).get("Status") or {}).get("State") or "").lower()
+        if task is None or state in ("running",) or state in _STARTING:
+            return None
+        # The follow stream of a service outlives its task: read the log whole instead.
+        self.collect_output(self._output_source(follow=False), reset=True)
+        return (task or {}).get("Status") or {}
+
+    async def _exit_reason(self, status) -> str:
+        container = status.get("ContainerStatus") or {}
+        reason = (
+            f"the session's container exited with status {container.get('ExitCode', '?')} before its server "
+            f"listened (its task on node {self._node_id} is {status.get('State') or '?'})"
+        )
+        err = (status.get("Err") or "").strip()
+        return f"{reason}: {err}" if err else reason
+
+    async def _shut_down_task(self, timeout: float = 20.0) -> None:
+        """Scale the service to no task and wait (bounded) until its container stopped: the server
+        writes its last lines while it shuts down, and the service's log keeps them until removal."""
+        try:
+            service = await self.docker("inspect_service", self.object_id)
+            await self.docker(
+                "update_service", self.object_id, service["Version"]["Index"],
+                mode=ServiceMode("replicated", replicas=0), fetch_current_spec=True,
+            )  # fmt: skip
+        except Exception as e:  # removed meanwhile, the manager away: removal follows anyway
+            self.log.debug("Scaling down the service %s: %s", self.object_name, e)
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                tasks = await self.docker("tasks", filters={"service": self.object_id})
+            except Exception:
+                return
+            states = {((t.get("Status") or {}).get("State") or "").lower() for t in tasks}
+            if not states & (_STARTING | {"running"}):
+                return
+            await asyncio.sleep(TASK_POLL_INTERVAL)
+
+    async def remove_object(self):
+        # The service's log goes with it: store the rest first.
+        if self.object_id and self.session_id and self.output_finished != self.session_id:
+            if self._node_lost:
+                await self.finish_output(timeout=1.0)  # what came before the loss is all there is
+            else:
+                await self._read_output_once()
+        await SwarmSpawner.remove_object(self)
+
     async def stop_session(self, now: bool) -> None:
         session_id, ports = self.session_id, (self.port, self.ssh_port)  # stop() clears the state
         if self.object_id:
+            if not self._node_lost and self.output_finished != self.session_id:
+                await self._shut_down_task()
             await SwarmSpawner.stop(self, now=now)
         await self._remove_secrets(session_id)
         for port in ports:
@@ -560,6 +655,7 @@ class SwarmSessionSpawner(SwarmImages, SessionSpawnerMixin, SwarmSpawner):
             if status == m.SessionStatus.ERROR:
                 # Its node was lost (the heartbeat ended it): remove the service, whose task
                 # would otherwise run on when the node comes back; the hub then forgets it.
+                self._node_lost = True
                 await self._remove_service()
                 return "ended ERROR"
         if not self.object_id:
@@ -572,6 +668,9 @@ class SwarmSessionSpawner(SwarmImages, SessionSpawnerMixin, SwarmSpawner):
             return None
         if status is not None and not self._stopping:
             await self._remove_service()  # a task that ended is never restarted: remove its service
+        elif status is None and self._log_collector is None and self.session_id and not self._stopping:
+            # Running, and nothing follows its output (the hub restarted): read it all again.
+            self.collect_output(self._output_source(), reset=True)
         return status
 
     async def _remove_service(self) -> None:
