@@ -17,6 +17,7 @@ from jupyter_backendai.hub.docker_args import (
     docker_create_kwargs,
     files_archive,
     host_config_kwargs,
+    log_config,
 )
 from jupyter_backendai.hub.spec import FolderRef, SessionSpec, SpecError, build_spec
 
@@ -308,3 +309,22 @@ def test_spec_built_directly_translates_too():
     kw = docker_create_kwargs(s, port=30000)
     assert kw["host_config"]["nano_cpus"] == 1000000000
     assert kw["command"] == ["jupyterhub-singleuser", "--ip=127.0.0.1", "--port=30000"]
+
+
+# --- the engine's log ---------------------------------------------------------------------------
+
+
+def test_the_engines_log_is_bounded_near_what_the_hub_keeps():
+    bounded = log_config(10 * 1024**2)
+    assert bounded == {"type": "json-file", "config": {"max-size": str(10 * 1024**2), "max-file": "2"}}
+    # docker-py takes it as it is.
+    assert HostConfig(version="1.41", log_config=bounded)["LogConfig"]["Config"]["max-file"] == "2"
+    assert log_config(5 * 1024**2, "local")["type"] == "local"
+    # A tiny keep still leaves the engine a useful file; no driver: the engine's own is kept.
+    assert log_config(10)["config"]["max-size"] == str(1024**2)
+    assert log_config(10, "") is None
+
+
+def test_an_unbounded_log_driver_is_refused():
+    with pytest.raises(SpecError, match="only json-file and local"):
+        log_config(1024, "fluentd")

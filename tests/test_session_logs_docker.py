@@ -100,6 +100,17 @@ def test_output_is_kept_shown_and_guarded(backendai: HubWithManager, pdb: Produc
     assert done.returncode == 0, done.stderr
     live = wait_logs(backendai, "alice", "talk", marker)
     assert live["result"]["status"] == "RUNNING" and live["result"]["dropped_bytes"] == 0
+    # The engine's own copy is bounded too (json-file, two files of at most log_keep_bytes).
+    engine_log = subprocess.run(
+        ["docker", "container", "inspect", "-f", "{{json .HostConfig.LogConfig}}", cid],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert json.loads(engine_log.stdout) == {
+        "Type": "json-file",
+        "Config": {"max-file": "2", "max-size": str(10 * 1024**2)},
+    }
 
     # Backend.AI's client prints it (by name and by id).
     for ref in ("talk", sid):

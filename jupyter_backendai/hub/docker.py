@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 
 import psutil
 from dockerspawner import DockerSpawner
-from traitlets import Bool, Integer, Unicode, default, validate
+from traitlets import Bool, Integer, TraitError, Unicode, default, validate
 
 from ..core.nvidia import NvidiaSmiError, agent_devices, gpu_slots
 from ..core.slots import ResourceSlots
@@ -38,6 +38,7 @@ from .docker_args import (
     docker_create_kwargs,
     files_archive,
     free_subnet,
+    log_config,
     network_create_kwargs,
     relay_env,
 )
@@ -125,6 +126,18 @@ class DockerSessionSpawner(PlainImagesMixin, DockerImages, SessionLogsMixin, Ses
         """,
     )
     session_port = Integer(8888, config=True, help="Port of the server inside a session's own network namespace.")
+    engine_log_driver = Unicode(
+        "json-file",
+        config=True,
+        help="""The engine's log driver for session containers, bounded to about ``log_keep_bytes``.
+
+        ``json-file`` (the default) or ``local``: the engine keeps between one and two times
+        ``log_keep_bytes`` of a session's output, so that a long session cannot fill the host's
+        disk (the hub keeps its own copy in the database). Empty: the engine's configured driver
+        and options are used unchanged; the hub can then keep output only if that driver can be
+        read back (json-file, local, journald).
+        """,
+    )
     hub_relay_target = Unicode(
         "",
         config=True,
@@ -135,6 +148,14 @@ class DockerSessionSpawner(PlainImagesMixin, DockerImages, SessionLogsMixin, Ses
         relay, so point it at an HTTP listener of the hub's proxy or ingress.
         """,
     )
+
+    @validate("engine_log_driver")
+    def _check_log_driver(self, proposal):
+        try:
+            log_config(1, proposal.value)
+        except SpecError as e:
+            raise TraitError(f"engine_log_driver: {e}") from None
+        return proposal.value
 
     @validate("network_prefix")
     def _check_prefix(self, proposal):
@@ -320,6 +341,9 @@ class DockerSessionSpawner(PlainImagesMixin, DockerImages, SessionLogsMixin, Ses
         kwargs = docker_create_kwargs(spec, port=self.port, network=self.network_name, ip=ip)
         # An image without jupyterhub-singleuser or a work user: the product's runtime, a home, an account.
         kwargs, account_files = await self.adapt_to_image(spec, kwargs)
+        logging = log_config(int(self.log_keep_bytes), self.engine_log_driver)
+        if logging is not None:
+            kwargs["host_config"]["log_config"] = logging
         host_config = self.client.create_host_config(**kwargs.pop("host_config"))
         self.log.info("Creating container %s: %s", self.object_name, shlex.join(kwargs.get("command") or []))
         obj = await self.docker("create_container", name=self.object_name, host_config=host_config, **kwargs)

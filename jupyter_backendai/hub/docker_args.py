@@ -54,6 +54,7 @@ __all__ = [
     "files_archive",
     "free_subnet",
     "host_config_kwargs",
+    "log_config",
     "nano_cpus",
     "network_create_kwargs",
     "relay_env",
@@ -140,6 +141,22 @@ def host_config_kwargs(spec: SessionSpec, *, network: str = "host") -> dict[str,
     if requests:
         kwargs["device_requests"] = requests
     return kwargs
+
+
+def log_config(keep_bytes: int, driver: str = "json-file") -> dict[str, Any] | None:
+    """The engine's log driver for a session's container, bounded to about ``keep_bytes``.
+
+    The hub keeps a session's last ``keep_bytes`` of output in the database; the engine's own
+    copy (by default an unbounded json-file that `docker logs` reads) is held to between one
+    and two times that, in two files, so that a session printing for days cannot fill the
+    host's disk. An empty ``driver`` leaves the engine's configured driver alone (a site that
+    ships logs with fluentd or journald).
+    """
+    if not driver:
+        return None
+    if driver not in ("json-file", "local"):
+        raise SpecError(f"log driver {driver!r}: only json-file and local are bounded by size here")
+    return {"type": driver, "config": {"max-size": str(max(int(keep_bytes), 1024 * 1024)), "max-file": "2"}}
 
 
 def create_kwargs(spec: SessionSpec, *, port: int, ip: str = "127.0.0.1", network: str = "host") -> dict[str, Any]:
