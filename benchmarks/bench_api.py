@@ -29,7 +29,7 @@ before its handler runs (the keypair look-up transaction and the rate-limit coun
 write committed to SQLite) and each listing's own work (the handler's functions: queries and
 JSON) alone.
 
-Waits (bounded) for ``api_folders``/``api_sessions`` to exist (``--wait``, at most 30 min,
+Waits (bounded) for ``manager.folders``/``api_sessions`` to exist (``--wait``, at most 30 min,
 polling every minute and running their tests). The last line printed is one JSON object with
 the figures. Everything (the manager, the temporary directory) is removed at the end.
 """
@@ -69,7 +69,8 @@ from jupyter_backendai.db import admin  # noqa: E402
 from jupyter_backendai.db import folders as folder_db  # noqa: E402
 from jupyter_backendai.db import models as m  # noqa: E402
 from jupyter_backendai.db import sessions as store  # noqa: E402
-from jupyter_backendai.manager import api_folders, api_sessions  # noqa: E402
+from jupyter_backendai.manager import api_sessions  # noqa: E402
+from jupyter_backendai.manager.folders import listing as folder_listing_module  # noqa: E402
 
 SEED = 20240611
 PAGE_SIZE = 50
@@ -167,16 +168,16 @@ def insert_rows(pdb, username: str, n_sessions: int, n_folders: int, usage_sampl
 
 
 def folder_listing_reads_storage() -> bool:
-    """Whether ``GET /folders`` (api_folders' GET handlers) touches the folder store (dirs needed)."""
+    """Whether ``GET /folders`` (the folders package' GET handler) touches the folder store (dirs needed)."""
     import importlib.util
     import inspect
 
-    spec = importlib.util.find_spec("jupyter_backendai.manager.api_folders")
+    spec = importlib.util.find_spec("jupyter_backendai.manager.folders.lifecycle")
     if spec is None:
         return False
     import importlib
 
-    module = importlib.import_module("jupyter_backendai.manager.api_folders")
+    module = importlib.import_module("jupyter_backendai.manager.folders.lifecycle")
     for path, handler, *_ in getattr(module, "handlers", []):
         if path.rstrip("/?$") == "/folders" and hasattr(handler, "get"):
             source = inspect.getsource(handler.get)  # the listing itself, not the create/delete beside it
@@ -281,9 +282,9 @@ def in_process_breakdown(
         )
         json.dumps([api_sessions.listed_item(row, found.usage.get(row.id)) for row in found.rows], default=str)
 
-    def folders(db):  # what api_folders.FoldersHandler.get does inside its transaction
+    def folders(db):  # what folders.lifecycle.FoldersHandler.get does inside its transaction
         entries = folder_db.folder_listing(db, db.get(m.User, user_id))
-        "[" + ",".join(api_folders._LISTED.texts(entries, api_folders._decoder(db))[0]) + "]"
+        "[" + ",".join(folder_listing_module.LISTED.texts(entries, folder_listing_module.decoder(db))[0]) + "]"
 
     result = {}
     steps = (("keypair_lookup", look_up), ("rate_count_commit", count), ("sessions_listing", listing))
@@ -404,7 +405,7 @@ def main(argv=None) -> int:
             folders = measure(client, lambda: "/folders", n_fold_req, deadline, check_folders)
             cpu_fold = cpu.per_request(WARMUP + n_fold_req)
         else:
-            log("api_folders is not there: GET /folders not measured")
+            log("manager.folders is not there: GET /folders not measured")
         public = measure_public(manager, 100)
 
         with pdb() as db:

@@ -44,7 +44,7 @@ whether memory stays flat. MB/s are 10^6 bytes per second.
 
 Goals (reported, not enforced): manager ≥ 0.5× cp, manager upload ≥ 5× the contents API, flat
 memory. Waits (bounded, ``--wait``, at most 30 min, polling every minute and running their
-tests) for ``api_folders`` and ``api_transfer``. The last line printed is one JSON object with
+tests) for ``manager.folders`` and ``api_transfer``. The last line printed is one JSON object with
 the figures. Everything started (the manager, the Jupyter server) is stopped and the
 temporary directory removed at the end, on errors and signals too.
 """

@@ -591,12 +591,12 @@ def _check_deep_tree(manager, root: Path) -> None:
 
 
 def test_listing_rows_give_the_same_json_as_the_folder_views(db):
-    """``GET /folders`` reads unconverted rows and reuses JSON per row: it must say what ``_view`` says."""
+    """``GET /folders`` reads unconverted rows and reuses JSON per row: it must say what ``folder_view`` says."""
     import datetime as dt
     import json
 
     from jupyter_backendai.db import folders as folder_db
-    from jupyter_backendai.manager import api_folders
+    from jupyter_backendai.manager.folders import common, listing
 
     admin.create_policy(db, "capped", max_vfolder_size=10**9)
     group = admin.create_group(db, "proj")
@@ -618,13 +618,13 @@ def test_listing_rows_give_the_same_json_as_the_folder_views(db):
 
     def listed(user, group_filter=None) -> list:
         entries = folder_db.folder_listing(db, user)
-        decode = api_folders._decoder(db)
+        decode = listing.decoder(db)
         if group_filter:
-            entries = [e for e in entries if api_folders._in_group(decode(e.raw), e.group_name, group_filter)]
-        return json.loads("[" + ",".join(api_folders._LISTED.texts(entries, decode)[0]) + "]")
+            entries = [e for e in entries if listing.in_group(decode(e.raw), e.group_name, group_filter)]
+        return json.loads("[" + ",".join(listing.LISTED.texts(entries, decode)[0]) + "]")
 
     for user in (ann, bob, boss):
-        expected = [api_folders._view(db, a) for a in folder_db.accessible_folders(db, user)]
+        expected = [common.folder_view(db, a) for a in folder_db.accessible_folders(db, user)]
         assert listed(user) == expected
         assert listed(user) == expected  # the second time from the kept JSON
     ann_view = {(f["name"], f["via"]): f for f in listed(ann)}

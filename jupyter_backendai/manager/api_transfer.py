@@ -1,6 +1,6 @@
 """File transfer: tus 1.0.0 resumable uploads and ranged downloads, authorised by a transfer token.
 
-``POST /folders/{name}/request-upload`` (``api_folders``) checks the caller's permission and
+``POST /folders/{name}/request-upload`` (``folders.files``) checks the caller's permission and
 the folder's capacity, starts the upload session in the store and hands out a short-lived
 token naming it; ``request-download`` does the same for one file, and for an archive through
 :func:`request_archive` here. The endpoints here are ``public`` (no keypair signature: the URL
@@ -543,7 +543,7 @@ class DownloadHandler(TransferHandler):
 async def request_archive(handler: Any, name: str, data: dict[str, Any]) -> None:
     """``POST /folders/{name}/request-download`` with ``archive`` or ``paths``: a token for a ZIP.
 
-    Called by ``api_folders``'s request-download handler (``handler``: its ``FolderHandler``).
+    Called by ``folders.files``'s request-download handler (``handler``: its ``FolderHandler``).
     ``archive: true`` with ``path`` a directory (``""``: the whole folder) gives its contents,
     as Backend.AI's storage proxy does; ``paths`` (a list) gives those entries under their own
     names. ``compress: false`` stores instead of deflating. Needs ``ro`` on the folder; what is

@@ -23,7 +23,6 @@ from .._version import __version__
 from ..core.throttle import LoginThrottle
 from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, DatabaseError, connect
 from . import (
-    api_folders,
     api_launch,
     api_openapi,
     api_queue,
@@ -45,6 +44,10 @@ from .admin import scaling_groups as admin_scaling_groups
 from .admin import settings as admin_settings
 from .admin import users as admin_users
 from .base import APIHandler, RateLimiter, ReplayGuard
+from .folders import files as folder_files
+from .folders import lifecycle as folder_lifecycle
+from .folders import sharing as folder_sharing
+from .folders import usage as folder_usage
 from .gql import handler as gql_handler
 from .metrics import Metrics, MetricsHandler
 
@@ -53,7 +56,10 @@ from .metrics import Metrics, MetricsHandler
 #: its part of the API silently absent.
 HANDLER_MODULES = [
     api_root,
-    api_folders,
+    folder_lifecycle,
+    folder_usage,
+    folder_files,
+    folder_sharing,
     api_transfer,
     api_sessions,
     api_queue,

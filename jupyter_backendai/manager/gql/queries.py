@@ -1,6 +1,6 @@
 """The Query fields: ``q_<field>`` resolves ``<field>`` of :file:`schema.graphql`.
 
-Who sees what is the REST API's rule (:mod:`..admin`, :mod:`..api_folders`,
+Who sees what is the REST API's rule (:mod:`..admin`, :mod:`..folders`,
 :mod:`..api_sessions`): a user sees their own account, keypairs, folders and sessions; a
 domain admin their domain's; a superadmin everything. Agents and storage volumes are for
 superadmins.
