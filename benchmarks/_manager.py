@@ -27,15 +27,15 @@ if str(REPO_ROOT) not in sys.path:
 import psutil  # noqa: E402
 import requests  # noqa: E402
 
+from jupyter_backendai.core import signing  # noqa: E402
 from jupyter_backendai.db import admin  # noqa: E402
-from jupyter_backendai.manager import signing  # noqa: E402
 from tests.session_helpers import PASSWORD, ProductDB  # noqa: E402
 
 MiB = 1024**2
 GiB = 1024**3
 TRANSFER_SECRET = "bench-transfer-secret"
 API_MODULES = {
-    "folders": "jupyter_backendai.manager.folders",
+    "folders": "jupyter_backendai.manager.api_folders",
     "transfer": "jupyter_backendai.manager.api_transfer",
     "sessions": "jupyter_backendai.manager.api_sessions",
 }

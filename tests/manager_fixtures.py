@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import requests
 
+from jupyter_backendai.core import signing
 from jupyter_backendai.db import admin, launch
-from jupyter_backendai.manager import signing
 from tests.hub_fixtures import free_port
 from tests.session_helpers import PASSWORD, ProductDB
 

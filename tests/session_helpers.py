@@ -256,7 +256,7 @@ def keypair_call(
 ) -> requests.Response:
     """A request to the manager at ``base`` + ``path`` signed with a keypair, as Backend.AI's client signs it
     (the signature covers the path as the manager sees it, prefix included, and the Host)."""
-    from jupyter_backendai.manager import signing
+    from jupyter_backendai.core import signing
 
     request = requests.Request(method, base.rstrip("/") + path, json=json_body).prepare()
     host = request.url.split("://", 1)[1].split("/", 1)[0]

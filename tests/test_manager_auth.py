@@ -42,7 +42,7 @@ def test_signed_requests(manager):
     assert replay.status_code == 401 and "replayed" in replay.json()["title"]
 
     # A signature over another path does not hold for this one.
-    from jupyter_backendai.manager import signing
+    from jupyter_backendai.core import signing
 
     h = signing.headers(access, secret, "GET", "/auth/other", f"127.0.0.1:{manager.port}")
     moved = requests.get(manager.url + "/auth/whoami", headers=h, timeout=10)

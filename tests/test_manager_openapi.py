@@ -5,7 +5,7 @@ from __future__ import annotations
 import requests
 from openapi_spec_validator import validate
 
-from jupyter_backendai.manager import signing
+from jupyter_backendai.core import signing
 
 
 def test_document_is_valid_and_complete(manager):

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import requests
 
-from ..manager import signing
+from ..core import signing
 from .config import discover_credentials, discover_endpoint, host_header
 from .errors import ManagerError, TransferError
 from .progress import Progress, ProgressFactory, move_to, progress_bar

@@ -38,6 +38,8 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from . import errors
+
 __all__ = [
     "ARGUMENT_TITLES",
     "DEF_FIELDS",
@@ -118,7 +120,7 @@ _EXPR = re.compile(r"^(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?:\[(?P<index>\d+)\])?$")
 MAX_ARGUMENT_CHARS = 4096
 
 
-class AppError(ValueError):
+class AppError(errors.BadRequest, ValueError):
     """A label, service definition or argument that cannot be used; the message says why."""
 
 

@@ -25,6 +25,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from . import errors
+
 __all__ = [
     "FORBIDDEN_ENV",
     "MAX_TOTAL_BYTES",
@@ -57,7 +59,7 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _PRIVATE_KEY_MARK = "PRIVATE KEY-----"
 
 
-class EnvironError(ValueError):
+class EnvironError(errors.BadRequest, ValueError):
     """A user's environment variable that a session cannot get; the message names it and why."""
 
 

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import unicodedata
 
+from . import errors
+
 __all__ = ["MIN_LENGTH", "WeakPasswordError", "check_password", "password_problems"]
 
 MIN_LENGTH = 8
 
 
-class WeakPasswordError(ValueError):
+class WeakPasswordError(errors.BadRequest, ValueError):
     """A password that breaks rules; ``problems`` lists them, the message says them all."""
 
     def __init__(self, problems: list[str]):

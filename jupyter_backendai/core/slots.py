@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable, Iterator, Mapping
 from decimal import Decimal, InvalidOperation
 
+from . import errors
+
 __all__ = [
     "BYTE_SLOTS",
     "UNLIMITED",
@@ -43,7 +45,7 @@ _UNITS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4, "p": 5, "e": 6}
 _HUMAN_UNITS = ["B", "KiB", "MiB", "GiB", "TiB", "PiB", "EiB"]
 
 
-class SlotError(ValueError):
+class SlotError(errors.BadRequest, ValueError):
     """A slot name or amount that cannot be used; the message names both."""
 
 

@@ -14,11 +14,12 @@ import secrets
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 
+from ..core import errors
 from . import models as m
 from .types import utcnow
 
 
-class TokenError(ValueError):
+class TokenError(errors.BadRequest, ValueError):
     """A token that cannot be used; the message says why, in words for the person holding it."""
 
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_UP, Decimal, InvalidOperation
 from types import MappingProxyType
 
+from ..core import errors
 from ..core.apps import FOLDERS_ENV, SERVICE_PORTS_ENV, format_service_ports
 from ..core.environ import FORBIDDEN_ENV, EnvironError, check_environ
 from ..core.gpu import SHARES, WHOLE, GpuDevice, device_order
@@ -120,7 +121,7 @@ _PRIVATE_KEY_MARK = "PRIVATE KEY-----"
 _MIB = 1024**2
 
 
-class SpecError(ValueError):
+class SpecError(errors.BadRequest, ValueError):
     """Input that cannot become a session container; the message says what and why."""
 
 

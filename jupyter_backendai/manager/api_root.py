@@ -8,12 +8,12 @@ import time
 
 from .._version import __version__
 from ..core.passwords import WeakPasswordError, check_password
+from ..core.signing import API_VERSION
 from ..core.throttle import request_address
 from ..db import admin, launch, views
 from ..db import models as m
 from ..db.credentials import hash_password, verify_password
 from .base import APIError, APIHandler, log
-from .signing import API_VERSION
 
 
 class RootHandler(APIHandler):

@@ -34,11 +34,11 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from tornado import web
 
+from ..core import signing
 from ..core.slots import SlotError
 from ..db import admin, launch
 from ..db import models as m
 from ..db.types import utcnow
-from . import signing
 
 log = logging.getLogger("jupyter_backendai.manager")
 T = TypeVar("T")

@@ -9,8 +9,10 @@ import json
 import time
 from typing import Any
 
+from ..core import errors
 
-class TransferTokenError(ValueError):
+
+class TransferTokenError(errors.Unauthorized, ValueError):
     """A token that is tampered with, expired, or for something else."""
 
 

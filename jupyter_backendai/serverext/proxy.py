@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from ..client.config import ConfigurationError, discover_endpoint, host_header
-from ..manager import signing
+from ..core import signing
 
 #: The extension's URL segment under the server's base URL.
 URL_SEGMENT = "backendai"

@@ -21,6 +21,7 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core import errors
 from ._fs import DIR_FLAGS, MAX_DEPTH, OpenFolder, oserrors
 from .errors import StorageError, TooDeep, human_size, show_path
 
@@ -31,7 +32,7 @@ _WRITE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEX
 _CHUNK = 8 * 1024 * 1024
 
 
-class CopyTooLarge(StorageError):
+class CopyTooLarge(StorageError, errors.TooLarge):
     """The copy would pass the new folder's capacity (HTTP 413); ``copied`` and ``capacity`` in bytes."""
 
     status = 413

@@ -1,7 +1,8 @@
 """Errors of the folder store, each carrying the HTTP status the manager should answer with.
 
-They derive from :class:`ValueError` so that callers that only know "bad input" still catch
-them. Messages name the *relative* path inside the folder and never a host path: they go to
+They are :class:`~jupyter_backendai.core.errors.Error` s of the matching kind (``NotFound`` here
+is also an ``errors.NotFound``), and derive from :class:`ValueError` so that callers that only
+know "bad input" still catch them. Messages name the *relative* path inside the folder and never a host path: they go to
 users verbatim, and the store's root (where every user's data lives) is nobody's business.
 """
 
@@ -11,6 +12,7 @@ import errno
 from collections.abc import Sequence
 from decimal import Decimal
 
+from jupyter_backendai.core import errors
 from jupyter_backendai.core.slots import format_amount
 
 __all__ = [
@@ -32,43 +34,41 @@ __all__ = [
 ]
 
 
-class StorageError(ValueError):
+class StorageError(errors.Error, ValueError):
     """Base class; also used as is for unexpected filesystem failures (500)."""
 
     status: int = 500
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        if status is not None:
-            self.status = status
+    @property
+    def message(self) -> str:
+        return self.reason
 
 
-class UnsafePath(StorageError):
+class UnsafePath(StorageError, errors.BadRequest):
     """The path could reach outside its folder (``..``, absolute, NUL, a symbolic link on the way)."""
 
     status = 400
 
 
-class UnknownHost(StorageError):
+class UnknownHost(StorageError, errors.BadRequest):
     """The storage host is not one this store serves."""
 
     status = 400
 
 
-class PermissionDenied(StorageError):
+class PermissionDenied(StorageError, errors.Forbidden):
     """The filesystem refused (the hub or manager lacks permission on that entry)."""
 
     status = 403
 
 
-class NotFound(StorageError):
+class NotFound(StorageError, errors.NotFound):
     """The folder, an entry inside it, or an upload does not exist."""
 
     status = 404
 
 
-class Conflict(StorageError):
+class Conflict(StorageError, errors.Conflict):
     """The request clashes with what is there (wrong type, wrong upload offset, busy upload)."""
 
     status = 409
@@ -78,7 +78,7 @@ class AlreadyExists(Conflict):
     """The target name is taken."""
 
 
-class QuotaExceeded(StorageError):
+class QuotaExceeded(StorageError, errors.TooLarge):
     """The write would take the folder over its quota; the message has the numbers."""
 
     status = 413
@@ -96,13 +96,13 @@ class QuotaExceeded(StorageError):
         )
 
 
-class TooDeep(StorageError):
+class TooDeep(StorageError, errors.BadRequest):
     """Directories nested deeper than the store goes (``_fs.MAX_DEPTH``); the message names where."""
 
     status = 400
 
 
-class UploadTooLarge(StorageError):
+class UploadTooLarge(StorageError, errors.TooLarge):
     """More bytes were sent than the upload declared (tus ``Upload-Length``)."""
 
     status = 413

@@ -25,6 +25,7 @@ from typing import Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session as DB
 
+from ...core import errors
 from .. import admin
 from .. import models as m
 from ..launch import main_keypair
@@ -36,7 +37,7 @@ PRECEDENCE: dict[str, int] = {"owner": 0, "group": 1, "shared": 2}
 ADMIN_ROLES = (m.UserRole.ADMIN, m.UserRole.SUPERADMIN)
 
 
-class Forbidden(admin.AdminError):
+class Forbidden(admin.AdminError, errors.Forbidden):
     """The user may see the folder (or invitation) but not do this with it (HTTP 403)."""
 
     status = 403

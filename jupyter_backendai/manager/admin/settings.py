@@ -7,10 +7,10 @@ from typing import Any
 from sqlalchemy.orm import Session as DB
 
 from ..._version import __version__
+from ...core.signing import API_VERSION
 from ...db import models as m
 from ...db import sessions as session_db
 from ..base import RATE_WINDOW
-from ..signing import API_VERSION
 from .common import AdminHandler, count_rows
 
 

@@ -14,15 +14,14 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from ...core import errors
 from ...core.like import like_matcher
 
 MAX_PAGE_SIZE = 100  # as Backend.AI's client (ai.backend.client.pagination)
 
 
-class FilterError(ValueError):
+class FilterError(errors.BadRequest, ValueError):
     """A filter, order, limit or offset that cannot be applied; the message says why."""
-
-    status = 400
 
 
 _TOKEN = re.compile(

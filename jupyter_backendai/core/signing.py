@@ -1,4 +1,7 @@
-"""Backend.AI's keypair request signing (HMAC-SHA256), for the server and for clients.
+"""Backend.AI's keypair request signing (HMAC-SHA256): one implementation for every side.
+
+The manager checks signatures (``manager/base.py``), the Python client and the server
+extension's keypair mode sign requests with :func:`headers`; a test or a script does the same.
 
 String to sign: ``METHOD\\n<path with query>\\n<date>\\nhost:<host>\\ncontent-type:<type>\\n
 x-backendai-version:<version>\\n<sha256 hex of the empty string>`` (bodies are not hashed);
@@ -13,14 +16,16 @@ import hashlib
 import hmac
 import re
 
+from . import errors
+
 API_VERSION = "v8.20240915"
 MAX_SKEW = dt.timedelta(minutes=15)
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 _AUTH = re.compile(r"^BackendAI\s+signMethod=HMAC-SHA256,\s*credential=([A-Za-z0-9]+):([0-9a-fA-F]+)$")
 
 
-class SignatureError(ValueError):
-    """A signature that does not hold; the message says why (never the secret)."""
+class SignatureError(errors.Unauthorized, ValueError):
+    """A signature that does not hold (401); the message says why (never the secret)."""
 
 
 def string_to_sign(method: str, path_with_query: str, date: str, host: str, content_type: str, version: str) -> str:
