@@ -35,7 +35,7 @@ MiB = 1024**2
 GiB = 1024**3
 TRANSFER_SECRET = "bench-transfer-secret"
 API_MODULES = {
-    "folders": "jupyter_backendai.manager.api_folders",
+    "folders": "jupyter_backendai.manager.folders",
     "transfer": "jupyter_backendai.manager.api_transfer",
     "sessions": "jupyter_backendai.manager.api_sessions",
 }
