@@ -60,6 +60,8 @@ class Node:
     veth: str = ""
     process: subprocess.Popen | None = None
     node_id: str = ""
+    #: More of dockerd's arguments (a test's fake GPUs: ``--node-generic-resource``).
+    engine_args: tuple[str, ...] = ()
     log_file: Path = field(init=False)
 
     def __post_init__(self):
@@ -89,7 +91,7 @@ class Node:
                     "--pidfile", str(self.root / "dockerd.pid"), "-H", self.sock,
                     "--bridge=none", "--iptables=false", "--ip-masq=false",
                     # Registries the tests serve on the bridge speak plain HTTP (tests/test_images_swarm.py).
-                    "--insecure-registry", BRIDGE_NET,
+                    "--insecure-registry", BRIDGE_NET, *self.engine_args,
                 ],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )  # fmt: skip
@@ -245,16 +247,17 @@ def _bring_up(nodes: list[Node], root: Path) -> None:
 
 
 @contextlib.contextmanager
-def running_swarm() -> Iterator[Swarm]:
+def running_swarm(engine_args: dict[int, tuple[str, ...]] | None = None) -> Iterator[Swarm]:
     """Build the swarm, yield it, tear it all down: the fixture's body, also for the benchmark
-    (benchmarks/bench_swarm.py). The caller checks :func:`swarm_problem` first."""
+    (benchmarks/bench_swarm.py). The caller checks :func:`swarm_problem` first. ``engine_args``:
+    more dockerd arguments by node number."""
     # What an earlier, interrupted run left: the same names, and its data roots.
     stale = sorted(Path("/var/lib").glob(f"{ROOT_PREFIX}*")) or [Path("/var/lib") / f"{ROOT_PREFIX}none"]
     for old in stale:
         _teardown([Node(n, old / f"node{n}") for n in range(1, NODES + 1)], old)
     # Under /var/lib, not /tmp: the engines' overlay2 needs a file system that supports it.
     root = Path(tempfile.mkdtemp(prefix=ROOT_PREFIX, dir="/var/lib"))
-    nodes = [Node(n, root / f"node{n}") for n in range(1, NODES + 1)]
+    nodes = [Node(n, root / f"node{n}", engine_args=(engine_args or {}).get(n, ())) for n in range(1, NODES + 1)]
     try:
         _bring_up(nodes, root)
         yield Swarm(nodes, root)

@@ -108,6 +108,23 @@ def test_shared_gpus_reserve_no_generic_resource():
     assert "GenericResources" not in res
 
 
+def test_shared_gpus_get_the_mps_pipes_and_the_daemons_shm_instead_of_their_own(tmp_path):
+    pipes, shm = tmp_path / "pipes", tmp_path / "shm"
+    pipes.mkdir()
+    shm.mkdir()
+    s = spec(
+        slots={"cpu": 1, "mem": "1g", "cuda.shares": "2"}, gpu_placement={"cuda.shares": {"GPU-b": "2"}},
+        gpu_shares_per_device={"GPU-b": 4}, shmem="64m", mps_pipe_host_dir=str(pipes), mps_shm_host_dir=str(shm),
+    )  # fmt: skip
+    container = service(s)["task_template"]["ContainerSpec"]
+    env = dict(e.split("=", 1) for e in container["Env"])
+    assert env["NVIDIA_VISIBLE_DEVICES"] == "GPU-b" and env["CUDA_MPS_ACTIVE_THREAD_PERCENTAGE"] == "50"
+    targets = [(m["Target"], m["Type"], m.get("Source")) for m in container["Mounts"]]
+    assert ("/tmp/nvidia-mps", "bind", str(pipes)) in targets
+    # One /dev/shm: the daemon's (two mounts at one path would make the engine refuse the task).
+    assert [t for t in targets if t[0] == "/dev/shm"] == [("/dev/shm", "bind", str(shm))]
+
+
 @pytest.mark.parametrize(
     ("slots", "match"), [({"cpu": "0.001", "mem": "1g"}, "minimum"), ({"cpu": 1, "mem": "1m"}, "minimum")]
 )
@@ -227,6 +244,10 @@ def test_gpus_from_named_and_discrete_generic_resources():
     assert a.capacity["cuda.device"] == a.capacity["cuda.shares"] == "2"
     (b,) = node_agents([node("h", generic=[{"DiscreteResourceSpec": {"Kind": "GPU", "Value": 2}}])], gpu_resource="GPU")
     assert [d["id"] for d in b.devices] == ["0", "1"]
+    # gpu_shares_per_device: each device offers that many shares, as nvidia-smi's devices do.
+    (c,) = node_agents([node("g", generic=named)], shares_per_device=4)
+    assert c.devices == [{"id": "GPU-aa", "capacity": 4}, {"id": "GPU-bb", "capacity": 4}]
+    assert (c.capacity["cuda.device"], c.capacity["cuda.shares"]) == ("2", "8")
 
 
 # --- the storage probe ----------------------------------------------------------------------------

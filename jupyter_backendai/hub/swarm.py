@@ -239,6 +239,7 @@ class SwarmSessionSpawner(SwarmImages, SessionLogsMixin, SessionSpawnerMixin, Sw
             gpu_resource=self.gpu_resource,
             public_host_label=self.public_host_label,
             public_hosts=self.public_hosts,
+            shares_per_device=self.gpu_shares_per_device,
         )
         if self.agent_capacity:
             capacity = {k: str(v) for k, v in ResourceSlots.parse(self.agent_capacity).items()}

@@ -25,7 +25,11 @@ how it is covered:
   (``NVIDIA-GPU`` by default, one per whole device, so the swarm places no more sessions on
   a node's GPUs than it advertises), while the devices our scheduler chose are named in
   ``NVIDIA_VISIBLE_DEVICES`` (in the spec's environment), which the NVIDIA runtime honours.
-  Shared GPUs (``cuda.shares``) reserve no generic resource: several sessions share a device.
+  Shared GPUs (``cuda.shares``) reserve no generic resource: several sessions share a device,
+  within the shares our scheduler counts per device. The swarm picks *which* of a node's
+  generic resources a whole-GPU task holds (its ``DOCKER_RESOURCE_*`` variable), which may not be
+  the device our scheduler chose: the NVIDIA runtime must follow ``NVIDIA_VISIBLE_DEVICES``
+  (its default), not the swarm's pick (``swarm-resource`` unset in its ``config.toml``).
 * Files cannot be placed into a service's container before it starts (no ``put_archive``):
   the session's key files (:func:`~.spec.container_files`: ``id_container`` and sshd's
   authorized key) become swarm secrets of the session (:func:`session_secrets`, stored
@@ -56,6 +60,7 @@ from docker.types import (
     TaskTemplate,
 )
 
+from ..core.nvidia import configured_devices, gpu_slots
 from .docker_args import CAP_ADD, bind_mounts, check_limits, create_kwargs, nano_cpus
 from .spec import LABEL_SESSION_ID, WHOLE, SessionSpec, SpecError, container_files
 
@@ -142,7 +147,8 @@ def swarm_service_spec(
     check_limits(spec)
     base = create_kwargs(spec, port=port, ip=ip, network=network)
     mounts = [Mount(target, source, type="bind", read_only=ro) for source, target, ro in bind_mounts(spec)]
-    if spec.shmem is not None:
+    if spec.shmem is not None and not any(target == "/dev/shm" for _s, target, _ro in bind_mounts(spec)):
+        # (The MPS daemon's /dev/shm, gpu_mps_shm_directory, replaces the session's own.)
         shm = Mount("/dev/shm", None, type="tmpfs", tmpfs_size=spec.shmem, tmpfs_mode=0o1777)
         del shm["Source"]  # a tmpfs has none
         mounts.append(shm)
@@ -225,17 +231,23 @@ def _node_addr(node: dict[str, Any]) -> str:
     return addr
 
 
-def node_gpus(resources: dict[str, Any], gpu_resource: str = GPU_RESOURCE) -> list[dict[str, Any]]:
-    """The node's GPUs from its generic resources: named ones keep their ids, a count numbers them."""
-    devices: list[dict[str, Any]] = []
+def node_gpus(
+    resources: dict[str, Any], gpu_resource: str = GPU_RESOURCE, shares_per_device: Decimal | int = 1
+) -> list[dict[str, Any]]:
+    """The node's GPUs from its generic resources: named ones keep their ids, a count numbers them.
+
+    Each offers ``shares_per_device`` shares (``gpu_shares_per_device``), as an agent's devices
+    from nvidia-smi do (:func:`~jupyter_backendai.core.nvidia.agent_devices`).
+    """
+    ids: list[str] = []
     for entry in resources.get("GenericResources") or []:
         named = entry.get("NamedResourceSpec") or {}
         discrete = entry.get("DiscreteResourceSpec") or {}
         if named.get("Kind") == gpu_resource and named.get("Value"):
-            devices.append({"id": str(named["Value"]), "capacity": 1})
+            ids.append(str(named["Value"]))
         elif discrete.get("Kind") == gpu_resource:
-            devices += [{"id": str(i), "capacity": 1} for i in range(int(discrete.get("Value") or 0))]
-    return devices
+            ids += [str(i) for i in range(int(discrete.get("Value") or 0))]
+    return configured_devices([{"id": i} for i in ids], shares_per_device) if ids else []
 
 
 def node_agents(
@@ -246,6 +258,7 @@ def node_agents(
     gpu_resource: str = GPU_RESOURCE,
     public_host_label: str = PUBLIC_HOST_LABEL,
     public_hosts: Mapping[str, str] | None = None,
+    shares_per_device: Decimal | int = 1,
 ) -> list[NodeAgent]:
     """The agents a manager's node list (``APIClient.nodes()``) describes, in node-id order.
 
@@ -260,13 +273,13 @@ def node_agents(
         desc = node.get("Description") or {}
         resources = desc.get("Resources") or {}
         state = (node.get("Status") or {}).get("State") or "unknown"
-        devices = node_gpus(resources, gpu_resource)
+        devices = node_gpus(resources, gpu_resource, shares_per_device)
         capacity = {
             "cpu": str(Decimal(int(resources.get("NanoCPUs") or 0)) / 10**9),
             "mem": str(int(resources.get("MemoryBytes") or 0)),
         }
         if devices:
-            capacity["cuda.device"] = capacity["cuda.shares"] = str(len(devices))
+            capacity.update({k: str(v) for k, v in gpu_slots(devices).items()})
         labels = spec.get("Labels") or {}
         group = (labels.get(group_label) or "").strip() or default_group
         addr = _node_addr(node)
