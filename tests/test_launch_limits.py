@@ -3,10 +3,12 @@ SQLite and PostgreSQL), and the spawn form's presets that fit them."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import re
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 
@@ -67,9 +69,9 @@ def holding(pdb):
 
 @pytest.mark.parametrize("locked", [True, False])
 def test_the_admission_lock_serializes_read_then_write_per_domain(any_pdb, locked):
-    """The database half of the rule, without a hub: a hub admits one launch at a time itself,
-    so this is what keeps the caps when several processes (hubs, or a hub and the CLI) admit
-    into one domain. Each transaction reads a counter kept on the domain, waits, and writes it
+    """The database half of the rule, without a hub: a hub admits the launches that arrive
+    together in one transaction itself (hub/admission.py), so this is what keeps the caps when
+    several processes (hubs, or a hub and the CLI) admit into one domain. Each transaction reads a counter kept on the domain, waits, and writes it
     back plus one; without the lock they read the same value and updates are lost."""
     pdb = any_pdb
     pdb.setup(lambda db: setattr(db.get(m.Domain, admin.DEFAULT), "description", "0"))
@@ -94,6 +96,78 @@ def test_the_admission_lock_serializes_read_then_write_per_domain(any_pdb, locke
         assert count == LAUNCHES
     else:  # the test can fail: unserialized, the increments overwrite one another (or SQLite refuses)
         assert count < LAUNCHES or any(failures)
+
+
+def test_launches_admitted_together_get_the_answers_of_one_by_one(any_pdb, monkeypatch):
+    """Launches arriving at once are admitted in one transaction (hub/admission.py), in their
+    order, each one counted before the next is decided: the domain's cap and a policy's session
+    count hold within the batch, and a refusal answers only its own launch."""
+    from jupyter_backendai.hub import admission
+    from jupyter_backendai.hub.local import LocalSessionSpawner
+    from jupyter_backendai.hub.spawner import Admitted, SessionRefused, SessionRequest
+
+    pdb = any_pdb
+
+    def setup(db):
+        admin.create_preset(db, "one", {"cpu": 1, "mem": "256m"})
+        admin.upsert_image(db, IMAGE, installed=True)
+        admin.create_policy(db, "single", max_concurrent_sessions=1)
+        store.register_agent(
+            db, "agent-1", scaling_group=admin.DEFAULT, capacity=admin.parse_slots({"cpu": 8, "mem": "8g"})
+        )
+        db.get(m.Domain, admin.DEFAULT).total_resource_slots = admin.parse_slots({"cpu": 5})
+
+    pdb.setup(setup)
+    users = ["u0", "u1", "u2", "u3"]
+    for user in users:
+        pdb.user(f"{user}@example.com", policy="single" if user == "u3" else "default", groups=[admin.DEFAULT])
+    transactions = []
+    real = admission._in_transaction
+    monkeypatch.setattr(admission, "_in_transaction", lambda batch: transactions.append(len(batch)) or real(batch))
+
+    def launch_one(user, name, preset="one"):
+        spawner = LocalSessionSpawner(
+            user=SimpleNamespace(name=user),
+            orm_spawner=SimpleNamespace(name=name, server=None),
+            db_url=pdb.url,
+            backend_reason="",
+        )
+        return admission.admit_launch(spawner, SessionRequest(image=IMAGE, preset=preset), name)
+
+    async def at_once():
+        launches = [launch_one("u0", "bad", preset="nope")]
+        launches += [launch_one(u, f"s{n}") for n in range(3) for u in users]
+        return await asyncio.gather(*launches, return_exceptions=True)
+
+    results = asyncio.run(at_once())
+    assert transactions == [13]
+    answers = [("ok" if isinstance(r, Admitted) else r.reason) for r in results]
+    domain_cap = "cpu 1 exceeds the domain 'default' limit of 5 (5 in use)"
+    single = "max concurrent sessions 1 reached for keypair policy 'single'"
+    assert answers == [
+        "unknown resource preset 'nope'",
+        *["ok"] * 5,  # s0 of each, s1 of u0: the domain's five CPUs
+        domain_cap,
+        domain_cap,
+        single,  # u3's policy is checked before the domain's cap
+        domain_cap,
+        domain_cap,
+        domain_cap,
+        single,
+    ], answers
+    assert all(isinstance(r, (Admitted, SessionRefused)) for r in results)
+    assert [r.status_code for r in results if isinstance(r, SessionRefused)] == [400] + [403] * 7
+    with pdb() as db:
+        assert store.reserved(db, domain_name=admin.DEFAULT)["cpu"] == 5
+        rows = db.query(m.Session).filter(m.Session.status == S.PENDING).all()
+        assert sorted((db.get(m.User, r.user_id).username, r.server_name) for r in rows) == [
+            ("u0", "s0"),
+            ("u0", "s1"),
+            ("u1", "s0"),
+            ("u2", "s0"),
+            ("u3", "s0"),
+        ]
+        assert all([h.status for h in r.history] == [S.PENDING] for r in rows)
 
 
 @pytest.mark.parametrize("capped", ["domain", "group"])

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import JSON, Row, and_, func, or_, select, type_coerce
+from sqlalchemy import JSON, Row, and_, func, inspect, or_, select, type_coerce
 from sqlalchemy.orm import Session as DB
 
 from ..core import lifecycle
@@ -42,7 +42,15 @@ def set_status(
     at = at or utcnow()
     session.status = status
     session.status_info = reason
-    session.history.append(m.SessionStatusChange(status=status, reason=reason, at=at))
+    change = m.SessionStatusChange(status=status, reason=reason, at=at)
+    state = inspect(session)
+    if state.persistent and "history" in state.unloaded:
+        # Not loaded: appending would read every earlier change first (one query per session
+        # when the scheduler places a thousand); it shows when the history is read.
+        change.session_id = session.id
+        db.add(change)
+    else:
+        session.history.append(change)
     if status == m.SessionStatus.SCHEDULED:
         session.scheduled_at = at
     elif status == m.SessionStatus.RUNNING:

@@ -125,15 +125,23 @@ class SessionScheduler:
         outcomes: dict[uuid.UUID, str | None] = {}
         positions: dict[uuid.UUID, QueuePosition] = {}
         with self.factory() as db:
-            # Sessions already decided (placed or ended) whose spawner waits: tell it.
-            for session_id in list(self._waiters):
-                row = db.get(m.Session, session_id)
-                if row is None:
-                    outcomes[session_id] = "the session no longer exists"
-                elif row.status != m.SessionStatus.PENDING:
-                    outcomes[session_id] = (
-                        None if row.status in m.ACTIVE_SESSION_STATUSES else row.status_info or row.status.value
+            # Sessions already decided (placed or ended) whose spawner waits: tell it. One
+            # query for them all: a thousand may wait.
+            waiting = list(self._waiters)
+            found = set()
+            for i in range(0, len(waiting), 500):
+                rows = db.execute(
+                    select(m.Session.id, m.Session.status, m.Session.status_info).where(
+                        m.Session.id.in_(waiting[i : i + 500])
                     )
+                )
+                for session_id, status, info in rows:
+                    found.add(session_id)
+                    if status != m.SessionStatus.PENDING:
+                        outcomes[session_id] = None if status in m.ACTIVE_SESSION_STATUSES else info or status.value
+            for session_id in waiting:
+                if session_id not in found:
+                    outcomes[session_id] = "the session no longer exists"
             groups = db.scalars(select(m.ScalingGroup).where(m.ScalingGroup.is_active.is_(True))).all()
             for group in groups:
                 self._pass_group(db, group, outcomes, positions)

@@ -6,7 +6,8 @@ One session is one JupyterHub named server. ``start()``:
    or custom slots, folders) and checks it against the database: a refusal is a
    :class:`SessionRefused` whose message the spawn page shows;
 2. admits it through ``core.admission`` (policy, group and domain caps, the image minimum,
-   which raises a smaller request) and writes the session PENDING;
+   which raises a smaller request) and writes the session PENDING, together with the other
+   launches waiting for admission (:mod:`.admission`);
 3. waits in the resource group's queue (the hub's :class:`~.scheduler.SessionScheduler`);
    ``progress()`` says "waiting for resources in <group>: position k of n";
 4. once SCHEDULED: PREPARING, builds the backend-neutral :class:`~.spec.SessionSpec`
@@ -26,7 +27,6 @@ import datetime as dt
 import os
 import socket
 import uuid
-import weakref
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,7 +40,6 @@ from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, valida
 from traitlets.config import LoggingConfigurable
 
 from ..core import lifecycle
-from ..core.admission import admit
 from ..core.environ import RESERVED_TEXT, EnvironError, check_environ, parse_environ_lines
 from ..core.nvidia import (
     NvidiaSmiError,
@@ -61,21 +60,6 @@ from .scheduler import Cancelled, SessionScheduler
 from .spec import FolderRef, SessionSpec, SpecError, build_spec
 
 T = TypeVar("T")
-
-# One admission at a time per hub process (per event loop). The database lock of
-# launch.lock_admission serializes them anyway; waiting here instead of on a worker thread keeps
-# the few database threads free for the scheduler and for starts while many launches arrive at
-# once, and SQLite's writers do not queue on its file lock past its busy timeout.
-_ADMISSION_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = weakref.WeakKeyDictionary()
-
-
-def _admission_lock() -> asyncio.Lock:
-    loop = asyncio.get_running_loop()
-    lock = _ADMISSION_LOCKS.get(loop)
-    if lock is None:
-        lock = _ADMISSION_LOCKS[loop] = asyncio.Lock()
-    return lock
-
 
 SLOT_FIELDS = {"cpu": "cpu", "mem": "mem", "cuda_device": "cuda.device", "cuda_shares": "cuda.shares"}
 
@@ -470,10 +454,11 @@ class SessionSpawnerMixin(LoggingConfigurable):
 
     # --- admission (worker thread) -------------------------------------------------------------------
 
-    def _admit(self, db, request: SessionRequest, session_name: str) -> Admitted:
+    def _plan(self, db, request: SessionRequest) -> launch.LaunchPlan:
+        """The request checked against the launch rules (the limits are admission's, hub/admission.py)."""
         user, _keypair = self._user_and_keypair(db)
         try:
-            plan = launch.plan_launch(
+            return launch.plan_launch(
                 db,
                 user,
                 request,
@@ -482,38 +467,15 @@ class SessionSpawnerMixin(LoggingConfigurable):
             )
         except admin.AdminError as e:  # the launch rules' and the folder rules' refusals
             raise SessionRefused(str(e), getattr(e, "status", 400)) from None
-        keypair, group, sg_name, image = plan.keypair, plan.group, plan.scaling_group, plan.image
-        slots, shm, chosen = plan.slots, plan.shmem, plan.folders
-        # From here to the commit of the new row, no other launch in the domain reads what its
-        # sessions hold: the limits hold however many launches come at once.
-        launch.lock_admission(db, user.domain_name)
-        decision = admit(
-            store.admission_request(
-                db, keypair, requested=slots, image_min=image.min_slots, group=group, scaling_group=sg_name
-            )
-        )
-        if decision.refused:
-            raise SessionRefused(decision.reason or "refused", 403)
-        session = m.Session(
-            id=store.new_session_id(),
-            name=session_name,
-            user_id=user.id,
-            access_key=keypair.access_key,
-            domain_name=user.domain_name,
-            group_id=group.id if group else None,
-            scaling_group=sg_name,
-            image=image.reference,
-            requested_slots=decision.total,
-            resource_opts={"shmem": shm} if shm else {},
-            mounts=[{"folder": a.folder.name, "id": str(a.folder.id), "permission": a.permission} for a in chosen],
-            service_ports=list(image.service_ports or []),
-            server_name=self.name or "",
-        )
-        db.add(session)
-        note = decision.note
-        store.set_status(db, session, m.SessionStatus.PENDING, note or f"queued in resource group '{sg_name}'")
-        keypair.last_used = session.created_at
-        return Admitted(session.id, sg_name, note)
+
+    def _admit(self, db, request: SessionRequest, session_name: str) -> Admitted:
+        """Admit one launch in ``db``'s transaction (the hub admits launches together: start())."""
+        from .admission import Launch, admit_together
+
+        (result,) = admit_together(db, [Launch(self, request, session_name)])
+        if isinstance(result, BaseException):
+            raise result
+        return result
 
     # --- preparing (worker thread) ---------------------------------------------------------------------
 
@@ -600,12 +562,13 @@ class SessionSpawnerMixin(LoggingConfigurable):
     # --- JupyterHub's spawner API ------------------------------------------------------------------
 
     async def start(self):
+        from .admission import admit_launch
+
         await self.ensure_agent()
         request = request_from_options(self.user_options or {})
         session_name = self.name or f"s-{uuid.uuid4().hex[:8]}"
         try:
-            async with _admission_lock():
-                admitted = await self.run_db(self._admit, request, session_name)
+            admitted = await admit_launch(self, request, session_name)
         except SpecError as e:
             raise SessionRefused(str(e)) from None
         self.session_id = admitted.session_id
