@@ -10,8 +10,7 @@ import { JupyterFrontEnd } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { ILauncher } from '@jupyterlab/launcher';
 import { LabIcon } from '@jupyterlab/ui-components';
-
-import { requestAPI } from './handler';
+import { requestAPI } from './api';
 
 export interface ISessionApp {
   name: string;

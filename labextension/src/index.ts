@@ -1,18 +1,15 @@
-import {
-  ILayoutRestorer,
-  JupyterFrontEnd,
-  JupyterFrontEndPlugin
-} from '@jupyterlab/application';
+import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { ICommandPalette } from '@jupyterlab/apputils';
 import { LabIcon } from '@jupyterlab/ui-components';
 
+import { createWhoAmI } from './api';
 import { activateApps } from './apps';
 import { activateConsole } from './console';
 import { LifetimeWatch } from './lifetime';
 import { SessionsPanel } from './sessions/SessionsPanel';
 import { StoragePanel } from './storage/StoragePanel';
 
-export { ManagerError, requestAPI } from './handler';
+export { ManagerError, requestAPI } from './api';
 
 /** Command ids of the palette (the contract with the console part lists them all). */
 export namespace CommandIDs {
@@ -47,16 +44,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: "Backend.AI's sessions, folders and console as JupyterLab panels",
   autoStart: true,
   optional: [ICommandPalette, ILayoutRestorer],
-  activate: (
-    app: JupyterFrontEnd,
-    palette: ICommandPalette | null,
-    restorer: ILayoutRestorer | null
-  ) => {
-    const sessions = new SessionsPanel();
+  activate: (app: JupyterFrontEnd, palette: ICommandPalette | null, restorer: ILayoutRestorer | null) => {
+    // One model of who is logged in for the panels and the console, asked again every minute.
+    const whoami = createWhoAmI();
+    whoami.start();
+
+    const sessions = new SessionsPanel(whoami);
     sessions.title.icon = sessionsIcon;
     app.shell.add(sessions, 'left', { rank: 900 });
 
-    const storage = new StoragePanel();
+    const storage = new StoragePanel(whoami);
     storage.title.icon = storageIcon;
     app.shell.add(storage, 'left', { rank: 901 });
 
@@ -101,7 +98,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       palette?.addItem({ command, category: CATEGORY });
     }
 
-    activateConsole(app, palette, restorer);
+    activateConsole(app, palette, restorer, whoami);
     activateApps(app, palette);
 
     // Warns before the hub ends this session for its policy's maximum lifetime.

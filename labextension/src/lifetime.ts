@@ -8,8 +8,7 @@
  * looked at again at least every minute, since an administrator may change the policy.
  */
 import { Notification } from '@jupyterlab/apputils';
-
-import { requestAPI } from './handler';
+import { requestAPI } from './api';
 
 export interface ISessionInfo {
   id: string | null;

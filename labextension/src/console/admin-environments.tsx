@@ -5,35 +5,11 @@
  */
 import React, { useEffect, useState } from 'react';
 
-import {
-  AdminList,
-  EditDelete,
-  IAdminContext,
-  saveNamed,
-  SlotForm,
-  slotForm,
-  SlotInputs,
-  slotsPayload,
-  slotText,
-  useActions,
-  useShow
-} from './adminkit';
-import {
-  api,
-  Btn,
-  CheckField,
-  errorText,
-  FormDialog,
-  formatBytes,
-  formatSlots,
-  amount,
-  segment,
-  SelectField,
-  Slots,
-  Tabs,
-  TextField,
-  useLoad
-} from './common';
+import { AdminList, EditDelete, IAdminContext, saveNamed, SlotInputs, useActions, useShow } from './adminkit';
+import { api, errorText, segment, Slots } from '../api';
+import { Button, CheckField, FormDialog, SelectField, TabPages, TextField, useLoad } from '../components';
+import { amount, formatBytes, formatSlots } from '../format';
+import { slotForm, SlotForm, slotsPayload, slotText } from '../slots';
 
 interface IImage {
   id: string;
@@ -115,9 +91,8 @@ function ImageInstall(props: { image: IImage; onClose: () => void; onSaved: (tex
       onSubmit={submit}
       onClose={props.onClose}
     >
-      <p className="jp-BackendAI-c-hint">
-        The agents pull the image from its registry; the list shows the progress. Sessions may then start
-        from it.
+      <p className="jp-BackendAI-hint">
+        The agents pull the image from its registry; the list shows the progress. Sessions may then start from it.
       </p>
       <SelectField
         label="Onto the agents of"
@@ -193,7 +168,7 @@ function ImageMinimum(props: { image: IImage; onClose: () => void; onSaved: () =
       onClose={props.onClose}
       wide
     >
-      <p className="jp-BackendAI-c-hint">A session asking for less is raised to these amounts.</p>
+      <p className="jp-BackendAI-hint">A session asking for less is raised to these amounts.</p>
       <SlotInputs form={slots} onChange={setSlots} blankMeans="unchanged" prefix="Minimum " />
     </FormDialog>
   );
@@ -245,7 +220,7 @@ function ImagesPanel(props: { ctx: IAdminContext }): JSX.Element {
               <>
                 {i.installed_agents.length ? i.installed_agents.join(', ') : '—'}
                 {open.length > 0 && (
-                  <ul className="jp-BackendAI-c-installs" aria-label={`Pulls of ${i.reference}`}>
+                  <ul className="jp-BackendAI-installs" aria-label={`Pulls of ${i.reference}`}>
                     {open.map(x => (
                       <li key={x.agent} data-install-status={x.status} data-agent={x.agent}>
                         {installText(x)}
@@ -266,13 +241,13 @@ function ImagesPanel(props: { ctx: IAdminContext }): JSX.Element {
         props.ctx.superadmin
           ? i => (
               <>
-                <Btn onClick={() => setEditing(i)} aria-label={`Edit the minimum resources of ${i.reference}`}>
+                <Button onClick={() => setEditing(i)} aria-label={`Edit the minimum resources of ${i.reference}`}>
                   Minimums
-                </Btn>
+                </Button>
                 {i.registry !== 'local' && (
-                  <Btn onClick={() => setInstalling(i)} aria-label={`Install ${i.reference} on the agents`}>
+                  <Button onClick={() => setInstalling(i)} aria-label={`Install ${i.reference} on the agents`}>
                     Install
-                  </Btn>
+                  </Button>
                 )}
               </>
             )
@@ -334,7 +309,7 @@ function PresetDialog(props: { preset?: IPreset; onClose: () => void; onSaved: (
     >
       {!p && <TextField label="Name" name="name" value={name} onChange={setName} required />}
       <SlotInputs form={slots} onChange={setSlots} blankMeans={p ? 'unchanged' : 'none'} />
-      <div className="jp-BackendAI-c-grid">
+      <div className="jp-BackendAI-grid">
         <TextField
           label="Shared memory"
           name="shared_memory"
@@ -369,9 +344,9 @@ function PresetsPanel(props: { ctx: IAdminContext }): JSX.Element {
       actions={acts}
       toolbar={
         su && (
-          <Btn kind="accept" onClick={() => setDialog({})}>
+          <Button kind="accept" onClick={() => setDialog({})}>
             + New preset
-          </Btn>
+          </Button>
         )
       }
       caption="Resource presets"
@@ -438,7 +413,7 @@ function RegistryDialog(props: { onClose: () => void; onSaved: (hostname: string
   };
   return (
     <FormDialog title="Add a registry" submitLabel="Add registry" onSubmit={submit} onClose={props.onClose} wide>
-      <div className="jp-BackendAI-c-grid">
+      <div className="jp-BackendAI-grid">
         <TextField
           label="Host name"
           name="hostname"
@@ -498,12 +473,12 @@ function RegistriesPanel(props: { ctx: IAdminContext }): JSX.Element {
       toolbar={
         su && (
           <>
-            <Btn onClick={() => void rescan()} disabled={!!busy}>
+            <Button onClick={() => void rescan()} disabled={!!busy}>
               {busy === '*' ? 'Rescanning…' : 'Rescan all'}
-            </Btn>
-            <Btn kind="accept" onClick={() => setAdding(true)}>
+            </Button>
+            <Button kind="accept" onClick={() => setAdding(true)}>
               + Add registry
-            </Btn>
+            </Button>
           </>
         )
       }
@@ -520,10 +495,10 @@ function RegistriesPanel(props: { ctx: IAdminContext }): JSX.Element {
         su
           ? r => (
               <>
-                <Btn onClick={() => void rescan(r.hostname)} disabled={!!busy} aria-label={`Rescan ${r.hostname}`}>
+                <Button onClick={() => void rescan(r.hostname)} disabled={!!busy} aria-label={`Rescan ${r.hostname}`}>
                   {busy === r.hostname ? 'Rescanning…' : 'Rescan'}
-                </Btn>
-                <Btn
+                </Button>
+                <Button
                   kind="warn"
                   onClick={() =>
                     void acts.run(
@@ -535,7 +510,7 @@ function RegistriesPanel(props: { ctx: IAdminContext }): JSX.Element {
                   aria-label={`Remove ${r.hostname}`}
                 >
                   Remove
-                </Btn>
+                </Button>
               </>
             )
           : undefined
@@ -556,7 +531,7 @@ function RegistriesPanel(props: { ctx: IAdminContext }): JSX.Element {
 
 export function EnvironmentsTab(props: { ctx: IAdminContext }): JSX.Element {
   return (
-    <Tabs
+    <TabPages
       label="Environments"
       tabs={[
         { id: 'images', label: 'Images', render: () => <ImagesPanel ctx={props.ctx} /> },

@@ -6,8 +6,11 @@
  */
 import React, { useState } from 'react';
 
-import { AdminList, IAdminContext, SlotForm, slotForm, SlotInputs, slotsPayload, useActions } from './adminkit';
-import { api, Btn, FormDialog, formatSlots, segment, Slots, Tabs, TextField, useLoad } from './common';
+import { AdminList, IAdminContext, SlotInputs, useActions } from './adminkit';
+import { api, segment, Slots } from '../api';
+import { Button, FormDialog, TabPages, TextField, useLoad } from '../components';
+import { formatSlots } from '../format';
+import { slotForm, SlotForm, slotsPayload } from '../slots';
 
 export interface IDomain {
   name: string;
@@ -54,7 +57,7 @@ function CapsDialog(props: {
     <FormDialog title={props.title} submitLabel="Save" onSubmit={submit} onClose={props.onClose} wide>
       <TextField label="Description" name="description" value={description} onChange={setDescription} />
       <h3>Caps on what all its sessions hold together</h3>
-      <p className="jp-BackendAI-c-hint">
+      <p className="jp-BackendAI-hint">
         Running sessions are never ended by a lower cap; new ones are refused until they fit again.
       </p>
       <SlotInputs form={slots} onChange={setSlots} blankMeans="no cap" />
@@ -73,7 +76,7 @@ function DomainsPanel(props: { ctx: IAdminContext }): JSX.Element {
       list={domains}
       what="domains"
       actions={acts}
-      note={!su && <p className="jp-BackendAI-c-hint">Only a superadmin may change a domain's caps.</p>}
+      note={!su && <p className="jp-BackendAI-hint">Only a superadmin may change a domain's caps.</p>}
       caption="Domains and their caps"
       rowKey={d => d.name}
       columns={[
@@ -84,9 +87,9 @@ function DomainsPanel(props: { ctx: IAdminContext }): JSX.Element {
       rowActions={
         su
           ? d => (
-              <Btn onClick={() => setEditing(d)} aria-label={`Edit domain ${d.name}`}>
+              <Button onClick={() => setEditing(d)} aria-label={`Edit domain ${d.name}`}>
                 Edit
-              </Btn>
+              </Button>
             )
           : undefined
       }
@@ -127,9 +130,9 @@ function ProjectsPanel(): JSX.Element {
         { label: 'Caps', render: g => capsText(g.total_resource_slots) }
       ]}
       rowActions={g => (
-        <Btn onClick={() => setEditing(g)} aria-label={`Edit project ${g.domain_name}/${g.name}`}>
+        <Button onClick={() => setEditing(g)} aria-label={`Edit project ${g.domain_name}/${g.name}`}>
           Edit
-        </Btn>
+        </Button>
       )}
     >
       {editing && (
@@ -153,5 +156,5 @@ export function OrganisationTab(props: { ctx: IAdminContext }): JSX.Element {
     { id: 'domains', label: 'Domains', render: () => <DomainsPanel ctx={props.ctx} /> },
     { id: 'projects', label: 'Projects', render: () => <ProjectsPanel /> }
   ];
-  return <Tabs label="Domains and projects" tabs={tabs} />;
+  return <TabPages label="Domains and projects" tabs={tabs} />;
 }

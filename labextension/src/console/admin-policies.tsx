@@ -5,32 +5,11 @@
  */
 import React, { useState } from 'react';
 
-import {
-  AdminList,
-  bytesField,
-  EditDelete,
-  IAdminContext,
-  IPolicy,
-  saveNamed,
-  SlotForm,
-  slotForm,
-  SlotInputs,
-  slotsPayload,
-  useActions,
-  wholeNumber
-} from './adminkit';
-import {
-  api,
-  Btn,
-  FormDialog,
-  formatBytes,
-  formatDuration,
-  formatSlot,
-  NumberField,
-  segment,
-  TextField,
-  useLoad
-} from './common';
+import { AdminList, EditDelete, IAdminContext, saveNamed, SlotInputs, useActions } from './adminkit';
+import { api, IPolicy, segment } from '../api';
+import { Button, FormDialog, NumberField, TextField, useLoad } from '../components';
+import { formatAmount, formatBytes, formatDuration } from '../format';
+import { bytesField, SlotForm, slotForm, slotsPayload, wholeNumber } from '../slots';
 
 function sizeText(bytes: number): string {
   if (!bytes) {
@@ -118,7 +97,7 @@ function PolicyDialog(props: { policy?: IPolicy; onClose: () => void; onSaved: (
   });
   const set = (key: string) => (value: string) => setFields(f => ({ ...f, [key]: value }));
   const grid = (list: IPolicyField[]) => (
-    <div className="jp-BackendAI-c-grid">
+    <div className="jp-BackendAI-grid">
       {list.map(f => {
         const common = {
           label: f.label,
@@ -164,7 +143,7 @@ export function PoliciesTab(props: { ctx: IAdminContext }): JSX.Element {
   const acts = useActions(policies.reload);
   const [dialog, setDialog] = useState<{ policy?: IPolicy } | null>(null);
   const su = props.ctx.superadmin;
-  const slot = (p: IPolicy, s: string) => formatSlot(s, p.total_resource_slots[s] ?? 'Infinity');
+  const slot = (p: IPolicy, s: string) => formatAmount(s, p.total_resource_slots[s] ?? 'Infinity');
 
   return (
     <AdminList
@@ -174,12 +153,12 @@ export function PoliciesTab(props: { ctx: IAdminContext }): JSX.Element {
       actions={acts}
       toolbar={
         su && (
-          <Btn kind="accept" onClick={() => setDialog({})}>
+          <Button kind="accept" onClick={() => setDialog({})}>
             + New policy
-          </Btn>
+          </Button>
         )
       }
-      note={!su && <p className="jp-BackendAI-c-hint">Only a superadmin may change policies.</p>}
+      note={!su && <p className="jp-BackendAI-hint">Only a superadmin may change policies.</p>}
       caption="Keypair resource policies"
       rowKey={p => p.name}
       columns={[

@@ -5,25 +5,22 @@
 import React, { useState } from 'react';
 
 import { Meter } from './charts';
-import { AdminList, IAdminContext, saveNamed, useActions, useShow, wholeNumber } from './adminkit';
+import { AdminList, IAdminContext, saveNamed, useActions, useShow } from './adminkit';
+import { api, segment, Slots } from '../api';
 import {
-  amount,
-  api,
-  Btn,
+  Button,
   CheckField,
   ErrorMessage,
   FormDialog,
-  formatSlot,
-  formatTime,
   MultiCheck,
   NumberField,
-  segment,
   SelectField,
-  Slots,
-  Tabs,
+  TabPages,
   TextField,
   useLoad
-} from './common';
+} from '../components';
+import { amount, formatAmount, formatTime } from '../format';
+import { wholeNumber } from '../slots';
 
 interface IAgent {
   id: string;
@@ -54,19 +51,14 @@ interface IScalingGroup {
   allowed_keypairs: string[];
 }
 
-function use(agent: IAgent, slot: string): JSX.Element | string {
+function slotUse(agent: IAgent, slot: string): JSX.Element | string {
   const total = amount(agent.available_slots[slot]);
   if (!total) {
     return '—';
   }
   const used = amount(agent.occupied_slots[slot]);
   return (
-    <Meter
-      label={slot}
-      used={used}
-      total={total}
-      text={`${formatSlot(slot, used)} / ${formatSlot(slot, total)}`}
-    />
+    <Meter label={slot} used={used} total={total} text={`${formatAmount(slot, used)} / ${formatAmount(slot, total)}`} />
   );
 }
 
@@ -76,7 +68,10 @@ function AgentsPanel(): JSX.Element {
     ['lost', 'Lost or terminated'],
     ['all', 'All agents']
   ]);
-  const agents = useLoad(() => api<{ agents: IAgent[] }>(`admin/agents?status=${status}`).then(r => r.agents), [status]);
+  const agents = useLoad(
+    () => api<{ agents: IAgent[] }>(`admin/agents?status=${status}`).then(r => r.agents),
+    [status]
+  );
   const acts = useActions(agents.reload);
   const toggle = (agent: IAgent) =>
     acts.run('', () => api(`admin/agents/${segment(agent.id)}`, 'PATCH', { schedulable: !agent.schedulable }));
@@ -96,22 +91,26 @@ function AgentsPanel(): JSX.Element {
         { label: 'Address', render: a => a.addr || '—' },
         { label: 'Region', render: a => a.region || '—' },
         { label: 'Started', render: a => formatTime(a.first_contact) },
-        { label: 'CPU', render: a => use(a, 'cpu') },
-        { label: 'RAM', render: a => use(a, 'mem') },
-        { label: 'GPU', render: a => use(a, 'cuda.device') },
-        { label: 'fGPU', render: a => use(a, 'cuda.shares') },
+        { label: 'CPU', render: a => slotUse(a, 'cpu') },
+        { label: 'RAM', render: a => slotUse(a, 'mem') },
+        { label: 'GPU', render: a => slotUse(a, 'cuda.device') },
+        { label: 'fGPU', render: a => slotUse(a, 'cuda.shares') },
         { label: 'Schedulable', render: a => (a.schedulable ? 'yes' : 'no') }
       ]}
       rowActions={a => (
-        <Btn onClick={() => void toggle(a)} aria-label={`${a.schedulable ? 'Stop' : 'Start'} scheduling on ${a.id}`}>
+        <Button onClick={() => void toggle(a)} aria-label={`${a.schedulable ? 'Stop' : 'Start'} scheduling on ${a.id}`}>
           {a.schedulable ? 'Stop scheduling' : 'Allow scheduling'}
-        </Btn>
+        </Button>
       )}
     />
   );
 }
 
-function GroupDialog(props: { group?: IScalingGroup; onClose: () => void; onSaved: (name: string) => void }): JSX.Element {
+function GroupDialog(props: {
+  group?: IScalingGroup;
+  onClose: () => void;
+  onSaved: (name: string) => void;
+}): JSX.Element {
   const g = props.group;
   const [name, setName] = useState(g?.name || '');
   const [description, setDescription] = useState(g?.description || '');
@@ -143,7 +142,7 @@ function GroupDialog(props: { group?: IScalingGroup; onClose: () => void; onSave
       onClose={props.onClose}
       wide
     >
-      <div className="jp-BackendAI-c-grid">
+      <div className="jp-BackendAI-grid">
         {!g && <TextField label="Name" name="name" value={name} onChange={setName} required />}
         <TextField label="Description" name="description" value={description} onChange={setDescription} />
         <SelectField
@@ -269,9 +268,9 @@ function GroupsPanel(props: { ctx: IAdminContext }): JSX.Element {
       actions={acts}
       toolbar={
         su && (
-          <Btn kind="accept" onClick={() => setDialog({})}>
+          <Button kind="accept" onClick={() => setDialog({})}>
             + New resource group
-          </Btn>
+          </Button>
         )
       }
       caption="Resource groups"
@@ -292,12 +291,12 @@ function GroupsPanel(props: { ctx: IAdminContext }): JSX.Element {
         su
           ? g => (
               <>
-                <Btn onClick={() => setDialog({ group: g })} aria-label={`Edit resource group ${g.name}`}>
+                <Button onClick={() => setDialog({ group: g })} aria-label={`Edit resource group ${g.name}`}>
                   Edit
-                </Btn>
-                <Btn onClick={() => setAccess(g)} aria-label={`Who may use ${g.name}`}>
+                </Button>
+                <Button onClick={() => setAccess(g)} aria-label={`Who may use ${g.name}`}>
                   Access
-                </Btn>
+                </Button>
               </>
             )
           : undefined
@@ -332,5 +331,5 @@ export function ResourcesTab(props: { ctx: IAdminContext }): JSX.Element {
   if (props.ctx.superadmin) {
     tabs.unshift({ id: 'agents', label: 'Agents', render: () => <AgentsPanel /> });
   }
-  return <Tabs label="Resources" tabs={tabs} />;
+  return <TabPages label="Resources" tabs={tabs} />;
 }

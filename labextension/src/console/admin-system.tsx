@@ -5,19 +5,9 @@
 import React, { useState } from 'react';
 
 import { IRescanReport, rescanText } from './admin-environments';
-import { confirm } from './adminkit';
-import {
-  api,
-  Btn,
-  ErrorMessage,
-  errorText,
-  formatBytes,
-  formatDuration,
-  Loading,
-  SectionHeader,
-  StatusMessage,
-  useLoad
-} from './common';
+import { api, errorText } from '../api';
+import { Button, confirm, ErrorMessage, Loading, SectionHeader, StatusMessage, useLoad } from '../components';
+import { formatBytes, formatDuration } from '../format';
 
 interface ISystem {
   version: string;
@@ -44,9 +34,9 @@ const COUNT_LABELS: Record<string, string> = {
 
 function Pairs(props: { label: string; items: [string, React.ReactNode][] }): JSX.Element {
   return (
-    <section className="jp-BackendAI-c-card" aria-label={props.label}>
+    <section className="jp-BackendAI-card" aria-label={props.label}>
       <h3>{props.label}</h3>
-      <dl className="jp-BackendAI-c-dl">
+      <dl className="jp-BackendAI-dl">
         {props.items.map(([k, v]) => (
           <React.Fragment key={k}>
             <dt>{k}</dt>
@@ -67,7 +57,7 @@ export function SystemTab(): JSX.Element {
       <ErrorMessage error={system.error} />
       {system.loading && !s && <Loading what="settings" />}
       {s && (
-        <div className="jp-BackendAI-c-cards">
+        <div className="jp-BackendAI-cards">
           <Pairs
             label="Service"
             items={[
@@ -163,31 +153,33 @@ export function MaintenanceTab(): JSX.Element {
       <SectionHeader title="Maintenance" level={3} />
       <ErrorMessage error={error} onDismiss={() => setError('')} />
       <StatusMessage text={done} />
-      <div className="jp-BackendAI-c-cards">
-        <div className="jp-BackendAI-c-card">
+      <div className="jp-BackendAI-cards">
+        <div className="jp-BackendAI-card">
           <h3>Recalculate usage</h3>
-          <p className="jp-BackendAI-c-hint">
+          <p className="jp-BackendAI-hint">
             Ends sessions that still hold resources although the hub no longer runs their server.
           </p>
-          <Btn kind="accept" onClick={() => void recalculate()} disabled={!!busy}>
+          <Button kind="accept" onClick={() => void recalculate()} disabled={!!busy}>
             {busy === 'recalculate' ? 'Recalculating…' : 'Recalculate usage'}
-          </Btn>
+          </Button>
         </div>
-        <div className="jp-BackendAI-c-card">
+        <div className="jp-BackendAI-card">
           <h3>Rescan images</h3>
-          <p className="jp-BackendAI-c-hint">Reads every registry and adds or updates the images labeled for the platform.</p>
-          <Btn kind="accept" onClick={() => void rescan()} disabled={!!busy}>
+          <p className="jp-BackendAI-hint">
+            Reads every registry and adds or updates the images labeled for the platform.
+          </p>
+          <Button kind="accept" onClick={() => void rescan()} disabled={!!busy}>
             {busy === 'rescan' ? 'Rescanning…' : 'Rescan images'}
-          </Btn>
+          </Button>
         </div>
-        <div className="jp-BackendAI-c-card">
+        <div className="jp-BackendAI-card">
           <h3>Clean up images</h3>
-          <p className="jp-BackendAI-c-hint">
+          <p className="jp-BackendAI-hint">
             Forgets image entries that no agent has and no session uses; you see the list before anything goes.
           </p>
-          <Btn kind="warn" onClick={() => void cleanup()} disabled={!!busy}>
+          <Button kind="warn" onClick={() => void cleanup()} disabled={!!busy}>
             {busy === 'cleanup' ? 'Checking…' : 'Clean up images'}
-          </Btn>
+          </Button>
         </div>
       </div>
     </section>

@@ -4,31 +4,22 @@
  */
 import React, { useState } from 'react';
 
+import { AdminList, IAdminContext, SecretResult, useActions, useShow } from './adminkit';
+import { api, IKeypair, IPolicy, segment } from '../api';
 import {
-  AdminList,
-  IAdminContext,
-  IKeypair,
-  IPolicy,
-  SecretResult,
-  useActions,
-  useShow,
-  wholeNumber
-} from './adminkit';
-import {
-  api,
-  Btn,
+  Button,
   CheckField,
   ErrorMessage,
   FormDialog,
-  formatTime,
   MultiCheck,
   NumberField,
   PasswordRules,
-  segment,
   SelectField,
   TextField,
   useLoad
-} from './common';
+} from '../components';
+import { formatTime } from '../format';
+import { wholeNumber } from '../slots';
 
 export interface IUser {
   uuid: string;
@@ -105,7 +96,7 @@ function CreateUser(props: {
   return (
     <FormDialog title="New user" submitLabel="Create user" onSubmit={submit} onClose={props.onClose} wide>
       <ErrorMessage error={policies.error || domains.error || groupNames.error} />
-      <div className="jp-BackendAI-c-grid">
+      <div className="jp-BackendAI-grid">
         <TextField label="E-mail" type="email" name="email" value={email} onChange={setEmail} required />
         <TextField
           label="User name"
@@ -126,7 +117,7 @@ function CreateUser(props: {
         />
       </div>
       <PasswordRules password={password} />
-      <div className="jp-BackendAI-c-grid">
+      <div className="jp-BackendAI-grid">
         <SelectField label="Role" name="role" value={role} onChange={setRole} options={roles(ctx)} />
         <SelectField
           label="Domain"
@@ -191,7 +182,7 @@ function EditUser(props: { ctx: IAdminContext; user: IUser; onClose: () => void;
 
   return (
     <FormDialog title={`Edit ${user.email}`} submitLabel="Save" onSubmit={submit} onClose={props.onClose} wide>
-      <div className="jp-BackendAI-c-grid">
+      <div className="jp-BackendAI-grid">
         <TextField label="User name" name="username" value={username} onChange={setUsername} />
         <TextField label="Full name" name="full_name" value={fullName} onChange={setFullName} />
         <TextField label="Description" name="description" value={description} onChange={setDescription} />
@@ -214,12 +205,8 @@ function EditUser(props: { ctx: IAdminContext; user: IUser; onClose: () => void;
         />
       </div>
       {password && <PasswordRules password={password} />}
-      <CheckField
-        label="Must change the password at next login"
-        checked={needChange}
-        onChange={setNeedChange}
-      />
-      <p className="jp-BackendAI-c-hint">
+      <CheckField label="Must change the password at next login" checked={needChange} onChange={setNeedChange} />
+      <p className="jp-BackendAI-hint">
         Domain {user.domain_name}; projects: {user.groups.join(', ') || 'none'}; created {formatTime(user.created_at)}.
       </p>
     </FormDialog>
@@ -246,9 +233,9 @@ export function UsersTab(props: { ctx: IAdminContext }): JSX.Element {
       actions={acts}
       show={show}
       toolbar={
-        <Btn kind="accept" onClick={() => setCreating(true)}>
+        <Button kind="accept" onClick={() => setCreating(true)}>
           + New user
-        </Btn>
+        </Button>
       }
       caption="Users"
       rowKey={u => u.email}
@@ -264,23 +251,23 @@ export function UsersTab(props: { ctx: IAdminContext }): JSX.Element {
       ]}
       rowActions={u => (
         <>
-          <Btn onClick={() => setEditing(u)} aria-label={`Edit ${u.email}`}>
+          <Button onClick={() => setEditing(u)} aria-label={`Edit ${u.email}`}>
             Edit
-          </Btn>
+          </Button>
           {u.is_active && u.email !== props.ctx.email && (
-            <Btn
+            <Button
               kind="warn"
               onClick={() =>
-                void acts.run(
-                  `${u.email} was deactivated.`,
-                  () => api(`admin/users/${segment(u.email)}`, 'DELETE'),
-                  ['Deactivate user?', `${u.email} will no longer be able to log in.`, 'Deactivate']
-                )
+                void acts.run(`${u.email} was deactivated.`, () => api(`admin/users/${segment(u.email)}`, 'DELETE'), [
+                  'Deactivate user?',
+                  `${u.email} will no longer be able to log in.`,
+                  'Deactivate'
+                ])
               }
               aria-label={`Deactivate ${u.email}`}
             >
               Deactivate
-            </Btn>
+            </Button>
           )}
         </>
       )}
@@ -364,7 +351,7 @@ function KeypairDialog(props: {
       wide
     >
       <ErrorMessage error={policies.error} />
-      <div className="jp-BackendAI-c-grid">
+      <div className="jp-BackendAI-grid">
         {!editing && (
           <TextField label="User (e-mail or user name)" name="user" value={user} onChange={setUser} required />
         )}
@@ -433,9 +420,9 @@ export function CredentialsTab(): JSX.Element {
       actions={acts}
       show={show}
       toolbar={
-        <Btn kind="accept" onClick={() => setDialog({})}>
+        <Button kind="accept" onClick={() => setDialog({})}>
           + New keypair
-        </Btn>
+        </Button>
       }
       caption="Keypairs"
       rowKey={k => k.access_key}
@@ -452,19 +439,19 @@ export function CredentialsTab(): JSX.Element {
       ]}
       rowActions={k => (
         <>
-          <Btn onClick={() => setDialog({ keypair: k })} aria-label={`Edit ${k.access_key}`}>
+          <Button onClick={() => setDialog({ keypair: k })} aria-label={`Edit ${k.access_key}`}>
             Edit
-          </Btn>
+          </Button>
           {k.is_active ? (
-            <Btn onClick={() => void setActiveKey(k, false)} aria-label={`Deactivate ${k.access_key}`}>
+            <Button onClick={() => void setActiveKey(k, false)} aria-label={`Deactivate ${k.access_key}`}>
               Deactivate
-            </Btn>
+            </Button>
           ) : (
-            <Btn onClick={() => void setActiveKey(k, true)} aria-label={`Activate ${k.access_key}`}>
+            <Button onClick={() => void setActiveKey(k, true)} aria-label={`Activate ${k.access_key}`}>
               Activate
-            </Btn>
+            </Button>
           )}
-          <Btn
+          <Button
             kind="warn"
             aria-label={`Delete ${k.access_key}`}
             onClick={() =>
@@ -476,7 +463,7 @@ export function CredentialsTab(): JSX.Element {
             }
           >
             Delete
-          </Btn>
+          </Button>
         </>
       )}
     >

@@ -11,7 +11,7 @@ import { PoliciesTab } from './admin-policies';
 import { ResourcesTab } from './admin-resources';
 import { MaintenanceTab, SystemTab } from './admin-system';
 import { IAdminContext } from './adminkit';
-import { SectionHeader, Tabs } from './common';
+import { SectionHeader, TabPages } from '../components';
 
 export function Administration(props: { ctx: IAdminContext }): JSX.Element {
   const { ctx } = props;
@@ -30,13 +30,13 @@ export function Administration(props: { ctx: IAdminContext }): JSX.Element {
     );
   }
   return (
-    <div className="jp-BackendAI-c-page jp-BackendAI-c-admin">
+    <div className="jp-BackendAI-page jp-BackendAI-admin">
       <SectionHeader title="Administration">
-        <span className="jp-BackendAI-c-hint">
+        <span className="jp-BackendAI-hint">
           {ctx.superadmin ? 'Superadmin' : `Admin of the domain ${ctx.domain}`} ({ctx.email})
         </span>
       </SectionHeader>
-      <Tabs label="Administration" tabs={tabs} />
+      <TabPages label="Administration" tabs={tabs} />
     </div>
   );
 }

@@ -2,130 +2,29 @@
  * What the Administration tabs share: who is administering, confirmations, slot inputs, and
  * the "shown once" result of creating a user or a keypair.
  */
-import { Dialog, showDialog } from '@jupyterlab/apputils';
 import React, { useState } from 'react';
-
+import { api, errorText, IKeypair, segment } from '../api';
 import {
-  api,
-  Btn,
+  Button,
+  confirm,
   DataTable,
   ErrorMessage,
-  errorText,
   FormDialog,
   IColumn,
   ILoaded,
   Loading,
-  parseSize,
   SectionHeader,
-  segment,
   SelectField,
-  Slots,
   StatusMessage,
   TextField
-} from './common';
+} from '../components';
+import { SLOT_FIELDS, SlotForm } from '../slots';
 
 export interface IAdminContext {
   /** True for a superadmin; a domain admin gets the read-only views of global objects. */
   superadmin: boolean;
   domain: string;
   email: string;
-}
-
-export interface IPolicy {
-  name: string;
-  total_resource_slots: Slots;
-  max_concurrent_sessions: number;
-  max_containers_per_session: number;
-  idle_timeout: number;
-  max_session_lifetime: number;
-  max_pending_session_count: number | null;
-  allowed_vfolder_hosts: string[];
-  max_vfolder_count: number;
-  max_vfolder_size: number;
-  created_at: string | null;
-}
-
-export interface IKeypair {
-  access_key: string;
-  secret_key?: string;
-  user_id: string;
-  is_active: boolean;
-  is_admin: boolean;
-  resource_policy: string;
-  rate_limit: number;
-  num_queries: number;
-  last_used: string | null;
-  created_at: string | null;
-}
-
-/** Ask before something that cannot be undone; true when the user agreed. */
-export async function confirm(title: string, body: string, label: string): Promise<boolean> {
-  const answer = await showDialog({
-    title,
-    body,
-    buttons: [Dialog.cancelButton(), Dialog.warnButton({ label })]
-  });
-  return answer.button.accept;
-}
-
-/** The editable slots, with what a blank field means. */
-export const SLOT_FIELDS: { slot: string; label: string; placeholder: string }[] = [
-  { slot: 'cpu', label: 'CPU (cores)', placeholder: 'e.g. 4' },
-  { slot: 'mem', label: 'RAM', placeholder: 'e.g. 16g' },
-  { slot: 'cuda.device', label: 'GPU (whole devices)', placeholder: 'e.g. 1' },
-  { slot: 'cuda.shares', label: 'fGPU (shares)', placeholder: 'e.g. 0.5' }
-];
-
-/** Slot amounts as the form edits them: strings, "" for "not given". */
-export type SlotForm = Record<string, string>;
-
-/** The form's text for a stored amount: bytes as "4g"-style text for memory, "" for unlimited. */
-export function slotText(slot: string, value: string | undefined): string {
-  if (value === undefined || value === null || value === 'Infinity') {
-    return '';
-  }
-  if (slot === 'mem' || slot === 'shmem') {
-    const n = Number(value);
-    for (const [unit, size] of [
-      ['t', 1024 ** 4],
-      ['g', 1024 ** 3],
-      ['m', 1024 ** 2],
-      ['k', 1024]
-    ] as [string, number][]) {
-      if (n >= size && n % size === 0) {
-        return `${n / size}${unit}`;
-      }
-    }
-  }
-  return String(value);
-}
-
-export function slotForm(slots: Slots | undefined): SlotForm {
-  const out: SlotForm = {};
-  for (const f of SLOT_FIELDS) {
-    out[f.slot] = slotText(f.slot, slots?.[f.slot]);
-  }
-  return out;
-}
-
-/**
- * The slots to send: given amounts as typed (the manager parses "16g"); blank ones are left
- * out, or sent as `blank` (e.g. "unlimited" when an edit clears a limit that was set).
- */
-export function slotsPayload(form: SlotForm, blank?: (slot: string) => string | undefined): Slots {
-  const out: Slots = {};
-  for (const f of SLOT_FIELDS) {
-    const text = (form[f.slot] || '').trim();
-    if (text) {
-      out[f.slot] = text;
-    } else if (blank) {
-      const value = blank(f.slot);
-      if (value !== undefined) {
-        out[f.slot] = value;
-      }
-    }
-  }
-  return out;
 }
 
 export function SlotInputs(props: {
@@ -135,7 +34,7 @@ export function SlotInputs(props: {
   prefix?: string;
 }): JSX.Element {
   return (
-    <div className="jp-BackendAI-c-grid">
+    <div className="jp-BackendAI-grid">
       {SLOT_FIELDS.map(f => (
         <TextField
           key={f.slot}
@@ -150,31 +49,6 @@ export function SlotInputs(props: {
   );
 }
 
-/** A whole number from a form field, or an error naming the field. */
-export function wholeNumber(label: string, text: string, fallback = 0): number {
-  const t = text.trim();
-  if (t === '') {
-    return fallback;
-  }
-  const n = Number(t);
-  if (!Number.isInteger(n) || n < 0) {
-    throw new Error(`${label} must be a whole number of 0 or more.`);
-  }
-  return n;
-}
-
-/** Bytes from "10g"-style text, or an error naming the field. */
-export function bytesField(label: string, text: string): number {
-  if (text.trim() === '') {
-    return 0;
-  }
-  const n = parseSize(text);
-  if (n === null) {
-    throw new Error(`${label}: write a size like 10g or 512m.`);
-  }
-  return n;
-}
-
 /** What a creation answered that is shown only once: a keypair's secret key. */
 export function SecretResult(props: {
   title: string;
@@ -185,7 +59,7 @@ export function SecretResult(props: {
   return (
     <FormDialog title={props.title} submitLabel="" closeOnly onSubmit={() => undefined} onClose={props.onClose}>
       {props.note && <p>{props.note}</p>}
-      <dl className="jp-BackendAI-c-dl">
+      <dl className="jp-BackendAI-dl">
         <dt>Access key</dt>
         <dd>
           <code>{props.keypair.access_key}</code>
@@ -195,7 +69,7 @@ export function SecretResult(props: {
           <code>{props.keypair.secret_key}</code>
         </dd>
       </dl>
-      <p className="jp-BackendAI-c-hint">The secret key is shown only now; copy it before closing.</p>
+      <p className="jp-BackendAI-hint">The secret key is shown only now; copy it before closing.</p>
     </FormDialog>
   );
 }
@@ -312,12 +186,12 @@ export function EditDelete(props: {
 }): JSX.Element {
   return (
     <>
-      <Btn onClick={props.onEdit} aria-label={`Edit ${props.noun} ${props.name}`}>
+      <Button onClick={props.onEdit} aria-label={`Edit ${props.noun} ${props.name}`}>
         Edit
-      </Btn>
-      <Btn kind="warn" onClick={props.onDelete} aria-label={`Delete ${props.noun} ${props.name}`}>
+      </Button>
+      <Button kind="warn" onClick={props.onDelete} aria-label={`Delete ${props.noun} ${props.name}`}>
         Delete
-      </Btn>
+      </Button>
     </>
   );
 }

@@ -46,29 +46,29 @@ export function Gauge(props: {
     ? `${props.label}: ${usedUnit} used of ${totalUnit} (${Math.round(fraction * 100)}%)`
     : `${props.label}: ${usedUnit} used, no limit`;
   return (
-    <figure className="jp-BackendAI-c-gauge" data-gauge={props.id || props.label}>
+    <figure className="jp-BackendAI-gauge" data-gauge={props.id || props.label}>
       <svg viewBox="0 0 120 120" width="120" height="120" role="img" aria-label={alt}>
         <title>{alt}</title>
-        <circle className="jp-BackendAI-c-gauge-track" cx="60" cy="60" r="48" />
+        <circle className="jp-BackendAI-gauge-track" cx="60" cy="60" r="48" />
         {fraction > 0 && (
           <path
-            className={`jp-BackendAI-c-gauge-bar jp-BackendAI-c-gauge-${level}`}
+            className={`jp-BackendAI-gauge-bar jp-BackendAI-gauge-${level}`}
             d={fraction >= 1 ? arc(60, 60, 48, 0.9999) : arc(60, 60, 48, fraction)}
           />
         )}
-        <text x="60" y="56" textAnchor="middle" className="jp-BackendAI-c-gauge-value">
+        <text x="60" y="56" textAnchor="middle" className="jp-BackendAI-gauge-value">
           {limited ? `${Math.round(fraction * 100)}%` : usedText}
         </text>
-        <text x="60" y="76" textAnchor="middle" className="jp-BackendAI-c-gauge-sub">
+        <text x="60" y="76" textAnchor="middle" className="jp-BackendAI-gauge-sub">
           {limited ? `${usedText} / ${totalText}` : 'no limit'}
         </text>
       </svg>
       <figcaption>
-        <span className="jp-BackendAI-c-gauge-label">{props.label}</span>
-        <span className="jp-BackendAI-c-gauge-numbers">
+        <span className="jp-BackendAI-gauge-label">{props.label}</span>
+        <span className="jp-BackendAI-gauge-numbers">
           {limited ? `${usedUnit} of ${totalUnit}` : `${usedUnit}, no limit`}
         </span>
-        {props.detail && <span className="jp-BackendAI-c-hint">{props.detail}</span>}
+        {props.detail && <span className="jp-BackendAI-hint">{props.detail}</span>}
       </figcaption>
     </figure>
   );
@@ -87,10 +87,10 @@ export function withUnit(text: string, unit?: string | [string, string]): string
 export function Meter(props: { label: string; used: number; total: number; text: string }): JSX.Element {
   const fraction = props.total > 0 && Number.isFinite(props.total) ? Math.min(1, props.used / props.total) : 0;
   return (
-    <div className="jp-BackendAI-c-meter" title={`${props.label}: ${props.text}`}>
+    <div className="jp-BackendAI-meter" title={`${props.label}: ${props.text}`}>
       <svg width="60" height="8" role="img" aria-label={`${props.label}: ${props.text}`}>
-        <rect className="jp-BackendAI-c-meter-track" x="0" y="0" width="60" height="8" rx="2" />
-        <rect className="jp-BackendAI-c-meter-bar" x="0" y="0" width={60 * fraction} height="8" rx="2" />
+        <rect className="jp-BackendAI-meter-track" x="0" y="0" width="60" height="8" rx="2" />
+        <rect className="jp-BackendAI-meter-bar" x="0" y="0" width={60 * fraction} height="8" rx="2" />
       </svg>
       <span>{props.text}</span>
     </div>
@@ -164,12 +164,10 @@ export function BarChart(props: {
     `${props.title}: ${withUnit(fmt(total), props.unit)} over ${props.points.length} days, ` +
     `at most ${withUnit(fmt(peak), props.unit)} on one day`;
   return (
-    <figure className="jp-BackendAI-c-chart" data-chart={props.id || props.title}>
+    <figure className="jp-BackendAI-chart" data-chart={props.id || props.title}>
       <figcaption>
-        <span className="jp-BackendAI-c-chart-title">{props.title}</span>
-        <span className="jp-BackendAI-c-hint">
-          total {withUnit(fmt(total), props.unit)}
-        </span>
+        <span className="jp-BackendAI-chart-title">{props.title}</span>
+        <span className="jp-BackendAI-hint">total {withUnit(fmt(total), props.unit)}</span>
       </figcaption>
       <svg viewBox={`0 0 ${width} ${height}`} role="img" aria-label={alt} preserveAspectRatio="xMinYMin meet">
         <title>{alt}</title>
@@ -177,8 +175,8 @@ export function BarChart(props: {
           const y = top + plotH - (t / max) * plotH;
           return (
             <g key={t}>
-              <line className="jp-BackendAI-c-chart-grid" x1={left} x2={width - 8} y1={y} y2={y} />
-              <text className="jp-BackendAI-c-chart-axis" x={left - 4} y={y + 3} textAnchor="end">
+              <line className="jp-BackendAI-chart-grid" x1={left} x2={width - 8} y1={y} y2={y} />
+              <text className="jp-BackendAI-chart-axis" x={left - 4} y={y + 3} textAnchor="end">
                 {fmtTick(t)}
               </text>
             </g>
@@ -189,23 +187,23 @@ export function BarChart(props: {
           const x = left + i * slot + (slot - barW) / 2;
           return (
             <g key={p.day}>
-              <rect className="jp-BackendAI-c-chart-bar" x={x} y={top + plotH - h} width={barW} height={h}>
+              <rect className="jp-BackendAI-chart-bar" x={x} y={top + plotH - h} width={barW} height={h}>
                 <title>{`${p.day}: ${withUnit(fmt(p.value), props.unit)}`}</title>
               </rect>
               {i % labelEvery === 0 && (
-                <text className="jp-BackendAI-c-chart-axis" x={x + barW / 2} y={height - 8} textAnchor="middle">
+                <text className="jp-BackendAI-chart-axis" x={x + barW / 2} y={height - 8} textAnchor="middle">
                   {p.day.slice(5)}
                 </text>
               )}
             </g>
           );
         })}
-        <line className="jp-BackendAI-c-chart-baseline" x1={left} x2={width - 8} y1={top + plotH} y2={top + plotH} />
+        <line className="jp-BackendAI-chart-baseline" x1={left} x2={width - 8} y1={top + plotH} y2={top + plotH} />
       </svg>
-      <details className="jp-BackendAI-c-chart-data">
+      <details className="jp-BackendAI-chart-data">
         <summary>Show the numbers</summary>
-        <table className="jp-BackendAI-c-table">
-          <caption className="jp-BackendAI-c-sr-only">{props.title} per day</caption>
+        <table className="jp-BackendAI-table">
+          <caption className="jp-BackendAI-sr">{props.title} per day</caption>
           <thead>
             <tr>
               <th scope="col">Day</th>

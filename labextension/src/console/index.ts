@@ -11,8 +11,8 @@ import { IMainMenu } from '@jupyterlab/mainmenu';
 import { Menu } from '@lumino/widgets';
 
 import { IAdminContext } from './adminkit';
-import { api } from './common';
 import { ConsoleKind, createConsoleWidget, ICONS, TITLES } from './widgets';
+import { isAdminRole, WhoAmIModel } from '../api';
 
 export const CommandIDs: Record<ConsoleKind, string> = {
   summary: 'backendai:open-summary',
@@ -23,22 +23,11 @@ export const CommandIDs: Record<ConsoleKind, string> = {
 
 const CATEGORY = 'Backend.AI';
 
-interface IWhoAmI {
-  username: string;
-  email: string;
-  role: string;
-  domain: string;
-}
-
-/** Whether a role may open Administration. */
-export function isAdminRole(role: string | undefined): boolean {
-  return role === 'admin' || role === 'superadmin';
-}
-
 export function activateConsole(
   app: JupyterFrontEnd,
   palette: ICommandPalette | null,
-  restorer: ILayoutRestorer | null
+  restorer: ILayoutRestorer | null,
+  whoami: WhoAmIModel
 ): void {
   const { commands, shell } = app;
   const trackers = {} as Record<ConsoleKind, WidgetTracker<MainAreaWidget<ReactWidget>>>;
@@ -82,45 +71,53 @@ export function activateConsole(
   register('statistics', 11);
   register('settings', 12);
 
-  // Administration exists only for admins: the command is added once whoami says so, and the
-  // restorer waits for that answer before reopening a saved Administration tab.
-  const whoami = api<IWhoAmI>('auth/whoami').then(
-    me => {
-      if (isAdminRole(me.role)) {
-        adminContext = { superadmin: me.role === 'superadmin', domain: me.domain, email: me.email };
+  // Administration exists only for admins: the command is added once whoami says so (at the
+  // first answer, or later if the role changes), and the restorer waits for that first answer
+  // before reopening a saved Administration tab.
+  let adminRegistered = false;
+  const registerAdmin = () => {
+    const me = whoami.who;
+    if (me && isAdminRole(me.role)) {
+      adminContext = { superadmin: me.role === 'superadmin', domain: me.domain, email: me.email };
+      if (!adminRegistered) {
+        adminRegistered = true;
         register('admin', 13);
       }
-    },
-    reason => console.warn('Backend.AI: cannot tell whether you are an administrator:', reason)
-  );
+    }
+  };
+  const ready = whoami.ready.then(() => {
+    if (whoami.error) {
+      console.warn('Backend.AI: cannot tell whether you are an administrator:', whoami.error);
+    }
+    registerAdmin();
+  });
+  whoami.changed.connect(registerAdmin);
 
   if (restorer) {
     for (const kind of kinds) {
       void restorer.restore(trackers[kind], {
         command: CommandIDs[kind],
         name: () => kind,
-        when: kind === 'admin' ? whoami : undefined
+        when: kind === 'admin' ? ready : undefined
       });
     }
   }
 
   // The launcher and the main menu are optional: JupyterLab without them still has the palette.
-  void Promise.all([
-    app.resolveOptionalService(ILauncher),
-    app.resolveOptionalService(IMainMenu),
-    whoami
-  ]).then(([launcher, mainMenu]) => {
-    for (const item of launcherItems) {
-      launcher?.add(item);
-    }
-    if (mainMenu) {
-      const menu = new Menu({ commands });
-      menu.id = 'jp-BackendAI-menu';
-      menu.title.label = 'Backend.AI';
-      for (const command of menuItems) {
-        menu.addItem({ command });
+  void Promise.all([app.resolveOptionalService(ILauncher), app.resolveOptionalService(IMainMenu), ready]).then(
+    ([launcher, mainMenu]) => {
+      for (const item of launcherItems) {
+        launcher?.add(item);
       }
-      mainMenu.addMenu(menu, true, { rank: 1000 });
+      if (mainMenu) {
+        const menu = new Menu({ commands });
+        menu.id = 'jp-BackendAI-menu';
+        menu.title.label = 'Backend.AI';
+        for (const command of menuItems) {
+          menu.addItem({ command });
+        }
+        mainMenu.addMenu(menu, true, { rank: 1000 });
+      }
     }
-  });
+  );
 }

@@ -4,23 +4,20 @@
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import React, { useEffect, useState } from 'react';
-
+import { api, errorText, IProfile } from '../api';
 import {
-  api,
-  Btn,
+  Button,
   CopyText,
   downloadText,
   ErrorMessage,
-  errorText,
   Loading,
-  PASSWORD_RULES,
   PasswordRules,
   SectionHeader,
   StatusMessage,
   TextField,
   useLoad
-} from './common';
-import { IProfile } from './summary';
+} from '../components';
+import { PASSWORD_RULES } from '../passwords';
 
 const PORT_MIN = 10000;
 const PORT_MAX = 65000;
@@ -62,8 +59,8 @@ function PasswordForm(): JSX.Element {
   };
 
   return (
-    <form className="jp-BackendAI-c-card" onSubmit={submit} aria-labelledby="jp-BackendAI-c-password-title">
-      <h3 id="jp-BackendAI-c-password-title">Change password</h3>
+    <form className="jp-BackendAI-card" onSubmit={submit} aria-labelledby="jp-BackendAI-password-title">
+      <h3 id="jp-BackendAI-password-title">Change password</h3>
       <TextField
         label="Current password"
         type="password"
@@ -95,9 +92,9 @@ function PasswordForm(): JSX.Element {
       />
       <ErrorMessage error={error} />
       <StatusMessage text={done} />
-      <Btn type="submit" kind="accept" disabled={busy || !old || weak || !again || differ}>
+      <Button type="submit" kind="accept" disabled={busy || !old || weak || !again || differ}>
         Change password
-      </Btn>
+      </Button>
     </form>
   );
 }
@@ -132,30 +129,28 @@ function SSHKeys(): JSX.Element {
   };
 
   return (
-    <section className="jp-BackendAI-c-card" aria-labelledby="jp-BackendAI-c-ssh-title">
-      <h3 id="jp-BackendAI-c-ssh-title">SSH keypair</h3>
-      <p className="jp-BackendAI-c-hint">
-        Sessions accept this public key for SSH and SFTP; inside a session the private key is
-        /home/work/id_container.
+    <section className="jp-BackendAI-card" aria-labelledby="jp-BackendAI-ssh-title">
+      <h3 id="jp-BackendAI-ssh-title">SSH keypair</h3>
+      <p className="jp-BackendAI-hint">
+        Sessions accept this public key for SSH and SFTP; inside a session the private key is /home/work/id_container.
       </p>
       <ErrorMessage error={key.error || error} />
       {key.loading && !key.data && <Loading what="the public key" />}
       {key.data && <CopyText label="Public key" value={fresh?.ssh_public_key || key.data.ssh_public_key} />}
       {fresh && (
-        <div className="jp-BackendAI-c-secret" role="region" aria-label="The new keypair">
+        <div className="jp-BackendAI-secret" role="region" aria-label="The new keypair">
           <p>
-            <strong>This private key is shown only now.</strong> Download it or copy it before you leave
-            this page.
+            <strong>This private key is shown only now.</strong> Download it or copy it before you leave this page.
           </p>
           <CopyText label="New private key" value={fresh.ssh_private_key} rows={6} />
-          <Btn kind="accept" onClick={() => downloadText('id_container', fresh.ssh_private_key)}>
+          <Button kind="accept" onClick={() => downloadText('id_container', fresh.ssh_private_key)}>
             Download id_container
-          </Btn>
+          </Button>
         </div>
       )}
-      <Btn kind="warn" onClick={refresh} disabled={busy}>
+      <Button kind="warn" onClick={refresh} disabled={busy}>
         Generate a new keypair
-      </Btn>
+      </Button>
     </section>
   );
 }
@@ -203,8 +198,8 @@ function SSHPort(): JSX.Element {
   };
 
   return (
-    <form className="jp-BackendAI-c-card" onSubmit={submit} aria-labelledby="jp-BackendAI-c-port-title">
-      <h3 id="jp-BackendAI-c-port-title">Preferred SSH port</h3>
+    <form className="jp-BackendAI-card" onSubmit={submit} aria-labelledby="jp-BackendAI-port-title">
+      <h3 id="jp-BackendAI-port-title">Preferred SSH port</h3>
       <ErrorMessage error={profile.error} />
       <TextField
         label="Port"
@@ -219,13 +214,13 @@ function SSHPort(): JSX.Element {
       />
       <ErrorMessage error={error} />
       <StatusMessage text={done} />
-      <div className="jp-BackendAI-c-toolbar">
-        <Btn type="submit" kind="accept" disabled={!profile.data}>
+      <div className="jp-BackendAI-toolbar">
+        <Button type="submit" kind="accept" disabled={!profile.data}>
           Save port
-        </Btn>
-        <Btn onClick={() => void save(null)} disabled={!profile.data}>
+        </Button>
+        <Button onClick={() => void save(null)} disabled={!profile.data}>
           Use a random port
-        </Btn>
+        </Button>
       </div>
     </form>
   );
@@ -233,9 +228,9 @@ function SSHPort(): JSX.Element {
 
 export function Settings(): JSX.Element {
   return (
-    <div className="jp-BackendAI-c-page jp-BackendAI-c-settings">
+    <div className="jp-BackendAI-page jp-BackendAI-settings">
       <SectionHeader title="Settings" />
-      <div className="jp-BackendAI-c-cards">
+      <div className="jp-BackendAI-cards">
         <PasswordForm />
         <SSHKeys />
         <SSHPort />

@@ -6,17 +6,8 @@
 import React, { useMemo, useState } from 'react';
 
 import { BarChart, IPoint } from './charts';
-import {
-  api,
-  Btn,
-  ErrorMessage,
-  Loading,
-  query,
-  SectionHeader,
-  SelectField,
-  TextField,
-  useLoad
-} from './common';
+import { api, query } from '../api';
+import { Button, ErrorMessage, Loading, SectionHeader, SelectField, TextField, useLoad } from '../components';
 
 export const MAX_PERIOD_DAYS = 100;
 
@@ -122,30 +113,24 @@ export function Statistics(): JSX.Element {
     }
   };
 
-  const items = useMemo(
-    () => (usage.data?.items || []).filter(i => !user || i.username === user),
-    [usage.data, user]
-  );
-  const users = useMemo(
-    () => Array.from(new Set((usage.data?.items || []).map(i => i.username))).sort(),
-    [usage.data]
-  );
+  const items = useMemo(() => (usage.data?.items || []).filter(i => !user || i.username === user), [usage.data, user]);
+  const users = useMemo(() => Array.from(new Set((usage.data?.items || []).map(i => i.username))).sort(), [usage.data]);
   // The manager counts days in UTC; the chart shows the days it was asked for.
   const days = daysBetween(period.start, period.end);
   const scope = usage.data?.scope;
 
   return (
-    <div className="jp-BackendAI-c-page jp-BackendAI-c-statistics">
+    <div className="jp-BackendAI-page jp-BackendAI-statistics">
       <SectionHeader title="Statistics" onRefresh={usage.reload} />
-      <form className="jp-BackendAI-c-switchers" onSubmit={show} aria-label="Period">
+      <form className="jp-BackendAI-switchers" onSubmit={show} aria-label="Period">
         <TextField label="First day" type="date" name="start_date" value={start} onChange={setStart} />
         <TextField label="Last day" type="date" name="end_date" value={end} onChange={setEnd} />
-        <div className="jp-BackendAI-c-toolbar jp-BackendAI-c-alignEnd">
-          <Btn type="submit" kind="accept" disabled={!!problem}>
+        <div className="jp-BackendAI-toolbar jp-BackendAI-alignEnd">
+          <Button type="submit" kind="accept" disabled={!!problem}>
             Show
-          </Btn>
-          <Btn onClick={() => quick(7)}>Last 7 days</Btn>
-          <Btn onClick={() => quick(30)}>Last 30 days</Btn>
+          </Button>
+          <Button onClick={() => quick(7)}>Last 7 days</Button>
+          <Button onClick={() => quick(30)}>Last 30 days</Button>
         </div>
         {scope && scope !== 'user' && (
           <SelectField
@@ -161,31 +146,26 @@ export function Statistics(): JSX.Element {
       {usage.loading && !usage.data && <Loading what="usage" />}
       {usage.data && (
         <>
-          <p className="jp-BackendAI-c-hint" role="status">
-            {period.start} to {period.end} (days in UTC):{' '}
-            {items.reduce((s, i) => s + i.num_sessions, 0)} session-days
+          <p className="jp-BackendAI-hint" role="status">
+            {period.start} to {period.end} (days in UTC): {items.reduce((s, i) => s + i.num_sessions, 0)} session-days
             {scope === 'all' ? ', all users' : scope === 'domain' ? ', your domain' : ', your sessions'}.
           </p>
-          <div className="jp-BackendAI-c-charts">
-            <BarChart id="sessions" title="Sessions" unit={['session', 'sessions']} integer points={perDay(days, items, i => i.num_sessions)} />
+          <div className="jp-BackendAI-charts">
             <BarChart
-              id="cpu"
-              title="CPU"
-              unit="core-hours"
-              points={perDay(days, items, i => i.cpu_seconds / 3600)}
+              id="sessions"
+              title="Sessions"
+              unit={['session', 'sessions']}
+              integer
+              points={perDay(days, items, i => i.num_sessions)}
             />
+            <BarChart id="cpu" title="CPU" unit="core-hours" points={perDay(days, items, i => i.cpu_seconds / 3600)} />
             <BarChart
               id="memory"
               title="Memory"
               unit="GiB-hours"
               points={perDay(days, items, i => i.mem_byte_seconds / 1024 ** 3 / 3600)}
             />
-            <BarChart
-              id="gpu"
-              title="GPU"
-              unit="GPU-hours"
-              points={perDay(days, items, i => i.gpu_seconds / 3600)}
-            />
+            <BarChart id="gpu" title="GPU" unit="GPU-hours" points={perDay(days, items, i => i.gpu_seconds / 3600)} />
           </div>
         </>
       )}

@@ -7,53 +7,10 @@ import { CommandRegistry } from '@lumino/commands';
 import React, { useState } from 'react';
 
 import { Gauge } from './charts';
-import {
-  amount,
-  api,
-  Btn,
-  DataTable,
-  ErrorMessage,
-  formatBytes,
-  formatSlot,
-  formatSlots,
-  Loading,
-  SectionHeader,
-  SelectField,
-  Slots,
-  trimNumber,
-  useLoad
-} from './common';
-
-export interface IProfile {
-  username: string;
-  email: string;
-  full_name: string;
-  role: string;
-  domain: string;
-  groups: string[];
-  access_key: string;
-  resource_policy: {
-    name: string;
-    total_resource_slots: Slots;
-    max_concurrent_sessions: number;
-    [key: string]: unknown;
-  };
-  preferred_ssh_port: number | null;
-}
-
-export interface ICheckPresets {
-  keypair_limits: Slots;
-  keypair_using: Slots;
-  keypair_remaining: Slots;
-  group_limits: Slots;
-  group_using: Slots;
-  group_remaining: Slots;
-  scaling_group_remaining: Slots;
-  scaling_groups: Record<string, { using: Slots; remaining: Slots }>;
-  presets: { name: string; resource_slots: Slots; shared_memory: string | null; allocatable: boolean }[];
-  group: string | null;
-  scaling_group: string | null;
-}
+import { api, ICheckPresets, IProfile } from '../api';
+import { allocatable } from '../slots';
+import { Button, DataTable, ErrorMessage, Loading, SectionHeader, SelectField, useLoad } from '../components';
+import { amount, formatAmount, formatBytes, formatSlots, plainNumber } from '../format';
 
 interface ISlotView {
   slot: string;
@@ -63,36 +20,11 @@ interface ISlotView {
 }
 
 const SLOT_VIEWS: ISlotView[] = [
-  { slot: 'cpu', label: 'CPU', unit: ['core', 'cores'], format: v => trimNumber(v) },
+  { slot: 'cpu', label: 'CPU', unit: ['core', 'cores'], format: v => plainNumber(v) },
   { slot: 'mem', label: 'RAM', unit: '', format: v => formatBytes(v) },
-  { slot: 'cuda.device', label: 'GPU', unit: ['GPU', 'GPUs'], format: v => trimNumber(v) },
-  { slot: 'cuda.shares', label: 'fGPU', unit: 'fGPU', format: v => trimNumber(v) }
+  { slot: 'cuda.device', label: 'GPU', unit: ['GPU', 'GPUs'], format: v => plainNumber(v) },
+  { slot: 'cuda.shares', label: 'fGPU', unit: 'fGPU', format: v => plainNumber(v) }
 ];
-
-/** What bounds the amount still allocatable: the smallest of the keypair, project and resource group. */
-export function allocatable(
-  check: ICheckPresets,
-  slot: string,
-  scalingGroup: string
-): { used: number; total: number; limitedBy: string } {
-  const used = amount(check.keypair_using[slot]);
-  const sgFree = scalingGroup
-    ? amount(check.scaling_groups[scalingGroup]?.remaining?.[slot])
-    : amount(check.scaling_group_remaining[slot]);
-  const bounds: [number, string][] = [
-    [amount(check.keypair_remaining[slot] ?? 'Infinity'), 'your keypair policy'],
-    [amount(check.group_remaining[slot] ?? 'Infinity'), 'the project limit'],
-    [sgFree, scalingGroup ? `free capacity in ${scalingGroup}` : 'free capacity']
-  ];
-  let [remaining, limitedBy] = bounds[0];
-  for (const [value, why] of bounds.slice(1)) {
-    if (value < remaining) {
-      remaining = value;
-      limitedBy = why;
-    }
-  }
-  return { used, total: used + remaining, limitedBy };
-}
 
 export function Summary(props: { commands: CommandRegistry }): JSX.Element {
   const profile = useLoad(() => api<IProfile>('auth/profile'), []);
@@ -103,11 +35,7 @@ export function Summary(props: { commands: CommandRegistry }): JSX.Element {
 
   // The project a spawn would use ("default" first) until the user picks another.
   const groups = profile.data?.groups || [];
-  const group = groups.includes(chosenGroup)
-    ? chosenGroup
-    : groups.includes('default')
-      ? 'default'
-      : groups[0] || '';
+  const group = groups.includes(chosenGroup) ? chosenGroup : groups.includes('default') ? 'default' : groups[0] || '';
 
   // Without a resource group the answer lists all that are open to the user, for the switcher.
   const all = useLoad(
@@ -129,10 +57,7 @@ export function Summary(props: { commands: CommandRegistry }): JSX.Element {
         : Promise.resolve(undefined),
     [group, scalingGroup, round]
   );
-  const running = useLoad(
-    () => api<{ total_count: number }>('session?status=running&page_size=1'),
-    [round]
-  );
+  const running = useLoad(() => api<{ total_count: number }>('session?status=running&page_size=1'), [round]);
 
   const refresh = () => {
     profile.reload();
@@ -144,16 +69,16 @@ export function Summary(props: { commands: CommandRegistry }): JSX.Element {
   const canStart = props.commands.hasCommand('backendai:start-session');
 
   return (
-    <div className="jp-BackendAI-c-page jp-BackendAI-c-summary">
+    <div className="jp-BackendAI-page jp-BackendAI-summary">
       <SectionHeader title="Summary" onRefresh={refresh}>
         {canStart && (
-          <Btn kind="accept" onClick={() => void props.commands.execute('backendai:start-session')}>
+          <Button kind="accept" onClick={() => void props.commands.execute('backendai:start-session')}>
             + Start a session
-          </Btn>
+          </Button>
         )}
       </SectionHeader>
       <ErrorMessage error={profile.error || all.error || one.error || running.error} />
-      <div className="jp-BackendAI-c-switchers">
+      <div className="jp-BackendAI-switchers">
         <SelectField
           label="Project"
           name="group"
@@ -177,12 +102,11 @@ export function Summary(props: { commands: CommandRegistry }): JSX.Element {
       {check && (
         <>
           <h3>Resources</h3>
-          <p className="jp-BackendAI-c-hint">
+          <p className="jp-BackendAI-hint">
             Used by your sessions against what you may allocate: the smallest of your keypair policy
-            {policy ? ` (${policy.name})` : ''}, the project's limit and the free capacity of the resource
-            group.
+            {policy ? ` (${policy.name})` : ''}, the project's limit and the free capacity of the resource group.
           </p>
-          <div className="jp-BackendAI-c-gauges">
+          <div className="jp-BackendAI-gauges">
             {SLOT_VIEWS.map(view => {
               const figures = allocatable(check, view.slot, scalingGroup);
               return (
@@ -214,12 +138,12 @@ export function Summary(props: { commands: CommandRegistry }): JSX.Element {
             rows={SLOT_VIEWS}
             columns={[
               { label: 'Resource', render: v => v.label },
-              { label: 'Project uses', render: v => formatSlot(v.slot, check.group_using[v.slot] ?? '0') },
-              { label: 'Project limit', render: v => formatSlot(v.slot, check.group_limits[v.slot] ?? 'Infinity') },
-              { label: 'You use', render: v => formatSlot(v.slot, check.keypair_using[v.slot] ?? '0') },
+              { label: 'Project uses', render: v => formatAmount(v.slot, check.group_using[v.slot] ?? '0') },
+              { label: 'Project limit', render: v => formatAmount(v.slot, check.group_limits[v.slot] ?? 'Infinity') },
+              { label: 'You use', render: v => formatAmount(v.slot, check.keypair_using[v.slot] ?? '0') },
               {
                 label: 'Your policy allows',
-                render: v => formatSlot(v.slot, check.keypair_limits[v.slot] ?? 'Infinity')
+                render: v => formatAmount(v.slot, check.keypair_limits[v.slot] ?? 'Infinity')
               }
             ]}
           />
@@ -239,7 +163,7 @@ export function Summary(props: { commands: CommandRegistry }): JSX.Element {
               {
                 label: 'Fits now',
                 render: p => (
-                  <span className={p.allocatable ? 'jp-BackendAI-c-ok' : 'jp-BackendAI-c-no'}>
+                  <span className={p.allocatable ? 'jp-BackendAI-ok' : 'jp-BackendAI-no'}>
                     {p.allocatable ? 'yes' : 'no'}
                   </span>
                 )

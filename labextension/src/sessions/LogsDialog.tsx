@@ -5,10 +5,9 @@
  */
 import { Dialog, ReactWidget, showDialog } from '@jupyterlab/apputils';
 import * as React from 'react';
-
-import { reasonOf, requestAPI } from '../handler';
-import { Button, formatBytes, formatTime, Message } from '../ui';
-import { ISession, ISessionLogs } from './types';
+import { errorText, ISession, ISessionLogs, requestAPI } from '../api';
+import { Button, Message } from '../components';
+import { formatBytes, formatTime } from '../format';
 
 function LogsView(props: { session: ISession }): JSX.Element {
   const name = props.session.name;
@@ -24,7 +23,7 @@ function LogsView(props: { session: ISession }): JSX.Element {
       setAnswer(await requestAPI<ISessionLogs>(`session/${encodeURIComponent(props.session.id)}/logs`));
       setError('');
     } catch (e) {
-      setError(reasonOf(e));
+      setError(errorText(e));
     }
     setLoading(false);
   }, [props.session.id]);
@@ -62,12 +61,7 @@ function LogsView(props: { session: ISession }): JSX.Element {
         </div>
       ) : null}
       {answer && answer.note ? <Message kind="info">{answer.note}</Message> : null}
-      <pre
-        ref={text}
-        className="jp-BackendAI-code jp-BackendAI-logText"
-        aria-label={`Logs of ${name}`}
-        tabIndex={0}
-      >
+      <pre ref={text} className="jp-BackendAI-code jp-BackendAI-logText" aria-label={`Logs of ${name}`} tabIndex={0}>
         {result ? result.logs || 'No output yet.' : ''}
       </pre>
     </div>

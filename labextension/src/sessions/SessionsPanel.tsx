@@ -5,23 +5,21 @@
 import { Dialog, ReactWidget, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import * as React from 'react';
 
-import { reasonOf, requestAPI } from '../handler';
-import {
-  Button,
-  confirm,
-  formatBytes,
-  formatDuration,
-  formatGPU,
-  formatSlot,
-  formatTime,
-  Message,
-  PanelHead,
-  Tabs,
-  WhoPanel
-} from '../ui';
 import { showLogs } from './LogsDialog';
 import { showStartDialog, startSession } from './StartDialog';
-import { ACTIVE_STATUSES, isAdmin, ISession, ISessionDetail, ISessionList, IWhoAmI } from './types';
+import {
+  ACTIVE_STATUSES,
+  errorText,
+  isAdmin,
+  ISession,
+  ISessionDetail,
+  ISessionList,
+  IWhoAmI,
+  requestAPI,
+  WhoAmIModel
+} from '../api';
+import { Button, confirm, Message, PanelHead, Tabs, WhoPanel } from '../components';
+import { formatAmount, formatBytes, formatElapsed, formatGPU, formatTime } from '../format';
 
 /** Seconds between refreshes while the panel is shown. */
 export const POLL_SECONDS = 5;
@@ -39,7 +37,7 @@ function elapsed(s: ISession, now: number): string {
     return '–';
   }
   const end = s.terminated_at ? new Date(s.terminated_at).getTime() : now;
-  return formatDuration((end - new Date(start).getTime()) / 1000);
+  return formatElapsed((end - new Date(start).getTime()) / 1000);
 }
 
 async function showApps(session: ISession): Promise<void> {
@@ -47,7 +45,7 @@ async function showApps(session: ISession): Promise<void> {
   try {
     detail = await requestAPI<ISessionDetail>(`session/${encodeURIComponent(session.id)}`);
   } catch (e) {
-    await showErrorMessage('Apps', reasonOf(e));
+    await showErrorMessage('Apps', errorText(e));
     return;
   }
   const body = (
@@ -93,7 +91,7 @@ async function showSSH(session: ISession): Promise<void> {
     detail = await requestAPI<ISessionDetail>(`session/${encodeURIComponent(session.id)}`);
     publicKey = (await requestAPI<{ ssh_public_key: string }>('resource/ssh-keypair')).ssh_public_key;
   } catch (e) {
-    await showErrorMessage('SSH / SFTP', reasonOf(e));
+    await showErrorMessage('SSH / SFTP', errorText(e));
     return;
   }
   const prefix = serverPrefix(detail);
@@ -123,9 +121,7 @@ async function showSSH(session: ISession): Promise<void> {
           </a>
         </p>
       ) : null}
-      <p className="jp-BackendAI-hint">
-        Your public key (from your SSH keypair; Settings can make a new one):
-      </p>
+      <p className="jp-BackendAI-hint">Your public key (from your SSH keypair; Settings can make a new one):</p>
       <pre className="jp-BackendAI-code jp-BackendAI-wrap">{publicKey}</pre>
     </div>
   ) : (
@@ -151,7 +147,7 @@ async function terminate(session: ISession, refresh: () => void): Promise<void> 
     // By id: an administrator can end another user's session without naming its owner.
     await requestAPI(`session/${encodeURIComponent(session.id)}`, { method: 'DELETE' });
   } catch (e) {
-    await showErrorMessage('Terminate', reasonOf(e));
+    await showErrorMessage('Terminate', errorText(e));
   }
   refresh();
 }
@@ -196,9 +192,9 @@ function SessionCard(props: {
         <dt>Resource group</dt>
         <dd>{s.resource_group || '–'}</dd>
         <dt>CPU</dt>
-        <dd>{formatSlot('cpu', slots.cpu)}</dd>
+        <dd>{formatAmount('cpu', slots.cpu)}</dd>
         <dt>RAM</dt>
-        <dd>{formatSlot('mem', slots.mem)}</dd>
+        <dd>{formatAmount('mem', slots.mem)}</dd>
         <dt>GPU</dt>
         <dd>{formatGPU(slots)}</dd>
         {usage ? (
@@ -282,7 +278,7 @@ function SessionsView(props: IViewProps): JSX.Element {
       );
       setQueues(positions);
     } catch (e) {
-      setError(reasonOf(e));
+      setError(errorText(e));
     }
     setLoaded(true);
     setNow(Date.now());
@@ -290,6 +286,8 @@ function SessionsView(props: IViewProps): JSX.Element {
 
   React.useEffect(() => {
     props.register(() => void refresh());
+    // The panel widget keeps the last refresh function; `register` itself never changes.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [refresh]);
 
   React.useEffect(() => {
@@ -320,7 +318,7 @@ function SessionsView(props: IViewProps): JSX.Element {
       await startSession(request);
       setTab('running');
     } catch (e) {
-      await showErrorMessage('The session was not started', reasonOf(e));
+      await showErrorMessage('The session was not started', errorText(e));
     }
     void refresh();
   };
@@ -345,7 +343,11 @@ function SessionsView(props: IViewProps): JSX.Element {
         {error ? <Message kind="error">{error}</Message> : null}
         {loaded && !error && items.length === 0 ? (
           <div className="jp-BackendAI-empty">
-            {tab === 'running' ? 'No session is running.' : tab === 'finished' ? 'No finished session.' : "No other user's session."}
+            {tab === 'running'
+              ? 'No session is running.'
+              : tab === 'finished'
+                ? 'No finished session.'
+                : "No other user's session."}
           </div>
         ) : null}
         <ul className="jp-BackendAI-list" aria-label={`${tab} sessions`}>
@@ -372,8 +374,8 @@ function SessionsView(props: IViewProps): JSX.Element {
 
 /** The side-panel widget; it polls only while shown. */
 export class SessionsPanel extends WhoPanel {
-  constructor() {
-    super('backendai-sessions', 'jp-BackendAI-sessionsPanel', 'Backend.AI sessions');
+  constructor(whoami: WhoAmIModel) {
+    super('backendai-sessions', 'jp-BackendAI-sessionsPanel', 'Backend.AI sessions', whoami);
   }
 
   /** Refresh the list now (after a session was started from elsewhere). */
@@ -390,7 +392,7 @@ export class SessionsPanel extends WhoPanel {
     try {
       await startSession(request);
     } catch (e) {
-      await showErrorMessage('The session was not started', reasonOf(e));
+      await showErrorMessage('The session was not started', errorText(e));
     }
     this._refresh();
   }

@@ -3,9 +3,13 @@
  * folders to mount, a preset that still fits or a custom allocation, environment variables.
  */
 import * as React from 'react';
+import { errorText, requestAPI, ICheckPresets, IPreset } from '../api';
+import { customResources } from '../slots';
+import { parseEnviron } from './environ';
 
-import { reasonOf, requestAPI } from '../handler';
-import { Field, formatBytes, formatSlot, Message, Options, showForm, uid } from '../ui';
+export { parseEnviron } from './environ';
+import { Field, Message, Options, showForm, uid } from '../components';
+import { formatAmount, formatBytes, SLOT_LABELS } from '../format';
 
 interface IImage {
   reference: string;
@@ -20,20 +24,6 @@ interface ILaunchOptions {
   groups: { id: string; name: string }[];
   scaling_groups: string[];
   images: IImage[];
-}
-
-interface IPreset {
-  name: string;
-  resource_slots: { [slot: string]: string };
-  shared_memory: string | null;
-  allocatable: boolean;
-}
-
-interface ICheckPresets {
-  presets: IPreset[];
-  keypair_remaining: { [slot: string]: string };
-  scaling_group_remaining: { [slot: string]: string };
-  scaling_groups: { [name: string]: { using: any; remaining: { [slot: string]: string } } };
 }
 
 interface IFolder {
@@ -60,40 +50,14 @@ export interface IStartRequest {
 
 const NAME_RE = /^[A-Za-z0-9_-]{1,64}$/;
 
-/**
- * KEY=value lines (blank lines and '#' comments skipped) as config.environ, or the reason they
- * are not. Only the shape is checked here: which names a user may set is the manager's rule
- * (core.environ), and its refusal names the variable.
- */
-export function parseEnviron(text: string): { environ: { [name: string]: string }; error: string } {
-  const environ: { [name: string]: string } = {};
-  const lines = text.split(/\r?\n/);
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i];
-    if (!line.trim() || line.trim().startsWith('#')) {
-      continue;
-    }
-    const at = line.indexOf('=');
-    const key = at < 0 ? '' : line.slice(0, at).trim();
-    if (!key) {
-      return { environ, error: `Line ${i + 1} is not KEY=value.` };
-    }
-    if (key in environ) {
-      return { environ, error: `${key} is given twice.` };
-    }
-    environ[key] = line.slice(at + 1);
-  }
-  return { environ, error: '' };
-}
-
 function presetText(p: IPreset): string {
   const parts: string[] = [];
   for (const [slot, value] of Object.entries(p.resource_slots)) {
     if (Number(value) === 0) {
       continue;
     }
-    const label = slot === 'cpu' ? 'CPU' : slot === 'mem' ? 'RAM' : slot === 'cuda.shares' ? 'fGPU' : slot === 'cuda.device' ? 'GPU' : slot;
-    parts.push(`${label} ${formatSlot(slot, value)}`);
+    const label = SLOT_LABELS[slot] || slot;
+    parts.push(`${label} ${formatAmount(slot, value)}`);
   }
   if (p.shared_memory) {
     parts.push(`shm ${formatBytes(p.shared_memory)}`);
@@ -110,10 +74,7 @@ function imageGroups(images: IImage[]): Map<string, IImage[]> {
   return out;
 }
 
-function StartForm(props: {
-  update: (value: IStartRequest | null) => void;
-  folderPreselect?: string[];
-}): JSX.Element {
+function StartForm(props: { update: (value: IStartRequest | null) => void; folderPreselect?: string[] }): JSX.Element {
   const ids = React.useMemo(
     () => ({
       env: uid('start-env'),
@@ -173,16 +134,18 @@ function StartForm(props: {
           setEnv(first.done ? '' : first.value);
         }
       })
-      .catch(e => live && setError(reasonOf(e)));
+      .catch(e => live && setError(errorText(e)));
     return () => {
       live = false;
     };
+    // The project decides the options; the current choices are only kept when still offered.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [group]);
 
   React.useEffect(() => {
     requestAPI<IFolder[]>('folders')
       .then(list => setFolders(list))
-      .catch(e => setError(reasonOf(e)));
+      .catch(e => setError(errorText(e)));
   }, []);
 
   // What fits depends on the project and the resource group.
@@ -209,10 +172,12 @@ function StartForm(props: {
           setMode('custom');
         }
       })
-      .catch(e => live && setError(reasonOf(e)));
+      .catch(e => live && setError(errorText(e)));
     return () => {
       live = false;
     };
+    // Asked again only when the project or resource group changes, not when a preset is picked.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [group, sg]);
 
   const envs = options ? imageGroups(options.images) : new Map<string, IImage[]>();
@@ -221,6 +186,8 @@ function StartForm(props: {
     if (!versions.find(v => v.reference === image)) {
       setImage(versions.length ? versions[0].reference : '');
     }
+    // `versions` follows from these two; the chosen image is kept while it is one of them.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, [env, options]);
 
   const fitting = check ? check.presets.filter(p => p.allocatable) : [];
@@ -249,20 +216,7 @@ function StartForm(props: {
     if (mode === 'preset') {
       value.preset = preset;
     } else {
-      const resources: { [slot: string]: string } = {};
-      if (cpu) {
-        resources.cpu = cpu;
-      }
-      if (mem) {
-        resources.mem = mem;
-      }
-      if (offersGPU && gpu) {
-        resources['cuda.device'] = gpu;
-      }
-      if (offersFGPU && fgpu) {
-        resources['cuda.shares'] = fgpu;
-      }
-      value.config.resources = resources;
+      value.config.resources = customResources({ cpu, mem, gpu, fgpu }, { gpu: offersGPU, fgpu: offersFGPU });
       if (shmem) {
         value.config.resource_opts = { shmem };
       }
@@ -291,7 +245,7 @@ function StartForm(props: {
               {v.tag}
               {Object.keys(v.resource_limits || {}).length
                 ? ` (minimum ${Object.entries(v.resource_limits)
-                    .map(([s, a]) => `${s} ${formatSlot(s, a)}`)
+                    .map(([s, a]) => `${s} ${formatAmount(s, a)}`)
                     .join(', ')})`
                 : ''}
             </option>
@@ -314,13 +268,7 @@ function StartForm(props: {
         </select>
       </Field>
       <Field label="Session name (optional)" id={ids.name} hint="1 to 64 letters, digits, - or _">
-        <input
-          id={ids.name}
-          type="text"
-          value={name}
-          aria-invalid={!nameOK}
-          onChange={e => setName(e.target.value)}
-        />
+        <input id={ids.name} type="text" value={name} aria-invalid={!nameOK} onChange={e => setName(e.target.value)} />
       </Field>
       {!nameOK ? <Message kind="error">A session name is 1 to 64 letters, digits, '-' or '_'.</Message> : null}
       <fieldset className="jp-BackendAI-fieldset">
@@ -330,12 +278,7 @@ function StartForm(props: {
           const id = `${ids.name}-folder-${f.id}`;
           return (
             <div key={f.id} className="jp-BackendAI-check">
-              <input
-                id={id}
-                type="checkbox"
-                checked={chosen.includes(f.name)}
-                onChange={() => toggle(f.name)}
-              />
+              <input id={id} type="checkbox" checked={chosen.includes(f.name)} onChange={() => toggle(f.name)} />
               <label htmlFor={id}>
                 {f.name}
                 {f.permission === 'ro' ? ' (read only)' : ''}
@@ -344,9 +287,7 @@ function StartForm(props: {
           );
         })}
         {automount.length ? (
-          <div className="jp-BackendAI-hint">
-            Always mounted: {automount.map(f => f.name).join(', ')}
-          </div>
+          <div className="jp-BackendAI-hint">Always mounted: {automount.map(f => f.name).join(', ')}</div>
         ) : null}
       </fieldset>
       {chosen.length === 0 ? (
@@ -407,15 +348,22 @@ function StartForm(props: {
             ) : null}
             {offersFGPU ? (
               <Field label="fGPU" id={ids.fgpu}>
-                <input id={ids.fgpu} type="number" min="0" step="0.1" value={fgpu} onChange={e => setFGPU(e.target.value)} />
+                <input
+                  id={ids.fgpu}
+                  type="number"
+                  min="0"
+                  step="0.1"
+                  value={fgpu}
+                  onChange={e => setFGPU(e.target.value)}
+                />
               </Field>
             ) : null}
           </div>
         )}
         {check ? (
           <div className="jp-BackendAI-hint">
-            Still available to you in {sg}: CPU {formatSlot('cpu', remaining.cpu)}, RAM{' '}
-            {formatSlot('mem', remaining.mem)}
+            Still available to you in {sg}: CPU {formatAmount('cpu', remaining.cpu)}, RAM{' '}
+            {formatAmount('mem', remaining.mem)}
           </div>
         ) : null}
       </fieldset>

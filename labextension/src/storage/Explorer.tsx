@@ -5,13 +5,13 @@
 import { showErrorMessage } from '@jupyterlab/apputils';
 import * as React from 'react';
 
-import { managerURL, reasonOf, requestAPI } from '../handler';
 import { deleteIcon, downloadIcon, editIcon, folderIcon } from '@jupyterlab/ui-components';
 
-import { Button, confirm, formatBytes, formatTime, IconButton, Message } from '../ui';
 import { askText } from './dialogs';
-import { IFileEntry, IFolder } from './types';
 import { IUpload, UploadQueue } from './upload';
+import { errorText, IFileEntry, IFolder, managerURL, requestAPI } from '../api';
+import { Button, confirm, IconButton, Message } from '../components';
+import { formatBytes, formatTime } from '../format';
 
 function join(dir: string, name: string): string {
   return dir ? `${dir}/${name}` : name;
@@ -119,7 +119,7 @@ export function Explorer(props: {
       setItems(sorted);
       setError('');
     } catch (e) {
-      setError(reasonOf(e));
+      setError(errorText(e));
     }
     setLoading(false);
   }, [base, dir]);
@@ -142,6 +142,8 @@ export function Explorer(props: {
 
   React.useEffect(() => {
     props.register({ upload: () => input.current?.click() });
+    // Once: the upload action reads the input through its ref.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
 
   const upload = (files: FileList | File[] | null) => {
@@ -159,7 +161,7 @@ export function Explorer(props: {
     try {
       await fn();
     } catch (e) {
-      await showErrorMessage(what, reasonOf(e));
+      await showErrorMessage(what, errorText(e));
     }
     void load();
   };
@@ -221,7 +223,12 @@ export function Explorer(props: {
         <h3 className="jp-BackendAI-subtitle">{folder.name}</h3>
       </div>
       <nav className="jp-BackendAI-breadcrumb" aria-label="Path">
-        <button type="button" className="jp-BackendAI-crumb" onClick={() => setDir('')} aria-label={`Top of ${folder.name}`}>
+        <button
+          type="button"
+          className="jp-BackendAI-crumb"
+          onClick={() => setDir('')}
+          aria-label={`Top of ${folder.name}`}
+        >
           {folder.name}
         </button>
         {crumbs.map((part, i) => (
@@ -238,8 +245,18 @@ export function Explorer(props: {
         ))}
       </nav>
       <div className="jp-BackendAI-actions">
-        <Button label="Upload" title={`Upload files into ${folder.name}/${dir}`} disabled={!canWrite} onClick={() => input.current?.click()} />
-        <Button label="New sub-folder" title="Create a sub-folder here" disabled={!canWrite} onClick={() => void mkdir()} />
+        <Button
+          label="Upload"
+          title={`Upload files into ${folder.name}/${dir}`}
+          disabled={!canWrite}
+          onClick={() => input.current?.click()}
+        />
+        <Button
+          label="New sub-folder"
+          title="Create a sub-folder here"
+          disabled={!canWrite}
+          onClick={() => void mkdir()}
+        />
         <Button label="Refresh" title="Refresh the file list" onClick={() => void load()} />
         <input
           ref={input}
@@ -293,8 +310,17 @@ export function Explorer(props: {
                     onClick={() => void act('Download', () => downloadFile(folder, join(dir, entry.name)))}
                   />
                 ) : null}
-                {canWrite ? <IconButton icon={editIcon} title={`Rename ${entry.name}`} onClick={() => void rename(entry)} /> : null}
-                {canDelete ? <IconButton icon={deleteIcon} title={`Delete ${entry.name}`} warn onClick={() => void remove(entry)} /> : null}
+                {canWrite ? (
+                  <IconButton icon={editIcon} title={`Rename ${entry.name}`} onClick={() => void rename(entry)} />
+                ) : null}
+                {canDelete ? (
+                  <IconButton
+                    icon={deleteIcon}
+                    title={`Delete ${entry.name}`}
+                    warn
+                    onClick={() => void remove(entry)}
+                  />
+                ) : null}
               </td>
             </tr>
           ))}

@@ -4,10 +4,8 @@
  */
 import { Dialog, ReactWidget } from '@jupyterlab/apputils';
 import * as React from 'react';
-
-import { query, reasonOf, requestAPI } from '../handler';
-import { Button, Message } from '../ui';
-import { IFolder, IShare } from './types';
+import { errorText, IFolder, IShare, query, requestAPI } from '../api';
+import { Button, Message } from '../components';
 
 const PERMISSIONS: [string, string][] = [
   ['ro', 'read only'],
@@ -36,7 +34,7 @@ function FolderSharing(props: { folder: IFolder }): JSX.Element {
       }
     } catch (e) {
       if (mine === round.current) {
-        setError(reasonOf(e));
+        setError(errorText(e));
       }
     }
   }, [folder.id]);
@@ -58,7 +56,7 @@ function FolderSharing(props: { folder: IFolder }): JSX.Element {
       });
       setDone(answer?.msg || 'Done.');
     } catch (e) {
-      setError(reasonOf(e));
+      setError(errorText(e));
     }
     await load();
     setBusy(false);
@@ -69,7 +67,9 @@ function FolderSharing(props: { folder: IFolder }): JSX.Element {
       {error ? <Message kind="error">{error}</Message> : null}
       {done ? <Message kind="info">{done}</Message> : null}
       {shares === null ? (
-        error ? null : <div className="jp-BackendAI-hint">Loading …</div>
+        error ? null : (
+          <div className="jp-BackendAI-hint">Loading …</div>
+        )
       ) : !shares.length ? (
         <div className="jp-BackendAI-empty">
           {folder.name} is not shared with anyone. Users you invite appear here once they accept.
@@ -132,10 +132,9 @@ function FolderSharing(props: { folder: IFolder }): JSX.Element {
         </table>
       )}
       <div className="jp-BackendAI-hint">
-        A change applies at once to the user's folder list and to their upload and download links;
-        sessions they already run keep the folder as it was mounted until they end. A revoked user
-        needs a new invitation to get it back. Inside a session, read and write also lets them delete
-        files.
+        A change applies at once to the user's folder list and to their upload and download links; sessions they already
+        run keep the folder as it was mounted until they end. A revoked user needs a new invitation to get it back.
+        Inside a session, read and write also lets them delete files.
       </div>
     </div>
   );

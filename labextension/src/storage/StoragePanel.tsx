@@ -6,24 +6,23 @@
 import { showErrorMessage } from '@jupyterlab/apputils';
 import * as React from 'react';
 
-import { reasonOf, requestAPI } from '../handler';
-import { isAdmin, IWhoAmI } from '../sessions/types';
-import { Button, Field, formatBytes, Message, PanelHead, showForm, Tabs, uid, WhoPanel } from '../ui';
 import { askText, confirmFolderDelete, showInviteDialog, showNewFolderDialog } from './dialogs';
 import { Explorer, Uploads } from './Explorer';
 import { showSharingDialog } from './SharingDialog';
-import { IFolder, IInvitation, IUsage } from './types';
 import { UploadQueue } from './upload';
+import { errorText, IFolder, IFolderUsage, IInvitation, isAdmin, IWhoAmI, requestAPI, WhoAmIModel } from '../api';
+import { Button, Field, Message, PanelHead, showForm, Tabs, uid, WhoPanel } from '../components';
+import { formatBytes } from '../format';
 
 type TabId = 'folders' | 'automount' | 'shared';
 
 function UsageBar(props: { folder: IFolder; stamp: number }): JSX.Element {
-  const [usage, setUsage] = React.useState<IUsage | null>(null);
+  const [usage, setUsage] = React.useState<IFolderUsage | null>(null);
   const [error, setError] = React.useState('');
   React.useEffect(() => {
-    requestAPI<IUsage>(`folders/${encodeURIComponent(props.folder.id)}/usage`)
+    requestAPI<IFolderUsage>(`folders/${encodeURIComponent(props.folder.id)}/usage`)
       .then(setUsage)
-      .catch(e => setError(reasonOf(e)));
+      .catch(e => setError(errorText(e)));
   }, [props.folder.id, props.stamp]);
   if (error) {
     return <div className="jp-BackendAI-hint">Usage unknown: {error}</div>;
@@ -37,7 +36,13 @@ function UsageBar(props: { folder: IFolder; stamp: number }): JSX.Element {
   return (
     <div className="jp-BackendAI-usageBar">
       {cap ? (
-        <meter min={0} max={cap} value={usage.used_bytes} high={cap * 0.9} aria-label={`Usage of ${props.folder.name}`} />
+        <meter
+          min={0}
+          max={cap}
+          value={usage.used_bytes}
+          high={cap * 0.9}
+          aria-label={`Usage of ${props.folder.name}`}
+        />
       ) : null}
       <span className="jp-BackendAI-hint">{text}</span>
       {over ? (
@@ -71,7 +76,7 @@ function FolderCard(props: {
     try {
       await fn();
     } catch (e) {
-      await showErrorMessage(what, reasonOf(e));
+      await showErrorMessage(what, errorText(e));
     }
     props.changed();
   };
@@ -79,7 +84,10 @@ function FolderCard(props: {
     const name = await askText(`Rename ${f.name}`, 'New folder name', f.name, 'Rename');
     if (name && name !== f.name) {
       await act('Rename', () =>
-        requestAPI(`folders/${encodeURIComponent(f.id)}/rename`, { method: 'POST', body: JSON.stringify({ new_name: name }) })
+        requestAPI(`folders/${encodeURIComponent(f.id)}/rename`, {
+          method: 'POST',
+          body: JSON.stringify({ new_name: name })
+        })
       );
     }
   };
@@ -97,7 +105,9 @@ function FolderCard(props: {
       requestAPI(`folders/${encodeURIComponent(f.id)}/${share ? 'share' : 'invite'}`, {
         method: 'POST',
         body: JSON.stringify(
-          share ? { emails: answer.emails, permission: answer.permission } : { user_ids: answer.emails, perm: answer.permission }
+          share
+            ? { emails: answer.emails, permission: answer.permission }
+            : { user_ids: answer.emails, perm: answer.permission }
         )
       })
     );
@@ -108,7 +118,13 @@ function FolderCard(props: {
   return (
     <li className="jp-BackendAI-card jp-BackendAI-folder" aria-labelledby={id} data-folder-name={f.name}>
       <div className="jp-BackendAI-cardHead">
-        <button type="button" id={id} className="jp-BackendAI-linkButton jp-BackendAI-cardTitle" onClick={props.open} aria-label={`Open folder ${f.name}`}>
+        <button
+          type="button"
+          id={id}
+          className="jp-BackendAI-linkButton jp-BackendAI-cardTitle"
+          onClick={props.open}
+          aria-label={`Open folder ${f.name}`}
+        >
           {f.name}
         </button>
         <span className="jp-BackendAI-badge" title="permission">
@@ -142,8 +158,12 @@ function FolderCard(props: {
         {props.admin && f.type === 'group' ? (
           <Button label="Share" title={`Share ${f.name} with project members`} onClick={() => void invite(true)} />
         ) : null}
-        {f.via === 'shared' ? <Button label="Leave" title={`Stop using ${f.name}`} onClick={() => void leave()} /> : null}
-        {canManage ? <Button label="Delete" title={`Delete folder ${f.name}`} warn onClick={() => void remove()} /> : null}
+        {f.via === 'shared' ? (
+          <Button label="Leave" title={`Stop using ${f.name}`} onClick={() => void leave()} />
+        ) : null}
+        {canManage ? (
+          <Button label="Delete" title={`Delete folder ${f.name}`} warn onClick={() => void remove()} />
+        ) : null}
       </div>
     </li>
   );
@@ -160,7 +180,7 @@ function Invitations(props: { items: IInvitation[]; changed: () => void }): JSX.
         body: JSON.stringify({ inv_id: inv.id })
       });
     } catch (e) {
-      await showErrorMessage('Invitation', reasonOf(e));
+      await showErrorMessage('Invitation', errorText(e));
     }
     props.changed();
   };
@@ -174,8 +194,17 @@ function Invitations(props: { items: IInvitation[]; changed: () => void }): JSX.
               {inv.inviter} invites you to <strong>{inv.vfolder_name}</strong> ({inv.perm})
             </div>
             <div className="jp-BackendAI-actions">
-              <Button label="Accept" title={`Accept the invitation to ${inv.vfolder_name}`} accept onClick={() => void answer(inv, true)} />
-              <Button label="Reject" title={`Reject the invitation to ${inv.vfolder_name}`} onClick={() => void answer(inv, false)} />
+              <Button
+                label="Accept"
+                title={`Accept the invitation to ${inv.vfolder_name}`}
+                accept
+                onClick={() => void answer(inv, true)}
+              />
+              <Button
+                label="Reject"
+                title={`Reject the invitation to ${inv.vfolder_name}`}
+                onClick={() => void answer(inv, false)}
+              />
             </div>
           </li>
         ))}
@@ -189,7 +218,12 @@ export interface IStorageApi {
   upload: () => Promise<void>;
 }
 
-function StorageView(props: { who: IWhoAmI | null; whoError: string; queue: UploadQueue; register: (api: IStorageApi) => void }): JSX.Element {
+function StorageView(props: {
+  who: IWhoAmI | null;
+  whoError: string;
+  queue: UploadQueue;
+  register: (api: IStorageApi) => void;
+}): JSX.Element {
   const [tab, setTab] = React.useState<TabId>('folders');
   const [folders, setFolders] = React.useState<IFolder[]>([]);
   const [invitations, setInvitations] = React.useState<IInvitation[]>([]);
@@ -221,7 +255,7 @@ function StorageView(props: { who: IWhoAmI | null; whoError: string; queue: Uplo
       if (mine !== round.current) {
         return;
       }
-      setError(reasonOf(e));
+      setError(errorText(e));
     }
     setStamp(s => s + 1);
     setLoaded(true);
@@ -234,6 +268,8 @@ function StorageView(props: { who: IWhoAmI | null; whoError: string; queue: Uplo
     return () => {
       props.queue.finished.disconnect(done);
     };
+    // Once: the panel's queue lives as long as the view, and `load` guards itself by round.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
 
   const newFolder = async () => {
@@ -245,7 +281,7 @@ function StorageView(props: { who: IWhoAmI | null; whoError: string; queue: Uplo
       const made = await requestAPI<IFolder>('folders', { method: 'POST', body: JSON.stringify(request) });
       setTab(made.automount ? 'automount' : 'folders');
     } catch (e) {
-      await showErrorMessage('The folder was not created', reasonOf(e));
+      await showErrorMessage('The folder was not created', errorText(e));
     }
     await load();
   };
@@ -274,7 +310,11 @@ function StorageView(props: { who: IWhoAmI | null; whoError: string; queue: Uplo
   });
 
   const shown = folders.filter(f =>
-    tab === 'automount' ? f.automount : tab === 'shared' ? f.via === 'shared' && !f.automount : !f.automount && f.via !== 'shared'
+    tab === 'automount'
+      ? f.automount
+      : tab === 'shared'
+        ? f.via === 'shared' && !f.automount
+        : !f.automount && f.via !== 'shared'
   );
   const tabs = [
     { id: 'folders', label: 'Folders' },
@@ -298,22 +338,39 @@ function StorageView(props: { who: IWhoAmI | null; whoError: string; queue: Uplo
         />
       ) : (
         <>
-          <Tabs tabs={tabs} current={tab} label="Folders" idPrefix="jp-BackendAI-storage" onChange={id => setTab(id as TabId)}>
+          <Tabs
+            tabs={tabs}
+            current={tab}
+            label="Folders"
+            idPrefix="jp-BackendAI-storage"
+            onChange={id => setTab(id as TabId)}
+          >
             {tab === 'shared' ? <Invitations items={invitations} changed={() => void load()} /> : null}
             {tab === 'automount' ? (
               <div className="jp-BackendAI-hint">
-                Folders whose name starts with a dot are mounted into every new session (for example .local keeps
-                pip install --user packages).
+                Folders whose name starts with a dot are mounted into every new session (for example .local keeps pip
+                install --user packages).
               </div>
             ) : null}
             {loaded && !shown.length ? (
               <div className="jp-BackendAI-empty">
-                {tab === 'folders' ? 'No folder yet.' : tab === 'automount' ? 'No automount folder.' : 'Nothing is shared with you.'}
+                {tab === 'folders'
+                  ? 'No folder yet.'
+                  : tab === 'automount'
+                    ? 'No automount folder.'
+                    : 'Nothing is shared with you.'}
               </div>
             ) : null}
             <ul className="jp-BackendAI-list" aria-label={`${tab} list`}>
               {shown.map(f => (
-                <FolderCard key={f.id} folder={f} admin={admin} stamp={stamp} open={() => setOpen(f)} changed={() => void load()} />
+                <FolderCard
+                  key={f.id}
+                  folder={f}
+                  admin={admin}
+                  stamp={stamp}
+                  open={() => setOpen(f)}
+                  changed={() => void load()}
+                />
               ))}
             </ul>
           </Tabs>
@@ -345,8 +402,8 @@ async function askFolder(folders: IFolder[]): Promise<string | null> {
 }
 
 export class StoragePanel extends WhoPanel {
-  constructor() {
-    super('backendai-storage', 'jp-BackendAI-storagePanel', 'Backend.AI data & storage');
+  constructor(whoami: WhoAmIModel) {
+    super('backendai-storage', 'jp-BackendAI-storagePanel', 'Backend.AI data & storage', whoami);
   }
 
   readonly uploads = new UploadQueue();
@@ -371,7 +428,9 @@ export class StoragePanel extends WhoPanel {
   }
 
   protected render(): JSX.Element {
-    return <StorageView who={this.who} whoError={this.whoError} queue={this.uploads} register={api => (this._api = api)} />;
+    return (
+      <StorageView who={this.who} whoError={this.whoError} queue={this.uploads} register={api => (this._api = api)} />
+    );
   }
 
   private _api: IStorageApi | null = null;

@@ -4,10 +4,8 @@
  */
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import * as React from 'react';
-
-import { reasonOf, requestAPI } from '../handler';
-import { Field, FormBody, Message, Options, showForm, uid } from '../ui';
-import { IFolder } from './types';
+import { errorText, IFolder, requestAPI } from '../api';
+import { Field, FormBody, Message, Options, showForm, uid } from '../components';
 
 export interface INewFolder {
   name: string;
@@ -19,7 +17,14 @@ export interface INewFolder {
 
 function NewFolderForm(props: { admin: boolean; update: (v: INewFolder | null) => void }): JSX.Element {
   const ids = React.useMemo(
-    () => ({ name: uid('nf-name'), host: uid('nf-host'), perm: uid('nf-perm'), mode: uid('nf-mode'), type: uid('nf-type'), group: uid('nf-group') }),
+    () => ({
+      name: uid('nf-name'),
+      host: uid('nf-host'),
+      perm: uid('nf-perm'),
+      mode: uid('nf-mode'),
+      type: uid('nf-type'),
+      group: uid('nf-group')
+    }),
     []
   );
   const [hosts, setHosts] = React.useState<string[]>([]);
@@ -38,7 +43,7 @@ function NewFolderForm(props: { admin: boolean; update: (v: INewFolder | null) =
         setHosts(answer.allowed);
         setHost(answer.default || answer.allowed[0] || '');
       })
-      .catch(e => setError(reasonOf(e)));
+      .catch(e => setError(errorText(e)));
     if (props.admin) {
       requestAPI<{ groups: { id: string; name: string }[] }>('resource/launch-options')
         .then(answer => {
@@ -46,8 +51,10 @@ function NewFolderForm(props: { admin: boolean; update: (v: INewFolder | null) =
           setGroups(names);
           setGroup(names[0] || '');
         })
-        .catch(e => setError(reasonOf(e)));
+        .catch(e => setError(errorText(e)));
     }
+    // Once, when the dialog opens.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
   }, []);
 
   const value: INewFolder | null =
@@ -188,8 +195,8 @@ function InviteForm(props: { update: (v: IInvite | null) => void; share: boolean
       </Field>
       {permission === 'rw' ? (
         <div className="jp-BackendAI-hint">
-          Inside a session, read and write also lets them delete files: a mounted folder cannot allow
-          one without the other. Only here and in the API is deleting kept for read, write and delete.
+          Inside a session, read and write also lets them delete files: a mounted folder cannot allow one without the
+          other. Only here and in the API is deleting kept for read, write and delete.
         </div>
       ) : null}
       {props.share ? (

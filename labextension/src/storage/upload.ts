@@ -7,11 +7,12 @@
 import { ServerConnection } from '@jupyterlab/services';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { ManagerError, managerURL, reasonOf, requestAPI } from '../handler';
+import { errorText, ManagerError, managerURL, requestAPI } from '../api';
+import { chunkSize } from './chunks';
+
+export { chunkSize } from './chunks';
 
 const TUS_VERSION = '1.0.0';
-const MIN_CHUNK = 1024 * 1024;
-const MAX_CHUNK = 8 * 1024 * 1024;
 
 export type UploadState = 'queued' | 'uploading' | 'done' | 'error' | 'cancelled';
 
@@ -26,11 +27,6 @@ export interface IUpload {
   state: UploadState;
   error: string;
   endpoint: string | null;
-}
-
-/** The chunk size: about a hundredth of the file, so that the progress bar moves smoothly. */
-export function chunkSize(size: number): number {
-  return Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, Math.ceil(size / 100)));
 }
 
 async function tusError(response: Response): Promise<ManagerError> {
@@ -191,7 +187,7 @@ export class UploadQueue {
     } catch (e) {
       if ((item.state as UploadState) !== 'cancelled') {
         item.state = 'error';
-        item.error = reasonOf(e);
+        item.error = errorText(e);
       }
       this._changed.emit();
     } finally {

@@ -1,3 +1,7 @@
+/**
+ * Calls to the manager through the server extension (`<base_url>backendai/<path>`), and the
+ * one error type they fail with.
+ */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
 
@@ -23,13 +27,28 @@ export class ManagerError extends Error {
   }
 }
 
+/** The text to show for a failed call: the manager's reason when there is one. */
+export function errorText(error: unknown): string {
+  if (error instanceof ManagerError) {
+    return error.reason || error.message;
+  }
+  if (error && typeof error === 'object' && 'reason' in error) {
+    return String((error as { reason: unknown }).reason);
+  }
+  if (error instanceof Error) {
+    return error.message;
+  }
+  return String(error);
+}
+
 /** The URL of a manager path through the server extension (`<base_url>backendai/<path>`). */
 export function managerURL(endPoint: string): string {
   const settings = ServerConnection.makeSettings();
   return URLExt.join(settings.baseUrl, 'backendai', endPoint);
 }
 
-async function errorFrom(response: Response): Promise<ManagerError> {
+/** The error of a failed answer, with the manager's reason when its body has one. */
+export async function errorFrom(response: Response): Promise<ManagerError> {
   const text = await response.text();
   let body: any = undefined;
   try {
@@ -85,21 +104,16 @@ export async function requestAPI<T = any>(endPoint: string, init: RequestInit = 
   }
 }
 
-/** A query string from an object, leaving out undefined values. */
-export function query(params: { [key: string]: string | number | boolean | undefined }): string {
-  const parts = Object.entries(params)
-    .filter(([, v]) => v !== undefined && v !== '')
-    .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(String(v))}`);
-  return parts.length ? `?${parts.join('&')}` : '';
-}
-
-/** The text to show for any error: the manager's reason, or the error's message. */
-export function reasonOf(error: unknown): string {
-  if (error instanceof ManagerError) {
-    return error.reason;
+/** A JSON call to the manager: `requestAPI` with a method and a body to encode. */
+export function api<T = any>(
+  path: string,
+  method: 'GET' | 'POST' | 'PATCH' | 'DELETE' = 'GET',
+  body?: unknown
+): Promise<T> {
+  const init: RequestInit = { method };
+  if (body !== undefined) {
+    init.body = JSON.stringify(body);
+    init.headers = { 'Content-Type': 'application/json' };
   }
-  if (error instanceof Error) {
-    return error.message;
-  }
-  return String(error);
+  return requestAPI<T>(path, init);
 }
