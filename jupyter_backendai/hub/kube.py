@@ -45,6 +45,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 import time
 from functools import partial
 from typing import Any
@@ -82,6 +83,8 @@ from .swarm_args import PUBLIC_HOST_LABEL, NodeAgent
 
 #: Seconds between looks at a starting pod (a flat interval: a late look is time the user waits).
 POD_POLL_INTERVAL = 0.2
+#: Seconds an answer of the API server stands for the spawns that follow it.
+API_CHECK_REUSE = 1.0
 #: sshd's port inside a session's pod (its own network namespace).
 INNER_SSH_PORT = 2200
 #: Container states on the way to a failed start that will not get better by waiting.
@@ -544,12 +547,33 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
 
     # --- the session -------------------------------------------------------------------------
 
+    #: The check of the API server that spawns arriving now share, and when one last succeeded.
+    _api_check: asyncio.Future | None = None
+    _api_answered: tuple[float, asyncio.AbstractEventLoop | None] = (-math.inf, None)
+
     async def _check_api(self) -> None:
+        """Refuse the spawn (503) when the API server does not answer.
+
+        A thousand spawns at once share one check (and one that answered within the last
+        second): asked a thousand times, it competed with their pods' own requests.
+        """
+        loop = asyncio.get_running_loop()
+        answered_at, answered_loop = KubeSessionSpawner._api_answered
+        if answered_loop is loop and loop.time() - answered_at < API_CHECK_REUSE:
+            return
+        check = KubeSessionSpawner._api_check
+        if check is None or check.done() or check.get_loop() is not loop:
+            check = KubeSessionSpawner._api_check = asyncio.ensure_future(
+                asyncio.wait_for(self.api.get_api_resources(), self.api_check_timeout)
+            )
         try:
-            await asyncio.wait_for(self.api.get_api_resources(), self.api_check_timeout)
+            await asyncio.shield(check)
+        except asyncio.CancelledError:
+            raise
         except Exception as e:
             reason = getattr(e, "reason", None) or str(e) or type(e).__name__
             raise SessionRefused(f"the Kubernetes API server does not answer: {reason}", 503) from None
+        KubeSessionSpawner._api_answered = (loop.time(), loop)
 
     async def start(self):
         await self.ensure_agent()
