@@ -51,8 +51,8 @@ SECTIONS = [
     ),
     Section(
         "jupyter_backendai.hub.runtime:PlainImagesMixin",
-        "Plain images (Docker backend)",
-        "`c.DockerSessionSpawner.…`; see [plain-images.md](plain-images.md)",
+        "Plain images (Docker and Swarm backends)",
+        "`c.DockerSessionSpawner.…`, `c.SwarmSessionSpawner.…`; see [plain-images.md](plain-images.md)",
     ),
     Section(
         "jupyter_backendai.hub.docker:DockerSessionSpawner",

@@ -308,3 +308,48 @@ def test_usage_from_the_engines_stats():
     }  # fmt: skip
     assert engine_stats_usage(stats) == (2.5, 123456, 11, 5)
     assert engine_stats_usage({}) == (0.0, 0, 0, 0)
+
+
+# --- plain images ---------------------------------------------------------------------------------
+
+
+def _facts(**kw):
+    from jupyter_backendai.hub.runtime_args import ImageFacts
+
+    args = dict(image_id="sha256:" + "a" * 64, env={"PATH": "/bin", "PYTHONHOME": "/x"}, labels={}, has_server=False,
+                passwd=None, group=None, home_uid=None)  # fmt: skip
+    args.update(kw)
+    return ImageFacts(**args)
+
+
+def test_a_plain_image_gets_the_runtime_the_account_configs_and_a_home():
+    from jupyter_backendai.hub.runtime_args import MOUNT, Runtime, image_plan
+    from jupyter_backendai.hub.swarm_args import account_configs, plain_image_service_spec
+
+    s = spec()
+    facts = _facts()
+    plan = image_plan(facts)
+    runtime = Runtime(host_dir="/srv/rt/v1-x", python=f"{MOUNT}/usr/bin/python3", venv=f"{MOUNT}/opt/venv")
+    configs = account_configs(s, plan)
+    assert [(c.target, c.mode) for c in configs] == [("/etc/passwd", 0o444), ("/etc/group", 0o444)]
+    assert "work:x:1000:1000:work:/home/work:/bin/sh" in configs[0].data
+    ids = {c.name: f"id-{i}" for i, c in enumerate(configs)}
+    base = service(s, secrets={x.name: "sec" for x in session_secrets(s)})
+    kw = plain_image_service_spec(base, s, facts=facts, plan=plan, runtime=runtime, home="/srv/homes/x", configs=ids)
+    container = kw["task_template"]["ContainerSpec"]
+    assert container["Command"] == [f"{MOUNT}/opt/venv/bin/jupyterhub-singleuser"]
+    assert container["Args"][-2:] == ["--ip=10.231.200.12", "--port=9000"]
+    assert "jupyterhub-singleuser" not in " ".join(container["Args"])
+    env = dict(e.split("=", 1) for e in container["Env"])
+    assert env["PATH"].startswith(f"/home/work/.local/bin:{MOUNT}/opt/venv/bin:") and env["PYTHONHOME"] == ""
+    mounts = {m["Target"]: (m["Source"], m.get("ReadOnly", False)) for m in container["Mounts"]}
+    assert mounts[MOUNT] == ("/srv/rt/v1-x", True) and mounts["/home/work"] == ("/srv/homes/x", False)
+    assert [(c["File"]["Name"], c["ConfigID"]) for c in container["Configs"]] == [
+        ("/etc/passwd", "id-0"),
+        ("/etc/group", "id-1"),
+    ]
+    assert base["task_template"]["ContainerSpec"]["Command"] is None  # the input is left as it was
+    with pytest.raises(SpecError, match="only as configs"):
+        plain_image_service_spec(base, s, facts=facts, plan=plan, runtime=runtime, home="/h", configs={})
+    with pytest.raises(SpecError, match="no home was made"):
+        plain_image_service_spec(base, s, facts=facts, plan=plan, runtime=runtime, configs=ids)

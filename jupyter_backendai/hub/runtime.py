@@ -355,7 +355,7 @@ def _check_runtime(client, directory: Path, python: str) -> dict[str, Any]:
 
 
 class PlainImagesMixin(LoggingConfigurable):
-    """Sessions of images without ``jupyterhub-singleuser`` or a ``work`` user (Docker backend)."""
+    """Sessions of images without ``jupyterhub-singleuser`` or a ``work`` user (Docker and Swarm backends)."""
 
     supply_runtime = CaselessStrEnum(
         list(RUNTIME_CHOICES),
@@ -390,7 +390,8 @@ class PlainImagesMixin(LoggingConfigurable):
         config=True,
         help="""Directory of the built runtimes (one ``v<format>-<image id>`` directory each, bind-mounted
         read-only into sessions of plain images at /opt/backendai-runtime). It must be on the engine's
-        host. Default: ``./backendai-runtime``.""",
+        host; on a swarm, at the same path on every node and the hub (shared storage, as
+        ``storage_root``). Default: ``./backendai-runtime``.""",
     )
     patchelf = Unicode(
         "patchelf",
@@ -413,9 +414,10 @@ class PlainImagesMixin(LoggingConfigurable):
 
         return SESSION_IMAGE
 
-    async def plain_image_plan(self, image: str) -> tuple[ImageFacts, ImagePlan]:
-        """What a session of ``image`` needs besides the image (a look into it, once per image id)."""
-        client = self.client
+    async def plain_image_plan(self, image: str, client=None) -> tuple[ImageFacts, ImagePlan]:
+        """What a session of ``image`` needs besides the image (a look into it, once per image id,
+        on ``client``'s engine: the hub's own unless given)."""
+        client = client or self.client
         image_id = (await asyncio.to_thread(client.inspect_image, image))["Id"]
         facts = PlainImagesMixin._image_facts.get(image_id)
         if facts is None:
@@ -448,16 +450,21 @@ class PlainImagesMixin(LoggingConfigurable):
             finally:
                 self._runtime_note = None
 
+    async def runnable_image_plan(self, image: str, client=None) -> tuple[ImageFacts, ImagePlan]:
+        """:meth:`plain_image_plan`, refusing an image that has no server and gets no runtime."""
+        facts, plan = await self.plain_image_plan(image, client)
+        if not plan.supply_runtime and not facts.has_server:
+            raise SpecError(
+                f"the image {image} has no jupyterhub-singleuser on its PATH, and the product's runtime is not "
+                f"supplied to it (supply_runtime {self.supply_runtime!r}, label {facts.labels.get(LABEL_RUNTIME)!r})"
+            )
+        return facts, plan
+
     async def adapt_to_image(self, spec, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bytes | None]:
         """The container's create arguments for the spec's image, and the files to put in before its start."""
         from .runtime_args import account_archive, supplied_create_kwargs
 
-        facts, plan = await self.plain_image_plan(spec.image)
-        if not plan.supply_runtime and not facts.has_server:
-            raise SpecError(
-                f"the image {spec.image} has no jupyterhub-singleuser on its PATH, and the product's runtime is not "
-                f"supplied to it (supply_runtime {self.supply_runtime!r}, label {facts.labels.get(LABEL_RUNTIME)!r})"
-            )
+        facts, plan = await self.runnable_image_plan(spec.image)
         if not plan.plain:
             return kwargs, None
         if plan.supply_runtime:

@@ -51,6 +51,7 @@ import dataclasses
 import os
 import random
 import secrets
+import shutil
 import socket
 import time
 import uuid
@@ -69,17 +70,21 @@ from ..db import sessions as store
 from .docker import sshd_and_server
 from .images import SwarmImages
 from .logs import SessionLogsMixin, StartFailed, StreamSource
+from .runtime import PlainImagesMixin
 from .spawner import SessionRefused, SessionSpawnerMixin, usage_sample
 from .spec import LABEL_SESSION_ID, SessionSpec, SpecError
 from .swarm_args import (
     GPU_RESOURCE,
     GROUP_LABEL,
+    HOMES_DIR,
     PROBE_DIR,
     PROBE_LABEL,
     PUBLIC_HOST_LABEL,
     NodeAgent,
+    account_configs,
     engine_stats_usage,
     node_agents,
+    plain_image_service_spec,
     probe_verdict,
     service_name,
     session_secrets,
@@ -109,12 +114,13 @@ def port_in_use(addr: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-class SwarmSessionSpawner(SwarmImages, SessionLogsMixin, SessionSpawnerMixin, SwarmSpawner):
+class SwarmSessionSpawner(PlainImagesMixin, SwarmImages, SessionLogsMixin, SessionSpawnerMixin, SwarmSpawner):
     backend_name = "swarm"
     isolates_users = True
 
     node_group_label = Unicode(
         GROUP_LABEL,
+        HOMES_DIR,
         config=True,
         help="""The node label that names a swarm node's resource group (``docker node update
         --label-add ai.backend.resource-group=gpu <node>``); nodes without it are in ``default``.
@@ -411,8 +417,9 @@ class SwarmSessionSpawner(SwarmImages, SessionLogsMixin, SessionSpawnerMixin, Sw
         """
         services = await self.docker("services", filters={"label": LABEL_SESSION_ID})
         stored = await self.docker("secrets", filters={"label": LABEL_SESSION_ID})
+        configs = await self.docker("configs", filters={"label": LABEL_SESSION_ID})
         by_session: dict[uuid.UUID, list[tuple[str, str]]] = {}
-        for kind, items in (("service", services), ("secret", stored)):
+        for kind, items in (("service", services), ("secret", stored), ("config", configs)):
             for item in items:
                 sid = ((item.get("Spec") or {}).get("Labels") or {}).get(LABEL_SESSION_ID)
                 try:
@@ -433,6 +440,7 @@ class SwarmSessionSpawner(SwarmImages, SessionLogsMixin, SessionSpawnerMixin, Sw
                         await self.docker(f"remove_{kind}", item_id)
                     except Exception as e:
                         self.log.warning("Removing the %s of the ended session %s: %s", kind, sid, e)
+                await asyncio.to_thread(self._remove_home, sid)
         task = SwarmSessionSpawner._probe_task
         if task is None or task.done():
             for probe in await self.docker("services", filters={"label": PROBE_LABEL}):
@@ -535,8 +543,47 @@ class SwarmSessionSpawner(SwarmImages, SessionLogsMixin, SessionSpawnerMixin, Sw
             self._spec, self._node_id, port=self.port, ip=self._node_addr, network=self.network_name,
             gpu_resource=self.gpu_resource, secrets=ids,
         )  # fmt: skip
+        kwargs = await self._adapt_to_image(kwargs)
         self.log.info("Creating service %s on node %s", kwargs["name"], self._node_id)
         return await self.docker("create_service", **kwargs)
+
+    async def _adapt_to_image(self, kwargs: dict) -> dict:
+        """An image without the server or the work user: the runtime, the account files as
+        configs, a home on the shared storage (docs/plain-images.md)."""
+        spec = self._spec
+        # Looked into on the session's node (the image was pulled there) where the hub reaches it.
+        client = await self.node_client(self._node_id)
+        facts, plan = await self.runnable_image_plan(spec.image, client)
+        if not plan.plain:
+            return kwargs
+        runtime = await self.supplied_runtime() if plan.supply_runtime else None
+        home = await asyncio.to_thread(self._make_home) if plan.make_home else None
+        configs = {}
+        for config in account_configs(spec, plan):
+            created = await self.docker("create_config", config.name, config.data.encode(), labels=config.labels)
+            configs[config.name] = created["ID"]
+        if runtime is not None:
+            self.log.info("Session %s: image %s runs on the runtime %s", spec.session_id, spec.image, runtime.host_dir)
+        return plain_image_service_spec(
+            kwargs, spec, facts=facts, plan=plan, runtime=runtime, home=home, configs=configs
+        )
+
+    def _home_dir(self, session_id) -> Path:
+        return Path(self.storage_root) / HOMES_DIR / str(session_id)
+
+    def _make_home(self) -> str:
+        """The session's home on the shared storage (every node sees it), owned by the session user."""
+        home = self._home_dir(self._spec.session_id)
+        home.parent.mkdir(mode=0o711, exist_ok=True)
+        home.mkdir(mode=0o755, exist_ok=True)
+        try:
+            os.chown(home, self._spec.uid, self._spec.gid)
+        except PermissionError:
+            raise SpecError(
+                f"the image has no home of uid {self._spec.uid}, and the hub (not root) cannot make one for "
+                "the session on the folder storage"
+            ) from None
+        return str(home)
 
     async def start_object(self):
         """Wait (bounded) until the task runs; a rejected or failed task fails the start with its error."""
@@ -684,13 +731,21 @@ class SwarmSessionSpawner(SwarmImages, SessionLogsMixin, SessionSpawnerMixin, Sw
         await self._remove_secrets(self.session_id)
 
     async def _remove_secrets(self, session_id: uuid.UUID | None) -> None:
+        """The session's secrets and configs, and the home made for it (a plain image's)."""
         if session_id is None:
             return
         try:
-            for secret in await self.docker("secrets", filters={"label": f"{LABEL_SESSION_ID}={session_id}"}):
-                await self.docker("remove_secret", secret["ID"])
+            for kind in ("secret", "config"):
+                for item in await self.docker(f"{kind}s", filters={"label": f"{LABEL_SESSION_ID}={session_id}"}):
+                    await self.docker(f"remove_{kind}", item["ID"])
         except Exception as e:  # the heartbeat's sweep removes what is left
             self.log.debug("Removing the secrets of session %s: %s", session_id, e)
+        await asyncio.to_thread(self._remove_home, session_id)
+
+    def _remove_home(self, session_id) -> None:
+        home = self._home_dir(session_id)
+        if home.is_dir() and not home.is_symlink():
+            shutil.rmtree(home, ignore_errors=True)
 
     # --- usage --------------------------------------------------------------------------------------
 

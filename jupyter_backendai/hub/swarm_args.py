@@ -43,12 +43,14 @@ one-shot task pinned to a node that reads a marker the hub wrote under ``storage
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
 from docker.types import (
+    ConfigReference,
     ContainerSpec,
     EndpointSpec,
     Mount,
@@ -62,10 +64,14 @@ from docker.types import (
 
 from ..core.nvidia import configured_devices, gpu_slots
 from .docker_args import CAP_ADD, bind_mounts, check_limits, create_kwargs, nano_cpus
+from .runtime_args import MOUNT, ImageFacts, ImagePlan, Runtime, supplied_create_kwargs
 from .spec import LABEL_SESSION_ID, WHOLE, SessionSpec, SpecError, container_files
 
 __all__ = [
     "GPU_RESOURCE",
+    "HOMES_DIR",
+    "account_configs",
+    "plain_image_service_spec",
     "GROUP_LABEL",
     "engine_stats_usage",
     "PROBE_LABEL",
@@ -398,3 +404,81 @@ def engine_stats_usage(stats: dict[str, Any]) -> tuple[float, int, int, int]:
         elif op == "write":
             write += entry.get("value", 0)
     return cpu, int(mem), int(read), int(write)
+
+
+# --- plain images ---------------------------------------------------------------------------------
+
+#: The directory under ``storage_root`` of the homes made for sessions of images without one.
+HOMES_DIR = ".backendai-homes"
+
+
+def account_configs(spec: SessionSpec, plan: ImagePlan) -> list[SessionSecret]:
+    """The plan's ``/etc/passwd`` and ``/etc/group`` as swarm configs of the session (root's, 0444).
+
+    A service's container cannot be written into before it starts (Docker's backend puts the
+    files into the container's layer): the manager keeps them as configs, mounted as files over
+    the image's own (which are not changed).
+    """
+    out = []
+    for what, text in (("passwd", plan.passwd), ("group", plan.group)):
+        if text is not None:
+            out.append(
+                SessionSecret(
+                    name=f"backendai-{spec.session_id}-{what}",
+                    data=text,
+                    target=f"/etc/{what}",
+                    mode=0o444,
+                    labels={LABEL_SESSION_ID: str(spec.session_id)},
+                )
+            )
+    return out
+
+
+def plain_image_service_spec(
+    kwargs: dict[str, Any],
+    spec: SessionSpec,
+    *,
+    facts: ImageFacts,
+    plan: ImagePlan,
+    runtime: Runtime | None = None,
+    home: str | None = None,
+    configs: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """:func:`swarm_service_spec`'s arguments for an image without the server or the work user.
+
+    As Docker's :func:`~.runtime_args.supplied_create_kwargs`: with ``runtime`` the container's
+    command (the image's entry point replaced) is the runtime's ``jupyterhub-singleuser`` with the
+    server's arguments, the runtime is bind-mounted read-only at :data:`~.runtime_args.MOUNT`
+    (``runtime_dir`` must be at the same path on every node), and the environment is the
+    runtime's. ``home`` (the plan says the image has no home of uid 1000): a directory of the
+    shared storage, made by the hub for this session and owned by uid 1000, bind-mounted at the
+    home. ``configs`` maps the names of :func:`account_configs` to the ids the manager gave them.
+    """
+    out = copy.deepcopy(kwargs)
+    container = out["task_template"]["ContainerSpec"]
+    mounts = list(container.get("Mounts") or [])
+    if plan.supply_runtime:
+        if runtime is None:
+            raise SpecError("the image needs the product's runtime, and none was given")
+        env = dict(e.split("=", 1) for e in container.get("Env") or [])
+        docker_like = supplied_create_kwargs(
+            {"command": container.get("Args") or [], "environment": env}, runtime, facts
+        )
+        container["Command"] = docker_like["entrypoint"]
+        container["Args"] = docker_like["command"]
+        container["Env"] = [f"{k}={v}" for k, v in docker_like["environment"].items()]
+        mounts.append(Mount(MOUNT, runtime.host_dir, type="bind", read_only=True))
+    if plan.make_home:
+        if not home:
+            raise SpecError(f"the image has no {spec.home} of uid {spec.uid}, and no home was made for the session")
+        mounts.append(Mount(spec.home, home, type="bind"))
+    container["Mounts"] = mounts
+    wanted = account_configs(spec, plan)
+    missing = [c.name for c in wanted if not (configs or {}).get(c.name)]
+    if missing:
+        raise SpecError(f"a swarm service receives account files only as configs; none was created for {missing}")
+    if wanted:
+        container["Configs"] = [
+            ConfigReference(configs[c.name], c.name, filename=c.target, uid="0", gid="0", mode=c.mode) for c in wanted
+        ]
+    return out
