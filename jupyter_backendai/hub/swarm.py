@@ -58,6 +58,7 @@ import uuid
 from pathlib import Path
 from pprint import pformat
 
+import docker.errors
 from docker.types import ServiceMode
 from dockerspawner import SwarmSpawner
 from sqlalchemy import select
@@ -553,7 +554,13 @@ class SwarmSessionSpawner(PlainImagesMixin, SwarmImages, SessionLogsMixin, Sessi
         spec = self._spec
         # Looked into on the session's node (the image was pulled there) where the hub reaches it.
         client = await self.node_client(self._node_id)
-        facts, plan = await self.runnable_image_plan(spec.image, client)
+        try:
+            facts, plan = await self.runnable_image_plan(spec.image, client)
+        except docker.errors.ImageNotFound:
+            # Pulled onto its node only, where the hub cannot look: it runs as it is (a plain
+            # image there fails to start, and says so on the pending page).
+            self.log.info("Image %s is not on an engine the hub reaches: no look into it", spec.image)
+            return kwargs
         if not plan.plain:
             return kwargs
         runtime = await self.supplied_runtime() if plan.supply_runtime else None
@@ -640,7 +647,7 @@ class SwarmSessionSpawner(PlainImagesMixin, SwarmImages, SessionLogsMixin, Sessi
     async def _task_ended(self):
         task = await self.get_task()
         state = (((task or {}).get("Status") or {}).get("State") or "").lower()
-        if task is None or state in ("running",) or state in _STARTING:
+        if task is None or state == "running" or state in _STARTING:
             return None
         # The follow stream of a service outlives its task: read the log whole instead.
         self.collect_output(self._output_source(follow=False), reset=True)
