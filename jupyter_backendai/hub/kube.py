@@ -440,6 +440,8 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
         rows = {
             row.id: row for row in db.scalars(select(m.Agent).where(m.Agent.version == self.backend_name))
         }  # fmt: skip
+        # Once per sync, not once per node: a thousand nodes asked a thousand times.
+        known_groups = set(db.scalars(select(m.ScalingGroup.name)))
         seen: set[str] = set()
         lost: dict[str, str] = {}
         for agent in agents:
@@ -452,7 +454,7 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
                     continue
                 blocked = f"{agent.reason} (lost after {self.node_lost_grace:g} s)"  # nothing new goes there
             group = agent.resource_group
-            if db.get(m.ScalingGroup, group) is None:
+            if group not in known_groups:
                 self.log.warning("Node %s names the unknown resource group %r", agent.id, group)
                 blocked = blocked or f"the node's label names the unknown resource group {group!r}"
                 group = admin.DEFAULT
@@ -522,8 +524,8 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
                     ids.append(uuid.UUID(sid))
                 except ValueError:
                     continue
-            rows = db.scalars(select(m.Session).where(m.Session.id.in_(ids)))
-            return [str(r.id) for r in rows if r.status in m.FINISHED_SESSION_STATUSES]
+            rows = db.execute(select(m.Session.id, m.Session.status).where(m.Session.id.in_(ids)))
+            return [str(session_id) for session_id, status in rows if status in m.FINISHED_SESSION_STATUSES]
 
         for sid in await self.run_db(finished):
             pod = by_session[sid]
