@@ -99,8 +99,11 @@ def add_session(manager: Manager, username: str) -> str:
     return manager.pdb.setup(setup)
 
 
-def bai(manager: Manager, who: str, *args: str, ok: bool = True) -> str:
-    """``backend.ai <args>`` signed with ``who``'s keypair; its output (stdout and stderr)."""
+def bai(manager: Manager, who: str, *args: str, ok: bool = True, answer: str | None = None) -> str:
+    """``backend.ai <args>`` signed with ``who``'s keypair; its output (stdout and stderr).
+
+    ``answer`` is typed at the client's prompts (``y`` for "Are you sure?").
+    """
     access, secret = manager.keys(who)
     env = {
         **os.environ,
@@ -109,7 +112,9 @@ def bai(manager: Manager, who: str, *args: str, ok: bool = True) -> str:
         "BACKEND_SECRET_KEY": secret,
         "BACKEND_ENDPOINT_TYPE": "api",
     }
-    done = subprocess.run([str(CLI), *args], capture_output=True, text=True, env=env, timeout=60, cwd=Path.cwd())
+    done = subprocess.run(
+        [str(CLI), *args], capture_output=True, text=True, env=env, timeout=60, cwd=Path.cwd(), input=answer
+    )
     out = done.stdout + done.stderr
     if ok:
         assert done.returncode == 0 and "✗" not in out, f"backend.ai {' '.join(args)} ({done.returncode}):\n{out}"

@@ -95,8 +95,10 @@ def resolve_project(user: m.User, name: str | None) -> m.Group | None:
         group = next((g for g in user.groups if g.name == name), None)
         if group is None:
             raise Refused(f"you are not a member of the project {name!r}")
+        if not group.is_active:
+            raise Refused(f"the project {name!r} is inactive; ask an administrator")
         return group
-    return rules.default_project(user.groups)
+    return rules.default_project(g for g in user.groups if g.is_active)
 
 
 # --- what a launch may use -----------------------------------------------------------------
@@ -185,6 +187,8 @@ def plan_launch(
     keypair = main_keypair(db, user)
     if keypair is None:
         raise Refused("this account has no active keypair; ask an administrator for one")
+    if not user.domain.is_active:
+        raise Refused(f"the domain {user.domain_name!r} is inactive; ask an administrator")
     group = resolve_project(user, request.group)
     allowed = allowed_scaling_groups(db, user, keypair, group, default_scaling_group)
     sg_name = request.scaling_group or (allowed[0] if allowed else default_scaling_group)
@@ -226,7 +230,7 @@ def presets_per_choice(
     :func:`allowed_scaling_groups`' order: what the spawn form offers per choice.
     """
     out = []
-    for group in sorted(user.groups, key=lambda g: g.name) or [None]:
+    for group in sorted((g for g in user.groups if g.is_active), key=lambda g: g.name) or [None]:
         open_sgroups = allowed_scaling_groups(db, user, keypair, group, default_scaling_group)
         for sg in open_sgroups:
             out.append((group, sg, check_presets_for(db, keypair, group, open_sgroups, sg)))

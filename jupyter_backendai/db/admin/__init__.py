@@ -59,6 +59,7 @@ from .scaling_groups import (
     AGENT_SELECTIONS,
     allow_scaling_group,
     create_scaling_group,
+    delete_scaling_group,
     update_scaling_group,
 )
 from .users import (
@@ -114,6 +115,7 @@ __all__ = [
     "delete_keypair",
     "delete_policy",
     "delete_preset",
+    "delete_scaling_group",
     "ensure_defaults",
     "find_login_user",
     "get_domain",

@@ -51,6 +51,7 @@ def create_domain(
     total_resource_slots: Mapping[str, Any] | None = None,
     allowed_vfolder_hosts: Iterable[str] | None = None,
     allowed_docker_registries: Iterable[str] | None = None,
+    is_active: bool = True,
 ) -> m.Domain:
     check_name("domain", name)
     if db.get(m.Domain, name) is not None:
@@ -58,6 +59,7 @@ def create_domain(
     domain = m.Domain(
         name=name,
         description=description,
+        is_active=_check_active(is_active),
         total_resource_slots=parse_slots(total_resource_slots),
         allowed_vfolder_hosts=check_hosts(allowed_vfolder_hosts),
         allowed_docker_registries=sorted(set(allowed_docker_registries or [])),
@@ -76,6 +78,7 @@ def create_group(
     total_resource_slots: Mapping[str, Any] | None = None,
     allowed_vfolder_hosts: Iterable[str] | None = None,
     allowed_docker_registries: Iterable[str] | None = None,
+    is_active: bool = True,
 ) -> m.Group:
     check_name("group", name)
     get_domain(db, domain)
@@ -85,6 +88,7 @@ def create_group(
         name=name,
         domain_name=domain,
         description=description,
+        is_active=_check_active(is_active),
         total_resource_slots=parse_slots(total_resource_slots),
         allowed_vfolder_hosts=check_hosts(allowed_vfolder_hosts),
         allowed_docker_registries=sorted(set(allowed_docker_registries or [])),
@@ -94,7 +98,14 @@ def create_group(
     return group
 
 
-ORG_FIELDS = ("description", "total_resource_slots", "allowed_vfolder_hosts", "allowed_docker_registries")
+ORG_FIELDS = ("description", "total_resource_slots", "allowed_vfolder_hosts", "allowed_docker_registries", "is_active")
+
+
+def _check_active(value: Any) -> bool:
+    """An inactive domain or project launches nothing (:func:`...launch.plan_launch`); its rows stay."""
+    if not isinstance(value, bool):
+        raise AdminError(f"is_active must be true or false, not {value!r}")
+    return value
 
 
 def merge_caps(current: Mapping[str, Any] | None, given: Mapping[str, Any] | None) -> ResourceSlots:
@@ -115,6 +126,8 @@ def _update_org(org: m.Domain | m.Group, fields: Mapping[str, Any]) -> None:
             if not isinstance(value, str):
                 raise AdminError(f"description must be text, not {value!r}")
             org.description = value
+        elif key == "is_active":
+            org.is_active = _check_active(value)
         elif key == "total_resource_slots":
             if not isinstance(value, Mapping):
                 raise AdminError(f"total_resource_slots must be a mapping of slot name to amount, not {value!r}")

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session as DB
 
 from .. import models as m
 from .lookups import get_domain, get_group, get_keypair, get_scaling_group
-from .validation import AdminError, Conflict, check_name, check_non_negative, parse_enum
+from .validation import DEFAULT, AdminError, Conflict, check_name, check_non_negative, parse_enum
 
 AGENT_SELECTIONS = ("concentrated", "dispersed")
 
@@ -109,3 +110,24 @@ def allow_scaling_group(
                 current.append(row)
     db.flush()
     return sgroup
+
+
+def delete_scaling_group(db: DB, name: str) -> None:
+    """Delete a resource group no agent, session or preset refers to; ``default`` stays.
+
+    Sessions keep the name of the group they ran in, so a group that was used is deactivated
+    (``is_active`` false) rather than deleted.
+    """
+    sgroup = get_scaling_group(db, name)
+    if name == DEFAULT:
+        raise Conflict(f"the resource group {DEFAULT!r} cannot be deleted; deactivate it instead")
+    for model, column, what in (
+        (m.Agent, m.Agent.scaling_group, "agent(s)"),
+        (m.Session, m.Session.scaling_group, "session(s), past or present,"),
+        (m.ResourcePreset, m.ResourcePreset.scaling_group_name, "resource preset(s)"),
+    ):
+        count = int(db.scalar(select(func.count()).select_from(model).where(column == name)) or 0)
+        if count:
+            raise Conflict(f"resource group {name!r} has {count} {what} in it; deactivate it instead")
+    db.delete(sgroup)
+    db.flush()

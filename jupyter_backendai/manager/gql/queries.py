@@ -54,12 +54,12 @@ def _scaling_group_names(sgroups: Iterable[m.ScalingGroup]) -> list[str]:
     return sorted(s.name for s in sgroups)
 
 
-def _sgroups_of_domain(db: DB, domain: str) -> list[str]:
+def sgroups_of_domain(db: DB, domain: str) -> list[str]:
     rows = db.scalars(select(m.ScalingGroup).where(m.ScalingGroup.domains.any(m.Domain.name == domain)))
     return _scaling_group_names(rows)
 
 
-def _sgroups_of_group(db: DB, group: m.Group) -> list[str]:
+def sgroups_of_group(db: DB, group: m.Group) -> list[str]:
     rows = db.scalars(select(m.ScalingGroup).where(m.ScalingGroup.groups.any(m.Group.id == group.id)))
     return _scaling_group_names(rows)
 
@@ -154,7 +154,7 @@ def q_domain(ctx: Ctx, name: str | None = None):
     name = name or ctx.me.domain
     if not ctx.may_see_domain(name):
         raise Refused(f"you are in domain {ctx.me.domain!r}, not {name!r}")
-    return domain_item(admin.get_domain(ctx.db, name), _sgroups_of_domain(ctx.db, name))
+    return domain_item(admin.get_domain(ctx.db, name), sgroups_of_domain(ctx.db, name))
 
 
 def q_domains(ctx: Ctx, is_active: bool | None = None):
@@ -164,7 +164,7 @@ def q_domains(ctx: Ctx, is_active: bool | None = None):
         query = query.where(m.Domain.name == scope)
     if is_active is not None:
         query = query.where(m.Domain.is_active.is_(is_active))
-    return [domain_item(d, _sgroups_of_domain(ctx.db, d.name)) for d in ctx.db.scalars(query)]
+    return [domain_item(d, sgroups_of_domain(ctx.db, d.name)) for d in ctx.db.scalars(query)]
 
 
 def _visible_groups(ctx: Ctx, domain_name: str | None, is_active: bool | None, name: str | None = None):
@@ -178,7 +178,7 @@ def _visible_groups(ctx: Ctx, domain_name: str | None, is_active: bool | None, n
         rows = sorted(ctx.user.groups, key=lambda g: (g.domain_name, g.name))
         rows = [g for g in rows if not domain_name or g.domain_name == domain_name]
     rows = [g for g in rows if (is_active is None or g.is_active == is_active) and (name is None or g.name == name)]
-    return [group_item(g, _sgroups_of_group(ctx.db, g)) for g in rows]
+    return [group_item(g, sgroups_of_group(ctx.db, g)) for g in rows]
 
 
 def q_group(ctx: Ctx, id: uuid.UUID, domain_name: str | None = None):
@@ -187,7 +187,7 @@ def q_group(ctx: Ctx, id: uuid.UUID, domain_name: str | None = None):
         raise Refused(f"no group with id {str(id)!r}", 404)
     if not ctx.me.may_administer(group.domain_name) and ctx.user not in group.users:
         raise Refused(f"you are not a member of the group {group.name!r}")
-    return group_item(group, _sgroups_of_group(ctx.db, group))
+    return group_item(group, sgroups_of_group(ctx.db, group))
 
 
 def q_groups(ctx: Ctx, domain_name: str | None = None, is_active: bool | None = None):
