@@ -1,10 +1,10 @@
 """Backend.AI's GraphQL endpoint (``POST /admin/gql``), which its own client and console query.
 
-Backend.AI's client sends GraphQL for its listings and account administration (``backend.ai
-vfolder list``, ``admin user list|info|add|update|delete``, ``admin keypair ...``, ``admin
-session list|info``, ``admin image list``, ``admin keypair-resource-policy list|info``,
-``admin scaling-group list|info``, ``admin agent list|info``, ``admin domain ...``, ``admin
-group ...``, ``admin storage ...``, ``ps``). These documents are answered by a real GraphQL
+Backend.AI's client sends GraphQL for its listings and administration (``backend.ai vfolder
+list``, ``admin user list|info|add|update|delete``, ``admin keypair ...``, ``admin session
+list|info``, ``admin image list``, ``admin keypair-resource-policy ...``, ``admin scaling-group
+...``, ``admin agent list|info``, ``admin domain ...``, ``admin group ...``, ``admin storage
+...``, ``ps``). These documents are answered by a real GraphQL
 executor (graphql-core) over a schema that has the fields the client asks for, with
 Backend.AI's names and shapes.
 
