@@ -5,9 +5,22 @@
  */
 import React, { useEffect, useState } from 'react';
 
-import { AdminList, EditDelete, IAdminContext, saveNamed, SlotInputs, useActions, useShow } from './adminkit';
+import { IAdminContext, saveNamed } from './adminkit';
 import { api, errorText, segment, Slots } from '../api';
-import { Button, CheckField, FormDialog, SelectField, TabPages, TextField, useLoad } from '../components';
+import {
+  AdminList,
+  Button,
+  CheckField,
+  EditDelete,
+  FormDialog,
+  SelectField,
+  SlotInputs,
+  TabPages,
+  TextField,
+  useActions,
+  useLoad,
+  useShow
+} from '../components';
 import { amount, formatBytes, formatSlots } from '../format';
 import { slotForm, SlotForm, slotsPayload, slotText } from '../slots';
 

@@ -6,9 +6,9 @@
  */
 import React, { useState } from 'react';
 
-import { AdminList, IAdminContext, SlotInputs, useActions } from './adminkit';
+import { IAdminContext } from './adminkit';
 import { api, segment, Slots } from '../api';
-import { Button, FormDialog, TabPages, TextField, useLoad } from '../components';
+import { AdminList, Button, FormDialog, SlotInputs, TabPages, TextField, useActions, useLoad } from '../components';
 import { formatSlots } from '../format';
 import { slotForm, SlotForm, slotsPayload } from '../slots';
 

@@ -5,9 +5,19 @@
  */
 import React, { useState } from 'react';
 
-import { AdminList, EditDelete, IAdminContext, saveNamed, SlotInputs, useActions } from './adminkit';
+import { IAdminContext, saveNamed } from './adminkit';
 import { api, IPolicy, segment } from '../api';
-import { Button, FormDialog, NumberField, TextField, useLoad } from '../components';
+import {
+  AdminList,
+  Button,
+  EditDelete,
+  FormDialog,
+  NumberField,
+  SlotInputs,
+  TextField,
+  useActions,
+  useLoad
+} from '../components';
 import { formatAmount, formatBytes, formatDuration } from '../format';
 import { bytesField, SlotForm, slotForm, slotsPayload, wholeNumber } from '../slots';
 

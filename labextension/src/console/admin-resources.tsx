@@ -4,20 +4,23 @@
  */
 import React, { useState } from 'react';
 
-import { Meter } from './charts';
-import { AdminList, IAdminContext, saveNamed, useActions, useShow } from './adminkit';
+import { IAdminContext, saveNamed } from './adminkit';
 import { api, segment, Slots } from '../api';
 import {
+  AdminList,
   Button,
   CheckField,
   ErrorMessage,
   FormDialog,
+  Meter,
   MultiCheck,
   NumberField,
   SelectField,
   TabPages,
   TextField,
-  useLoad
+  useActions,
+  useLoad,
+  useShow
 } from '../components';
 import { amount, formatAmount, formatTime } from '../format';
 import { wholeNumber } from '../slots';

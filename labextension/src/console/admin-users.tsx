@@ -4,9 +4,10 @@
  */
 import React, { useState } from 'react';
 
-import { AdminList, IAdminContext, SecretResult, useActions, useShow } from './adminkit';
+import { IAdminContext } from './adminkit';
 import { api, IKeypair, IPolicy, segment } from '../api';
 import {
+  AdminList,
   Button,
   CheckField,
   ErrorMessage,
@@ -14,9 +15,12 @@ import {
   MultiCheck,
   NumberField,
   PasswordRules,
+  SecretResult,
   SelectField,
   TextField,
-  useLoad
+  useActions,
+  useLoad,
+  useShow
 } from '../components';
 import { formatTime } from '../format';
 import { wholeNumber } from '../slots';

@@ -5,9 +5,9 @@
  */
 import React, { useMemo, useState } from 'react';
 
-import { BarChart, IPoint } from './charts';
+import { IPoint } from '../charts';
 import { api, query } from '../api';
-import { Button, ErrorMessage, Loading, SectionHeader, SelectField, TextField, useLoad } from '../components';
+import { BarChart, Button, ErrorMessage, Loading, SectionHeader, SelectField, TextField, useLoad } from '../components';
 
 export const MAX_PERIOD_DAYS = 100;
 

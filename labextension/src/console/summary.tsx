@@ -6,10 +6,9 @@
 import { CommandRegistry } from '@lumino/commands';
 import React, { useState } from 'react';
 
-import { Gauge } from './charts';
 import { api, ICheckPresets, IProfile } from '../api';
 import { allocatable } from '../slots';
-import { Button, DataTable, ErrorMessage, Loading, SectionHeader, SelectField, useLoad } from '../components';
+import { Button, DataTable, ErrorMessage, Gauge, Loading, SectionHeader, SelectField, useLoad } from '../components';
 import { amount, formatAmount, formatBytes, formatSlots, plainNumber } from '../format';
 
 interface ISlotView {
