@@ -15,8 +15,10 @@ Three ways in, as DESIGN.md says:
 
 Every authenticated request counts against its keypair's rate limit (requests per 15
 minutes, F39; 429 with ``Retry-After`` past it) and its query count. Errors are JSON
-``{"title": ..., "status": ...}`` with a 4xx for anything the caller did wrong; a handler
-never answers a traceback.
+``{"type": ..., "title": ..., "status": ...}`` (Backend.AI's shape) with a 4xx for anything the
+caller did wrong; a handler never answers a traceback. Any error of the shared hierarchy
+(:mod:`jupyter_backendai.errors`: the storage, admin, folder, slot, token and signature errors,
+and :class:`APIError`) is answered with its own status and reason, wherever it is raised.
 """
 
 from __future__ import annotations
@@ -34,9 +36,8 @@ from typing import Any, TypeVar
 from sqlalchemy import select
 from tornado import web
 
-from ..core import signing
-from ..core.slots import SlotError
-from ..db import admin, launch
+from ..core import errors, signing
+from ..db import launch
 from ..db import models as m
 from ..db.types import utcnow
 
@@ -118,14 +119,26 @@ class ReplayGuard:
         return False
 
 
-class APIError(web.HTTPError):
-    """A refusal with a reason for the caller."""
+class APIError(errors.Error, web.HTTPError):
+    """A handler's own refusal: any status, a reason for the caller, extra fields and headers.
+
+    Also a tornado ``HTTPError``, so that the status line carries the reason as before.
+    """
 
     def __init__(self, status: int, reason: str, *, headers: dict[str, str] | None = None, **extra: Any):
-        super().__init__(status, reason=reason[:200].replace("\n", " "))
+        web.HTTPError.__init__(self, status, reason=reason[:200].replace("\n", " "))
+        self.status = status
         self.title = reason
         self.extra = extra
         self.headers = headers or {}
+
+    def __str__(self) -> str:
+        return self.title
+
+    @property
+    def for_caller(self) -> bool:
+        # Written for the caller also when it is the hub's failure (502) or a timeout.
+        return True
 
 
 def token_grants(scopes: Any, required: str) -> bool:
@@ -352,13 +365,15 @@ class APIHandler(web.RequestHandler):
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
         extra: dict[str, Any] = {}
-        if isinstance(exc, APIError):
-            title = exc.title
-            extra = exc.extra
-            for name, value in exc.headers.items():
-                self.set_header(name, value)
-        elif isinstance(exc, admin.AdminError) or isinstance(exc, SlotError):
+        if isinstance(exc, errors.Error) and exc.for_caller:
+            # tornado answers 500 to anything that is not its own HTTPError; the error knows better.
+            if status_code != exc.status:
+                status_code = exc.status
+                self.set_status(status_code)
             title = str(exc)
+            extra = getattr(exc, "extra", extra)
+            for name, value in getattr(exc, "headers", {}).items():
+                self.set_header(name, value)
         elif isinstance(exc, web.HTTPError):
             title = exc.log_message or exc.reason or self._reason
         else:
@@ -370,30 +385,9 @@ class APIHandler(web.RequestHandler):
         self.finish(json.dumps(body, default=str))
 
     def log_exception(self, typ, value, tb):
-        if isinstance(value, (APIError, admin.AdminError, SlotError)):
-            return  # expected refusals, already answered
+        if isinstance(value, errors.Error) and value.for_caller:
+            return  # an expected refusal: its answer says it all
         super().log_exception(typ, value, tb)
-
-    def _handle_request_exception(self, e: BaseException) -> None:
-        # Validation errors from the shared admin layer carry their HTTP status.
-        if isinstance(e, (admin.AdminError, SlotError)) and not self._finished:
-            status = getattr(e, "status", 400)
-            self.send_error(status, exc_info=(type(e), e, e.__traceback__))
-            return
-        storage_error = _storage_status(e)
-        if storage_error and not self._finished:
-            self.send_error(storage_error, exc_info=(type(e), APIError(storage_error, str(e)), e.__traceback__))
-            return
-        super()._handle_request_exception(e)
 
     def on_finish(self):
         self.manager.metrics.request_finished(self)
-
-
-def _storage_status(e: BaseException) -> int | None:
-    from ..storage import StorageError
-
-    if isinstance(e, StorageError):
-        status = getattr(e, "status", 500)
-        return status if 400 <= status < 500 else None
-    return None

@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ...core import errors
 from ...core.slots import ResourceSlots, SlotError
 
 DEFAULT = "default"
@@ -23,17 +24,17 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 _FOLDER_HOST = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
 
 
-class AdminError(ValueError):
+class AdminError(errors.Error, ValueError):
     """Bad input for an administrative operation (HTTP 400)."""
 
     status = 400
 
 
-class NotFound(AdminError):
+class NotFound(AdminError, errors.NotFound):
     status = 404
 
 
-class Conflict(AdminError):
+class Conflict(AdminError, errors.Conflict):
     status = 409
 
 

@@ -12,11 +12,9 @@ from typing import Any
 from graphql import GraphQLError
 from sqlalchemy.orm import Session as DB
 
-from ...db import admin
+from ...core import errors
 from ...db import models as m
-from ...storage import StorageError
-from ..base import APIError, Identity
-from .filter import FilterError
+from ..base import Identity
 
 log = logging.getLogger("jupyter_backendai.manager")
 
@@ -37,12 +35,8 @@ def guard(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(info.context, **kwargs)
         except GraphQLError:
             raise
-        except APIError as e:
-            raise Refused(e.title, e.status_code) from None
-        except FilterError as e:
+        except errors.Error as e:
             raise Refused(str(e), e.status) from None
-        except (admin.AdminError, StorageError) as e:
-            raise Refused(str(e), getattr(e, "status", 400) or 400) from None
         except Exception:
             log.exception("GraphQL field %s failed", info.field_name)
             raise GraphQLError("internal error; the server log has the details") from None
