@@ -17,7 +17,7 @@ import requests
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
 from jupyter_backendai.storage import FolderStore
-from jupyter_backendai.storage._fs import MAX_DEPTH, OpenFolder, rmtree_at
+from jupyter_backendai.storage.safepath import MAX_DEPTH, OpenFolder, rmtree_at
 from tests.manager_fixtures import Manager
 from tests.session_helpers import ProductDB
 

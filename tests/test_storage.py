@@ -903,7 +903,7 @@ def test_upload_writer_checks_the_quota_before_any_byte(store: FolderStore, fold
 
 
 def test_start_writeback_is_a_harmless_hint(tmp_path: Path) -> None:
-    from jupyter_backendai.storage._fs import start_writeback
+    from jupyter_backendai.storage.safepath import start_writeback
 
     path = tmp_path / "f"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT)

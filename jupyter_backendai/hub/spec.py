@@ -11,14 +11,14 @@ builder, so every rule here is tested without an engine.
 Decisions, with their reasons:
 
 * **Folders** are mounted at ``<home>/<name>`` (F29). A folder name must be one safe path
-  component: not empty, not ``.``/``..``, no ``/``, no NUL or other control character, and
-  no ``:`` (Docker's bind syntax ``host:container:mode`` has no escape for it).
+  component (:func:`core.home.check_mount_name`, where the home's layout is said once).
 * **Automount** (F30): every *accessible* folder whose name starts with ``.`` is mounted
   without being chosen. A dot-folder that is also chosen is mounted once. Two *different*
   folders (different host paths) that would land on the same mount point are refused rather
   than one being picked silently.
-* **Reserved names**: ``id_container`` is refused as a folder name, because a folder there
-  would shadow the session's private SSH key file (F22). ``.ssh`` is *not* reserved: it is
+* **Reserved names**: a folder named like a file the session writes into its home at start
+  (:data:`core.home.SESSION_FILES`: ``id_container``, the private SSH key of F22) is not
+  mounted, because it would shadow that file. ``.ssh`` is *not* reserved: it is
   the F31 mechanism. When a ``.ssh`` folder is mounted, its ``authorized_keys`` is honoured
   *in addition to* the session's own key, which lives outside the home
   (:data:`SESSION_AUTHORIZED_KEYS`), so that nothing is ever written into the user's folder.
@@ -50,8 +50,11 @@ from ..core import errors
 from ..core.apps import FOLDERS_ENV, SERVICE_PORTS_ENV, format_service_ports
 from ..core.environ import FORBIDDEN_ENV, EnvironError, check_environ
 from ..core.gpu import SHARES, WHOLE, GpuDevice, device_order
+from ..core.home import GID, HOME, ID_CONTAINER, SESSION_FILES, UID, USERNAME, FolderNameError, check_mount_name
 from ..core.slots import ResourceSlots, SlotError, format_amount, parse_amount
 
+# HOME, USERNAME and ID_CONTAINER (the session home's layout, said in core.home) are exported
+# from here too, beside the rest of what a backend needs to build a container.
 __all__ = [
     "DEFAULT_CMD",
     "DEFAULT_GPU_MEMORY",
@@ -66,7 +69,6 @@ __all__ = [
     "LABEL_SESSION_NAME",
     "LABEL_USER",
     "MPS_PIPE_DIRECTORY",
-    "RESERVED_NAMES",
     "SESSION_AUTHORIZED_KEYS",
     "SESSION_DIR",
     "ContainerFile",
@@ -83,19 +85,12 @@ __all__ = [
     "gpu_env",
 ]
 
-HOME = "/home/work"
-#: The container user's name; the image creates it with uid/gid 1000 (``useradd -u 1000``).
-USERNAME = "work"
-#: The session's private SSH key (F22), at ``<home>/id_container``.
-ID_CONTAINER = "id_container"
 #: A directory of the session's own files, created by the backend (absent from images).
 SESSION_DIR = "/etc/backendai"
 #: The public half of the user's SSH key pair, authorized for the session's sshd. Outside the
 #: home on purpose: a user's ``.ssh`` folder may be mounted at ``<home>/.ssh`` and must not be
 #: written to, and no folder name can shadow a path outside the home.
 SESSION_AUTHORIZED_KEYS = f"{SESSION_DIR}/ssh/authorized_keys"
-#: Folder names that cannot be mounted (see the module docstring).
-RESERVED_NAMES = frozenset({ID_CONTAINER})
 
 #: Where MPS clients find the control daemon's pipes, inside the container.
 MPS_PIPE_DIRECTORY = "/tmp/nvidia-mps"
@@ -130,19 +125,10 @@ class SpecError(errors.BadRequest, ValueError):
 
 def check_folder_name(name: object) -> str:
     """Return ``name`` if it is one safe path component for a mount point, else raise."""
-    if not isinstance(name, str) or not name:
-        raise SpecError(f"folder name {name!r} is empty or not a string")
-    if name in (".", ".."):
-        raise SpecError(f"folder name {name!r} is not allowed: it is not a real directory name")
-    if "/" in name:
-        raise SpecError(f"folder name {name!r} contains '/': a folder name must be a single path component")
-    if "\x00" in name or _CONTROL.search(name):
-        raise SpecError(f"folder name {name!r} contains a control character")
-    if ":" in name:
-        raise SpecError(f"folder name {name!r} contains ':', which container mount syntax cannot express")
-    if len(name.encode()) > 255:
-        raise SpecError(f"folder name {name[:20]!r}... is longer than 255 bytes")
-    return name
+    try:
+        return check_mount_name(name)
+    except FolderNameError as e:
+        raise SpecError(str(e)) from None
 
 
 def _check_host_path(path: object, what: str) -> str:
@@ -257,8 +243,8 @@ class SessionSpec:
     ssh_private_key: str | None = field(default=None, repr=False)
     #: The mounted folder whose ``authorized_keys`` sshd also reads (``".ssh"``), or None.
     ssh_authorized_keys_from: str | None = None
-    uid: int = 1000
-    gid: int = 1000
+    uid: int = UID
+    gid: int = GID
     home: str = HOME
     pids_limit: int | None = DEFAULT_PIDS_LIMIT
     cmd: tuple[str, ...] = DEFAULT_CMD
@@ -434,7 +420,7 @@ def _build_mounts(chosen: Sequence[FolderRef], accessible: Sequence[FolderRef]) 
     def add(ref: FolderRef) -> None:
         if not isinstance(ref, FolderRef):
             raise SpecError(f"folders must be FolderRef values, not {type(ref).__name__}")
-        if ref.name in RESERVED_NAMES:
+        if ref.name in SESSION_FILES:
             raise SpecError(
                 f"folder {ref.name!r} cannot be mounted: it would hide the session's private SSH key "
                 f"{HOME}/{ID_CONTAINER}; rename the folder"
@@ -487,8 +473,8 @@ def build_spec(
     mps_pipe_host_dir: str = MPS_PIPE_DIRECTORY,
     mps_shm_host_dir: str | None = None,
     pids_limit: int | None = DEFAULT_PIDS_LIMIT,
-    uid: int = 1000,
-    gid: int = 1000,
+    uid: int = UID,
+    gid: int = GID,
 ) -> SessionSpec:
     """Build and validate the spec of one session container; raise :class:`SpecError` if it can't be.
 

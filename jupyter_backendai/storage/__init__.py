@@ -17,7 +17,6 @@ the :class:`StorageError` family to answers with each error's ``status``.
 
 from __future__ import annotations
 
-from ._fs import split_relpath
 from .archive import ArchivePlan, ArchiveStats, plan_archive, write_archive
 from .errors import (
     AlreadyExists,
@@ -49,6 +48,7 @@ from .files import (
     write_atomic,
 )
 from .ranges import content_range, parse_range, read_range
+from .safepath import split_relpath
 from .store import FolderStore
 from .uploads import UploadInfo, UploadWriter
 

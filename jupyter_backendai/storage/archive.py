@@ -27,8 +27,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from ._fs import DIR_FLAGS, MAX_DEPTH, OpenFolder, open_subdir, split_relpath
 from .errors import Conflict, NotFound, StorageError, UnsafePath, show_path
+from .safepath import DIR_FLAGS, MAX_DEPTH, OpenFolder, open_subdir, split_relpath
 
 __all__ = ["ArchivePlan", "ArchiveStats", "plan_archive", "write_archive"]
 

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core import errors
-from ._fs import DIR_FLAGS, MAX_DEPTH, OpenFolder, oserrors
 from .errors import StorageError, TooDeep, human_size, show_path
+from .safepath import DIR_FLAGS, MAX_DEPTH, OpenFolder, oserrors
 
 __all__ = ["CopyResult", "CopyTooLarge", "copy_folder"]
 

@@ -97,7 +97,7 @@ class QuotaExceeded(StorageError, errors.TooLarge):
 
 
 class TooDeep(StorageError, errors.BadRequest):
-    """Directories nested deeper than the store goes (``_fs.MAX_DEPTH``); the message names where."""
+    """Directories nested deeper than the store goes (``safepath.MAX_DEPTH``); the message names where."""
 
     status = 400
 

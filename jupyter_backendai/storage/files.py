@@ -2,7 +2,7 @@
 
 Every function takes the folder's host directory (``FolderStore.path(host, id)``) and a path
 relative to it. The relative path is validated by :func:`split_relpath`, then the folder is
-walked by descriptor (see :mod:`._fs`), so neither ``..`` nor a symbolic link, planted before
+walked by descriptor (see :mod:`.safepath`), so neither ``..`` nor a symbolic link, planted before
 the call or while it runs, gets the hub or the manager to touch anything outside.
 """
 
@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from ._fs import OpenFolder, check_name, open_subdir, oserrors, rmtree_at, split_relpath, tree_usage
 from .errors import (
     AlreadyExists,
     Conflict,
@@ -28,6 +27,7 @@ from .errors import (
     show_path,
     translate_oserror,
 )
+from .safepath import OpenFolder, check_name, open_subdir, oserrors, rmtree_at, split_relpath, tree_usage
 
 __all__ = [
     "TEMP_PREFIX",

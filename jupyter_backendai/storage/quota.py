@@ -52,8 +52,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._fs import DIR_FLAGS, _walk_tree
 from .errors import StorageError
+from .safepath import DIR_FLAGS, _walk_tree
 
 __all__ = [
     "Advisory",

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from ._fs import split_relpath
 from .errors import RangeNotSatisfiable, show_path
 from .files import open_read
+from .safepath import split_relpath
 
 __all__ = ["content_range", "parse_range", "read_range"]
 

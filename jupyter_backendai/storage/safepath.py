@@ -1,4 +1,4 @@
-"""Low-level, descriptor-relative filesystem walking for the folder store.
+"""Descriptor-relative filesystem walking for the folder store: the path-safety core.
 
 Sessions write into their folders while the hub and the manager (often running as root) act
 on them, so a check-then-use approach ("realpath says it's inside, now open it") loses to a

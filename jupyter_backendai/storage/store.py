@@ -17,9 +17,10 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+from ..core import home
 from . import quota as quotas
-from ._fs import DIR_FLAGS, open_subdir, oserrors, rmtree_at
 from .errors import AlreadyExists, NotFound, StorageError, UnknownHost, UnsafePath
+from .safepath import DIR_FLAGS, open_subdir, oserrors, rmtree_at
 from .uploads import UploadStore
 
 __all__ = ["FolderStore"]
@@ -83,8 +84,8 @@ class FolderStore(UploadStore):
         folder_id: uuid.UUID | str,
         *,
         capacity: int | None = None,
-        owner_uid: int = 1000,
-        owner_gid: int = 1000,
+        owner_uid: int = home.UID,
+        owner_gid: int = home.GID,
         mode: int = 0o755,
     ) -> Path:
         """Make the folder's directory; owned by the session user (uid 1000) when we run as root.

@@ -33,9 +33,9 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ._fs import OpenFolder, oserrors, split_relpath, start_writeback, tree_usage
 from .errors import Conflict, NotFound, StorageError, UploadTooLarge, show_path, translate_oserror
 from .files import FileEntry, check_quota, make_entry, target_stat, write_all, write_atomic
+from .safepath import OpenFolder, oserrors, split_relpath, start_writeback, tree_usage
 
 __all__ = ["UploadInfo", "UploadStore", "UploadWriter"]
 
