@@ -600,17 +600,20 @@ class KubeSessionSpawner(SessionSpawnerMixin, KubeSpawner):
         return preferred if preferred and low <= preferred <= high else 0
 
     async def open_network(self) -> None:
-        """Find the node the scheduler chose (the pod is pinned to it) and the session's image."""
+        """Nothing to open: the pod gets its network from the cluster; the node the scheduler
+        chose is read with the rest of the session (``_prepare``, one transaction less a start)."""
 
-        def placement(db):
-            session = db.get(m.Session, self.session_id)
-            agent = db.get(m.Agent, session.agent_id) if session and session.agent_id else None
-            if agent is None or agent.status != m.AgentStatus.ALIVE:
-                raise SpecError(f"the session's node {session.agent_id if session else None} is not available")
-            return agent.id, session.image, agent.addr
-
-        self._node, self.image, public_host = await self.run_db(placement)
-        self.ssh_host = public_host or self._node  # shown on the hub's home page
+    def _prepare(self, db, hub_env: dict[str, str], user_env: dict[str, str] | None = None) -> SessionSpec:
+        """Find the node the scheduler chose (the pod is pinned to it) and the session's image, then the spec."""
+        session = db.get(m.Session, self.session_id)
+        agent = db.get(m.Agent, session.agent_id) if session and session.agent_id else None
+        if agent is None or agent.status != m.AgentStatus.ALIVE:
+            raise SpecError(f"the session's node {session.agent_id if session else None} is not available")
+        self._node, self.image = agent.id, session.image
+        self.ssh_host = agent.addr or self._node  # shown on the hub's home page
+        # KubeSpawner's get_env named its image before the session's was known here.
+        hub_env = {**hub_env, **{k: self.image for k in ("JUPYTER_IMAGE_SPEC", "JUPYTER_IMAGE") if k in hub_env}}
+        return super()._prepare(db, hub_env, user_env)
 
     def _pod_config(self, ssh_secret: str | None) -> PodConfig:
         return PodConfig(
