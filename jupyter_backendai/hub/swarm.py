@@ -689,7 +689,9 @@ class SwarmSessionSpawner(PlainImagesMixin, SwarmImages, SessionLogsMixin, Sessi
         # The service's log goes with it: store the rest first.
         if self.object_id and self.session_id and self.output_finished != self.session_id:
             if self._node_lost:
-                await self.finish_output(timeout=1.0)  # what came before the loss is all there is
+                # What came before the loss is all there is: store what was read, at once (the
+                # hub forgets the session only after this, and its user waits to start again).
+                await self.finish_output(timeout=0.0)
             else:
                 await self._read_output_once()
         await SwarmSpawner.remove_object(self)
