@@ -26,13 +26,14 @@ from jupyter_backendai.hub import TEMPLATES
 from jupyter_backendai.hub.first_run import choose, prepare_database, register_agent_at_start
 from jupyter_backendai.hub.provision import post_auth_hook
 from jupyter_backendai.hub.roles import session_roles
+from jupyter_backendai.settings import ENV_DB_URL, default_db_url, default_storage_root
 
 logging.basicConfig(level=logging.INFO, format="[%(levelname).1s %(asctime)s %(name)s] %(message)s")
 
 c = get_config()  # noqa: F821 - provided by JupyterHub when it loads this file
 
 # The product's database; the operator CLI reads the same variable, so both agree.
-db_url = os.environ.setdefault("BACKENDAI_DB_URL", "sqlite:///jupyter_backendai.sqlite")
+db_url = os.environ.setdefault(ENV_DB_URL, default_db_url())
 try:
     first_password = prepare_database(db_url, bootstrap=os.environ.get("BACKENDAI_BOOTSTRAP") or None)
 except DatabaseError as e:  # a server out of reach, a key that does not decrypt the secrets
@@ -65,10 +66,8 @@ c.JupyterHub.spawner_class = f"backendai-{backend}"
 register_agent_at_start(c, backend)  # so that presets fit before the first spawn
 c.JupyterHub.allow_named_servers = True
 c.JupyterHub.default_url = "/hub/home"
-storage = os.path.abspath(os.environ.get("BACKENDAI_STORAGE", "backendai-storage"))
-c.DockerSessionSpawner.storage_root = storage
-c.SwarmSessionSpawner.storage_root = storage
-c.LocalSessionSpawner.storage_root = storage
+storage = default_storage_root()
+c.StorageSettings.storage_root = storage  # every spawner's
 if os.environ.get("BACKENDAI_HUB_IP"):  # sessions on swarm nodes call the hub's API there
     c.JupyterHub.hub_ip = os.environ["BACKENDAI_HUB_IP"]
 c.Spawner.default_url = "/lab"

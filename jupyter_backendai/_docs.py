@@ -33,6 +33,19 @@ class Section(NamedTuple):
 # missing, so a new class cannot ship undocumented.
 SECTIONS = [
     Section(
+        "jupyter_backendai.settings:DatabaseSettings",
+        "The database, for every part",
+        "`c.DatabaseSettings.db_url` sets it for all of them at once; one part at a time: "
+        "`c.DockerSessionSpawner.db_url` (any spawner), `c.BackendAIAuthenticator.db_url`, "
+        "`c.BackendAI.db_url`, `--ManagerApp.db_url=`, the CLI's `--db-url`",
+    ),
+    Section(
+        "jupyter_backendai.settings:StorageSettings",
+        "The folder storage, for every part",
+        "`c.StorageSettings.storage_root` sets it for all spawners at once; one part at a time: "
+        "`c.DockerSessionSpawner.storage_root` (any spawner), `--ManagerApp.storage_root=`",
+    ),
+    Section(
         "jupyter_backendai.hub.spawner:SessionSpawnerMixin",
         "Every session spawner",
         "options of all backends; set them on the spawner class in use, e.g. "

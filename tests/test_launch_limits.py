@@ -122,8 +122,10 @@ def test_launches_admitted_together_get_the_answers_of_one_by_one(any_pdb, monke
     for user in users:
         pdb.user(f"{user}@example.com", policy="single" if user == "u3" else "default", groups=[admin.DEFAULT])
     transactions = []
-    real = admission._in_transaction
-    monkeypatch.setattr(admission, "_in_transaction", lambda batch: transactions.append(len(batch)) or real(batch))
+    real = admission.admit_together  # called once per transaction, with the launches it admits
+    monkeypatch.setattr(
+        admission, "admit_together", lambda db, batch: transactions.append(len(batch)) or real(db, batch)
+    )
 
     def launch_one(user, name, preset="one"):
         spawner = LocalSessionSpawner(

@@ -11,7 +11,8 @@ from traitlets.config import Application, Configurable
 
 from .._version import __version__
 from ..core.slots import ResourceSlots
-from ..db.engine import ENV_DB_URL, connect
+from ..db.engine import connect
+from ..settings import DatabaseSettings
 
 
 class CommandError(Exception):
@@ -21,7 +22,7 @@ class CommandError(Exception):
 # --- the base of every command --------------------------------------------------------------
 
 
-class Command(Application):
+class Command(DatabaseSettings, Application):
     """A command: either a group of sub-commands or a leaf that does one thing."""
 
     version = __version__
@@ -30,11 +31,6 @@ class Command(Application):
     #: Trailing positional arguments may repeat (the last name takes the rest).
     variadic = False
 
-    db_url = Unicode(
-        "",
-        config=True,
-        help=f"SQLAlchemy URL of the database (default: ${ENV_DB_URL}, else sqlite:///jupyter_backendai.sqlite).",
-    )
     json = Bool(False, config=True, help="Print JSON instead of a table.")
 
     aliases = {"db-url": "Command.db_url", "log-level": "Application.log_level"}

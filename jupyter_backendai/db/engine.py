@@ -1,20 +1,31 @@
-"""Engines and sessions: SQLite (WAL, foreign keys on) by default, any SQLAlchemy URL otherwise."""
+"""Engines and sessions: SQLite (WAL, foreign keys on) by default, any SQLAlchemy URL otherwise.
+
+:class:`Database` is the handle the hub and the manager hold: a session factory on one URL and
+:meth:`Database.run`, which does a unit of work in one transaction on a worker thread.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-import os
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
 from sqlalchemy import Engine, create_engine, event, inspect
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..settings import DEFAULT_DB_URL, ENV_DB_URL, default_db_url
 
 log = logging.getLogger(__name__)
 
-DEFAULT_DB_URL = "sqlite:///jupyter_backendai.sqlite"
-ENV_DB_URL = "BACKENDAI_DB_URL"
+__all__ = ["DEFAULT_DB_URL", "ENV_DB_URL", "Database", "DatabaseError", "connect", "make_engine", "upgrade"]
+
+T = TypeVar("T")
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
@@ -23,8 +34,8 @@ class DatabaseError(RuntimeError):
 
 
 def resolve_url(url: str | None = None) -> str:
-    """The URL to use: the argument, else ``$BACKENDAI_DB_URL``, else the embedded SQLite file."""
-    url = url or os.environ.get(ENV_DB_URL) or DEFAULT_DB_URL
+    """The URL to use: the argument, else :func:`~jupyter_backendai.settings.default_db_url`."""
+    url = url or default_db_url()
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -74,6 +85,81 @@ def connect(url: str | None = None, *, check_schema: bool = True, **kwargs) -> s
         check_current(engine)
         encryption.check(engine)
     return sessionmaker(engine, expire_on_commit=False)
+
+
+class Database:
+    """The product's database as one process uses it: a session factory on ``url``, opened on
+    first use, and :meth:`run` for async code.
+
+    :meth:`shared` hands every part of a process (the hub's spawners, its authenticator and
+    provisioning) the same handle per URL, so that they share one engine and its connections.
+    """
+
+    #: How many shared handles a process keeps; the least recently asked for is let go (a test
+    #: process opens many databases one after another, a hub one).
+    KEEP = 8
+    _shared: ClassVar[OrderedDict[str, Database]] = OrderedDict()
+    _shared_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    def __init__(self, url: str | None = None, *, check_schema: bool = True) -> None:
+        self.url = url or default_db_url()
+        self.check_schema = check_schema
+        self._factory: sessionmaker | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def shared(cls, url: str | None = None) -> Database:
+        """The process's handle on ``url`` (made on first use)."""
+        url = url or default_db_url()
+        with cls._shared_lock:
+            handle = cls._shared.get(url)
+            if handle is None:
+                handle = cls._shared[url] = cls(url)
+            cls._shared.move_to_end(url)
+            while len(cls._shared) > cls.KEEP:
+                _, old = cls._shared.popitem(last=False)
+                old.dispose()  # its checked-out connections stay valid; only idle ones close
+        return handle
+
+    def open(self) -> Database:
+        """Connect now: :class:`DatabaseError` when the URL, the schema or the key is wrong."""
+        self.factory  # noqa: B018 - connecting is the point
+        return self
+
+    @property
+    def factory(self) -> sessionmaker:
+        """The session factory (connecting, and checking the schema, on first use)."""
+        if self._factory is None:
+            with self._lock:
+                if self._factory is None:
+                    self._factory = connect(self.url, check_schema=self.check_schema)
+        return self._factory
+
+    @property
+    def engine(self) -> Engine:
+        return self.factory.kw["bind"]
+
+    def session(self) -> Session:
+        """A new session; the caller commits and closes it (``with db.session() as s:``)."""
+        return self.factory()
+
+    def transaction(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """``fn(session, *args, **kwargs)`` in one transaction: committed when it returns, rolled
+        back when it raises."""
+        with self.factory() as db:
+            result = fn(db, *args, **kwargs)
+            db.commit()
+            return result
+
+    async def run(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """:meth:`transaction` on a worker thread, so that SQL (and what ``fn`` computes, such as
+        password hashes) never blocks the event loop."""
+        return await asyncio.to_thread(self.transaction, fn, *args, **kwargs)
+
+    def dispose(self) -> None:
+        """Close the idle connections (the handle stays usable: new ones are made on demand)."""
+        if self._factory is not None:
+            self.engine.dispose()
 
 
 def _alembic_config(engine: Engine):

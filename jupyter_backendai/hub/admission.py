@@ -207,7 +207,7 @@ async def _run(queue: _Queue) -> None:
         if not batch:
             continue
         try:
-            results = await asyncio.to_thread(_in_transaction, batch)
+            results = await first.spawner.database.run(admit_together, batch)
         except Exception as e:
             if len(batch) == 1:
                 results = [e]
@@ -216,29 +216,20 @@ async def _run(queue: _Queue) -> None:
                 results = []
                 for item in batch:
                     try:
-                        results += await asyncio.to_thread(_in_transaction, [item])
+                        results += await item.spawner.database.run(admit_together, [item])
                     except Exception as one:
                         results.append(one)
         for item, result in zip(batch, results, strict=True):
             if item.future.done():
                 if isinstance(result, Admitted):  # its spawn was cancelled meanwhile: nobody waits
-                    await asyncio.to_thread(_cancel, item.spawner, result.session_id)
+                    await item.spawner.database.run(_cancel, result.session_id)
             elif isinstance(result, BaseException):
                 item.future.set_exception(result)
             else:
                 item.future.set_result(result)
 
 
-def _in_transaction(batch: list[Launch]) -> list[Admitted | SessionRefused]:
-    with batch[0].spawner.session_factory()() as db:
-        results = admit_together(db, batch)
-        db.commit()
-        return results
-
-
-def _cancel(spawner: SessionSpawnerMixin, session_id: uuid.UUID) -> None:
-    with spawner.session_factory()() as db:
-        session = db.get(m.Session, session_id)
-        if session is not None and session.status == m.SessionStatus.PENDING:
-            store.set_status(db, session, m.SessionStatus.CANCELLED, "the spawn was cancelled while it was admitted")
-            db.commit()
+def _cancel(db, session_id: uuid.UUID) -> None:
+    session = db.get(m.Session, session_id)
+    if session is not None and session.status == m.SessionStatus.PENDING:
+        store.set_status(db, session, m.SessionStatus.CANCELLED, "the spawn was cancelled while it was admitted")

@@ -33,7 +33,6 @@ from jupyterhub.auth import Authenticator
 from jupyterhub.handlers.base import BaseHandler
 from jupyterhub.handlers.login import LoginHandler
 from sqlalchemy import select
-from sqlalchemy.orm import sessionmaker
 from tornado import web
 from traitlets import Bool, Float, Instance, Integer, Unicode, default
 
@@ -42,7 +41,8 @@ from ..core.throttle import LoginThrottle, request_address
 from ..db import admin, launch, tokens
 from ..db import models as m
 from ..db.credentials import hash_password, verify_password
-from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, connect
+from ..db.engine import Database
+from ..settings import DatabaseSettings
 from .mail import Mailer
 
 T = TypeVar("T")
@@ -50,19 +50,8 @@ T = TypeVar("T")
 ENV_PUBLIC_URL = "BACKENDAI_PUBLIC_URL"
 
 
-class BackendAIAuthenticator(Authenticator):
+class BackendAIAuthenticator(DatabaseSettings, Authenticator):
     """Log in with the product's accounts; serve sign-up and password pages."""
-
-    db_url = Unicode(
-        config=True,
-        help=f"SQLAlchemy URL of the product's database (default: ${ENV_DB_URL}, else {DEFAULT_DB_URL}).",
-    )
-
-    @default("db_url")
-    def _default_db_url(self):
-        import os
-
-        return os.environ.get(ENV_DB_URL, DEFAULT_DB_URL)
 
     @default("allow_all")
     def _default_allow_all(self):
@@ -186,25 +175,18 @@ class BackendAIAuthenticator(Authenticator):
         # A demoted or deactivated user keeps their hub rights at most this long (refresh_user).
         return 60
 
-    _factory: sessionmaker | None = None
     _link_base: str | None = None
 
     # --- database ------------------------------------------------------------------------
 
-    def session_factory(self) -> sessionmaker:
-        if self._factory is None:
-            self._factory = connect(self.db_url)
-        return self._factory
-
-    def _in_transaction(self, fn: Callable[..., T], *args: Any) -> T:
-        with self.session_factory()() as db:
-            result = fn(db, *args)
-            db.commit()
-            return result
+    @property
+    def database(self) -> Database:
+        """The process's handle on ``db_url`` (the spawners share it)."""
+        return Database.shared(self.db_url)
 
     async def run_db(self, fn: Callable[..., T], *args: Any) -> T:
         """Run ``fn(db, *args)`` in one transaction on a worker thread (argon2 and SQL block)."""
-        return await asyncio.to_thread(self._in_transaction, fn, *args)
+        return await self.database.run(fn, *args)
 
     # --- login ---------------------------------------------------------------------------
 

@@ -10,28 +10,21 @@ address as both user name and e-mail (it must be a valid, unused address). Insta
 
 from __future__ import annotations
 
-import asyncio
-import os
 from typing import Any
 
 from sqlalchemy import select
 from tornado import web
-from traitlets import Bool, Unicode, default
+from traitlets import Bool, Unicode
 from traitlets.config import LoggingConfigurable
 
 from ..db import admin, launch
 from ..db import models as m
-from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, connect
+from ..db.engine import Database
+from ..settings import DatabaseSettings
 
 
-class BackendAI(LoggingConfigurable):
+class BackendAI(DatabaseSettings, LoggingConfigurable):
     """Settings shared by the product's parts inside the hub (``c.BackendAI.*``)."""
-
-    db_url = Unicode(config=True, help=f"SQLAlchemy URL of the product's database (default: ${ENV_DB_URL}).")
-
-    @default("db_url")
-    def _default_db_url(self):
-        return os.environ.get(ENV_DB_URL, DEFAULT_DB_URL)
 
     auto_provision = Bool(
         False,
@@ -100,16 +93,6 @@ def provision(db, name: str, authentication: dict[str, Any], settings: BackendAI
     }
 
 
-def _provision_in_transaction(settings: BackendAI, name: str, authentication: dict[str, Any]):
-    with connect(settings.db_url)() as db:
-        try:
-            result = provision(db, name, authentication, settings)
-        except admin.AdminError as e:
-            return f"Cannot create an account for {name!r}: {e}."
-        db.commit()
-        return result
-
-
 async def post_auth_hook(authenticator, handler, authentication):
     """JupyterHub's ``post_auth_hook``: link the hub user to its db user (or refuse the login)."""
     from .auth import BackendAIAuthenticator
@@ -118,7 +101,10 @@ async def post_auth_hook(authenticator, handler, authentication):
         return authentication  # the product's own authenticator already did all of this
     settings = BackendAI(parent=authenticator)
     name = authentication["name"]
-    result = await asyncio.to_thread(_provision_in_transaction, settings, name, authentication)
+    try:
+        result = await Database.shared(settings.db_url).run(provision, name, authentication, settings)
+    except admin.AdminError as e:
+        result = f"Cannot create an account for {name!r}: {e}."
     if result is None:
         settings.log.warning("Refused hub user %s: no db user and c.BackendAI.auto_provision is off", name)
         raise web.HTTPError(403, "This hub has no account for you. Ask an administrator to create one.")

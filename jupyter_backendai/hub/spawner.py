@@ -24,12 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import os
 import socket
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, TypeVar
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
@@ -53,8 +51,9 @@ from ..core.slots import ResourceSlots
 from ..db import admin, launch, sshkeys
 from ..db import models as m
 from ..db import sessions as store
-from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, connect
+from ..db.engine import Database
 from ..db.types import utcnow
+from ..settings import DatabaseSettings, StorageSettings
 from . import TEMPLATES
 from .scheduler import Cancelled, SessionScheduler
 from .spec import FolderRef, SessionSpec, SpecError, build_spec
@@ -140,26 +139,11 @@ class Admitted:
     note: str | None
 
 
-class SessionSpawnerMixin(LoggingConfigurable):
+class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable):
     """Mixed into a JupyterHub spawner class before it (``class X(SessionSpawnerMixin, Spawner)``)."""
 
     backend_name = "generic"
     isolates_users = True
-
-    db_url = Unicode(config=True, help=f"SQLAlchemy URL of the product's database (default: ${ENV_DB_URL}).")
-
-    @default("db_url")
-    def _default_db_url(self):
-        return os.environ.get(ENV_DB_URL, DEFAULT_DB_URL)
-
-    storage_root = Unicode(
-        config=True,
-        help="Directory of the folder storage: one directory per storage host under it (default: ./backendai-storage).",
-    )
-
-    @default("storage_root")
-    def _default_storage_root(self):
-        return str(Path("backendai-storage").resolve())
 
     default_scaling_group = Unicode(
         admin.DEFAULT, config=True, help="The resource group of a session whose request names none."
@@ -298,30 +282,23 @@ class SessionSpawnerMixin(LoggingConfigurable):
 
     session_id: uuid.UUID | None = None
     ssh_port: int | None = None  # shown on the home page (templates/home.html)
-    _factory = None
     _agent_registered = False
     _agent_seen = 0.0
     _agent_lock: asyncio.Lock | None = None
 
     # --- database ---------------------------------------------------------------------------
 
+    @property
+    def database(self) -> Database:
+        """The process's handle on ``db_url``, shared by every spawner and the authenticator."""
+        return Database.shared(self.db_url)
+
     def session_factory(self):
-        if SessionSpawnerMixin._factory is None or SessionSpawnerMixin._factory_url != self.db_url:
-            SessionSpawnerMixin._factory = connect(self.db_url)
-            SessionSpawnerMixin._factory_url = self.db_url
-        return SessionSpawnerMixin._factory
-
-    _factory_url: str | None = None
-
-    def _in_transaction(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with self.session_factory()() as db:
-            result = fn(db, *args, **kwargs)
-            db.commit()
-            return result
+        return self.database.factory
 
     async def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(db, ...)`` in one transaction on a worker thread (SQL blocks)."""
-        return await asyncio.to_thread(self._in_transaction, fn, *args, **kwargs)
+        return await self.database.run(fn, *args, **kwargs)
 
     @property
     def scheduler(self) -> SessionScheduler:

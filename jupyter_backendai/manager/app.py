@@ -21,7 +21,8 @@ from traitlets.config import Application
 
 from .._version import __version__
 from ..core.throttle import LoginThrottle
-from ..db.engine import DEFAULT_DB_URL, ENV_DB_URL, DatabaseError, connect
+from ..db.engine import Database, DatabaseError
+from ..settings import DatabaseSettings, StorageSettings
 from . import (
     api_launch,
     api_openapi,
@@ -94,25 +95,11 @@ class NotFoundHandler(APIHandler):
         raise APIError(404, f"no such endpoint: {self.request.method} {self.request.path}")
 
 
-class ManagerApp(Application):
+class ManagerApp(DatabaseSettings, StorageSettings, Application):
     """``jupyter-backendai-manager``: the REST API for folders, transfers, sessions, resources, admin."""
 
     name = "jupyter-backendai-manager"
     version = __version__
-
-    db_url = Unicode(config=True, help=f"SQLAlchemy URL of the product's database (default: ${ENV_DB_URL}).")
-
-    @default("db_url")
-    def _default_db_url(self):
-        return os.environ.get(ENV_DB_URL, DEFAULT_DB_URL)
-
-    storage_root = Unicode(
-        config=True, help="Directory of the folder storage (default: $BACKENDAI_STORAGE or ./backendai-storage)."
-    )
-
-    @default("storage_root")
-    def _default_storage_root(self):
-        return os.path.abspath(os.environ.get("BACKENDAI_STORAGE", "backendai-storage"))
 
     ip = Unicode(
         "127.0.0.1",
@@ -227,7 +214,7 @@ class ManagerApp(Application):
     def initialize(self, argv=None):
         super().initialize(argv)
         try:
-            self.db_factory = connect(self.db_url)
+            self.database = Database(self.db_url).open()
         except DatabaseError as e:
             # A schema to upgrade, a key that does not decrypt the secrets: said in one line at
             # start (the hub's log shows it), not as a traceback, nor later in every request.

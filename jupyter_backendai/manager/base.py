@@ -23,7 +23,6 @@ and :class:`APIError`) is answered with its own status and reason, wherever it i
 
 from __future__ import annotations
 
-import asyncio
 import datetime as dt
 import json
 import logging
@@ -184,15 +183,9 @@ class APIHandler(web.RequestHandler):
     def store(self):
         return self.manager.store
 
-    def _in_transaction(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        with self.manager.db_factory() as db:
-            result = fn(db, *args, **kwargs)
-            db.commit()
-            return result
-
     async def run_db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run ``fn(db, ...)`` in one transaction on a worker thread."""
-        return await asyncio.to_thread(self._in_transaction, fn, *args, **kwargs)
+        return await self.manager.database.run(fn, *args, **kwargs)
 
     # --- authentication ----------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ class MetricsHandler(web.RequestHandler):
 
         from ..db import models as m
 
-        with manager.db_factory() as db:
+        with manager.database.session() as db:
             rows = db.execute(
                 select(m.Session.scaling_group, func.count())
                 .where(m.Session.status == m.SessionStatus.PENDING)

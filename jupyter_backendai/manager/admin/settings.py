@@ -20,7 +20,7 @@ class SettingsHandler(AdminHandler):
     async def get(self):
         self.require_superadmin()
         app = self.manager
-        engine = app.db_factory.kw["bind"]
+        engine = app.database.engine
 
         def run(db: DB) -> dict[str, Any]:
             return {

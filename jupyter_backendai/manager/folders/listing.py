@@ -105,15 +105,17 @@ class UsageRefresh:
                     measured.append((folder_id, 0, 0, at))
                 except storage.StorageError:
                     continue
-            with manager.db_factory() as db:
-                for folder_id, used, count, at in measured:
-                    folder_db.record_usage(db, folder_id, used, count, at)
-                db.commit()
+            manager.database.transaction(_record_usages, measured)
         except Exception:  # noqa: BLE001 - a background measurement must not take anything down
             log.warning("measuring folder sizes failed", exc_info=True)
         finally:
             with self._lock:
                 self._busy = False
+
+
+def _record_usages(db: DB, measured: list[tuple[uuid.UUID, int, int, dt.datetime]]) -> None:
+    for folder_id, used, count, at in measured:
+        folder_db.record_usage(db, folder_id, used, count, at)
 
 
 REFRESH = UsageRefresh()
