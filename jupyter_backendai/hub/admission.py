@@ -22,6 +22,7 @@ the batch's launches are admitted again one per transaction, so that each gets i
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import uuid
 import weakref
@@ -195,9 +196,17 @@ async def admit_launch(spawner: SessionSpawnerMixin, request: SessionRequest, na
     return await item.future
 
 
+#: Admission's own thread. On the shared worker threads a batch waited behind the database work
+#: of every session already admitted (a thousand starts): the queue's head must not wait for its tail.
+_THREAD = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="admission")
+
+
+async def _transaction(spawner: SessionSpawnerMixin, fn, *args):
+    return await asyncio.get_running_loop().run_in_executor(_THREAD, spawner.database.transaction, fn, *args)
+
+
 async def _run(queue: _Queue) -> None:
-    # The waiting launches' database threads are not taken: one batch at a time runs on one,
-    # and the others stay free for the scheduler and for the starts of admitted sessions.
+    # The waiting launches take no database thread: one batch at a time runs on admission's own.
     while queue.waiting:
         first = queue.waiting[0]
         batch = [w for w in queue.waiting if w.spawner.db_url == first.spawner.db_url][:BATCH]
@@ -207,7 +216,7 @@ async def _run(queue: _Queue) -> None:
         if not batch:
             continue
         try:
-            results = await first.spawner.database.run(admit_together, batch)
+            results = await _transaction(first.spawner, admit_together, batch)
         except Exception as e:
             if len(batch) == 1:
                 results = [e]
@@ -216,7 +225,7 @@ async def _run(queue: _Queue) -> None:
                 results = []
                 for item in batch:
                     try:
-                        results += await item.spawner.database.run(admit_together, [item])
+                        results += await _transaction(item.spawner, admit_together, [item])
                     except Exception as one:
                         results.append(one)
         for item, result in zip(batch, results, strict=True):

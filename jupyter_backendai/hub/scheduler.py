@@ -7,12 +7,14 @@ decisions (FIFO, LIFO or DRF, concentrated or dispersed, GPU devices), writes th
 timeout, and then wakes the spawners waiting for those sessions. A pass runs when a session
 is queued or ends (``wake()``), and every ``interval`` seconds anyway.
 
-The database work of a pass runs on a worker thread, so the hub's event loop stays free.
+The database work of a pass runs on a thread of its own, so the hub's event loop stays free and
+the pass does not queue behind the sessions' own database work.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import dataclasses
 import datetime as dt
 import logging
@@ -65,6 +67,9 @@ class SessionScheduler:
         self.passes = 0
         #: Place sessions only on agents that have their image (the backend does not pull at spawn).
         self.require_images = False
+        # A thread of its own: on the shared worker threads a pass waited behind the database work
+        # of every session already placed (a thousand starting at once), and the queue stood still.
+        self._thread = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="scheduler")
 
     @classmethod
     def for_database(cls, key: str, factory: sessionmaker, *, interval: float = 2.0) -> SessionScheduler:
@@ -90,7 +95,7 @@ class SessionScheduler:
                 pass
             self._wake.clear()
             try:
-                outcomes, positions = await asyncio.to_thread(self.run_pass)
+                outcomes, positions = await asyncio.get_running_loop().run_in_executor(self._thread, self.run_pass)
             except Exception:  # a broken pass must not stop the queue for good
                 log.exception("Scheduling pass failed; retrying in %s s", self.interval)
                 continue
