@@ -1,20 +1,43 @@
 import * as React from 'react';
 
 import { errorText } from '../api/request';
-import { Button } from './Button';
 import { ErrorMessage } from './ErrorMessage';
 import { useId } from './ids';
 
-/** The open form dialogs, innermost last: Escape closes only that one. */
+/** The open dialogs, innermost last: Escape closes only that one. */
 const openDialogs: object[] = [];
 
 const FOCUSABLE =
   'a[href], button:not([disabled]), input:not([disabled]), select:not([disabled]), textarea:not([disabled]), [tabindex]:not([tabindex="-1"])';
 
+/** A footer button with the look of JupyterLab's own dialogs. */
+function DialogButton(props: {
+  label: string;
+  kind: 'accept' | 'reject' | 'warn';
+  type?: 'button' | 'submit';
+  busy?: boolean;
+  onClick?: () => void;
+}): JSX.Element {
+  return (
+    <button
+      type={props.type || 'button'}
+      // A warning is an accept button too, as JupyterLab's Dialog.warnButton.
+      className={`jp-Dialog-button jp-mod-styled ${props.kind === 'warn' ? 'jp-mod-accept jp-mod-warn' : `jp-mod-${props.kind}`}`}
+      onClick={props.onClick}
+      // Not disabled while busy: a disabled button would drop the focus out of the dialog.
+      aria-disabled={props.busy || undefined}
+    >
+      <div className="jp-Dialog-buttonLabel">{props.label}</div>
+    </button>
+  );
+}
+
 /**
- * A modal form dialog rendered in place (the console's pages): Escape or Cancel closes it,
- * Enter submits, focus starts on the first field, stays inside while open and returns to
- * where it was afterwards. A failed submit shows its reason and keeps the dialog open.
+ * The extension's one dialog: modal, named by its title, with JupyterLab's dialog look.
+ * Escape or Cancel closes it, Enter in a field submits; focus starts on the first field,
+ * stays inside while open and returns to where it was afterwards. A failed submit shows its
+ * reason and keeps the dialog open. The console renders it in place; `showModal` opens it
+ * from code (the side panels' forms, confirmations, messages).
  */
 export function FormDialog(props: {
   title: string;
@@ -26,8 +49,14 @@ export function FormDialog(props: {
   wide?: boolean;
   /** An error from outside (a failed submit shows its own). */
   error?: string;
-  /** Hide the submit button (a read-only result). */
+  /** Only a close button (a read-only result or a message). */
   closeOnly?: boolean;
+  /** The close-only button's label ("Close" unless given). */
+  closeLabel?: string;
+  /** A class of the dialog's box, for its own layout. */
+  className?: string;
+  /** The form is not complete yet: the submit button is marked disabled and does nothing. */
+  incomplete?: boolean;
 }): JSX.Element {
   const titleId = useId('dialog-title');
   const ref = React.useRef<HTMLFormElement>(null);
@@ -38,7 +67,7 @@ export function FormDialog(props: {
   React.useEffect(() => {
     const before = document.activeElement as HTMLElement | null;
     const first = ref.current?.querySelector<HTMLElement>(
-      'input:not([disabled]), select:not([disabled]), textarea, button'
+      '.jp-Dialog-body input:not([disabled]), .jp-Dialog-body select:not([disabled]), .jp-Dialog-body textarea, button'
     );
     first?.focus();
     // Escape closes the topmost dialog wherever the focus is (JupyterLab's own shortcuts
@@ -78,7 +107,9 @@ export function FormDialog(props: {
   };
   const submit = async (event: React.FormEvent) => {
     event.preventDefault();
-    if (busy || props.closeOnly) {
+    // A form inside the body (none today) must not submit this one.
+    event.stopPropagation();
+    if (busy || props.closeOnly || props.incomplete) {
       return;
     }
     setBusy(true);
@@ -91,30 +122,45 @@ export function FormDialog(props: {
       setBusy(false);
     }
   };
+  const box = ['jp-Dialog-content', 'jp-BackendAI-dialog'];
+  if (props.wide) {
+    box.push('jp-BackendAI-dialog-wide');
+  }
+  if (props.className) {
+    box.push(props.className);
+  }
   return (
-    <div className="jp-BackendAI-overlay" onKeyDown={onKeyDown}>
+    <div className="jp-Dialog jp-BackendAI-overlay" onKeyDown={onKeyDown}>
       <form
         ref={ref}
-        className={`jp-BackendAI-dialog ${props.wide ? 'jp-BackendAI-dialog-wide' : ''}`}
+        className={box.join(' ')}
         role="dialog"
         aria-modal="true"
         aria-labelledby={titleId}
         onSubmit={submit}
       >
-        <h2 id={titleId} className="jp-BackendAI-dialog-title">
-          {props.title}
-        </h2>
-        <div className="jp-BackendAI-dialog-body">{props.children}</div>
-        <ErrorMessage error={error || props.error} />
-        <div className="jp-BackendAI-dialog-buttons">
-          <Button kind="reject" onClick={props.onClose}>
-            {props.closeOnly ? 'Close' : 'Cancel'}
-          </Button>
-          {!props.closeOnly && (
-            // Not disabled while busy: a disabled button would drop the focus out of the dialog.
-            <Button type="submit" kind={props.danger ? 'warn' : 'accept'} aria-disabled={busy}>
-              {busy ? 'Working…' : props.submitLabel}
-            </Button>
+        <div className="jp-Dialog-header">
+          <h2 id={titleId} className="jp-BackendAI-dialog-title">
+            {props.title}
+          </h2>
+        </div>
+        <div className="jp-Dialog-body jp-BackendAI-dialog-body">
+          {props.children}
+          <ErrorMessage error={error || props.error} />
+        </div>
+        <div className="jp-Dialog-footer">
+          {props.closeOnly ? (
+            <DialogButton label={props.closeLabel || 'Close'} kind="accept" onClick={props.onClose} />
+          ) : (
+            <>
+              <DialogButton label="Cancel" kind="reject" onClick={props.onClose} />
+              <DialogButton
+                label={busy ? 'Working…' : props.submitLabel}
+                kind={props.danger ? 'warn' : 'accept'}
+                type="submit"
+                busy={busy || props.incomplete}
+              />
+            </>
           )}
         </div>
       </form>

@@ -1,7 +1,7 @@
 import { useState } from 'react';
 
 import { errorText } from '../api/request';
-import { confirm } from './confirm';
+import { confirm } from './showModal';
 
 /** What a list's actions report: the last failure (dismissable) and the last success. */
 export interface IActions {

@@ -2,11 +2,11 @@
  * Settings: change password (F15), the SSH public key and a new pair (F16; the private key is
  * shown once, with a download), and the preferred SSH port (F34).
  */
-import { Dialog, showDialog } from '@jupyterlab/apputils';
 import React, { useEffect, useState } from 'react';
 import { api, errorText, IProfile } from '../api';
 import {
   Button,
+  confirm,
   CopyText,
   downloadText,
   ErrorMessage,
@@ -106,14 +106,13 @@ function SSHKeys(): JSX.Element {
   const [busy, setBusy] = useState(false);
 
   const refresh = async () => {
-    const answer = await showDialog({
-      title: 'Generate a new SSH keypair?',
-      body:
-        'Sessions started from now on accept only the new key; the private key is shown once. ' +
+    const agreed = await confirm(
+      'Generate a new SSH keypair?',
+      'Sessions started from now on accept only the new key; the private key is shown once. ' +
         'Running sessions keep the old one.',
-      buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Generate' })]
-    });
-    if (!answer.button.accept) {
+      'Generate'
+    );
+    if (!agreed) {
       return;
     }
     setBusy(true);

@@ -3,10 +3,9 @@
  * manager keeps it (`GET /session/{id}/logs`), while it runs and after it ended; Refresh reads
  * it again.
  */
-import { Dialog, ReactWidget, showDialog } from '@jupyterlab/apputils';
 import * as React from 'react';
 import { errorText, ISession, ISessionLogs, requestAPI } from '../api';
-import { Button, Message } from '../components';
+import { Button, Message, showInfo } from '../components';
 import { formatBytes, formatTime } from '../format';
 
 function LogsView(props: { session: ISession }): JSX.Element {
@@ -70,11 +69,5 @@ function LogsView(props: { session: ISession }): JSX.Element {
 
 /** Open the Logs dialog of a session (any status). */
 export async function showLogs(session: ISession): Promise<void> {
-  const body = ReactWidget.create(<LogsView session={session} />);
-  body.addClass('jp-BackendAI-logsDialog');
-  await showDialog({
-    title: `Logs: ${session.name}`,
-    body,
-    buttons: [Dialog.okButton({ label: 'Close' })]
-  });
+  await showInfo(`Logs: ${session.name}`, <LogsView session={session} />, { className: 'jp-BackendAI-logsDialog' });
 }

@@ -2,7 +2,6 @@
  * The Sessions side panel (F17, F21, F23, F33): Running / Finished / Others (admins),
  * polled while the panel is visible; start, apps, SSH/SFTP and terminate.
  */
-import { Dialog, ReactWidget, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import * as React from 'react';
 
 import { showLogs } from './LogsDialog';
@@ -18,7 +17,7 @@ import {
   requestAPI,
   WhoAmIModel
 } from '../api';
-import { Button, confirm, Message, PanelHead, Tabs, WhoPanel } from '../components';
+import { Button, confirm, Message, PanelHead, showError, showInfo, Tabs, WhoPanel } from '../components';
 import { formatAmount, formatBytes, formatElapsed, formatGPU, formatTime } from '../format';
 
 /** Seconds between refreshes while the panel is shown. */
@@ -45,7 +44,7 @@ async function showApps(session: ISession): Promise<void> {
   try {
     detail = await requestAPI<ISessionDetail>(`session/${encodeURIComponent(session.id)}`);
   } catch (e) {
-    await showErrorMessage('Apps', errorText(e));
+    await showError('Apps', errorText(e));
     return;
   }
   const body = (
@@ -72,11 +71,7 @@ async function showApps(session: ISession): Promise<void> {
       ))}
     </ul>
   );
-  await showDialog({
-    title: `Apps of ${session.name}`,
-    body: ReactWidget.create(body),
-    buttons: [Dialog.okButton({ label: 'Close' })]
-  });
+  await showInfo(`Apps of ${session.name}`, body);
 }
 
 function serverPrefix(detail: ISessionDetail): string | null {
@@ -91,7 +86,7 @@ async function showSSH(session: ISession): Promise<void> {
     detail = await requestAPI<ISessionDetail>(`session/${encodeURIComponent(session.id)}`);
     publicKey = (await requestAPI<{ ssh_public_key: string }>('resource/ssh-keypair')).ssh_public_key;
   } catch (e) {
-    await showErrorMessage('SSH / SFTP', errorText(e));
+    await showError('SSH / SFTP', errorText(e));
     return;
   }
   const prefix = serverPrefix(detail);
@@ -127,11 +122,7 @@ async function showSSH(session: ISession): Promise<void> {
   ) : (
     <Message kind="info">This session runs no SSH server (it is not running, or its backend offers none).</Message>
   );
-  await showDialog({
-    title: `SSH / SFTP: ${session.name}`,
-    body: ReactWidget.create(body),
-    buttons: [Dialog.okButton({ label: 'Close' })]
-  });
+  await showInfo(`SSH / SFTP: ${session.name}`, body);
 }
 
 async function terminate(session: ISession, refresh: () => void): Promise<void> {
@@ -147,7 +138,7 @@ async function terminate(session: ISession, refresh: () => void): Promise<void> 
     // By id: an administrator can end another user's session without naming its owner.
     await requestAPI(`session/${encodeURIComponent(session.id)}`, { method: 'DELETE' });
   } catch (e) {
-    await showErrorMessage('Terminate', errorText(e));
+    await showError('Terminate', errorText(e));
   }
   refresh();
 }
@@ -318,7 +309,7 @@ function SessionsView(props: IViewProps): JSX.Element {
       await startSession(request);
       setTab('running');
     } catch (e) {
-      await showErrorMessage('The session was not started', errorText(e));
+      await showError('The session was not started', errorText(e));
     }
     void refresh();
   };
@@ -392,7 +383,7 @@ export class SessionsPanel extends WhoPanel {
     try {
       await startSession(request);
     } catch (e) {
-      await showErrorMessage('The session was not started', errorText(e));
+      await showError('The session was not started', errorText(e));
     }
     this._refresh();
   }

@@ -2,7 +2,6 @@
  * The file explorer of one folder (F26): list, enter sub-folders, breadcrumb, upload (with
  * progress, resumable, several files, drag and drop), new sub-folder, download, rename, delete.
  */
-import { showErrorMessage } from '@jupyterlab/apputils';
 import * as React from 'react';
 
 import { deleteIcon, downloadIcon, editIcon, folderIcon } from '@jupyterlab/ui-components';
@@ -10,7 +9,7 @@ import { deleteIcon, downloadIcon, editIcon, folderIcon } from '@jupyterlab/ui-c
 import { askText } from './dialogs';
 import { IUpload, UploadQueue } from './upload';
 import { errorText, IFileEntry, IFolder, managerURL, requestAPI } from '../api';
-import { Button, confirm, IconButton, Message } from '../components';
+import { Button, confirm, IconButton, Message, showError } from '../components';
 import { formatBytes, formatTime } from '../format';
 
 function join(dir: string, name: string): string {
@@ -151,7 +150,7 @@ export function Explorer(props: {
       return;
     }
     if (!canWrite) {
-      void showErrorMessage('Upload', `You may only read ${folder.name}.`);
+      void showError('Upload', `You may only read ${folder.name}.`);
       return;
     }
     queue.add(folder.id, folder.name, dir, Array.from(files));
@@ -161,7 +160,7 @@ export function Explorer(props: {
     try {
       await fn();
     } catch (e) {
-      await showErrorMessage(what, errorText(e));
+      await showError(what, errorText(e));
     }
     void load();
   };

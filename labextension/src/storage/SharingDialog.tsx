@@ -2,10 +2,9 @@
  * The owner's view of who a user folder is shared with (Backend.AI's /folders/_/shared): each
  * user who accepted an invitation with their permission, which the owner changes or revokes.
  */
-import { Dialog, ReactWidget } from '@jupyterlab/apputils';
 import * as React from 'react';
 import { errorText, IFolder, IShare, query, requestAPI } from '../api';
-import { Button, Message } from '../components';
+import { Button, Message, showInfo } from '../components';
 
 const PERMISSIONS: [string, string][] = [
   ['ro', 'read only'],
@@ -142,16 +141,5 @@ function FolderSharing(props: { folder: IFolder }): JSX.Element {
 
 /** The owner's sharing dialog of one of their user folders; resolves when it is closed. */
 export async function showSharingDialog(folder: IFolder): Promise<void> {
-  const body = ReactWidget.create(<FolderSharing folder={folder} />);
-  body.addClass('jp-BackendAI-form');
-  const title = `Sharing of ${folder.name}`;
-  const dialog = new Dialog({
-    title,
-    body,
-    buttons: [Dialog.okButton({ label: 'Close' })],
-    focusNodeSelector: 'select, button'
-  });
-  // JupyterLab names a dialog only when its body is text: this one is named by its title.
-  dialog.node.setAttribute('aria-label', title);
-  await dialog.launch();
+  await showInfo(`Sharing of ${folder.name}`, <FolderSharing folder={folder} />, { className: 'jp-BackendAI-form' });
 }

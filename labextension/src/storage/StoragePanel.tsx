@@ -3,7 +3,6 @@
  * usage against capacity, the file explorer, rename, delete, invite and share, the owner's
  * sharing (change or revoke); pending invitations to accept or reject.
  */
-import { showErrorMessage } from '@jupyterlab/apputils';
 import * as React from 'react';
 
 import { askText, confirmFolderDelete, showInviteDialog, showNewFolderDialog } from './dialogs';
@@ -11,7 +10,7 @@ import { Explorer, Uploads } from './Explorer';
 import { showSharingDialog } from './SharingDialog';
 import { UploadQueue } from './upload';
 import { errorText, IFolder, IFolderUsage, IInvitation, isAdmin, IWhoAmI, requestAPI, WhoAmIModel } from '../api';
-import { Button, Field, Message, PanelHead, showForm, Tabs, uid, WhoPanel } from '../components';
+import { Button, Field, Message, PanelHead, showError, showForm, Tabs, uid, WhoPanel } from '../components';
 import { formatBytes } from '../format';
 
 type TabId = 'folders' | 'automount' | 'shared';
@@ -76,7 +75,7 @@ function FolderCard(props: {
     try {
       await fn();
     } catch (e) {
-      await showErrorMessage(what, errorText(e));
+      await showError(what, errorText(e));
     }
     props.changed();
   };
@@ -180,7 +179,7 @@ function Invitations(props: { items: IInvitation[]; changed: () => void }): JSX.
         body: JSON.stringify({ inv_id: inv.id })
       });
     } catch (e) {
-      await showErrorMessage('Invitation', errorText(e));
+      await showError('Invitation', errorText(e));
     }
     props.changed();
   };
@@ -281,7 +280,7 @@ function StorageView(props: {
       const made = await requestAPI<IFolder>('folders', { method: 'POST', body: JSON.stringify(request) });
       setTab(made.automount ? 'automount' : 'folders');
     } catch (e) {
-      await showErrorMessage('The folder was not created', errorText(e));
+      await showError('The folder was not created', errorText(e));
     }
     await load();
   };
@@ -293,7 +292,7 @@ function StorageView(props: {
     }
     const writable = folders.filter(f => f.permission !== 'ro');
     if (!writable.length) {
-      await showErrorMessage('Upload', 'You have no folder to upload into: create one first.');
+      await showError('Upload', 'You have no folder to upload into: create one first.');
       return;
     }
     const name = writable.length === 1 ? writable[0].name : await askFolder(writable);

@@ -2,10 +2,9 @@
  * The Data & Storage dialogs: new folder (F25), rename, delete by typing the name (F28),
  * invite (F32) and share (group folders), new sub-folder.
  */
-import { Dialog, showDialog } from '@jupyterlab/apputils';
 import * as React from 'react';
 import { errorText, IFolder, requestAPI } from '../api';
-import { Field, FormBody, Message, Options, showForm, uid } from '../components';
+import { confirm, Field, Message, Options, showForm, uid } from '../components';
 
 export interface INewFolder {
   name: string;
@@ -157,14 +156,8 @@ export async function confirmFolderDelete(folder: IFolder): Promise<boolean> {
       </div>
     );
   }
-  const body = new FormBody<null>(() => <DeleteForm />);
-  const result = await showDialog({
-    title: 'Delete the folder?',
-    body,
-    buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })],
-    focusNodeSelector: 'input'
-  });
-  return result.button.accept && typed === folder.name;
+  const accepted = await confirm('Delete the folder?', <DeleteForm />, 'Delete');
+  return accepted && typed === folder.name;
 }
 
 export interface IInvite {
