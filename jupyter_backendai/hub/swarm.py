@@ -97,6 +97,8 @@ from .swarm_args import (
 _STARTING = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
 #: Seconds between looks at a starting task.
 TASK_POLL_INTERVAL = 0.25
+#: Seconds between looks at a started task while its server is not yet listening.
+TASK_END_CHECK = 1.0
 #: Ports chosen on a node for sessions' servers and sshd (as pick_ssh_port on the hub's host).
 NODE_PORTS = (10000, 65000)
 #: Seconds a port stays reserved after it was chosen on a node (its session starting to listen).
@@ -644,7 +646,15 @@ class SwarmSessionSpawner(PlainImagesMixin, SwarmImages, SessionLogsMixin, Sessi
         self.collect_output(self._output_source(follow=False), reset=True)
         await self.finish_output()
 
+    _task_checked = 0.0
+
     async def _task_ended(self):
+        # The server's port is tried every 0.2 s; its task, two calls to the manager (which may be
+        # the node starting it), at most every TASK_END_CHECK s: an exit is seen that much later.
+        now = time.monotonic()
+        if now - self._task_checked < TASK_END_CHECK:
+            return None
+        self._task_checked = now
         task = await self.get_task()
         state = (((task or {}).get("Status") or {}).get("State") or "").lower()
         if task is None or state == "running" or state in _STARTING:
