@@ -528,6 +528,12 @@ class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable
     async def open_network(self) -> None:
         """Make the session's network before its environment is computed (backends that isolate)."""
 
+    _lifetime_read: tuple[dt.datetime | None] | None = None
+
+    def _mark_running(self, db, container_id: str | None) -> dt.datetime | None:
+        self._mark(db, m.SessionStatus.RUNNING, "running", container_id=container_id)
+        return _lifetime_end(db, self.session_id)
+
     def _mark(self, db, status: m.SessionStatus, reason: str, **values: Any) -> None:
         session = db.get(m.Session, self.session_id) if self.session_id else None
         if session is None or session.status in m.FINISHED_SESSION_STATUSES:
@@ -575,7 +581,8 @@ class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable
             if isinstance(e, SpecError):
                 raise SessionRefused(str(e)) from None
             raise
-        await self.run_db(self._mark, m.SessionStatus.RUNNING, "running", container_id=self.backend_object_id())
+        # The lifetime's end is read with the mark: the monitor's first look needs no transaction of its own.
+        self._lifetime_read = (await self.run_db(self._mark_running, self.backend_object_id()),)
         self._start_monitor()
         return ip_port
 
@@ -679,8 +686,9 @@ class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable
     async def _monitor(self) -> None:
         """Sample usage every ``usage_interval`` s; stop the session once the policy's idle timeout
         or maximum lifetime says so (core.lifecycle), looking again right at the lifetime's end."""
+        read, self._lifetime_read = self._lifetime_read, None
         try:
-            end = await self.run_db(_lifetime_end, self.session_id)
+            end = read[0] if read is not None else await self.run_db(_lifetime_end, self.session_id)
         except Exception:
             self.log.exception("Reading the lifetime of session %s failed", self.session_id)
             end = None  # the first sample reads it again
