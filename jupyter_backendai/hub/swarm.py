@@ -64,8 +64,9 @@ from dockerspawner import SwarmSpawner
 from sqlalchemy import select
 from traitlets import Bool, Dict, Float, Unicode, default
 
+from ..core.logs import cap
 from ..core.slots import ResourceSlots
-from ..db import admin
+from ..db import admin, session_logs
 from ..db import models as m
 from ..db import sessions as store
 from .docker import sshd_and_server
@@ -626,25 +627,58 @@ class SwarmSessionSpawner(PlainImagesMixin, SwarmImages, SessionLogsMixin, Sessi
 
     _node_lost = False  # the session's node was lost: its engine does not answer for the output
 
-    def _output_source(self, follow: bool = True) -> StreamSource:
-        """The service's log as the manager has it (from the task's node), all of it."""
-        service, client = self.object_id, self.client
+    def _open_logs(self, follow: bool):
+        """The service's log stream from the manager (from the task's node), all of it."""
+        from docker.types.daemon import CancellableStream
 
-        def stream():
-            from docker.types.daemon import CancellableStream
+        client = self.client
+        params = {"stdout": 1, "stderr": 1, "follow": int(follow), "tail": "all", "timestamps": 0, "details": 0}
+        res = client._get(client._url("/services/{0}/logs", self.object_id), params=params, stream=True)
+        client._raise_for_status(res)
+        # Cancellable: closing it ends a follow blocked on a quiet session (or a node gone).
+        return CancellableStream(client._multiplexed_response_stream_helper(res), res)
 
-            params = {"stdout": 1, "stderr": 1, "follow": int(follow), "tail": "all", "timestamps": 0, "details": 0}
-            res = client._get(client._url("/services/{0}/logs", service), params=params, stream=True)
-            client._raise_for_status(res)
-            # Cancellable: closing it ends a follow blocked on a quiet session (or a node gone).
-            return CancellableStream(client._multiplexed_response_stream_helper(res), res)
+    def _output_source(self) -> StreamSource:
+        """The service's log, followed (the stream outlives the task: see _read_output_once)."""
+        return StreamSource(lambda: self._open_logs(True), int(self.log_keep_bytes), name=f"logs-{self.session_id}")
 
-        return StreamSource(stream, int(self.log_keep_bytes), name=f"logs-{self.session_id}")
+    async def _read_output_once(self, timeout: float = 15.0) -> None:
+        """Stop following and store the whole log, read to its end, in place of what was followed.
 
-    async def _read_output_once(self) -> None:
-        """Store the whole log once more, read to its end (the task ended: a follow would not end)."""
-        self.collect_output(self._output_source(follow=False), reset=True)
-        await self.finish_output()
+        The task ended (or was scaled away), so the server's last lines are in it. A read that
+        fails or finds nothing leaves what was followed as it is.
+        """
+        session_id, keep = self.session_id, int(self.log_keep_bytes)
+        await self.finish_output(timeout=0.0)
+        self.output_finished = session_id
+
+        def read_all() -> tuple[bytes, int]:
+            stream = self._open_logs(False)
+            chunks, size, dropped = [], 0, 0
+            try:
+                for chunk in stream:
+                    chunks.append(chunk)
+                    size += len(chunk)
+                    if size > 2 * keep:
+                        data, cut = cap(b"".join(chunks), keep)
+                        chunks, size, dropped = [data], len(data), dropped + cut
+            finally:
+                stream.close()
+            data, cut = cap(b"".join(chunks), keep)
+            return data, dropped + cut
+
+        try:
+            data, dropped = await asyncio.wait_for(asyncio.to_thread(read_all), timeout)
+        except Exception as e:  # the node gone, the manager away: what was followed stays
+            self.log.warning("Reading the output of session %s once more: %r", session_id, e)
+            return
+        if data:
+
+            def replace(db):
+                session_logs.reset(db, session_id)
+                session_logs.append(db, session_id, data, keep, dropped)
+
+            await self.run_db(replace)
 
     _task_checked = 0.0
 
@@ -660,7 +694,7 @@ class SwarmSessionSpawner(PlainImagesMixin, SwarmImages, SessionLogsMixin, Sessi
         if task is None or state == "running" or state in _STARTING:
             return None
         # The follow stream of a service outlives its task: read the log whole instead.
-        self.collect_output(self._output_source(follow=False), reset=True)
+        await self._read_output_once()
         return (task or {}).get("Status") or {}
 
     async def _exit_reason(self, status) -> str:
