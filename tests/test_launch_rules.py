@@ -20,6 +20,7 @@ from jupyter_backendai.db import admin, launch
 from jupyter_backendai.db import folders as folder_db
 from jupyter_backendai.db import models as m
 from jupyter_backendai.db import sessions as store
+from jupyter_backendai.hub.admission import Launch, admit_together
 from jupyter_backendai.hub.auth import _check_login
 from jupyter_backendai.hub.local import LocalSessionSpawner
 from jupyter_backendai.hub.spawner import SessionRefused, SessionRequest
@@ -118,8 +119,8 @@ def test_every_path_counts_the_same_keypair(db, two_keys) -> None:
     assert form["scaling_groups"] == ["default"]
     assert [p["name"] for p in form["presets"]] == ["tiny"]
     with pytest.raises(SessionRefused, match="you may not use the resource group 'gpu'"):
-        spawner._admit(db, SessionRequest(scaling_group="gpu"), "s-gpu")
-    admitted = spawner._admit(db, SessionRequest(preset="tiny"), "s-one")
+        admit_one(spawner, db, SessionRequest(scaling_group="gpu"), "s-gpu")
+    admitted = admit_one(spawner, db, SessionRequest(preset="tiny"), "s-one")
     assert db.get(m.Session, admitted.session_id).access_key == main
 
     # The folder rules (storage hosts from the main keypair's policy) and the login.
@@ -136,6 +137,14 @@ def test_every_path_counts_the_same_keypair(db, two_keys) -> None:
     assert user_item(user)["main_access_key"] == newer
     assert launch.allowed_scaling_groups(db, user, launch.main_keypair(db, user), None) == ["default", "gpu"]
     assert _check_login(db, "alice", "pw-Alice-1234")["auth_state"]["access_key"] == newer
+
+
+def admit_one(spawner, db, request: SessionRequest, name: str):
+    """The spawner's admission of one launch, as the hub admits them (together, in one transaction)."""
+    (result,) = admit_together(db, [Launch(spawner, request, name)])
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def test_plan_launch_refusals(db, two_keys) -> None:
@@ -164,7 +173,7 @@ def test_queue_position(db, two_keys) -> None:
     user, main, _newer = two_keys
     admin.update_policy(db, "small", total_resource_slots={"cpu": 8, "mem": "8g"})
     spawner = spawner_for("alice")
-    ids = [spawner._admit(db, SessionRequest(preset="tiny"), f"s{i}").session_id for i in range(3)]
+    ids = [admit_one(spawner, db, SessionRequest(preset="tiny"), f"s{i}").session_id for i in range(3)]
     db.flush()
     rows = [db.get(m.Session, i) for i in ids]
     for k, row in enumerate(rows):

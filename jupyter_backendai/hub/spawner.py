@@ -445,15 +445,6 @@ class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable
         except admin.AdminError as e:  # the launch rules' and the folder rules' refusals
             raise SessionRefused(str(e), getattr(e, "status", 400)) from None
 
-    def _admit(self, db, request: SessionRequest, session_name: str) -> Admitted:
-        """Admit one launch in ``db``'s transaction (the hub admits launches together: start())."""
-        from .admission import Launch, admit_together
-
-        (result,) = admit_together(db, [Launch(self, request, session_name)])
-        if isinstance(result, BaseException):
-            raise result
-        return result
-
     # --- preparing (worker thread) ---------------------------------------------------------------------
 
     def _prepare(self, db, hub_env: dict[str, str], user_env: dict[str, str] | None = None) -> SessionSpec:

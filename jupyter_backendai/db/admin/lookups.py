@@ -9,6 +9,14 @@ from .. import models as m
 from .validation import DEFAULT, AdminError, NotFound, parse_image_ref
 
 
+def _by_key(db: DB, model: type, key: str, missing: str):
+    """The row of ``model`` with primary key ``key``, else :class:`NotFound` saying ``missing``."""
+    row = db.get(model, key)
+    if row is None:
+        raise NotFound(missing)
+    return row
+
+
 def find_login_user(db: DB, login: str) -> m.User | None:
     """The account a login names: input with '@' is an e-mail address, any other a user name.
 
@@ -28,10 +36,7 @@ def login_throttle_key(db: DB, login: str) -> str:
 
 
 def get_domain(db: DB, name: str) -> m.Domain:
-    domain = db.get(m.Domain, name)
-    if domain is None:
-        raise NotFound(f"no domain named {name!r}")
-    return domain
+    return _by_key(db, m.Domain, name, f"no domain named {name!r}")
 
 
 def get_group(db: DB, name: str, domain: str = DEFAULT) -> m.Group:
@@ -53,31 +58,19 @@ def get_user(db: DB, email_or_name: str) -> m.User:
 
 
 def get_policy(db: DB, name: str) -> m.KeyPairResourcePolicy:
-    policy = db.get(m.KeyPairResourcePolicy, name)
-    if policy is None:
-        raise NotFound(f"no keypair resource policy named {name!r}")
-    return policy
+    return _by_key(db, m.KeyPairResourcePolicy, name, f"no keypair resource policy named {name!r}")
 
 
 def get_keypair(db: DB, access_key: str) -> m.KeyPair:
-    keypair = db.get(m.KeyPair, access_key)
-    if keypair is None:
-        raise NotFound(f"no keypair with access key {access_key!r}")
-    return keypair
+    return _by_key(db, m.KeyPair, access_key, f"no keypair with access key {access_key!r}")
 
 
 def get_preset(db: DB, name: str) -> m.ResourcePreset:
-    preset = db.get(m.ResourcePreset, name)
-    if preset is None:
-        raise NotFound(f"no resource preset named {name!r}")
-    return preset
+    return _by_key(db, m.ResourcePreset, name, f"no resource preset named {name!r}")
 
 
 def get_scaling_group(db: DB, name: str) -> m.ScalingGroup:
-    sgroup = db.get(m.ScalingGroup, name)
-    if sgroup is None:
-        raise NotFound(f"no resource group named {name!r}")
-    return sgroup
+    return _by_key(db, m.ScalingGroup, name, f"no resource group named {name!r}")
 
 
 def get_registry(db: DB, hostname: str) -> m.ContainerRegistry:
