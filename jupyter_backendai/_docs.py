@@ -53,6 +53,18 @@ SECTIONS = [
         "`c.LocalSessionSpawner.…` (or `c.SessionSpawnerMixin.…` for whichever runs)",
     ),
     Section(
+        "jupyter_backendai.hub.spawn_form:SpawnFormMixin",
+        "The spawn form of every session spawner",
+        "set it on the spawner class in use, e.g. `c.DockerSessionSpawner.options_template` "
+        "(or `c.SessionSpawnerMixin.…` for whichever runs)",
+    ),
+    Section(
+        "jupyter_backendai.hub.usage:SessionUsageMixin",
+        "Usage samples and idleness in every session spawner",
+        "set it on the spawner class in use, e.g. `c.DockerSessionSpawner.usage_interval` "
+        "(or `c.SessionSpawnerMixin.…` for whichever runs)",
+    ),
+    Section(
         "jupyter_backendai.hub.logs:SessionLogsMixin",
         "Sessions' output (Docker and local backends)",
         "`c.DockerSessionSpawner.…`, `c.LocalSessionSpawner.…`",
@@ -76,6 +88,11 @@ SECTIONS = [
         "jupyter_backendai.hub.swarm:SwarmSessionSpawner",
         "Docker Swarm backend (`backendai-swarm`)",
         "`c.SwarmSessionSpawner.…`, besides dockerspawner's own `SwarmSpawner` options",
+    ),
+    Section(
+        "jupyter_backendai.hub.swarm_nodes:SwarmNodesMixin",
+        "Swarm nodes as agents",
+        "`c.SwarmSessionSpawner.…`",
     ),
     Section(
         "jupyter_backendai.hub.images:SwarmImages",

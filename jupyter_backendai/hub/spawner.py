@@ -18,6 +18,10 @@ One session is one JupyterHub named server. ``start()``:
 whose container or process vanished and ends it with the reason. Every change is in the
 session's status history. Backends implement :meth:`start_session`, :meth:`stop_session`,
 :meth:`poll_session` and :meth:`agent_info`.
+
+Mixed in by concern: the request and its refusal (:mod:`.request`), the spawn form and the
+options (:mod:`.spawn_form`), the pending page's text (:mod:`.progress`), usage samples and the
+idle and lifetime ends (:mod:`.usage`); this module keeps the lifecycle, the agent and the spec.
 """
 
 from __future__ import annotations
@@ -27,119 +31,50 @@ import datetime as dt
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
 from jupyterhub.utils import random_port
 from sqlalchemy import select
-from tornado import web
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, validate
 from traitlets.config import LoggingConfigurable
 
 from ..core import lifecycle
-from ..core.environ import RESERVED_TEXT, EnvironError, check_environ, parse_environ_lines
-from ..core.nvidia import (
-    NvidiaSmiError,
-    configured_devices,
-    device_memory,
-    device_shares,
-    gpu_slots,
-    session_gpu_usage,
-)
+from ..core.nvidia import configured_devices, device_memory, device_shares, gpu_slots
 from ..core.slots import ResourceSlots
 from ..db import admin, launch, sshkeys
 from ..db import models as m
 from ..db import sessions as store
 from ..db.engine import Database
-from ..db.types import utcnow
 from ..settings import DatabaseSettings, StorageSettings
-from . import TEMPLATES
+from .progress import SessionProgressMixin
+from .request import SLOT_FIELDS, Admitted, SessionRefused, SessionRequest, request_from_options
 from .scheduler import Cancelled, SessionScheduler
+from .spawn_form import SpawnFormMixin, form_choice
 from .spec import FolderRef, SessionSpec, SpecError, build_spec
+from .usage import SessionUsageMixin, record_usage, session_lifetime_end, usage_sample
+
+# What the backends, the admission and the tests import from here, with their homes beside it.
+__all__ = [
+    "SLOT_FIELDS",
+    "Admitted",
+    "SessionRefused",
+    "SessionRequest",
+    "SessionSpawnerMixin",
+    "form_choice",
+    "pick_ssh_port",
+    "request_from_options",
+    "usage_sample",
+]
 
 T = TypeVar("T")
 
-SLOT_FIELDS = {"cpu": "cpu", "mem": "mem", "cuda_device": "cuda.device", "cuda_shares": "cuda.shares"}
+# The old name, until the tests (being moved) import usage.record_usage; goes then.
+_record_usage = record_usage
 
 
-class SessionRefused(web.HTTPError):
-    """A spawn that cannot go ahead; JupyterHub shows ``jupyterhub_message`` on the spawn page."""
-
-    def __init__(self, reason: str, status: int = 400):
-        super().__init__(status, reason)
-        self.jupyterhub_message = reason
-        self.reason = reason
-
-
-@dataclass
-class SessionRequest:
-    """The user's request, read from the form or from ``user_options``."""
-
-    image: str = ""
-    group: str = ""
-    scaling_group: str = ""
-    preset: str = ""
-    slots: dict[str, str] = field(default_factory=dict)
-    shmem: str = ""
-    folders: list[str] = field(default_factory=list)
-    #: The user's environment variables (``config.environ``), checked by core.environ.
-    environ: dict[str, str] = field(default_factory=dict)
-
-
-def request_from_options(options: dict[str, Any]) -> SessionRequest:
-    """Accept both the form's field names and Backend.AI-style names (``resources``, ``mounts``)."""
-
-    def text(key: str, *aliases: str) -> str:
-        for k in (key, *aliases):
-            value = options.get(k)
-            if isinstance(value, list):
-                value = value[0] if value else ""
-            if value not in (None, ""):
-                return str(value).strip()
-        return ""
-
-    slots: dict[str, str] = {}
-    resources = options.get("resources") or {}
-    if not isinstance(resources, dict):
-        raise SessionRefused("'resources' must be a mapping of slot name to amount")
-    for key, value in resources.items():
-        slots[str(key)] = str(value)
-    for field_name, slot in SLOT_FIELDS.items():
-        value = text(field_name, slot)
-        if value:
-            slots[slot] = value
-    folders = options.get("folders", options.get("mounts", []))
-    if isinstance(folders, str):
-        folders = [f for f in folders.split(",")]
-    if not isinstance(folders, list):
-        raise SessionRefused("'folders' must be a list of folder names")
-    environ = options.get("environ")
-    try:
-        # A mapping from the API (Backend.AI's config.environ), KEY=value lines from a form.
-        environ = parse_environ_lines(environ) if isinstance(environ, str) else check_environ(environ)
-    except EnvironError as e:
-        raise SessionRefused(str(e)) from None
-    return SessionRequest(
-        image=text("image"),
-        group=text("group", "project"),
-        scaling_group=text("scaling_group", "resource_group"),
-        preset=text("preset"),
-        slots=slots,
-        shmem=text("shmem"),
-        folders=sorted({str(f).strip() for f in folders if str(f).strip()}),
-        environ=environ,
-    )
-
-
-@dataclass(frozen=True)
-class Admitted:
-    session_id: uuid.UUID
-    scaling_group: str
-    note: str | None
-
-
-class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable):
+class SessionSpawnerMixin(
+    SpawnFormMixin, SessionProgressMixin, SessionUsageMixin, DatabaseSettings, StorageSettings, LoggingConfigurable
+):
     """Mixed into a JupyterHub spawner class before it (``class X(SessionSpawnerMixin, Spawner)``)."""
 
     backend_name = "generic"
@@ -243,17 +178,6 @@ class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable
         machines. Only key authentication of the session's owner is accepted there.
         """,
     )
-    options_template = Unicode(
-        "spawn_form.html",
-        config=True,
-        help="""Template of the spawn form; to change it, put a file of this name in a directory of
-        ``c.JupyterHub.template_paths`` (searched first).""",
-    )
-    usage_interval = Float(
-        30.0,
-        config=True,
-        help="Seconds between usage samples of a running session; its idle timeout is checked as often.",
-    )
     lifetime_warning = Float(
         600.0,
         config=True,
@@ -267,14 +191,6 @@ class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable
     def _default_start_timeout(self):
         # Queued sessions wait for their resource group's pending timeout, not for the hub's 60 s.
         return 24 * 3600
-
-    @default("apply_user_options")
-    def _default_apply_user_options(self):
-        # JupyterHub >= 5.3 calls this before start(): bad options become a 400 right away.
-        def check(spawner, user_options):
-            request_from_options(user_options or {})
-
-        return check
 
     @default("http_timeout")
     def _default_http_timeout(self):
@@ -339,82 +255,6 @@ class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable
         super().clear_state()
         self.session_id = None
         self.ssh_port = None
-
-    # --- the spawn form -------------------------------------------------------------------------
-
-    @default("options_form")
-    def _default_options_form(self):
-        return self._render_options_form
-
-    async def _render_options_form(self, spawner) -> str:
-        await self.ensure_agent()  # what fits depends on the agents' capacity
-        ns = await self.run_db(self._form_namespace)
-        env = Environment(loader=FileSystemLoader([*self._template_paths(), TEMPLATES]), autoescape=select_autoescape())
-        return env.get_template(self.options_template).render(**ns)
-
-    def _template_paths(self) -> list[str]:
-        app = getattr(self.user, "settings", {}) or {}
-        return [p for p in (app.get("template_path") or []) if isinstance(p, str)]
-
-    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
-        options: dict[str, Any] = {}
-        for key in ("image", "group", "scaling_group", "preset", "shmem", *SLOT_FIELDS):
-            value = (formdata.get(key) or [""])[0].strip()
-            if value:
-                options[key] = value
-        options["folders"] = [f for f in formdata.get("folders", []) if f.strip()]
-        lines = (formdata.get("environ") or [""])[0]
-        if lines.strip():
-            try:
-                options["environ"] = parse_environ_lines(lines)
-            except EnvironError as e:
-                raise SessionRefused(str(e)) from None  # shown above the form again
-        return options
-
-    def _form_namespace(self, db) -> dict[str, Any]:
-        from ..db import folders as folder_db
-
-        user, keypair = self._user_and_keypair(db)
-        groups = sorted(user.groups, key=lambda g: g.name)
-        first_group = groups[0] if groups else None
-        sgroups = launch.allowed_scaling_groups(db, user, keypair, first_group, self.default_scaling_group)
-        images = launch.allowed_images(db, user, first_group)
-        accessible = folder_db.accessible_folders(db, user)
-        # Which presets fit, per project and resource group, by the rule the lab's start dialog
-        # reads (check-presets); the form shows those of the pair chosen in it.
-        offered: dict[str, dict[str, Any]] = {}
-        every: set[str] = set()
-        for group, sg, answer in launch.presets_per_choice(db, user, keypair, self.default_scaling_group):
-            for p in answer["presets"]:
-                every.add(p["name"])
-                if p["allocatable"]:
-                    entry = offered.setdefault(p["name"], {**p, "fits": []})
-                    entry["fits"].append(form_choice(group.name if group else "", sg))
-        first = form_choice(groups[0].name if groups else "", sgroups[0] if sgroups else "")
-        presets = [
-            {
-                **p,
-                "human": ResourceSlots.parse(p["resource_slots"]).nonzero().humanize(),
-                "fits_first": first in p["fits"],
-            }
-            for _, p in sorted(offered.items())
-        ]
-        return {
-            "user": user,
-            "backend": self.backend_name,
-            "isolates_users": self.isolates_users,
-            "backend_reason": getattr(self, "backend_reason", ""),  # why this backend runs (local)
-            "images": images,
-            "groups": groups,
-            "scaling_groups": sgroups,
-            "presets": presets,
-            "preset_total": len(every),
-            "hidden_presets": len(every) - len([p for p in presets if p["fits_first"]]),
-            "folders": [a for a in accessible if not a.is_automount],
-            "automount": [a for a in accessible if a.is_automount],
-            "policy": keypair.policy,
-            "environ_reserved": RESERVED_TEXT,
-        }
 
     # --- look-ups ---------------------------------------------------------------------------------
 
@@ -519,11 +359,9 @@ class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable
     async def open_network(self) -> None:
         """Make the session's network before its environment is computed (backends that isolate)."""
 
-    _lifetime_read: tuple[dt.datetime | None] | None = None
-
     def _mark_running(self, db, container_id: str | None) -> dt.datetime | None:
         self._mark(db, m.SessionStatus.RUNNING, "running", container_id=container_id)
-        return _lifetime_end(db, self.session_id)
+        return session_lifetime_end(db, self.session_id)
 
     def _mark(self, db, status: m.SessionStatus, reason: str, **values: Any) -> None:
         session = db.get(m.Session, self.session_id) if self.session_id else None
@@ -573,8 +411,7 @@ class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable
                 raise SessionRefused(str(e)) from None
             raise
         # The lifetime's end is read with the mark: the monitor's first look needs no transaction of its own.
-        self._lifetime_read = (await self.run_db(self._mark_running, self.backend_object_id()),)
-        self._start_monitor()
+        self.start_monitor((await self.run_db(self._mark_running, self.backend_object_id()),))
         return ip_port
 
     async def stop(self, now=False):
@@ -584,16 +421,13 @@ class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable
             await self.stop_session(now)
         finally:
             self._stopping = False
-            self._stop_monitor()
+            self.stop_monitor()
             if session_id:
                 await self.run_db(self._finish, session_id, self._end_reason or "terminated by the user")
                 self._end_reason = None
                 self.scheduler.wake()
 
     _stopping = False
-    _end_reason: str | None = None
-    _monitor_task: asyncio.Task | None = None
-    _seen_ready = False
 
     def _finish(self, db, session_id: uuid.UUID, reason: str) -> None:
         session = db.get(m.Session, session_id)
@@ -610,8 +444,8 @@ class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable
         # that were waiting when the hub stopped) and watch the sessions that survived.
         self.scheduler.ensure_running()
         await self.ensure_agent()
-        if self.session_id and self._monitor_task is None and not self._stopping:
-            self._start_monitor()
+        if self.session_id and not self._stopping:
+            self.resume_monitor()
         session_id = self.session_id
         status = await self.poll_session()
         if status is not None and session_id and not self._stopping:
@@ -629,88 +463,6 @@ class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable
                 m.SessionStatus.TERMINATED,
                 f"the session's {self.backend_name} backend ended it ({status})",
             )
-
-    async def progress(self):
-        yield {"progress": 5, "message": "Checking the request against your limits"}
-        last = None
-        while self.session_id is None:
-            await asyncio.sleep(0.2)
-        while True:
-            status = await self.run_db(lambda db: db.get(m.Session, self.session_id).status)
-            if status != m.SessionStatus.PENDING:
-                break
-            pos = self.scheduler.position(self.session_id)
-            if pos is not None:
-                message = f"Waiting for resources in {pos.resource_group}: position {pos.position} of {pos.length}"
-                if "image" in pos.reason:
-                    message += f" ({pos.reason})"  # no agent with the image, and none may pull it
-                if message != last:
-                    last = message
-                    yield {"progress": 10, "message": message}
-            await asyncio.sleep(0.5)
-        if status in m.ACTIVE_SESSION_STATUSES:
-            yield {"progress": 50, "message": f"Starting the session on the {self.backend_name} backend"}
-        # While the backend prepares it: the pull of its image, when one runs (backends that pull).
-        while status in m.ACTIVE_SESSION_STATUSES and status != m.SessionStatus.RUNNING:
-            event = getattr(self, "pull_progress_event", lambda: None)()
-            if event is not None and event["message"] != last:
-                last = event["message"]
-                yield event
-            await asyncio.sleep(0.5)
-            session_id = self.session_id
-            if session_id is None:
-                return
-            status = await self.run_db(lambda db, sid=session_id: db.get(m.Session, sid).status)
-
-    # --- usage and idleness ---------------------------------------------------------------------------
-
-    def _start_monitor(self) -> None:
-        if self._monitor_task is None or self._monitor_task.done():
-            self._seen_ready = False
-            self._monitor_task = asyncio.ensure_future(self._monitor())
-
-    def _stop_monitor(self) -> None:
-        task, self._monitor_task = self._monitor_task, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-
-    async def _monitor(self) -> None:
-        """Sample usage every ``usage_interval`` s; stop the session once the policy's idle timeout
-        or maximum lifetime says so (core.lifecycle), looking again right at the lifetime's end."""
-        read, self._lifetime_read = self._lifetime_read, None
-        try:
-            end = read[0] if read is not None else await self.run_db(_lifetime_end, self.session_id)
-        except Exception:
-            self.log.exception("Reading the lifetime of session %s failed", self.session_id)
-            end = None  # the first sample reads it again
-        while self.session_id:
-            # At most a second late at the end; never a busy loop while the server is not ready.
-            floor = min(1.0, self.usage_interval)
-            await asyncio.sleep(max(floor, lifecycle.next_check_in(utcnow(), end, self.usage_interval)))
-            session_id = self.session_id
-            if session_id is None:
-                return
-            if self.pending or not self.ready:
-                continue  # idleness counts from when the server answers, not from its start
-            try:
-                sample = await self.sample_usage()
-                activity = getattr(getattr(self, "orm_spawner", None), "last_activity", None)
-                if not self._seen_ready:
-                    self._seen_ready = True
-                    activity = utcnow()
-                ending, end = await self.run_db(_record_usage, session_id, sample, activity)
-            except Exception:
-                self.log.exception("Usage sampling of session %s failed", session_id)
-                continue
-            if ending is not None:
-                self.log.info("Session %s ends after %d s (%s)", session_id, ending.seconds, ending.reason)
-                self._end_reason = ending.reason
-                asyncio.ensure_future(self.user.stop(self.name))
-                return
-
-    async def sample_usage(self) -> dict[str, Any]:
-        """Backends return cpu_seconds, cpu_percent, mem_bytes, io_read_bytes, io_write_bytes."""
-        return {}
 
     # --- the backend ---------------------------------------------------------------------------------
 
@@ -764,34 +516,6 @@ class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable
     async def agent_info(self) -> tuple[ResourceSlots, list[dict], str]:
         raise NotImplementedError
 
-    async def session_pids(self) -> list[int]:
-        """Host pids of the session's processes (to tell its share of a shared GPU's memory)."""
-        return []
-
-    _gpu_placement: dict | None = None
-
-    async def sample_gpu(self) -> dict[str, Any]:
-        """The GPU fields of a usage sample (``gpu_percent``, ``gpu_mem_bytes``) where nvidia-smi runs."""
-        from . import nvidia
-
-        session_id = self.session_id
-        if session_id is None:
-            return {}
-        if self._gpu_placement is None:  # after a hub restart _prepare did not run here
-            self._gpu_placement = await self.run_db(lambda db: dict(db.get(m.Session, session_id).gpu_placement or {}))
-        placement = self._gpu_placement
-        if not any(placement.values()):
-            return {}
-        try:
-            gpus, apps = await asyncio.to_thread(nvidia.snapshot, bool(placement.get("cuda.shares")))
-        except NvidiaSmiError as e:
-            self.log.warning("GPU usage of session %s: %s", session_id, e)
-            return {}
-        if gpus is None:
-            return {}
-        pids = await self.session_pids() if placement.get("cuda.shares") else []
-        return session_gpu_usage(placement, gpus, apps, pids)
-
     async def start_session(self, spec: SessionSpec):
         raise NotImplementedError
 
@@ -803,11 +527,6 @@ class SessionSpawnerMixin(DatabaseSettings, StorageSettings, LoggingConfigurable
 
     def backend_object_id(self) -> str | None:
         return None
-
-
-def form_choice(group: str, scaling_group: str) -> str:
-    """How the spawn form names a (project, resource group) pair in a preset's ``data-fits``."""
-    return f"{group}/{scaling_group}"
 
 
 def pick_ssh_port(preferred: int | None, *, host: str = "127.0.0.1") -> int:
@@ -825,55 +544,3 @@ def pick_ssh_port(preferred: int | None, *, host: str = "127.0.0.1") -> int:
                 continue
             return port
     raise SessionRefused("no free port for the session's SSH server", 503)
-
-
-def _lifetime_end(db, session_id: uuid.UUID | None) -> dt.datetime | None:
-    session = db.get(m.Session, session_id) if session_id else None
-    return store.lifetime_end(db, session) if session is not None else None
-
-
-def _record_usage(
-    db, session_id: uuid.UUID, sample: dict[str, Any], activity
-) -> tuple[lifecycle.Ending | None, dt.datetime | None]:
-    """Store a usage sample; return why the session must end now (or None), and when its lifetime ends."""
-    session = db.get(m.Session, session_id)
-    if session is None or session.status != m.SessionStatus.RUNNING:
-        return None, None
-    now = utcnow()
-    if sample:
-        db.add(m.SessionUsage(session_id=session_id, at=now, **sample))
-    if activity is not None:
-        if activity.tzinfo is None:
-            activity = activity.replace(tzinfo=dt.timezone.utc)
-        if session.last_activity is None or activity > session.last_activity:
-            session.last_activity = activity
-    keypair = db.get(m.KeyPair, session.access_key)
-    idle_timeout = keypair.policy.idle_timeout if keypair is not None else 0
-    lifetime = keypair.policy.max_session_lifetime if keypair is not None else 0
-    ending = lifecycle.check(
-        now=now,
-        started_at=session.started_at,
-        last_activity=session.last_activity,
-        idle_timeout=idle_timeout,
-        max_session_lifetime=lifetime,
-    )
-    return ending, lifecycle.ends_at(session.started_at, lifetime)
-
-
-def usage_sample(spawner, cpu_seconds: float, mem_bytes: int, io_read: int, io_write: int) -> dict[str, Any]:
-    """A usage row's fields; CPU % is over the time since the spawner's previous sample."""
-    import time
-
-    now = time.monotonic()
-    last = getattr(spawner, "_last_cpu", None)
-    percent = 0.0
-    if last is not None and now > last[0]:
-        percent = max(0.0, (cpu_seconds - last[1]) / (now - last[0]) * 100)
-    spawner._last_cpu = (now, cpu_seconds)
-    return {
-        "cpu_seconds": cpu_seconds,
-        "cpu_percent": round(percent, 2),
-        "mem_bytes": mem_bytes,
-        "io_read_bytes": io_read,
-        "io_write_bytes": io_write,
-    }

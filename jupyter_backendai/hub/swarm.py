@@ -1,20 +1,9 @@
 """``SwarmSessionSpawner`` (``backendai-swarm``): sessions as services of a Docker Swarm.
 
 Built on dockerspawner's ``SwarmSpawner``; the hub's engine socket (``client_kwargs`` /
-``DOCKER_HOST``) talks to a manager node. Every node of the swarm is an agent
-(:func:`~.swarm_args.node_agents`): ready and active nodes are ALIVE and schedulable with their
-CPUs, memory and generic-resource GPUs, in the resource group of their node label
-``node_group_label`` (else ``default``); drained or paused nodes are unschedulable; down or
-missing nodes are LOST, and the sessions they held end ERROR ``agent lost``; the agent's
-``status_info`` says why. The node list is read at the hub's start
-(:func:`~.first_run.register_agent_at_start`) and on every heartbeat (``agent_heartbeat_interval``,
-10 s), so nodes joining and leaving show up without any spawn.
-
-Each node is checked once it is seen ready (``storage_probe``): a one-shot task pinned to it
-reads a marker file the hub wrote under ``storage_root``; a node that does not see it is
-registered unschedulable with the reason, and nothing is placed there until a later probe
-passes (``storage_probe_retry``). A probe that cannot run (its image missing on the node) leaves
-the node as it is, with the reason in ``status_info``.
+``DOCKER_HOST``) talks to a manager node. Every node of the swarm is an agent, read on every
+heartbeat and checked for the folder storage (:mod:`.swarm_nodes`, mixed in); a spawn while the
+manager does not answer is refused.
 
 Our scheduler places each session on a node; the session is one service with one task pinned
 there (``node.id==<id>``, :func:`~.swarm_args.swarm_service_spec`), never restarted. The task
@@ -47,10 +36,8 @@ the scheduler only chooses nodes known to have it.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import random
-import secrets
 import shutil
 import socket
 import time
@@ -61,14 +48,11 @@ from pprint import pformat
 import docker.errors
 from docker.types import ServiceMode
 from dockerspawner import SwarmSpawner
-from sqlalchemy import select
-from traitlets import Bool, Dict, Float, Unicode, default
+from traitlets import Float, default
 
 from ..core.logs import cap
-from ..core.slots import ResourceSlots
-from ..db import admin, session_logs
 from ..db import models as m
-from ..db import sessions as store
+from ..db import session_logs
 from .docker import sshd_and_server
 from .images import SwarmImages
 from .logs import SessionLogsMixin, StartFailed, StreamSource
@@ -76,23 +60,15 @@ from .runtime import PlainImagesMixin
 from .spawner import SessionRefused, SessionSpawnerMixin, usage_sample
 from .spec import LABEL_SESSION_ID, SessionSpec, SpecError
 from .swarm_args import (
-    GPU_RESOURCE,
-    GROUP_LABEL,
     HOMES_DIR,
-    PROBE_DIR,
-    PROBE_LABEL,
-    PUBLIC_HOST_LABEL,
-    NodeAgent,
     account_configs,
     engine_stats_usage,
-    node_agents,
     plain_image_service_spec,
-    probe_verdict,
     service_name,
     session_secrets,
-    storage_probe_spec,
     swarm_service_spec,
 )
+from .swarm_nodes import SwarmNodesMixin
 
 #: Task states on the way to running; anything else before "running" is a failure.
 _STARTING = {"new", "allocated", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
@@ -104,8 +80,6 @@ TASK_END_CHECK = 1.0
 NODE_PORTS = (10000, 65000)
 #: Seconds a port stays reserved after it was chosen on a node (its session starting to listen).
 PORT_HOLD = 600.0
-#: What a node not yet checked for the folder storage says.
-CHECKING_STORAGE = "checking that the node sees the folder storage"
 
 
 def port_in_use(addr: str, port: int, timeout: float = 1.0) -> bool:
@@ -118,79 +92,17 @@ def port_in_use(addr: str, port: int, timeout: float = 1.0) -> bool:
         return False
 
 
-class SwarmSessionSpawner(PlainImagesMixin, SwarmImages, SessionLogsMixin, SessionSpawnerMixin, SwarmSpawner):
+class SwarmSessionSpawner(
+    SwarmNodesMixin, PlainImagesMixin, SwarmImages, SessionLogsMixin, SessionSpawnerMixin, SwarmSpawner
+):
     backend_name = "swarm"
     isolates_users = True
 
-    node_group_label = Unicode(
-        GROUP_LABEL,
-        HOMES_DIR,
-        config=True,
-        help="""The node label that names a swarm node's resource group (``docker node update
-        --label-add ai.backend.resource-group=gpu <node>``); nodes without it are in ``default``.
-        A node naming a resource group that does not exist is registered unschedulable.""",
-    )
-    gpu_resource = Unicode(
-        GPU_RESOURCE,
-        config=True,
-        help="""The generic resource under which nodes advertise their GPUs (dockerd's
-        ``--node-generic-resource NVIDIA-GPU=<id>``); sessions reserve one per whole GPU.""",
-    )
     start_task_timeout = Float(
         120.0,
         config=True,
         help="Seconds a session's task may take to reach running on its node before the start fails.",
     )
-    public_host_label = Unicode(
-        PUBLIC_HOST_LABEL,
-        config=True,
-        help="""The node label naming the host name users' SSH clients reach a node at
-        (``docker node update --label-add ai.backend.public-host=gpu1.example.org <node>``);
-        shown as the agent's address. Without it (and without ``public_hosts``): the node's address.""",
-    )
-    public_hosts = Dict(
-        config=True,
-        help="""Public host names of nodes by node id or host name, e.g. ``{"gpu1": "gpu1.example.org"}``;
-        takes precedence over the node label ``public_host_label``.""",
-    )
-    storage_probe = Bool(
-        True,
-        config=True,
-        help="""Check that every node sees the folder storage before sessions go there: a short task
-        pinned to the node reads a marker file the hub wrote under ``storage_root``. A node that
-        does not see it is registered unschedulable with the reason.""",
-    )
-    storage_probe_image = Unicode(
-        "",
-        config=True,
-        help="""The image of the storage probe's task (it needs ``sh``, ``test`` and ``cat``), present on
-        every node. Default: the first installed session image of the database.""",
-    )
-    storage_probe_timeout = Float(
-        60.0, config=True, help="Seconds a node's storage probe may take before its result counts as unknown."
-    )
-    storage_probe_retry = Float(
-        60.0,
-        config=True,
-        help="Seconds after which a node whose storage probe failed (or could not run) is probed again.",
-    )
-    node_docker_urls = Dict(
-        config=True,
-        help="""Docker engine URLs of nodes by node id or host name, e.g. ``{"gpu1": "tcp://gpu1:2376"}``:
-        where the hub reads sessions' usage (CPU, memory, I/O) on their node, with the hub's own
-        ``tls_config``. The manager node the hub talks to needs no entry.""",
-    )
-    node_docker_url = Unicode(
-        "",
-        config=True,
-        help="""A template for nodes without an entry in ``node_docker_urls``: ``{addr}``, ``{hostname}``
-        and ``{id}`` are the node's (e.g. ``tcp://{hostname}:2376``). Empty: such nodes' sessions
-        have no usage samples.""",
-    )
-
-    @default("agent_heartbeat_interval")
-    def _default_heartbeat(self):
-        return 10.0  # nodes joining and leaving show up within this
 
     @default("network_name")
     def _default_network_name(self):
@@ -204,273 +116,13 @@ class SwarmSessionSpawner(PlainImagesMixin, SwarmImages, SessionLogsMixin, Sessi
     _node_id: str | None = None
     _node_addr: str | None = None
     _node_host: str | None = None  # the node's public host name, where users reach SSH
-
-    # --- agents: the swarm's nodes ---------------------------------------------------------------
-
-    _heartbeat_task: asyncio.Task | None = None
-    _manager_error: str | None = None
-    #: Agents this backend made unschedulable (a drained node), to make schedulable again when
-    #: the node is active again; an administrator's own choice is left alone otherwise.
-    _drained: set[str] = set()
-    #: The nodes as last read (by id): host names and addresses for the engines of usage samples.
-    _nodes: dict[str, NodeAgent] = {}
-    #: Storage probes' results by node id: (verdict, reason, when); a node without one is unchecked.
-    _probes: dict[str, tuple[str, str, float]] = {}
-    #: Nodes that wait for their first check before anything is placed there.
-    _unchecked: set[str] = set()
-    _probe_task: asyncio.Task | None = None
     #: Ports chosen on nodes for starting sessions: (node id, port) -> when.
     _ports: dict[tuple[str, int], float] = {}
-    #: Engines of nodes (usage samples), by URL.
-    _node_clients: dict[str, object] = {}
-    _manager_node: str | None = None
-
-    async def ensure_agent(self) -> None:
-        try:
-            await super().ensure_agent()
-        except Exception as e:  # the manager unreachable: refuse spawns, kill nothing running
-            SwarmSessionSpawner._manager_error = str(e) or type(e).__name__
-            self.log.warning("The swarm manager did not answer: %s", e)
-        if SwarmSessionSpawner._heartbeat_task is None or SwarmSessionSpawner._heartbeat_task.done():
-            SwarmSessionSpawner._heartbeat_task = asyncio.ensure_future(self._heartbeat())
-
-    async def _heartbeat(self) -> None:
-        while True:
-            await asyncio.sleep(self.agent_heartbeat_interval)
-            SessionSpawnerMixin._agent_seen = 0.0  # this is the heartbeat: read the nodes now
-            await self.ensure_agent()
-
-    async def _register_agent(self) -> None:
-        nodes = await asyncio.wait_for(self.docker("nodes"), 30)
-        agents = node_agents(
-            nodes,
-            group_label=self.node_group_label,
-            default_group=self.agent_scaling_group,
-            gpu_resource=self.gpu_resource,
-            public_host_label=self.public_host_label,
-            public_hosts=self.public_hosts,
-            shares_per_device=self.gpu_shares_per_device,
-        )
-        if self.agent_capacity:
-            capacity = {k: str(v) for k, v in ResourceSlots.parse(self.agent_capacity).items()}
-            agents = [dataclasses.replace(a, capacity=capacity) for a in agents]
-        SwarmSessionSpawner._nodes = {a.id: a for a in agents}
-        for agent in agents:
-            if not agent.alive:  # checked again when it is back: its mounts may have changed
-                SwarmSessionSpawner._probes.pop(agent.id, None)
-        ended = await self.run_db(self._sync_agents, agents)
-        SwarmSessionSpawner._manager_error = None
-        await self._sweep_services()
-        if ended:
-            self.log.warning("Sessions ended because their node was lost: %s", ", ".join(map(str, ended)))
-            self.scheduler.wake()
-        SessionSpawnerMixin._agent_registered = True
-        # Drained or paused nodes run no task, the probe's neither: they are checked once active.
-        due = [a.id for a in agents if a.alive and a.schedulable and self._probe_due(a.id)]
-        task = SwarmSessionSpawner._probe_task
-        if due and (task is None or task.done()):
-            SwarmSessionSpawner._probe_task = asyncio.ensure_future(self._probe_nodes(due))
-
-    def _probe_due(self, node_id: str) -> bool:
-        if not self.storage_probe:
-            return False
-        probe = SwarmSessionSpawner._probes.get(node_id)
-        return probe is None or (probe[0] != "ok" and time.monotonic() - probe[2] >= self.storage_probe_retry)
-
-    def _storage_state(self, agent: NodeAgent, row: m.Agent | None) -> tuple[str, str]:
-        """(why the node must not be scheduled on, what to say about its storage) from its probe."""
-        if not self.storage_probe:
-            return "", ""
-        probe = SwarmSessionSpawner._probes.get(agent.id)
-        if probe is None:
-            # A node new to the database (or back from LOST) waits for its check; one that was
-            # alive before this hub started keeps its sessions and its place meanwhile.
-            if row is None or row.status != m.AgentStatus.ALIVE or not agent.schedulable:
-                SwarmSessionSpawner._unchecked.add(agent.id)
-            if agent.id in SwarmSessionSpawner._unchecked:
-                return CHECKING_STORAGE, ""
-            return "", CHECKING_STORAGE
-        SwarmSessionSpawner._unchecked.discard(agent.id)
-        verdict, reason, _ = probe
-        if verdict == "missing":
-            return reason, ""
-        return "", reason if verdict == "unknown" else ""
-
-    def _sync_agents(self, db, agents: list[NodeAgent]) -> list:
-        seen = set()
-        lost: dict[str, str] = {}
-        for agent in agents:
-            seen.add(agent.id)
-            if not agent.alive:
-                lost[agent.id] = agent.reason
-                continue
-            group = agent.resource_group
-            row = db.get(m.Agent, agent.id)
-            blocked, note = self._storage_state(agent, row)
-            if not agent.schedulable:
-                blocked = agent.reason
-            elif db.get(m.ScalingGroup, group) is None:
-                self.log.warning("Node %s names the unknown resource group %r", agent.id, group)
-                blocked = f"the node's label names the unknown resource group {group!r}"
-                group = admin.DEFAULT
-            schedulable: bool | None = not blocked
-            if blocked:
-                SwarmSessionSpawner._drained.add(agent.id)
-            elif agent.id in SwarmSessionSpawner._drained or row is None:
-                SwarmSessionSpawner._drained.discard(agent.id)
-            else:
-                schedulable = None  # keep the administrator's choice
-            store.register_agent(
-                db,
-                agent.id,
-                scaling_group=group,
-                capacity=ResourceSlots.parse(agent.capacity),
-                devices=agent.devices,
-                # Where users' SSH clients reach the node (the API and the home page show it);
-                # the hub reaches sessions at the node's own address (open_network).
-                addr=agent.public_host,
-                region=agent.hostname or "swarm",
-                version=self.backend_name,
-                schedulable=schedulable,
-                status_info=blocked or note or None,
-            )
-        # Nodes that left the swarm (``docker node rm``) are lost too.
-        alive = select(m.Agent).where(m.Agent.version == self.backend_name, m.Agent.status == m.AgentStatus.ALIVE)
-        for row in db.scalars(alive):
-            if row.id not in seen:
-                lost[row.id] = "node left the swarm"
-        return store.lose_agents(db, list(lost), reasons=lost)
-
-    # --- the storage probe ------------------------------------------------------------------------
-
-    async def _probe_nodes(self, node_ids: list[str]) -> None:
-        """Probe the nodes' storage at once; each verdict registers its node again as it comes."""
-        image = self.storage_probe_image or await self.run_db(_first_installed_image)
-
-        async def probe(node_id: str) -> None:
-            if not image:
-                verdict, reason = "unknown", "no image to run the storage probe with (set storage_probe_image)"
-            else:
-                try:
-                    verdict, reason = await self._probe_node(node_id, image)
-                except Exception as e:
-                    verdict, reason = "unknown", f"the storage probe failed: {e}"
-            if verdict != "ok":
-                self.log.warning("Storage probe of node %s: %s: %s", node_id, verdict, reason)
-            SwarmSessionSpawner._probes[node_id] = (verdict, reason, time.monotonic())
-            SessionSpawnerMixin._agent_seen = 0.0  # register the node with its verdict now
-            await self.ensure_agent()
-            self.scheduler.wake()
-
-        await asyncio.gather(*(probe(n) for n in node_ids))
-
-    async def _probe_node(self, node_id: str, image: str) -> tuple[str, str]:
-        token = secrets.token_hex(16)
-        marker = Path(self.storage_root) / PROBE_DIR / token
-
-        def write() -> None:
-            marker.parent.mkdir(parents=True, exist_ok=True)
-            marker.parent.chmod(0o755)
-            marker.write_text(token)
-            marker.chmod(0o644)
-
-        await asyncio.to_thread(write)
-        service = None
-        try:
-            kwargs = storage_probe_spec(
-                node_id, image=image, storage_root=os.path.abspath(self.storage_root), token=token,
-                network=self.network_name,
-            )  # fmt: skip
-            service = await self.docker("create_service", **kwargs)
-            deadline = time.monotonic() + self.storage_probe_timeout
-            while True:
-                tasks = await self.docker("tasks", filters={"service": service["ID"]})
-                verdict = probe_verdict(tasks[0] if tasks else None)
-                if verdict is not None:
-                    return verdict
-                if time.monotonic() > deadline:
-                    state = ((tasks[0] if tasks else {}).get("Status") or {}).get("State") or "no task"
-                    return (
-                        "unknown",
-                        f"the storage probe did not finish within {self.storage_probe_timeout:.0f} s ({state})",
-                    )
-                await asyncio.sleep(0.5)
-        finally:
-            if service is not None:
-                try:
-                    await self.docker("remove_service", service["ID"])
-                except Exception as e:  # the heartbeat's sweep removes what is left
-                    self.log.debug("Removing the storage probe %s: %s", service["ID"], e)
-            await asyncio.to_thread(marker.unlink, missing_ok=True)
-
-    async def _settle_probes(self) -> None:
-        """Wait (bounded) for the storage probes under way: admission counts only checked nodes."""
-        task = SwarmSessionSpawner._probe_task
-        if task is not None and not task.done():
-            try:
-                await asyncio.wait_for(asyncio.shield(task), self.storage_probe_timeout + 10)
-            except (asyncio.TimeoutError, Exception) as e:  # noqa: BLE001 - the spawn goes on without
-                self.log.warning("The nodes' storage probes did not settle: %r", e)
-
-    async def _sweep_services(self) -> None:
-        """Remove the services and secrets of sessions that ended (a lost node's, one whose removal
-        failed) and storage probes left over.
-
-        Only those of sessions this hub's database knows as finished: another hub's sessions on
-        the same swarm are left alone.
-        """
-        services = await self.docker("services", filters={"label": LABEL_SESSION_ID})
-        stored = await self.docker("secrets", filters={"label": LABEL_SESSION_ID})
-        configs = await self.docker("configs", filters={"label": LABEL_SESSION_ID})
-        by_session: dict[uuid.UUID, list[tuple[str, str]]] = {}
-        for kind, items in (("service", services), ("secret", stored), ("config", configs)):
-            for item in items:
-                sid = ((item.get("Spec") or {}).get("Labels") or {}).get(LABEL_SESSION_ID)
-                try:
-                    by_session.setdefault(uuid.UUID(sid), []).append((kind, item["ID"]))
-                except (TypeError, ValueError):
-                    continue
-        if by_session:
-
-            def finished(db):
-                rows = db.scalars(select(m.Session).where(m.Session.id.in_(list(by_session))))
-                return [r.id for r in rows if r.status in m.FINISHED_SESSION_STATUSES]
-
-            for sid in await self.run_db(finished):
-                # Services first: a secret in use by a service cannot be removed.
-                for kind, item_id in sorted(by_session[sid], key=lambda k: k[0] != "service"):
-                    self.log.info("Removing the %s %s of the ended session %s", kind, item_id, sid)
-                    try:
-                        await self.docker(f"remove_{kind}", item_id)
-                    except Exception as e:
-                        self.log.warning("Removing the %s of the ended session %s: %s", kind, sid, e)
-                await asyncio.to_thread(self._remove_home, sid)
-        task = SwarmSessionSpawner._probe_task
-        if task is None or task.done():
-            for probe in await self.docker("services", filters={"label": PROBE_LABEL}):
-                try:
-                    await self.docker("remove_service", probe["ID"])
-                except Exception as e:
-                    self.log.debug("Removing a left-over storage probe: %s", e)
-
-    async def agent_info(self):  # pragma: no cover - _register_agent reads the nodes instead
-        raise NotImplementedError
 
     # --- the session --------------------------------------------------------------------------
 
     async def start(self):
-        await self.ensure_agent()
-        try:  # the manager gone since the last heartbeat: refuse now rather than fail half-way
-            await asyncio.wait_for(self.docker("ping"), 10)
-        except Exception as e:
-            SwarmSessionSpawner._manager_error = str(e) or type(e).__name__
-        else:
-            if SwarmSessionSpawner._manager_error:  # back since the last heartbeat: read the nodes now
-                SessionSpawnerMixin._agent_seen = 0.0
-                await self.ensure_agent()
-        if SwarmSessionSpawner._manager_error:
-            raise SessionRefused(f"the swarm manager does not answer: {SwarmSessionSpawner._manager_error}", 503)
-        await self._settle_probes()
+        await self.check_swarm()
         return await super().start()
 
     def server_address(self) -> tuple[str, int]:
@@ -489,10 +141,7 @@ class SwarmSessionSpawner(PlainImagesMixin, SwarmImages, SessionLogsMixin, Sessi
             return agent.id, agent.addr
 
         self._node_id, self._node_host = await self.run_db(node)
-        known = SwarmSessionSpawner._nodes.get(self._node_id)
-        if known is None:  # not in the last node list (this hub process just started): ask
-            known = node_agents([await self.docker("inspect_node", self._node_id)])[0]
-        self._node_addr = known.addr
+        self._node_addr = await self.node_address(self._node_id)
         if not self._node_addr:
             raise SpecError(f"the swarm node {self._node_id} reports no address")
         self.ip = self._node_addr
@@ -829,30 +478,6 @@ class SwarmSessionSpawner(PlainImagesMixin, SwarmImages, SessionLogsMixin, Sessi
             return None
         return await asyncio.to_thread(client.stats, container, stream=False, one_shot=True)
 
-    async def node_client(self, node_id: str):
-        """The API client of a node's own engine (``node_docker_urls`` / ``node_docker_url``; the
-        hub's own client for the manager node it talks to), or None when the hub has no way there."""
-        node = SwarmSessionSpawner._nodes.get(node_id)
-        url = self.node_docker_urls.get(node_id) or (self.node_docker_urls.get(node.hostname) if node else None)
-        if not url and self.node_docker_url and node is not None:
-            url = self.node_docker_url.format(addr=node.addr, hostname=node.hostname, id=node.id)
-        if not url:
-            if SwarmSessionSpawner._manager_node is None:
-                info = await self.docker("info")
-                SwarmSessionSpawner._manager_node = (info.get("Swarm") or {}).get("NodeID") or ""
-            return self.client if node_id == SwarmSessionSpawner._manager_node else None
-        client = SwarmSessionSpawner._node_clients.get(url)
-        if client is None:
-            import docker
-
-            kwargs = {"version": "auto", "base_url": url, "timeout": 30}
-            if self.tls_config:
-                kwargs["tls"] = docker.tls.TLSConfig(**self.tls_config)
-            client = SwarmSessionSpawner._node_clients[url] = await asyncio.to_thread(
-                lambda: docker.APIClient(**kwargs)
-            )
-        return client
-
     def backend_object_id(self) -> str | None:
         return self.object_id or None
 
@@ -873,8 +498,3 @@ class SwarmSessionSpawner(PlainImagesMixin, SwarmImages, SessionLogsMixin, Sessi
         self._node_host = state.get("backendai_node_host")
         if self._node_host:
             self.ssh_host = self._node_host
-
-
-def _first_installed_image(db) -> str:
-    row = db.scalars(select(m.Image).where(m.Image.installed.is_(True)).order_by(m.Image.name, m.Image.tag)).first()
-    return row.reference if row is not None else ""
