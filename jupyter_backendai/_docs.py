@@ -105,6 +105,11 @@ SECTIONS = [
         "`c.KubeSessionSpawner.…`, besides kubespawner's own `KubeSpawner` options; see [kubernetes.md](kubernetes.md)",
     ),
     Section(
+        "jupyter_backendai.hub.kube_nodes:KubeNodesMixin",
+        "Kubernetes nodes as agents",
+        "`c.KubeSessionSpawner.…`; see [kubernetes.md](kubernetes.md)",
+    ),
+    Section(
         "jupyter_backendai.hub.local:LocalSessionSpawner",
         "Local backend (`backendai-local`)",
         "`c.LocalSessionSpawner.…`, besides JupyterHub's `LocalProcessSpawner` options",
