@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install what the browser tests of a real JupyterHub need (tests/hub_fixtures.py):
+# Install what the browser tests of a real JupyterHub need (testing/hub.py):
 #   - Debian's chromium (driven by Playwright; `playwright install` cannot download here),
 #   - configurable-http-proxy from npm (JupyterHub's default proxy),
 #   - Python's playwright and aiosmtpd.

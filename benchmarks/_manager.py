@@ -1,7 +1,7 @@
 """What the manager benchmarks share: a manager process on a free loopback port, signed calls, RSS.
 
 Not a benchmark itself. ``bench_transfer.py`` and ``bench_api.py`` import it; it puts the
-repository root on ``sys.path`` so that ``tests.session_helpers.ProductDB`` (the product's
+repository root on ``sys.path`` so that ``testing.sessions.ProductDB`` (the product's
 database, as the tests set it up) is importable when a benchmark is run as a script.
 """
 
@@ -29,7 +29,7 @@ import requests  # noqa: E402
 
 from jupyter_backendai.core import signing  # noqa: E402
 from jupyter_backendai.db import admin  # noqa: E402
-from tests.session_helpers import PASSWORD, ProductDB  # noqa: E402
+from testing.sessions import PASSWORD, ProductDB  # noqa: E402
 
 MiB = 1024**2
 GiB = 1024**3
@@ -40,9 +40,9 @@ API_MODULES = {
     "sessions": "jupyter_backendai.manager.api_sessions",
 }
 TEST_FILES = {
-    "folders": "tests/test_manager_folders.py",
-    "transfer": "tests/test_manager_transfer.py",
-    "sessions": "tests/test_manager_sessions.py",
+    "folders": "tests/manager/test_manager_folders.py",
+    "transfer": "tests/manager/test_manager_transfer.py",
+    "sessions": "tests/manager/test_manager_sessions.py",
 }
 
 
@@ -158,7 +158,7 @@ def make_db(directory: Path, username: str = "bench") -> tuple[ProductDB, str, t
 
 
 class ManagerProcess:
-    """``python -m jupyter_backendai.manager`` on a free 127.0.0.1 port (as tests/manager_fixtures.py)."""
+    """``python -m jupyter_backendai.manager`` on a free 127.0.0.1 port (as testing/manager.py)."""
 
     def __init__(self, directory: Path, pdb: ProductDB, extra_args: list[str] | None = None, timeout: float = 30):
         self.port = free_port()

@@ -2,8 +2,8 @@
 
 Run from the repository root, as root: ``python benchmarks/bench_kubernetes.py`` (``--spawns N``,
 default 5; ``--sessions N`` and ``--nodes N``, default 1000 each). It needs what the Kubernetes
-tests need (tests/k8s_fixtures.py: root, cgroup v1, the host's Docker engine, Kubernetes built by
-tests/k8s/build.sh, the image ``jupyter-backendai-session:local``) and ``configurable-http-proxy``.
+tests need (testing/k8s/: root, cgroup v1, the host's Docker engine, Kubernetes built by
+testing/k8s/build.sh, the image ``jupyter-backendai-session:local``) and ``configurable-http-proxy``.
 It brings up the tests' cluster twice, measures, and tears it down (restoring the host), on
 errors and signals too. Takes about ten minutes; not part of CI.
 
@@ -13,13 +13,13 @@ errors and signals too. Takes about ten minutes; not part of CI.
    after one warm-up each (reported, not counted), every server stopped and its pod gone before
    the next. The hubs listen on the nodes' bridge, where pods reach their API.
 
-   * **ours**: ``backendai-kubernetes`` as tests/test_sessions_kubernetes.py configures it
+   * **ours**: ``backendai-kubernetes`` as tests/hub/test_sessions_kubernetes.py configures it
      (preset 1 CPU / 512 MiB, requests = limits, SSH on: a Secret and a NodePort Service per
      session, the pod pinned by ``nodeName``);
    * **plain**: KubeSpawner with the same image, command, uid, CPU and memory limits and
      guarantees, in a namespace of its own; the kube-scheduler places its pods.
 
-2. **Placement at scale** on ``--nodes`` simulated nodes (no real ones; tests/k8s/fake_kubelet.py:
+2. **Placement at scale** on ``--nodes`` simulated nodes (no real ones; testing/k8s/fake_kubelet.py:
    a pod bound to one turns Running, nothing runs): ``--sessions`` sessions asked for at once, and
    the time until every one is placed and its pod Running.
 
@@ -56,16 +56,16 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # for tests.k8s_fixtures / tests.session_helpers
+    sys.path.insert(0, str(REPO_ROOT))  # for testing.k8s / testing.sessions
 
 from bench_spawn import Abort, Runner, common_config, keep_or_remove, log, median, ratio, report  # noqa: E402
 
 from jupyter_backendai.db import admin  # noqa: E402
 from jupyter_backendai.db import models as m  # noqa: E402
-from tests.db_key import use_fresh_db_key  # noqa: E402
-from tests.hub_fixtures import Hub  # noqa: E402
-from tests.k8s_fixtures import HOST_IP, IMAGE, NODE_LABEL, Cluster, cluster_problem, running_cluster  # noqa: E402
-from tests.session_helpers import ProductDB, hub_config  # noqa: E402
+from testing.db import use_fresh_db_key  # noqa: E402
+from testing.hub import Hub  # noqa: E402
+from testing.k8s import HOST_IP, IMAGE, NODE_LABEL, Cluster, cluster_problem, running_cluster  # noqa: E402
+from testing.sessions import ProductDB, hub_config  # noqa: E402
 
 CPU = 1
 MEM = "512m"
@@ -100,7 +100,7 @@ def product_db(directory: Path, users: list[str], max_sessions: int = 0, url: st
 
 
 def ours_config(pdb: ProductDB, namespace: str) -> str:
-    """As tests/test_sessions_kubernetes.py's hub."""
+    """As tests/hub/test_sessions_kubernetes.py's hub."""
     return hub_config(
         pdb,
         "backendai-kubernetes",
@@ -317,7 +317,7 @@ def run_placement(args, root: Path, res: Results) -> None:
         ns_ours, ns_plain = cluster.create_namespace("bench-ours"), cluster.create_namespace("bench-plain")
         database = contextlib.nullcontext(None)
         if args.postgres:
-            from tests.conftest import postgres_database
+            from testing.db import postgres_database
 
             database = postgres_database("jba_bench")
         with database as url:

@@ -46,15 +46,15 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # for tests.hub_fixtures / tests.session_helpers
+    sys.path.insert(0, str(REPO_ROOT))  # for testing.hub / testing.sessions
 
 import psutil  # noqa: E402
 
 from jupyter_backendai.db import admin  # noqa: E402
 from jupyter_backendai.db import models as m  # noqa: E402
 from jupyter_backendai.hub import TEMPLATES  # noqa: E402
-from tests.hub_fixtures import Hub  # noqa: E402
-from tests.session_helpers import ProductDB  # noqa: E402
+from testing.hub import Hub  # noqa: E402
+from testing.sessions import ProductDB  # noqa: E402
 
 IMAGE = os.environ.get("BACKENDAI_TEST_SESSION_IMAGE", "jupyter-backendai-session:local")
 LOCAL_IMAGE = "bench-local:1"
@@ -85,7 +85,7 @@ def ratio(a: float | None, b: float | None) -> float | None:
 
 
 def common_config(pdb: ProductDB, scheduler_interval: float | None) -> str:
-    """The settings both Docker hubs share (as tests/session_helpers.hub_config, minus the spawner)."""
+    """The settings both Docker hubs share (as testing/sessions.hub_config, minus the spawner)."""
     text = f"""
 c.JupyterHub.authenticator_class = "backendai"
 c.BackendAIAuthenticator.db_url = {pdb.url!r}

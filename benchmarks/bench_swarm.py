@@ -1,7 +1,7 @@
 """Sessions on a Docker Swarm: spawn → ready against plain SwarmSpawner, and a node's loss.
 
 Run from the repository root, as root: ``python benchmarks/bench_swarm.py`` (``--spawns N``,
-default 5). It needs what the Swarm tests need (tests/swarm_fixtures.py: root, ``ip``,
+default 5). It needs what the Swarm tests need (testing/swarm.py: root, ``ip``,
 ``nsenter``, ``iptables``, ``dockerd``, the image ``jupyter-backendai-session:local``) and
 ``configurable-http-proxy``. It builds the tests' swarm of three engines on this machine (each
 in a network namespace of its own, addresses in 10.231.200.0/24), measures, and tears it all
@@ -14,7 +14,7 @@ down, on errors and signals too. Takes a few minutes; not part of CI.
    run side by side on the nodes' bridge (as the Swarm tests' hub: sessions on the nodes reach
    its API there):
 
-   * **ours**: ``backendai-swarm`` configured as tests/test_sessions_swarm.py does (preset 1 CPU /
+   * **ours**: ``backendai-swarm`` configured as tests/hub/test_sessions_swarm.py does (preset 1 CPU /
      512 MiB, agent capacity 2 CPU / 2 GiB per node, scheduler pass every 0.5 s, heartbeat 2 s);
    * **plain**: dockerspawner's ``SwarmSpawner`` with the same image, CPU and memory limits and
      reservations. Its docs run the hub as a swarm service on an overlay network and reach the
@@ -50,7 +50,7 @@ from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT) not in sys.path:
-    sys.path.insert(0, str(REPO_ROOT))  # for tests.swarm_fixtures / tests.session_helpers
+    sys.path.insert(0, str(REPO_ROOT))  # for testing.swarm / testing.sessions
 
 from bench_spawn import (  # noqa: E402
     Abort,
@@ -67,10 +67,10 @@ from sqlalchemy import select  # noqa: E402
 
 from jupyter_backendai.db import admin  # noqa: E402
 from jupyter_backendai.db import models as m  # noqa: E402
-from tests.db_key import use_fresh_db_key  # noqa: E402
-from tests.hub_fixtures import Hub  # noqa: E402
-from tests.session_helpers import ProductDB, hub_config  # noqa: E402
-from tests.swarm_fixtures import BRIDGE, BRIDGE_IP, IMAGE, Swarm, running_swarm, swarm_problem  # noqa: E402
+from testing.db import use_fresh_db_key  # noqa: E402
+from testing.hub import Hub  # noqa: E402
+from testing.sessions import ProductDB, hub_config  # noqa: E402
+from testing.swarm import BRIDGE, BRIDGE_IP, IMAGE, Swarm, running_swarm, swarm_problem  # noqa: E402
 
 CPU = 1
 MEM = "512m"
@@ -106,7 +106,7 @@ def product_db(directory: Path) -> ProductDB:
 
 
 def ours_config(pdb: ProductDB, swarm: Swarm, extra: str) -> str:
-    """As tests/test_sessions_swarm.py's hub."""
+    """As tests/hub/test_sessions_swarm.py's hub."""
     return hub_config(
         pdb,
         "backendai-swarm",

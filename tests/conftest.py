@@ -1,66 +1,64 @@
-"""Shared fixtures: a fresh database per test, on SQLite and (when configured) PostgreSQL.
+"""What every test may use: a fresh database of each kind, the harness's fixtures, and markers.
 
-``BACKENDAI_TEST_POSTGRES_URL`` names a PostgreSQL server and a role that may create
-databases; each test gets a database of its own there, dropped afterwards. Without it the
-PostgreSQL variants are skipped, unless ``BACKENDAI_TEST_REQUIRE_POSTGRES=1`` (set by CI),
-which turns the missing server into a failure.
+The harness (``testing/``) starts the real services; its fixtures are loaded here as plugins.
+Markers say what a test needs, so that a run can choose (``-m "not docker and not browser"``
+on a laptop without an engine): ``db``, ``hub`` and ``browser`` are added from the fixtures a
+test uses; ``docker`` is declared by the modules whose tests use the engine, and checked once
+per run (a missing engine skips them, or fails them where ``BACKENDAI_TEST_REQUIRE_DOCKER=1``);
+``slow`` marks what takes minutes (a swarm, a cluster, the README's path).
 """
 
 from __future__ import annotations
 
-import contextlib
-import os
-import uuid
-from collections.abc import Iterator
+import functools
 
 import pytest
-from sqlalchemy.engine import make_url
 
-from jupyter_backendai.db.engine import make_engine, resolve_url
-from tests.db_key import use_fresh_db_key
+# The harness asserts too: its modules get pytest's assertion messages (before they are imported).
+pytest.register_assert_rewrite("testing")
+
+
+from jupyter_backendai.db import admin  # noqa: E402 - after register_assert_rewrite
+from testing import missing  # noqa: E402 - after register_assert_rewrite
+from testing.db import postgres_database, use_fresh_db_key  # noqa: E402 - after register_assert_rewrite
+from testing.docker import IMAGE, docker_problem  # noqa: E402 - after register_assert_rewrite
+from testing.sessions import ProductDB  # noqa: E402 - after register_assert_rewrite
 
 # One key for the database's secrets for the whole run; tests of the key's sources set their own.
 use_fresh_db_key()
 
 pytest_plugins = [
-    "tests.hub_fixtures",
-    "tests.manager_fixtures",
-    "tests.swarm_fixtures",
-    "tests.k8s_fixtures",
-    "tests.registry_helpers",
+    "testing.hub",
+    "testing.manager",
+    "testing.swarm",
+    "testing.k8s",
+    "testing.registry",
 ]
 
-PG_URL = os.environ.get("BACKENDAI_TEST_POSTGRES_URL", "")
-REQUIRE_PG = os.environ.get("BACKENDAI_TEST_REQUIRE_POSTGRES", "") not in ("", "0", "false")
+#: Markers added from the fixtures a test uses (directly or through other fixtures).
+MARKERS_BY_FIXTURE = {
+    "db": {"db_url", "db"},
+    "hub": {"make_hub"},
+    "browser": {"page", "browser", "context"},
+}
 
 
-def _pg_admin_url() -> str:
-    return resolve_url(PG_URL)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in MARKERS_BY_FIXTURE.items():
+            if used & fixtures:
+                item.add_marker(marker)
 
 
-@contextlib.contextmanager
-def postgres_database(prefix: str = "jba_test") -> Iterator[str]:
-    """The URL of a new, empty PostgreSQL database, dropped afterwards (skips, or fails in CI, without a server)."""
-    if not PG_URL:
-        if REQUIRE_PG:
-            pytest.fail("BACKENDAI_TEST_POSTGRES_URL is not set but PostgreSQL tests are required")
-        pytest.skip("set BACKENDAI_TEST_POSTGRES_URL to run against PostgreSQL")
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    admin = make_engine(_pg_admin_url(), isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    except Exception as e:  # noqa: BLE001 - any failure to reach the server
-        admin.dispose()
-        if REQUIRE_PG:
-            pytest.fail(f"PostgreSQL at {make_url(PG_URL).render_as_string()} is required but failed: {e}")
-        pytest.skip(f"PostgreSQL unavailable: {e}")
-    url = make_url(_pg_admin_url()).set(database=name).render_as_string(hide_password=False)
-    try:
-        yield url
-    finally:
-        _drop_database(admin, name)
-        admin.dispose()
+@functools.cache
+def _docker_problem() -> str | None:
+    return docker_problem()
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("docker") and (problem := _docker_problem()):
+        missing(problem, "docker")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
@@ -71,24 +69,6 @@ def db_url(request, tmp_path):
         return
     with postgres_database() as url:
         yield url
-
-
-def _drop_database(admin, name: str) -> None:
-    # FORCE cannot end an autovacuum worker without pg_signal_backend (which .ci/run grants); one
-    # that has just started on the test database makes it fail now and then, and is gone soon.
-    import time
-
-    from sqlalchemy.exc import DBAPIError
-
-    for attempt in range(20):
-        try:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            return
-        except DBAPIError as e:
-            if "pg_signal_backend" not in str(e) or attempt == 19:
-                raise
-            time.sleep(0.25)
 
 
 @pytest.fixture
@@ -103,3 +83,29 @@ def db(db_url):
         session.commit()
         yield session
     factory.kw["bind"].dispose()
+
+
+@pytest.fixture
+def pdb(tmp_path):
+    pdb = ProductDB(tmp_path)
+
+    def setup(db):
+        admin.create_policy(
+            db, "student", total_resource_slots={"cpu": 2, "mem": "2g"}, max_concurrent_sessions=3,
+            allowed_vfolder_hosts=["local"],
+        )  # fmt: skip
+        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"}, shared_memory="64m")
+        admin.upsert_image(
+            db,
+            IMAGE,
+            labels={
+                "ai.backend.resource.min.cpu": "0.5",
+                "ai.backend.resource.min.mem": "256m",
+                "ai.backend.service-ports": "jupyter:http:8888,sshd:tcp:2200",
+            },
+            installed=True,
+        )
+
+    pdb.setup(setup)
+    yield pdb
+    pdb.close()

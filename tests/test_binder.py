@@ -19,8 +19,8 @@ import pytest
 import requests
 
 from jupyter_backendai.client import Client
-from tests.hub_fixtures import REPO_ROOT, _missing, free_port
-from tests.session_helpers import session_homes_dir
+from testing.hub import REPO_ROOT, free_port, not_installed
+from testing.sessions import session_homes_dir
 
 START = REPO_ROOT / "binder" / "start"
 START_TIMEOUT = 180
@@ -55,7 +55,7 @@ def port_open(port: int) -> bool:
 @pytest.fixture
 def demo(tmp_path: Path):
     if shutil.which("configurable-http-proxy") is None:
-        _missing("configurable-http-proxy (npm install -g configurable-http-proxy)")
+        not_installed("configurable-http-proxy (npm install -g configurable-http-proxy)")
     ports = {name: free_port() for name in ("PORT", "HUB_PORT", "PROXY_API_PORT", "MANAGER_PORT")}
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "BACKENDAI_", "BACKEND_"))}
     env.update({f"BACKENDAI_DEMO_{k}": str(v) for k, v in ports.items()})
@@ -154,7 +154,7 @@ def test_binder_start_serves_the_demo_and_stops_cleanly(demo):
 def test_binder_start_then_jupyterlab_with_the_panels(tmp_path: Path):
     """The Binder way: ``start CMD`` brings the hub up, then execs the lab, pointed at the hub as alice."""
     if shutil.which("configurable-http-proxy") is None:
-        _missing("configurable-http-proxy (npm install -g configurable-http-proxy)")
+        not_installed("configurable-http-proxy (npm install -g configurable-http-proxy)")
     ports = {name: free_port() for name in ("PORT", "HUB_PORT", "PROXY_API_PORT", "MANAGER_PORT")}
     lab_port, token = free_port(), "binder-test-token"
     state = tmp_path / "state"

@@ -3,7 +3,7 @@
 Names follow Backend.AI's manager tables where it has a counterpart (``keypairs``,
 ``keypair_resource_policies``, ``scaling_groups``, ``vfolders``...), so that people who know
 Backend.AI find their way. Every change to this module needs an Alembic migration in
-``migrations/versions`` (``tests/test_db.py`` compares the two).
+``migrations/versions`` (``tests/db/test_db.py`` compares the two).
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ same contract in prose, with the hooks of the optional mixins (output, images).
 
 :func:`contract_problems` checks a class against it (each member present, coroutine or not as
 declared, the same parameters, and the members without a usable default overridden);
-``tests/test_backends.py`` runs it on every backend, so that a new backend or a renamed hook
+``tests/hub/test_backends.py`` runs it on every backend, so that a new backend or a renamed hook
 fails there rather than at a user's first spawn.
 """
 

@@ -4,7 +4,7 @@ Each route's handler methods are the operations; a method's docstring (else its 
 the summary and description; path groups are path parameters; handlers with ``public = True``
 need no credentials, the others take a JupyterHub token or a Backend.AI keypair signature.
 Built from the live routing table, the document cannot drift from what is served;
-``tests/test_manager_openapi.py`` checks that every operation is documented and that the
+``tests/manager/test_manager_openapi.py`` checks that every operation is documented and that the
 document is valid, and runs schemathesis against it.
 """
 
