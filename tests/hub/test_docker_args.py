@@ -19,28 +19,8 @@ from jupyter_backendai.hub.docker_args import (
     host_config_kwargs,
     log_config,
 )
-from jupyter_backendai.hub.spec import FolderRef, SessionSpec, SpecError, build_spec
-
-SID = "6f1c1a9e-3f0b-4c1e-9d43-0d3b5c7a2e11"
-PRIVATE = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
-PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG alice@backendai"
-GIB = 1024**3
-
-
-def spec(**kw):
-    args = dict(
-        session_id=SID,
-        session_name="train-1",
-        user="alice",
-        email="alice@example.org",
-        access_key="AKIATESTTESTTEST0000",
-        resource_group="default",
-        image="session:local",
-        slots={"cpu": "1.5", "mem": "4g"},
-    )
-    args.update(kw)
-    return build_spec(**args)
-
+from jupyter_backendai.hub.spec import FolderRef, SessionSpec, SpecError
+from testing.spec import GIB, PRIVATE, PUBLIC, SID, spec
 
 # --- limits -----------------------------------------------------------------------------------
 

@@ -19,30 +19,15 @@ from jupyter_backendai.hub.kube_args import (
     ssh_secret_manifest,
     ssh_service_manifest,
 )
-from jupyter_backendai.hub.spec import FolderRef, SpecError, build_spec
+from jupyter_backendai.hub.spec import FolderRef, SpecError
 from jupyter_backendai.hub.swarm_args import NodeAgent
+from testing.spec import SID, spec
 
-SID = "6f1c1a9e-3f0b-4c1e-9d43-0d3b5c7a2e11"
 ROOT = "/srv/backendai-storage"
 KEYS = {
     "ssh_public_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIKey alice@session",
     "ssh_private_key": "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END OPENSSH PRIVATE KEY-----\n",
 }
-
-
-def spec(**kw):
-    args = dict(
-        session_id=SID,
-        session_name="train-1",
-        user="alice",
-        email="alice@example.org",
-        access_key="AKIATESTTESTTEST0000",
-        resource_group="default",
-        image="session:local",
-        slots={"cpu": "1.5", "mem": "4g"},
-    )
-    args.update(kw)
-    return build_spec(**args)
 
 
 def config(**kw):

@@ -19,34 +19,14 @@ from jupyter_backendai.hub.spec import (
     FolderRef,
     HostMount,
     SpecError,
-    build_spec,
     check_folder_name,
     container_files,
     gpu_device_ids,
     gpu_env,
 )
+from testing.spec import ACCESS, GIB, PRIVATE, PUBLIC, SID, spec
 
-SID = "6f1c1a9e-3f0b-4c1e-9d43-0d3b5c7a2e11"
-ACCESS = "AKIATESTTESTTEST0000"
 SECRET = "s3cr3tS3CR3Ts3cr3tS3CR3Ts3cr3tS3CR3Tabcd"  # never an input: only checked to be absent
-PRIVATE = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
-PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG alice@backendai"
-GIB = 1024**3
-
-
-def spec(**kw):
-    args = dict(
-        session_id=SID,
-        session_name="train-1",
-        user="alice",
-        email="alice@example.org",
-        access_key=ACCESS,
-        resource_group="default",
-        image="session:local",
-        slots={"cpu": "1.5", "mem": "4g"},
-    )
-    args.update(kw)
-    return build_spec(**args)
 
 
 # --- identity, env, labels ---------------------------------------------------------------------

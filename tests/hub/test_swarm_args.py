@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jupyter_backendai.hub.spec import FolderRef, SpecError, build_spec
+from jupyter_backendai.hub.spec import FolderRef, SpecError
 from jupyter_backendai.hub.swarm_args import (
     NodeAgent,
     engine_stats_usage,
@@ -14,24 +14,9 @@ from jupyter_backendai.hub.swarm_args import (
     storage_probe_spec,
     swarm_service_spec,
 )
+from testing.spec import SID, spec
 
-SID = "6f1c1a9e-3f0b-4c1e-9d43-0d3b5c7a2e11"
 NODE = "dxb285dlpuqrd352j8l0nrcin"
-
-
-def spec(**kw):
-    args = dict(
-        session_id=SID,
-        session_name="train-1",
-        user="alice",
-        email="alice@example.org",
-        access_key="AKIATESTTESTTEST0000",
-        resource_group="default",
-        image="session:local",
-        slots={"cpu": "1.5", "mem": "4g"},
-    )
-    args.update(kw)
-    return build_spec(**args)
 
 
 def service(s=None, **kw):
