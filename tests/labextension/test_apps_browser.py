@@ -31,9 +31,9 @@ import requests
 
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
+from testing.docker import IMAGE
 from testing.hub import screenshot
 from testing.sessions import PASSWORD, ProductDB, hub_config, spawn, wait_ready, wait_status
-from testing.docker import IMAGE
 
 pytestmark = pytest.mark.docker
 

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import json
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jupyter_backendai.db import admin
-from testing.hub import REPO_ROOT, not_installed, free_port, screenshot
+from testing.browser import console_area, field, hub_login, jupyter_paths, open_from_menu
+from testing.hub import free_port, screenshot
 from testing.sessions import PASSWORD, ProductDB, spawn, start_hub_with_manager, wait_ready
 
 NEW_PASSWORD = "Fresh!pw42"
