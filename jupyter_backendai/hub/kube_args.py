@@ -235,6 +235,21 @@ def _annotations(spec: SessionSpec, config: PodConfig) -> dict[str, str]:
     return annotations
 
 
+def _metadata(
+    name: str, spec: SessionSpec, config: PodConfig, owner: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The metadata of the session's pod and of what lives and dies with it (``owner``: the pod)."""
+    metadata: dict[str, Any] = {
+        "name": name,
+        "namespace": config.namespace,
+        "labels": _labels(spec, config),
+        "annotations": _annotations(spec, config),
+    }
+    if owner:
+        metadata["ownerReferences"] = [owner_reference(owner["name"], owner["uid"])]
+    return metadata
+
+
 def pod_manifest(spec: SessionSpec, node: str, config: PodConfig) -> dict[str, Any]:
     """The session's pod (a ``V1Pod`` as JSON), pinned to ``node``."""
     name = _check_name(config.name or pod_name(spec), "pod name")
@@ -327,12 +342,7 @@ def pod_manifest(spec: SessionSpec, node: str, config: PodConfig) -> dict[str, A
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": config.namespace,
-            "labels": _labels(spec, config),
-            "annotations": _annotations(spec, config),
-        },
+        "metadata": _metadata(name, spec, config),
         "spec": pod_spec,
     }
 
@@ -352,14 +362,7 @@ def ssh_secret_manifest(
         ID_CONTAINER: files[f"{spec.home}/{ID_CONTAINER}"],
         "authorized_keys": files[SESSION_AUTHORIZED_KEYS],
     }
-    metadata: dict[str, Any] = {
-        "name": _check_name(name, "Secret name"),
-        "namespace": config.namespace,
-        "labels": _labels(spec, config),
-        "annotations": _annotations(spec, config),
-    }
-    if owner:
-        metadata["ownerReferences"] = [owner_reference(owner["name"], owner["uid"])]
+    metadata = _metadata(_check_name(name, "Secret name"), spec, config, owner)
     return {
         "apiVersion": "v1",
         "kind": "Secret",
@@ -380,14 +383,7 @@ def ssh_service_manifest(
     port: dict[str, Any] = {"name": "ssh", "protocol": "TCP", "port": spec.ssh_port, "targetPort": spec.ssh_port}
     if node_port is not None:
         port["nodePort"] = node_port
-    metadata: dict[str, Any] = {
-        "name": _check_name(name, "Service name", _DNS_LABEL),
-        "namespace": config.namespace,
-        "labels": _labels(spec, config),
-        "annotations": _annotations(spec, config),
-    }
-    if owner:
-        metadata["ownerReferences"] = [owner_reference(owner["name"], owner["uid"])]
+    metadata = _metadata(_check_name(name, "Service name", _DNS_LABEL), spec, config, owner)
     return {
         "apiVersion": "v1",
         "kind": "Service",
