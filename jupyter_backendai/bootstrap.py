@@ -167,9 +167,9 @@ def _result(kind: str, name: str, created: bool, changed: list[str]) -> str | No
     return None
 
 
-def _domain(db: DB, e: dict) -> str | None:
-    name = e.pop("name")
-    fields = {
+def _org_fields(e: dict) -> dict[str, Any]:
+    """A domain's or group's entry as columns; None for a field the file leaves out (kept as is)."""
+    return {
         "description": e.get("description"),
         "total_resource_slots": _slots(e.get("total_resource_slots")) if "total_resource_slots" in e else None,
         "allowed_vfolder_hosts": admin.check_hosts(e["allowed_vfolder_hosts"])
@@ -179,6 +179,11 @@ def _domain(db: DB, e: dict) -> str | None:
         if "allowed_docker_registries" in e
         else None,
     }
+
+
+def _domain(db: DB, e: dict) -> str | None:
+    name = e.pop("name")
+    fields = _org_fields(e)
     domain = db.get(m.Domain, name)
     if domain is None:
         admin.create_domain(db, name, **{k: v for k, v in fields.items() if v is not None})
@@ -191,16 +196,7 @@ def _domain(db: DB, e: dict) -> str | None:
 def _group(db: DB, e: dict) -> str | None:
     name, domain_name = e.pop("name"), e.pop("domain", admin.DEFAULT)
     members = e.pop("members", None) or []
-    fields = {
-        "description": e.get("description"),
-        "total_resource_slots": _slots(e.get("total_resource_slots")) if "total_resource_slots" in e else None,
-        "allowed_vfolder_hosts": admin.check_hosts(e["allowed_vfolder_hosts"])
-        if "allowed_vfolder_hosts" in e
-        else None,
-        "allowed_docker_registries": sorted(set(e["allowed_docker_registries"]))
-        if "allowed_docker_registries" in e
-        else None,
-    }
+    fields = _org_fields(e)
     group = db.scalar(select(m.Group).where(m.Group.name == name, m.Group.domain_name == domain_name))
     created = group is None
     changed: list[str] = []

@@ -11,14 +11,21 @@ def _ts(value) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _org_view(o: m.Domain | m.Group) -> dict[str, Any]:
+    """What a domain and a group (project) have alike: caps, storage hosts, registries."""
+    return {
+        "description": o.description,
+        "is_active": o.is_active,
+        "total_resource_slots": o.total_resource_slots.to_json(),
+        "allowed_vfolder_hosts": list(o.allowed_vfolder_hosts),
+        "allowed_docker_registries": list(o.allowed_docker_registries),
+    }
+
+
 def domain_view(d: m.Domain) -> dict[str, Any]:
     return {
         "name": d.name,
-        "description": d.description,
-        "is_active": d.is_active,
-        "total_resource_slots": d.total_resource_slots.to_json(),
-        "allowed_vfolder_hosts": list(d.allowed_vfolder_hosts),
-        "allowed_docker_registries": list(d.allowed_docker_registries),
+        **_org_view(d),
         "created_at": _ts(d.created_at),
     }
 
@@ -28,11 +35,7 @@ def group_view(g: m.Group) -> dict[str, Any]:
         "id": str(g.id),
         "name": g.name,
         "domain_name": g.domain_name,
-        "description": g.description,
-        "is_active": g.is_active,
-        "total_resource_slots": g.total_resource_slots.to_json(),
-        "allowed_vfolder_hosts": list(g.allowed_vfolder_hosts),
-        "allowed_docker_registries": list(g.allowed_docker_registries),
+        **_org_view(g),
         "members": sorted(u.email for u in g.users),
         "created_at": _ts(g.created_at),
     }

@@ -43,56 +43,43 @@ def ensure_defaults(db: DB) -> list[str]:
     return created
 
 
-def create_domain(
-    db: DB,
-    name: str,
+def new_org_fields(
     *,
     description: str = "",
     total_resource_slots: Mapping[str, Any] | None = None,
     allowed_vfolder_hosts: Iterable[str] | None = None,
     allowed_docker_registries: Iterable[str] | None = None,
     is_active: bool = True,
-) -> m.Domain:
+) -> dict[str, Any]:
+    """The checked columns a new domain or group (project) starts with: its caps, storage hosts,
+    registries, description and whether it launches anything."""
+    return {
+        "description": description,
+        "is_active": _check_active(is_active),
+        "total_resource_slots": parse_slots(total_resource_slots),
+        "allowed_vfolder_hosts": check_hosts(allowed_vfolder_hosts),
+        "allowed_docker_registries": sorted(set(allowed_docker_registries or [])),
+    }
+
+
+def create_domain(db: DB, name: str, **fields: Any) -> m.Domain:
+    """A new domain; ``fields`` are those of :func:`new_org_fields`."""
     check_name("domain", name)
     if db.get(m.Domain, name) is not None:
         raise Conflict(f"domain {name!r} already exists")
-    domain = m.Domain(
-        name=name,
-        description=description,
-        is_active=_check_active(is_active),
-        total_resource_slots=parse_slots(total_resource_slots),
-        allowed_vfolder_hosts=check_hosts(allowed_vfolder_hosts),
-        allowed_docker_registries=sorted(set(allowed_docker_registries or [])),
-    )
+    domain = m.Domain(name=name, **new_org_fields(**fields))
     db.add(domain)
     db.flush()
     return domain
 
 
-def create_group(
-    db: DB,
-    name: str,
-    *,
-    domain: str = DEFAULT,
-    description: str = "",
-    total_resource_slots: Mapping[str, Any] | None = None,
-    allowed_vfolder_hosts: Iterable[str] | None = None,
-    allowed_docker_registries: Iterable[str] | None = None,
-    is_active: bool = True,
-) -> m.Group:
+def create_group(db: DB, name: str, *, domain: str = DEFAULT, **fields: Any) -> m.Group:
+    """A new group (project) of a domain; ``fields`` are those of :func:`new_org_fields`."""
     check_name("group", name)
     get_domain(db, domain)
     if db.scalar(select(m.Group).where(m.Group.name == name, m.Group.domain_name == domain)) is not None:
         raise Conflict(f"group {name!r} already exists in domain {domain!r}")
-    group = m.Group(
-        name=name,
-        domain_name=domain,
-        description=description,
-        is_active=_check_active(is_active),
-        total_resource_slots=parse_slots(total_resource_slots),
-        allowed_vfolder_hosts=check_hosts(allowed_vfolder_hosts),
-        allowed_docker_registries=sorted(set(allowed_docker_registries or [])),
-    )
+    group = m.Group(name=name, domain_name=domain, **new_org_fields(**fields))
     db.add(group)
     db.flush()
     return group

@@ -107,27 +107,25 @@ def policy_item(p: m.KeyPairResourcePolicy) -> dict[str, Any]:
     return view
 
 
-def domain_item(d: m.Domain, sgroups: list[str]) -> dict[str, Any]:
-    view = views.domain_view(d)
+def _org_item(view: dict[str, Any], org: m.Domain | m.Group, sgroups: list[str]) -> dict[str, Any]:
+    """A domain's or group's REST view in the GraphQL shape, with its resource groups."""
     view.update(
         total_resource_slots=to_json(view["total_resource_slots"]),
-        modified_at=iso(d.modified_at),
+        modified_at=iso(org.modified_at),
         integration_id=None,
         scaling_groups=sgroups,
     )
     return view
+
+
+def domain_item(d: m.Domain, sgroups: list[str]) -> dict[str, Any]:
+    return _org_item(views.domain_view(d), d, sgroups)
 
 
 def group_item(g: m.Group, sgroups: list[str]) -> dict[str, Any]:
     view = views.group_view(g)
     view.pop("members")
-    view.update(
-        total_resource_slots=to_json(view["total_resource_slots"]),
-        modified_at=iso(g.modified_at),
-        integration_id=None,
-        scaling_groups=sgroups,
-    )
-    return view
+    return _org_item(view, g, sgroups)
 
 
 def image_item(i: m.Image, installed_agents: list[str] | None = None) -> dict[str, Any]:
