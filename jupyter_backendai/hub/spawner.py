@@ -12,7 +12,8 @@ One session is one JupyterHub named server. ``start()``:
    ``progress()`` says "waiting for resources in <group>: position k of n";
 4. once SCHEDULED: PREPARING, builds the backend-neutral :class:`~.spec.SessionSpec`
    (folders, automounted dot-folders, SSH key, GPU devices) and hands it to the backend
-   (:meth:`start_session`), then RUNNING.
+   (:meth:`start_session`), then RUNNING; both writes go with those of the other sessions
+   starting at the same time (:mod:`.starts`).
 
 ``stop()`` ends it TERMINATED (CANCELLED while still queued), ``poll()`` notices a session
 whose container or process vanished and ends it with the reason. Every change is in the
@@ -51,6 +52,7 @@ from .request import SLOT_FIELDS, Admitted, SessionRefused, SessionRequest, requ
 from .scheduler import Cancelled, SessionScheduler
 from .spawn_form import SpawnFormMixin, form_choice
 from .spec import FolderRef, SessionSpec, SpecError, build_spec
+from .starts import run_together, shared
 from .usage import SessionUsageMixin, record_usage, session_lifetime_end, usage_sample
 
 # What the backends, the admission and the tests import from here, with their homes beside it.
@@ -259,6 +261,10 @@ class SessionSpawnerMixin(
     # --- look-ups ---------------------------------------------------------------------------------
 
     def _user_and_keypair(self, db) -> tuple[m.User, m.KeyPair]:
+        # Read once for all of a user's sessions that start together (hub/starts.py).
+        return shared(db, ("user and keypair", self.user.name), lambda: self._read_user_and_keypair(db))
+
+    def _read_user_and_keypair(self, db) -> tuple[m.User, m.KeyPair]:
         user = db.scalar(select(m.User).where(m.User.username == self.user.name))
         if user is None:
             raise SessionRefused(f"the hub user {self.user.name!r} has no account in the product's database", 403)
@@ -295,7 +301,7 @@ class SessionSpawnerMixin(
         user, keypair = self._user_and_keypair(db)
         store.set_status(db, session, m.SessionStatus.PREPARING, "preparing the container")
         names = [mount["folder"] for mount in session.mounts or []]
-        chosen, automount = folder_db.mountable(db, user, names)
+        chosen, automount = shared(db, ("mountable", user.id, *names), lambda: folder_db.mountable(db, user, names))
         folder_store = self.folder_store
 
         def ref(access) -> FolderRef:
@@ -401,7 +407,7 @@ class SessionSpawnerMixin(
         self.ip, self.port = self.server_address()
         try:
             await self.open_network()
-            spec = await self.run_db(self._prepare, self.get_env(), request.environ)
+            spec = await run_together(self, self._prepare, self.get_env(), request.environ)
             ip_port = await self.start_session(spec)
         except BaseException as e:
             reason = str(e) if not isinstance(e, asyncio.CancelledError) else "cancelled while starting"
@@ -411,7 +417,7 @@ class SessionSpawnerMixin(
                 raise SessionRefused(str(e)) from None
             raise
         # The lifetime's end is read with the mark: the monitor's first look needs no transaction of its own.
-        self.start_monitor((await self.run_db(self._mark_running, self.backend_object_id()),))
+        self.start_monitor((await run_together(self, self._mark_running, self.backend_object_id()),))
         return ip_port
 
     async def stop(self, now=False):
