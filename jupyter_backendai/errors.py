@@ -5,15 +5,6 @@ import them (``core`` imports nothing above it); this module is the same hierarc
 name a reader looks for first. See there for what each kind means.
 """
 
-from .core.errors import BadRequest, Conflict, Error, Forbidden, NotFound, TooLarge, Unauthorized, Unavailable
-
-__all__ = [
-    "BadRequest",
-    "Conflict",
-    "Error",
-    "Forbidden",
-    "NotFound",
-    "TooLarge",
-    "Unauthorized",
-    "Unavailable",
-]
+# The names are listed once, in core.errors.__all__; this module passes all of them on.
+from .core.errors import *  # noqa: F403
+from .core.errors import __all__ as __all__

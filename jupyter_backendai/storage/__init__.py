@@ -17,21 +17,9 @@ the :class:`StorageError` family to answers with each error's ``status``.
 
 from __future__ import annotations
 
+from . import errors
 from .archive import ArchivePlan, ArchiveStats, plan_archive, write_archive
-from .errors import (
-    AlreadyExists,
-    Conflict,
-    InsufficientStorage,
-    NotFound,
-    PermissionDenied,
-    QuotaExceeded,
-    RangeNotSatisfiable,
-    StorageError,
-    TooDeep,
-    UnknownHost,
-    UnsafePath,
-    UploadTooLarge,
-)
+from .errors import *  # noqa: F403
 from .files import (
     TEMP_PREFIX,
     FileEntry,
@@ -53,24 +41,13 @@ from .store import FolderStore
 from .uploads import UploadInfo, UploadWriter
 
 __all__ = [
+    *errors.__all__,
     "TEMP_PREFIX",
-    "AlreadyExists",
     "ArchivePlan",
     "ArchiveStats",
-    "Conflict",
     "FileEntry",
     "FolderStore",
-    "InsufficientStorage",
-    "NotFound",
-    "PermissionDenied",
-    "QuotaExceeded",
-    "RangeNotSatisfiable",
-    "StorageError",
-    "TooDeep",
-    "UnknownHost",
-    "UnsafePath",
     "UploadInfo",
-    "UploadTooLarge",
     "UploadWriter",
     "content_range",
     "delete",

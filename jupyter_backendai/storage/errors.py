@@ -15,6 +15,8 @@ from decimal import Decimal
 from jupyter_backendai.core import errors
 from jupyter_backendai.core.slots import format_amount
 
+# The error classes only: the package passes these on as they are (``storage.NotFound``); the
+# helpers below (human_size, show_path, translate_oserror) are for the store's own modules.
 __all__ = [
     "AlreadyExists",
     "Conflict",
@@ -28,9 +30,6 @@ __all__ = [
     "UnknownHost",
     "UnsafePath",
     "UploadTooLarge",
-    "human_size",
-    "show_path",
-    "translate_oserror",
 ]
 
 
