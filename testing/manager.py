@@ -21,6 +21,7 @@ from jupyter_backendai.db import admin, launch
 from jupyter_backendai.db import models as m
 from jupyter_backendai.db import sessions as store
 from jupyter_backendai.db.types import utcnow
+from jupyter_backendai.storage import FolderStore
 from testing.hub import free_port
 from testing.sessions import PASSWORD, ProductDB
 
@@ -195,3 +196,15 @@ def running_session(manager: Manager, username: str) -> str:
         return str(row.id)
 
     return manager.pdb.setup(setup)
+
+
+def create_folder(manager: Manager, who: str, name: str, **body: Any) -> dict[str, Any]:
+    """A folder on the host ``local`` created through the API as ``who`` (``body`` adds to the request)."""
+    r = manager.call("POST", "/folders", who, json_body={"name": name, "host": "local", **body})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def folder_directory(manager: Manager, folder_id: str) -> Path:
+    """Where the folder's files are on this machine."""
+    return FolderStore(manager.pdb.storage_root).path("local", folder_id)

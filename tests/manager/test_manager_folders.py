@@ -16,25 +16,14 @@ import requests
 
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
-from jupyter_backendai.storage import FolderStore
 from jupyter_backendai.storage.safepath import MAX_DEPTH, OpenFolder, rmtree_at
-from testing.manager import Manager
+from testing.manager import Manager, create_folder, folder_directory
 from testing.sessions import ProductDB
 
 
 def q(name: str) -> str:
     """A folder name or file path as it goes into a URL path."""
     return urllib.parse.quote(name, safe="")
-
-
-def create(manager, who: str, name: str, **body) -> dict:
-    r = manager.call("POST", "/folders", who, json_body={"name": name, "host": "local", **body})
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def directory(manager, folder_id: str) -> Path:
-    return FolderStore(manager.pdb.storage_root).path("local", folder_id)
 
 
 def names(manager, who: str) -> list[str]:
@@ -63,13 +52,13 @@ def team(manager):
 
 
 def test_create_list_and_look_up(manager):
-    view = create(manager, "alice", "data", usage_mode="model", cloneable=True)
+    view = create_folder(manager, "alice", "data", usage_mode="model", cloneable=True)
     assert view["name"] == "data" and view["host"] == "local" and view["usage_mode"] == "model"
     assert view["permission"] == "wd" and view["is_owner"] is True and view["ownership_type"] == "user"
     assert view["type"] == "user" and view["cloneable"] is True and view["automount"] is False
     assert view["status"] == "ready" and view["created_at"] and view["max_size"] is None
-    assert directory(manager, view["id"]).is_dir()
-    assert create(manager, "alice", ".local")["automount"] is True
+    assert folder_directory(manager, view["id"]).is_dir()
+    assert create_folder(manager, "alice", ".local")["automount"] is True
 
     assert names(manager, "alice") == [".local", "data"]
     assert names(manager, "bob") == []
@@ -89,7 +78,7 @@ def test_create_list_and_look_up(manager):
 
 
 def test_create_refusals(manager, team):
-    create(manager, "alice", "data")
+    create_folder(manager, "alice", "data")
     dup = manager.call("POST", "/folders", "alice", json_body={"name": "data"})
     assert dup.status_code == 409 and "already have a folder named 'data'" in title(dup)
     bad = manager.call("POST", "/folders", "alice", json_body={"name": "my data"})
@@ -112,7 +101,7 @@ def test_create_refusals(manager, team):
 
 
 def test_non_ascii_folder_names_in_urls(manager):
-    view = create(manager, "alice", "데이터")
+    view = create_folder(manager, "alice", "데이터")
     assert manager.call("GET", f"/folders/{q('데이터')}/files", "alice").status_code == 200
     renamed = manager.call("POST", f"/folders/{q('데이터')}/rename", "alice", json_body={"new_name": "Ünïcödé"})
     assert renamed.status_code == 201 and renamed.json()["name"] == "Ünïcödé" and renamed.json()["id"] == view["id"]
@@ -123,12 +112,12 @@ def test_non_ascii_folder_names_in_urls(manager):
 
 
 def test_group_folders(manager, team):
-    view = create(manager, "admin", "shared-data", group="team", permission="ro")
+    view = create_folder(manager, "admin", "shared-data", group="team", permission="ro")
     assert view["ownership_type"] == "group" and view["group"] == team and view["group_name"] == "team"
     assert names(manager, "alice") == ["shared-data"]
     listed = manager.call("GET", "/folders", "alice").json()[0]
     assert listed["permission"] == "ro" and listed["is_owner"] is False
-    assert create(manager, "admin", "by-id", group=team)["group"] == team
+    assert create_folder(manager, "admin", "by-id", group=team)["group"] == team
 
     # bob is not in the group: neither the name nor the id reaches the folder.
     for ref in ("shared-data", view["id"]):
@@ -160,7 +149,7 @@ def test_group_folders(manager, team):
     renamed = manager.call("POST", f"/folders/{view['id']}/rename", "admin", json_body={"new_name": "archive"})
     assert renamed.status_code == 201 and renamed.json()["name"] == "archive"
     assert manager.call("DELETE", f"/folders/{view['id']}", "admin").status_code == 204
-    assert not directory(manager, view["id"]).exists()
+    assert not folder_directory(manager, view["id"]).exists()
     assert names(manager, "alice") == ["by-id"]
 
     dot = manager.call("POST", "/folders", "admin", json_body={"name": ".local", "group": "team"})
@@ -171,8 +160,8 @@ def test_group_folders(manager, team):
 
 
 def test_file_operations(manager):
-    view = create(manager, "alice", "work")
-    root = directory(manager, view["id"])
+    view = create_folder(manager, "alice", "work")
+    root = folder_directory(manager, view["id"])
     mk = manager.call("POST", "/folders/work/mkdir", "alice", json_body={"path": "a b/ü/ç", "parents": True})
     assert mk.status_code == 201 and mk.json() == {"results": ["a b/ü/ç"]}
     again = manager.call("POST", "/folders/work/mkdir", "alice", json_body={"path": "a b"})
@@ -224,8 +213,8 @@ def test_file_operations(manager):
 
 
 def test_other_users_cannot_touch_a_folder(manager):
-    view = create(manager, "alice", "private")
-    (directory(manager, view["id"]) / "secret.txt").write_text("s")
+    view = create_folder(manager, "alice", "private")
+    (folder_directory(manager, view["id"]) / "secret.txt").write_text("s")
     calls = [
         ("GET", "files", None),
         ("GET", "usage", None),
@@ -246,21 +235,21 @@ def test_other_users_cannot_touch_a_folder(manager):
                 assert r.status_code == 404, (who, ref, action, r.text)
             assert manager.call("DELETE", f"/folders/{ref}", who).status_code == 404
         assert manager.call("GET", "/folders/_/usage", who, params={"id": view["id"]}).status_code == 404
-    assert (directory(manager, view["id"]) / "secret.txt").read_text() == "s"
+    assert (folder_directory(manager, view["id"]) / "secret.txt").read_text() == "s"
     assert names(manager, "alice") == ["private"]
     assert manager.call("POST", "/folders/private/leave", "alice").status_code == 400  # owners delete instead
 
 
 def test_rename_and_delete_folder(manager):
-    view = create(manager, "alice", "old")
+    view = create_folder(manager, "alice", "old")
     missing = manager.call("POST", "/folders/old/rename", "alice", json_body={})
     assert missing.status_code == 400 and title(missing) == "'new_name' is required"
     assert manager.call("POST", "/folders/old/rename", "alice", json_body={"new_name": "a/b"}).status_code == 400
     assert manager.call("POST", "/folders/old/rename", "alice", json_body={"new_name": "new"}).status_code == 201
     assert names(manager, "alice") == ["new"]
-    (directory(manager, view["id"]) / "f").write_text("x")
+    (folder_directory(manager, view["id"]) / "f").write_text("x")
     assert manager.call("DELETE", "/folders", "alice", json_body={"id": view["id"]}).status_code == 204
-    assert names(manager, "alice") == [] and not directory(manager, view["id"]).exists()
+    assert names(manager, "alice") == [] and not folder_directory(manager, view["id"]).exists()
     assert manager.call("DELETE", "/folders/new", "alice").status_code == 404
 
 
@@ -268,8 +257,8 @@ def test_rename_and_delete_folder(manager):
 
 
 def test_invitations_and_read_only_share(manager):
-    view = create(manager, "alice", "proj")
-    root = directory(manager, view["id"])
+    view = create_folder(manager, "alice", "proj")
+    root = folder_directory(manager, view["id"])
     (root / "readme.txt").write_text("read me")
     bad = manager.call("POST", "/folders/proj/invite", "alice", json_body={"perm": "ro"})
     assert bad.status_code == 400 and title(bad) == "'user_ids' is required"
@@ -350,8 +339,8 @@ def _share_with_bob(manager, folder: str, perm: str) -> None:
 
 
 def test_owner_downgrades_and_revokes_a_share_and_its_transfer_urls_end(manager):
-    view = create(manager, "alice", "proj")
-    (directory(manager, view["id"]) / "readme.txt").write_text("read me")
+    view = create_folder(manager, "alice", "proj")
+    (folder_directory(manager, view["id"]) / "readme.txt").write_text("read me")
     _share_with_bob(manager, "proj", "rw")
     bob_id = manager.pdb.setup(lambda db: str(admin.get_user(db, "bob").id))
 
@@ -378,7 +367,7 @@ def test_owner_downgrades_and_revokes_a_share_and_its_transfer_urls_end(manager)
     assert made.status_code == 201, made.text
     over = manager.call("POST", "/folders/proj/rename-file", "bob",
                         json_body={"target_path": "notes", "new_name": "readme.txt"})  # fmt: skip
-    assert over.status_code == 409 and (directory(manager, view["id"]) / "readme.txt").read_text() == "read me"
+    assert over.status_code == 409 and (folder_directory(manager, view["id"]) / "readme.txt").read_text() == "read me"
 
     # Nobody but the owner changes or revokes a share: not bob, not another user, not an admin.
     for who in ("bob", "admin"):
@@ -410,7 +399,7 @@ def test_owner_downgrades_and_revokes_a_share_and_its_transfer_urls_end(manager)
     r = requests.patch(upload, data=b"abc", headers=patch, timeout=10)
     assert r.status_code == 403 and "now has only ro permission on folder 'proj'" in title(r)
     assert requests.head(upload, headers={"Tus-Resumable": "1.0.0"}, timeout=10).status_code == 403
-    assert not (directory(manager, view["id"]) / "new.txt").exists()
+    assert not (folder_directory(manager, view["id"]) / "new.txt").exists()
     assert requests.get(download, timeout=10).content == b"read me"
     assert manager.call("POST", "/folders/proj/request-upload", "bob",
                         json_body={"path": "x", "size": 1}).status_code == 403  # fmt: skip
@@ -448,8 +437,8 @@ def test_owner_downgrades_and_revokes_a_share_and_its_transfer_urls_end(manager)
 
 
 def test_paths_and_links_cannot_leave_the_folder(manager, tmp_path):
-    view = create(manager, "alice", "jail")
-    root = directory(manager, view["id"])
+    view = create_folder(manager, "alice", "jail")
+    root = folder_directory(manager, view["id"])
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "victim.txt").write_text("keep me")
@@ -532,9 +521,9 @@ def few_fds_manager(tmp_path):
 
 def test_a_5000_deep_tree_leaves_the_manager_answering(few_fds_manager):
     manager = few_fds_manager
-    view = create(manager, "alice", "deep", cloneable=True)
-    create(manager, "bob", "mine")
-    root = directory(manager, view["id"])
+    view = create_folder(manager, "alice", "deep", cloneable=True)
+    create_folder(manager, "bob", "mine")
+    root = folder_directory(manager, view["id"])
     (root / "top.txt").write_text("top")
     plant_deep_tree(root, 5000)
     try:
@@ -659,8 +648,8 @@ def _policy(manager, username: str, **fields) -> None:
 
 
 def test_clone_copies_the_files_and_only_copies_links(manager, tmp_path):
-    src = create(manager, "alice", "src")
-    root = directory(manager, src["id"])
+    src = create_folder(manager, "alice", "src")
+    root = folder_directory(manager, src["id"])
     (root / "a b").mkdir()
     (root / "a b" / "ü.txt").write_text("unicode")
     (root / "top.bin").write_bytes(os.urandom(100_000))
@@ -679,7 +668,7 @@ def test_clone_copies_the_files_and_only_copies_links(manager, tmp_path):
     view = r.json()
     assert view["name"] == "copy" and view["usage_mode"] == "data" and view["is_owner"] is True
     assert view["id"] != src["id"] and view["cur_size"] == 100_000 + 7 + 10 and view["skipped_entries"] == 1
-    copy = directory(manager, view["id"])
+    copy = folder_directory(manager, view["id"])
     assert (copy / "a b" / "ü.txt").read_text() == "unicode" and (copy / "empty").is_dir()
     assert (copy / "top.bin").read_bytes() == (root / "top.bin").read_bytes()
     assert (copy / "script.sh").stat().st_mode & 0o777 == 0o750
@@ -698,15 +687,15 @@ def test_clone_copies_the_files_and_only_copies_links(manager, tmp_path):
 
 
 def test_clone_refusals(manager):
-    create(manager, "alice", "private")
-    shared = create(manager, "alice", "shared")
-    create(manager, "alice", "open", cloneable=True)
+    create_folder(manager, "alice", "private")
+    shared = create_folder(manager, "alice", "shared")
+    create_folder(manager, "alice", "open", cloneable=True)
     for name in ("shared", "open"):
         inv = manager.call("POST", f"/folders/{name}/invite", "alice", json_body={"perm": "ro", "user_ids": ["bob"]})
         assert inv.status_code == 201, inv.text
     for inv in manager.call("GET", "/folders/invitations/list", "bob").json()["invitations"]:
         assert manager.call("POST", "/folders/invitations/accept", "bob", json_body={"inv_id": inv["id"]}).ok
-    (directory(manager, shared["id"]) / "f.txt").write_text("x" * 1000)
+    (folder_directory(manager, shared["id"]) / "f.txt").write_text("x" * 1000)
 
     # Without access: not found (no existence leak); read-only and not cloneable: refused.
     none = manager.call("POST", "/folders/private/clone", "bob", json_body={"target_name": "mine"})
@@ -729,7 +718,7 @@ def test_clone_refusals(manager):
 
     # The policy's capacity: the copy must fit in a new folder; nothing is left behind.
     before = sorted(f["name"] for f in manager.call("GET", "/folders", "alice").json())
-    host_dir = directory(manager, shared["id"]).parent.parent
+    host_dir = folder_directory(manager, shared["id"]).parent.parent
     folder_dirs = sorted(p.name for p in host_dir.glob("*/*"))
     _policy(manager, "alice", max_vfolder_size=500)
     big = manager.call("POST", "/folders/shared/clone", "alice", json_body={"target_name": "big"})
@@ -740,9 +729,9 @@ def test_clone_refusals(manager):
     assert sorted(p.name for p in host_dir.glob("*/*")) == folder_dirs
     # Measured within the capacity, copied past it (a hard link is measured once, copied twice):
     # the copy stops and the new folder is undone.
-    linked = create(manager, "alice", "linked")
-    (directory(manager, linked["id"]) / "a").write_bytes(b"a" * 400)
-    os.link(directory(manager, linked["id"]) / "a", directory(manager, linked["id"]) / "b")
+    linked = create_folder(manager, "alice", "linked")
+    (folder_directory(manager, linked["id"]) / "a").write_bytes(b"a" * 400)
+    os.link(folder_directory(manager, linked["id"]) / "a", folder_directory(manager, linked["id"]) / "b")
     grown = manager.call("POST", "/folders/linked/clone", "alice", json_body={"target_name": "grown"})
     assert grown.status_code == 413 and "over the new folder's capacity of 500 B" in title(grown)
     assert "grown" not in [f["name"] for f in manager.call("GET", "/folders", "alice").json()]
@@ -780,8 +769,8 @@ def test_clone_stops_when_the_copy_outgrows_the_capacity(manager, tmp_path):
 def test_a_folder_mounted_in_a_live_session_is_not_deleted(manager):
     from testing.manager import add_session
 
-    view = create(manager, "alice", "busy")
-    (directory(manager, view["id"]) / "keep.txt").write_text("keep")
+    view = create_folder(manager, "alice", "busy")
+    (folder_directory(manager, view["id"]) / "keep.txt").write_text("keep")
 
     def start(db):
         session = add_session(db, "alice", "worker", m.SessionStatus.RUNNING, {"cpu": 1})
@@ -796,20 +785,20 @@ def test_a_folder_mounted_in_a_live_session_is_not_deleted(manager):
             title(r)
             == "folder 'busy' is mounted in your live session 'worker' (RUNNING): terminate them before deleting it"
         )
-    assert (directory(manager, view["id"]) / "keep.txt").read_text() == "keep"
+    assert (folder_directory(manager, view["id"]) / "keep.txt").read_text() == "keep"
 
     def stop(db):
         db.get(m.Session, session_id).status = m.SessionStatus.TERMINATED
 
     manager.pdb.setup(stop)
     assert manager.call("DELETE", "/folders/busy", "alice").status_code == 204
-    assert not directory(manager, view["id"]).exists()
+    assert not folder_directory(manager, view["id"]).exists()
 
 
 def test_listings_have_sizes_measured_in_the_background(manager):
     """A folder written by a session (here: directly) gets its size measured after a listing shows it."""
-    view = create(manager, "alice", "written")
-    root = directory(manager, view["id"])
+    view = create_folder(manager, "alice", "written")
+    root = folder_directory(manager, view["id"])
     (root / "sub").mkdir()
     (root / "sub" / "a.bin").write_bytes(b"a" * 3000)
     (root / "b.txt").write_text("bb")

@@ -13,27 +13,16 @@ import stat
 import time
 import urllib.parse
 import zipfile
-from pathlib import Path
 
 import requests
 import tusclient.client as tusclient  # noqa: E402 - tuspy, a real tus client (a test dependency)
 
 from jupyter_backendai.manager import transfer_tokens
-from jupyter_backendai.storage import FolderStore
+from testing.manager import create_folder, folder_directory
 
 SECRET = b"test-transfer-secret"  # what the manager fixture configures
 TUS = {"Tus-Resumable": "1.0.0"}
 PATCH = {**TUS, "Content-Type": "application/offset+octet-stream"}
-
-
-def create(manager, who: str, name: str, **body) -> dict:
-    r = manager.call("POST", "/folders", who, json_body={"name": name, "host": "local", **body})
-    assert r.status_code == 201, r.text
-    return r.json()
-
-
-def directory(manager, folder_id: str) -> Path:
-    return FolderStore(manager.pdb.storage_root).path("local", folder_id)
 
 
 def request_upload(manager, who: str, folder: str, path: str, size: int) -> dict:
@@ -63,7 +52,7 @@ def metric(manager, direction: str) -> float:
 
 
 def test_tuspy_upload_in_chunks_with_interruption_and_resume(manager, tmp_path):
-    view = create(manager, "alice", "data")
+    view = create_folder(manager, "alice", "data")
     payload = os.urandom(3 * 1024 * 1024 + 123)
     source = tmp_path / "big file ü.bin"
     source.write_bytes(payload)
@@ -76,7 +65,7 @@ def test_tuspy_upload_in_chunks_with_interruption_and_resume(manager, tmp_path):
     first = client.uploader(file_path=str(source), url=url, chunk_size=512 * 1024)
     first.upload(stop_at=1024 * 1024)
     assert offset(url) == 1024 * 1024
-    assert not (directory(manager, view["id"]) / "in").exists()  # nothing visible before the end
+    assert not (folder_directory(manager, view["id"]) / "in").exists()  # nothing visible before the end
 
     # A raw PATCH cut off mid-body: what arrived is kept.
     token = urllib.parse.parse_qs(urllib.parse.urlparse(url).query)["token"][0]
@@ -98,7 +87,7 @@ def test_tuspy_upload_in_chunks_with_interruption_and_resume(manager, tmp_path):
     second = tusclient.TusClient(manager.url).uploader(file_path=str(source), url=url, chunk_size=1024 * 1024)
     assert second.offset == 1024 * 1024 + len(part)
     second.upload()
-    assert (directory(manager, view["id"]) / "in" / "big file ü.bin").read_bytes() == payload
+    assert (folder_directory(manager, view["id"]) / "in" / "big file ü.bin").read_bytes() == payload
     assert requests.head(url, headers=TUS, timeout=10).status_code == 404  # the upload session is gone
     assert metric(manager, "upload") == len(payload)
 
@@ -107,20 +96,20 @@ def test_tuspy_upload_in_chunks_with_interruption_and_resume(manager, tmp_path):
 
 
 def test_tuspy_creation_flow_and_empty_files(manager, tmp_path):
-    view = create(manager, "alice", "data")
+    view = create_folder(manager, "alice", "data")
     source = tmp_path / "small.txt"
     source.write_bytes(b"hello tus")
     ticket = request_upload(manager, "alice", "data", "small.txt", 9)
     # Without a URL, tuspy POSTs to the client's URL and follows Location.
     uploader = tusclient.TusClient(ticket["url"]).uploader(file_path=str(source), chunk_size=4)
     uploader.upload()
-    assert (directory(manager, view["id"]) / "small.txt").read_bytes() == b"hello tus"
+    assert (folder_directory(manager, view["id"]) / "small.txt").read_bytes() == b"hello tus"
 
     empty = tmp_path / "empty"
     empty.write_bytes(b"")
     ticket = request_upload(manager, "alice", "data", "empty.txt", 0)
     tusclient.TusClient(manager.url).uploader(file_path=str(empty), url=ticket["url"]).upload()
-    assert (directory(manager, view["id"]) / "empty.txt").read_bytes() == b""
+    assert (folder_directory(manager, view["id"]) / "empty.txt").read_bytes() == b""
 
     ticket = request_upload(manager, "alice", "data", "x.txt", 5)
     wrong = requests.post(ticket["url"], headers={**TUS, "Upload-Length": "6"}, timeout=10)
@@ -128,7 +117,7 @@ def test_tuspy_creation_flow_and_empty_files(manager, tmp_path):
 
 
 def test_tus_protocol_details(manager):
-    view = create(manager, "alice", "data")
+    view = create_folder(manager, "alice", "data")
     ticket = request_upload(manager, "alice", "data", "f.txt", 10)
     url = ticket["url"]
 
@@ -156,19 +145,19 @@ def test_tus_protocol_details(manager):
     assert done.status_code == 204 and done.headers["Upload-Offset"] == "4"
     done = requests.patch(url, data=b"456789", headers={**PATCH, "Upload-Offset": "4"}, timeout=10)
     assert done.status_code == 204 and done.headers["Upload-Offset"] == "10"
-    assert (directory(manager, view["id"]) / "f.txt").read_bytes() == b"0123456789"
+    assert (folder_directory(manager, view["id"]) / "f.txt").read_bytes() == b"0123456789"
 
     # Termination drops the upload.
     ticket = request_upload(manager, "alice", "data", "g.txt", 10)
     requests.patch(ticket["url"], data=b"01", headers={**PATCH, "Upload-Offset": "0"}, timeout=10)
     assert requests.delete(ticket["url"], headers=TUS, timeout=10).status_code == 204
     assert requests.head(ticket["url"], headers=TUS, timeout=10).status_code == 404
-    assert not (directory(manager, view["id"]) / "g.txt").exists()
+    assert not (folder_directory(manager, view["id"]) / "g.txt").exists()
 
 
 def test_tokens_are_checked(manager):
-    view = create(manager, "alice", "data")
-    (directory(manager, view["id"]) / "f.txt").write_bytes(b"content")
+    view = create_folder(manager, "alice", "data")
+    (folder_directory(manager, view["id"]) / "f.txt").write_bytes(b"content")
     up = request_upload(manager, "alice", "data", "new.txt", 3)
     down = request_download(manager, "alice", "data", "f.txt")
     base = manager.url + "/folders/_/"
@@ -197,7 +186,7 @@ def test_tokens_are_checked(manager):
 
 
 def test_upload_refusals(manager):
-    create(manager, "alice", "small", quota=1000)
+    create_folder(manager, "alice", "small", quota=1000)
     directory_ = manager.call("GET", "/folders/small/usage", "alice").json()
     assert directory_["quota"] == 1000
     big = manager.call("POST", "/folders/small/request-upload", "alice", json_body={"path": "f", "size": 1001})
@@ -223,14 +212,14 @@ def test_upload_refusals(manager):
     # the folder's capacity.
     ticket = request_upload(manager, "alice", "small", "a.bin", 600)
     view = manager.call("GET", "/folders/_/id", "alice", params={"name": "small"}).json()
-    (directory(manager, view["id"]) / "from-session.bin").write_bytes(b"s" * 600)
+    (folder_directory(manager, view["id"]) / "from-session.bin").write_bytes(b"s" * 600)
     r = requests.patch(ticket["url"], data=b"a" * 600, headers={**PATCH, "Upload-Offset": "0"}, timeout=10)
     assert r.status_code == 413 and r.json()["quota"] == 1000 and r.json()["used_bytes"] == 600
 
 
 def test_parallel_upload_requests_reserve_the_folders_capacity(manager):
     """Ten request-upload calls at once, 300 B each into 1000 B: three are admitted, seven refused."""
-    create(manager, "alice", "small", quota=1000)
+    create_folder(manager, "alice", "small", quota=1000)
 
     def ask(i: int) -> requests.Response:
         body = {"path": f"f{i}.bin", "size": 300}
@@ -257,8 +246,8 @@ def test_parallel_upload_requests_reserve_the_folders_capacity(manager):
 
 
 def test_download_with_ranges(manager):
-    view = create(manager, "alice", "data")
-    root = directory(manager, view["id"])
+    view = create_folder(manager, "alice", "data")
+    root = folder_directory(manager, view["id"])
     data = bytes(range(256)) * 4096  # 1 MiB
     (root / "dir with space").mkdir()
     (root / "dir with space" / "résumé 2024.bin").write_bytes(data)
@@ -300,8 +289,8 @@ def test_download_with_ranges(manager):
 
 
 def test_upload_over_a_planted_link_is_refused(manager, tmp_path):
-    view = create(manager, "alice", "data")
-    root = directory(manager, view["id"])
+    view = create_folder(manager, "alice", "data")
+    root = folder_directory(manager, view["id"])
     outside = tmp_path / "outside"
     outside.mkdir()
     ticket = request_upload(manager, "alice", "data", "sub/new.txt", 3)
@@ -343,7 +332,7 @@ def read_response(s: socket.socket) -> tuple[int, dict[str, str], bytes]:
 
 
 def test_patch_bodies_expect_continue_keep_alive_chunked_and_busy(manager):
-    view = create(manager, "alice", "data")
+    view = create_folder(manager, "alice", "data")
     payload = os.urandom(9 * 1024 * 1024 + 7)  # more than the two 4 MiB receive buffers
     ticket = request_upload(manager, "alice", "data", "big.bin", len(payload))
     path = ticket["url"].split(str(manager.port), 1)[1]
@@ -380,7 +369,7 @@ def test_patch_bodies_expect_continue_keep_alive_chunked_and_busy(manager):
     status, headers, _ = read_response(s)
     s.close()
     assert status == 204 and headers["upload-offset"] == str(len(payload))
-    stored = directory(manager, view["id"]) / "big.bin"
+    stored = folder_directory(manager, view["id"]) / "big.bin"
     assert hashlib.sha256(stored.read_bytes()).digest() == hashlib.sha256(payload).digest()
 
     # A chunked PATCH (no Content-Length) goes through tornado's body reading instead.
@@ -390,7 +379,7 @@ def test_patch_bodies_expect_continue_keep_alive_chunked_and_busy(manager):
         ticket["url"], data=iter([body[:1000], body[1000:]]), headers={**PATCH, "Upload-Offset": "0"}, timeout=30
     )
     assert r.status_code == 204 and r.headers["Upload-Offset"] == str(len(body))
-    assert (directory(manager, view["id"]) / "chunked.bin").read_bytes() == body
+    assert (folder_directory(manager, view["id"]) / "chunked.bin").read_bytes() == body
     ticket = request_upload(manager, "alice", "data", "short.bin", 10)
     r = requests.patch(ticket["url"], data=iter([b"x" * 6, b"y" * 6]), headers={**PATCH, "Upload-Offset": "0"})
     assert r.status_code == 413 and offset(ticket["url"]) == 0
@@ -398,9 +387,9 @@ def test_patch_bodies_expect_continue_keep_alive_chunked_and_busy(manager):
 
 
 def test_download_by_sendfile_keep_alive_and_a_client_gone(manager):
-    view = create(manager, "alice", "data")
+    view = create_folder(manager, "alice", "data")
     data = os.urandom(12 * 1024 * 1024 + 3)
-    (directory(manager, view["id"]) / "big.bin").write_bytes(data)
+    (folder_directory(manager, view["id"]) / "big.bin").write_bytes(data)
     url = request_download(manager, "alice", "data", "big.bin")["url"]
     path = url.split(str(manager.port), 1)[1]
 
@@ -439,8 +428,8 @@ def fetch_zip(url: str) -> tuple[requests.Response, zipfile.ZipFile]:
 
 
 def test_archive_of_a_directory_and_of_entries(manager, tmp_path):
-    view = create(manager, "alice", "data")
-    root = directory(manager, view["id"])
+    view = create_folder(manager, "alice", "data")
+    root = folder_directory(manager, view["id"])
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret.txt").write_text("TOP-SECRET-OUTSIDE")
@@ -511,8 +500,8 @@ def test_archive_of_a_directory_and_of_entries(manager, tmp_path):
 
 
 def test_archive_refusals_and_permissions(manager, tmp_path):
-    view = create(manager, "alice", "proj")
-    root = directory(manager, view["id"])
+    view = create_folder(manager, "alice", "proj")
+    root = folder_directory(manager, view["id"])
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "secret.txt").write_text("TOP-SECRET-OUTSIDE")
@@ -570,8 +559,8 @@ def test_archive_refusals_and_permissions(manager, tmp_path):
 
 def test_clients_that_stop_reading_do_not_stall_other_requests(manager):
     """Downloads wait for slow clients on transfer threads of their own, not on the pool the database calls use."""
-    view = create(manager, "alice", "data")
-    (directory(manager, view["id"]) / "big.bin").write_bytes(os.urandom(32 * 1024 * 1024))
+    view = create_folder(manager, "alice", "data")
+    (folder_directory(manager, view["id"]) / "big.bin").write_bytes(os.urandom(32 * 1024 * 1024))
     path = request_download(manager, "alice", "data", "big.bin")["url"].split(str(manager.port), 1)[1]
     stalled = []
     try:
@@ -595,7 +584,7 @@ def test_clients_that_stop_reading_do_not_stall_other_requests(manager):
 
 def test_listed_size_follows_uploads_and_deletes(manager):
     """A finished upload and a delete make the kept size stale; the next listings measure it again."""
-    create(manager, "alice", "sized")
+    create_folder(manager, "alice", "sized")
 
     def size_after_listings() -> int | None:
         deadline = time.monotonic() + 15
