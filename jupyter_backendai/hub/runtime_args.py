@@ -129,18 +129,22 @@ def with_work_user(passwd: str | None, group: str | None, *, shell: str = "/bin/
     """
     new_passwd = new_group = None
     if UID not in _uids(passwd, 2):
-        base = passwd if passwd is not None else "root:x:0:0:root:/root:/bin/sh\n"
-        if base and not base.endswith("\n"):
-            base += "\n"
-        name = USERNAME if not re.search(rf"^{USERNAME}:", base, re.M) else f"{USERNAME}{UID}"
+        base, name = _entry_base(passwd, "root:x:0:0:root:/root:/bin/sh\n", UID)
         new_passwd = f"{base}{name}:x:{UID}:{GID}:{name}:{HOME}:{shell}\n"
     if GID not in _uids(group, 2):
-        base = group if group is not None else "root:x:0:\n"
-        if base and not base.endswith("\n"):
-            base += "\n"
-        name = USERNAME if not re.search(rf"^{USERNAME}:", base, re.M) else f"{USERNAME}{GID}"
+        base, name = _entry_base(group, "root:x:0:\n", GID)
         new_group = f"{base}{name}:x:{GID}:\n"
     return new_passwd, new_group
+
+
+def _entry_base(text: str | None, missing: str, number: int) -> tuple[str, str]:
+    """The file to append an entry to (``missing`` when there is none; ends with a newline) and the
+    entry's name: ``work``, or ``work<number>`` where the image has a ``work`` entry of another id."""
+    base = text if text is not None else missing
+    if base and not base.endswith("\n"):
+        base += "\n"
+    name = USERNAME if not re.search(rf"^{USERNAME}:", base, re.M) else f"{USERNAME}{number}"
+    return base, name
 
 
 def image_plan(facts: ImageFacts, *, supply: str = "auto") -> ImagePlan:
