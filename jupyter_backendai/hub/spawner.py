@@ -53,7 +53,7 @@ from .scheduler import Cancelled, SessionScheduler
 from .spawn_form import SpawnFormMixin, form_choice
 from .spec import FolderRef, SessionSpec, SpecError, build_spec
 from .starts import run_together, shared
-from .usage import SessionUsageMixin, record_usage, session_lifetime_end, usage_sample
+from .usage import SessionUsageMixin, session_lifetime_end, usage_sample
 
 # What the backends, the admission and the tests import from here, with their homes beside it.
 __all__ = [
@@ -69,9 +69,6 @@ __all__ = [
 ]
 
 T = TypeVar("T")
-
-# The old name, until the tests (being moved) import usage.record_usage; goes then.
-_record_usage = record_usage
 
 
 class SessionSpawnerMixin(

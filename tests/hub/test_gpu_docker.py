@@ -29,8 +29,9 @@ from jupyter_backendai.db import models as m
 from jupyter_backendai.db import sessions as store
 from jupyter_backendai.hub import nvidia as hub_nvidia
 from jupyter_backendai.hub.docker import DockerSessionSpawner
-from jupyter_backendai.hub.spawner import SessionSpawnerMixin, _record_usage
+from jupyter_backendai.hub.spawner import SessionSpawnerMixin
 from jupyter_backendai.hub.spec import LABEL_SESSION_ID
+from jupyter_backendai.hub.usage import record_usage
 from testing.docker import IMAGE
 from testing.sessions import ProductDB, hub_config, spawn, wait_status
 
@@ -256,14 +257,14 @@ def test_gpu_usage_is_sampled_and_reported_by_the_api(manager, tmp_path, fake_gp
         sample = asyncio.run(spawner.sample_usage())
         assert sample["gpu_mem_bytes"] == 3072 * MIB and sample["gpu_percent"] is None
         assert sample["mem_bytes"] > 0  # the engine's stats of the same container
-        asyncio.run(spawner.run_db(_record_usage, shared, sample, None))
+        asyncio.run(spawner.run_db(record_usage, shared, sample, None))
 
         # The whole RTX 3060 is the other session's: its utilisation and memory are its own.
         other = docker_spawner(pdb, agent_id="docker-gpu")
         other.session_id = whole
         gpu = asyncio.run(other.sample_gpu())
         assert gpu == {"gpu_percent": 0.0, "gpu_mem_bytes": 5 * MIB}
-        asyncio.run(other.run_db(_record_usage, whole, {"cpu_percent": 1.0, **gpu}, None))
+        asyncio.run(other.run_db(record_usage, whole, {"cpu_percent": 1.0, **gpu}, None))
     finally:
         subprocess.run(["docker", "rm", "-f", container_id], capture_output=True, timeout=60)
         SessionSpawnerMixin._agent_registered = False
