@@ -52,6 +52,24 @@ def hub_login(page: Any, hub: Any, username: str, password: str) -> None:
     page.click("#login_submit")
 
 
+def open_spawn_form(page: Any, hub: Any, user: str, server: str) -> None:
+    """The hub's spawn form for the user's named server (the user logged in)."""
+    page.goto(f"{hub.url}/hub/spawn/{user}/{server}")
+    page.wait_for_selector("#backendai-spawn-form")
+
+
+def submit_spawn_form(page: Any, user: str, server: str) -> None:
+    """Start the server from its spawn form; the pending page (or the server, if it was quick) follows."""
+    page.click("form#spawn_form input[type=submit], form#spawn_form button[type=submit]")
+    page.wait_for_url(re.compile(f"/hub/spawn-pending/{user}/{server}|/user/{user}/{server}/"))
+
+
+def wait_lab_with_folder(page: Any, user: str, server: str, folder: str) -> None:
+    """Until the started server's JupyterLab shows ``folder`` in its file browser."""
+    page.wait_for_url(re.compile(f"/user/{user}/{server}/lab"), timeout=120_000)
+    page.wait_for_selector(f".jp-DirListing-item:has-text('{folder}')", timeout=60_000)
+
+
 def open_from_menu(page: Any, item: str) -> None:
     """Open a console widget the way a person does: the "Backend.AI" menu of the menu bar."""
     page.click(".lm-MenuBar-item:has-text('Backend.AI')")
@@ -64,6 +82,29 @@ def console_area(page: Any, kind: str) -> Any:
 
 def field(scope: Any, label: str) -> Any:
     return scope.get_by_label(label, exact=True)
+
+
+def fill(scope: Any, values: dict[str, str]) -> None:
+    """Fill the fields of ``scope`` by their labels, in order (a select: the option of that value)."""
+    for label, value in values.items():
+        found = field(scope, label)
+        if found.evaluate("e => e.tagName") == "SELECT":
+            found.select_option(value)
+        else:
+            found.fill(value)
+
+
+def open_dialog(page: Any, scope: Any, button: str, dialog: str) -> Any:
+    """Press ``button`` in ``scope``; the dialog named ``dialog`` it opens."""
+    scope.get_by_role("button", name=button).click()
+    return page.get_by_role("dialog", name=dialog)
+
+
+def submit(dialog: Any, button: str = "Save", values: dict[str, str] | None = None) -> None:
+    """Fill the dialog with ``values``, press its ``button`` and wait until it closes."""
+    fill(dialog, values or {})
+    dialog.get_by_role("button", name=button).click()
+    dialog.wait_for(state="detached")
 
 
 #: The local backend's image, which the lab scenarios start.
@@ -85,15 +126,24 @@ def accept_dialog(page: Any) -> None:
     page.locator(".jp-Dialog").wait_for(state="detached")
 
 
+def answer_dialog(page: Any, label: str, value: str) -> None:
+    """Type ``value`` into the field ``label`` of the lab's open dialog and accept it."""
+    page.locator(".jp-Dialog").get_by_label(label).fill(value)
+    accept_dialog(page)
+
+
+def new_folder(page: Any, storage: Any, name: str) -> None:
+    """Create a folder with the Data & Storage panel's button."""
+    storage.get_by_role("button", name="Create a new folder").click()
+    answer_dialog(page, "Folder name", name)
+
+
 def open_lab(hub: Any, page: Any, user: str, server: str = "desk") -> None:
     """Start the user's first session (where they work in JupyterLab), log in and open its lab."""
     r = spawn(hub, user, server, image=LAB_IMAGE, preset="small")
     assert r.status_code in (201, 202), r.text
     wait_ready(hub, user, server)
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", PASSWORD)
-    page.click("#login_submit")
+    hub_login(page, hub, user, PASSWORD)
     page.wait_for_url(re.compile(r"/hub/"))
     page.goto(f"{hub.url}/user/{user}/{server}/lab")
     page.locator('.jp-SideBar li[data-id="backendai-storage"]').wait_for(timeout=SLOW_MS)

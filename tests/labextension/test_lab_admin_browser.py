@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from jupyter_backendai.db import admin
-from testing.browser import console_area, field, hub_login, jupyter_paths, open_from_menu
+from testing.browser import console_area, field, fill, hub_login, jupyter_paths, open_dialog, open_from_menu, submit
 from testing.hub import free_port, screenshot
 from testing.sessions import PASSWORD, ProductDB, spawn, start_hub_with_manager, wait_ready
 
@@ -62,11 +62,8 @@ def other_tabs(page: Any, area: Any, pdb: ProductDB) -> None:
     """One action in each other Administration tab, checked against the database."""
     # Credentials: a second keypair for newbie (its secret shown once), then deactivated.
     area.get_by_role("tab", name="Credentials").click()
-    area.get_by_role("button", name="+ New keypair").click()
-    dialog = page.get_by_role("dialog", name="New keypair")
-    field(dialog, "User (e-mail or user name)").fill("newbie")
-    field(dialog, "Resource policy").select_option("course")
-    field(dialog, "Rate limit").fill("500")
+    dialog = open_dialog(page, area, "+ New keypair", "New keypair")
+    fill(dialog, {"User (e-mail or user name)": "newbie", "Resource policy": "course", "Rate limit": "500"})
     dialog.get_by_role("button", name="Create keypair").click()
     shown = page.get_by_role("dialog", name="Keypair for newbie@example.com")
     access_key = shown.locator("dd code").first.inner_text()
@@ -79,23 +76,17 @@ def other_tabs(page: Any, area: Any, pdb: ProductDB) -> None:
 
     # Environments: an image's minimums (its reference has a ':' in the URL), a preset, a registry.
     area.get_by_role("tab", name="Environments").click()
-    area.get_by_role("button", name="Edit the minimum resources of python-local:3").click()
-    dialog = page.get_by_role("dialog", name="Minimum resources of python-local:3")
-    field(dialog, "Minimum CPU (cores)").fill("1")
-    field(dialog, "Minimum RAM").fill("256m")
-    dialog.get_by_role("button", name="Save").click()
-    dialog.wait_for(state="detached")
+    dialog = open_dialog(
+        page, area, "Edit the minimum resources of python-local:3", "Minimum resources of python-local:3"
+    )
+    submit(dialog, values={"Minimum CPU (cores)": "1", "Minimum RAM": "256m"})
     area.get_by_text("CPU 1, RAM 256 MiB").wait_for()
     image = pdb.setup(lambda db: admin.get_image(db, "python-local:3", None).min_slots.to_json())
     assert image == {"cpu": "1", "mem": str(256 * 1024**2)}
 
     area.get_by_role("tab", name="Presets").click()
-    area.get_by_role("button", name="+ New preset").click()
-    dialog = page.get_by_role("dialog", name="New resource preset")
-    field(dialog, "Name").fill("tiny")
-    field(dialog, "CPU (cores)").fill("0.5")
-    field(dialog, "RAM").fill("256m")
-    field(dialog, "Shared memory").fill("64m")
+    dialog = open_dialog(page, area, "+ New preset", "New resource preset")
+    fill(dialog, {"Name": "tiny", "CPU (cores)": "0.5", "RAM": "256m", "Shared memory": "64m"})
     dialog.get_by_role("button", name="Create preset").click()
     area.locator("tr[data-key='tiny']").wait_for()
     preset = pdb.setup(lambda db: admin.get_preset(db, "tiny"))
@@ -103,11 +94,9 @@ def other_tabs(page: Any, area: Any, pdb: ProductDB) -> None:
     assert preset.shared_memory == 64 * 1024**2
 
     area.get_by_role("tab", name="Registries").click()
-    area.get_by_role("button", name="+ Add registry").click()
-    dialog = page.get_by_role("dialog", name="Add a registry")
+    dialog = open_dialog(page, area, "+ Add registry", "Add a registry")
     port = free_port()  # nothing listens there: the rescan reports why it read nothing
-    field(dialog, "Host name").fill(f"localhost:{port}")
-    field(dialog, "URL").fill(f"http://127.0.0.1:{port}")
+    fill(dialog, {"Host name": f"localhost:{port}", "URL": f"http://127.0.0.1:{port}"})
     dialog.get_by_role("button", name="Add registry").click()
     area.locator(f"tr[data-key='localhost:{port}']").wait_for()
     area.get_by_role("button", name=f"Rescan localhost:{port}").click()
@@ -135,19 +124,14 @@ def other_tabs(page: Any, area: Any, pdb: ProductDB) -> None:
     drained.wait_for()
     assert "ALIVE: node availability drain" in drained.inner_text()
     area.get_by_role("tab", name="Resource groups").click()
-    area.get_by_role("button", name="+ New resource group").click()
-    dialog = page.get_by_role("dialog", name="New resource group")
-    field(dialog, "Name").fill("gpu")
-    field(dialog, "Scheduler").select_option("drf")
-    field(dialog, "Pending timeout (seconds)").fill("600")
+    dialog = open_dialog(page, area, "+ New resource group", "New resource group")
+    fill(dialog, {"Name": "gpu", "Scheduler": "drf", "Pending timeout (seconds)": "600"})
     dialog.get_by_role("button", name="Create resource group").click()
     area.locator("tr[data-key='gpu']").wait_for()
-    area.get_by_role("button", name="Who may use gpu").click()
-    dialog = page.get_by_role("dialog", name="Who may use gpu")
+    dialog = open_dialog(page, area, "Who may use gpu", "Who may use gpu")
     dialog.get_by_label("default", exact=True).check()
     dialog.get_by_label("default/physics", exact=True).check()
-    dialog.get_by_role("button", name="Save").click()
-    dialog.wait_for(state="detached")
+    submit(dialog)
     area.locator("tr[data-key='gpu']").filter(has_text="default/physics").wait_for()
 
     def sgroup(db: Any) -> dict[str, Any]:
@@ -164,31 +148,19 @@ def other_tabs(page: Any, area: Any, pdb: ProductDB) -> None:
     # Domains & projects: caps edited; a bad amount keeps the dialog open with the manager's
     # reason; a cap cleared in an edit is lifted.
     area.get_by_role("tab", name="Domains & projects").click()
-    area.get_by_role("button", name="Edit domain default").click()
-    dialog = page.get_by_role("dialog", name="Edit domain default")
+    dialog = open_dialog(page, area, "Edit domain default", "Edit domain default")
     field(dialog, "CPU (cores)").fill("lots")
     dialog.get_by_role("button", name="Save").click()
     assert "cpu: 'lots' is not a number" in dialog.get_by_role("alert").inner_text()
-    field(dialog, "CPU (cores)").fill("16")
-    field(dialog, "RAM").fill("64g")
-    dialog.get_by_role("button", name="Save").click()
-    dialog.wait_for(state="detached")
+    submit(dialog, values={"CPU (cores)": "16", "RAM": "64g"})
     area.locator("tr[data-key='default']").filter(has_text="CPU 16, RAM 64 GiB").wait_for()
     area.get_by_role("tab", name="Projects", exact=True).click()
-    area.get_by_role("button", name="Edit project default/physics").click()
-    dialog = page.get_by_role("dialog", name="Edit project physics (default)")
-    field(dialog, "Description").fill("Physics lab")
-    field(dialog, "fGPU (shares)").fill("2")
-    dialog.get_by_role("button", name="Save").click()
-    dialog.wait_for(state="detached")
+    dialog = open_dialog(page, area, "Edit project default/physics", "Edit project physics (default)")
+    submit(dialog, values={"Description": "Physics lab", "fGPU (shares)": "2"})
     area.locator("tr[data-key='default/physics']").filter(has_text="fGPU 2").wait_for()
     screenshot(page, "admin-projects")
     area.get_by_role("tab", name="Domains", exact=True).click()
-    area.get_by_role("button", name="Edit domain default").click()
-    dialog = page.get_by_role("dialog", name="Edit domain default")
-    field(dialog, "CPU (cores)").fill("")
-    dialog.get_by_role("button", name="Save").click()
-    dialog.wait_for(state="detached")
+    submit(open_dialog(page, area, "Edit domain default", "Edit domain default"), values={"CPU (cores)": ""})
     area.locator("tr[data-key='default']").filter(has_text="RAM 64 GiB").wait_for()
 
     def caps(db: Any) -> tuple[Any, ...]:
@@ -250,17 +222,10 @@ def test_admin_creates_policy_and_user_who_logs_in(make_hub, pdb, tmp_path, page
     assert policies_tab.get_attribute("aria-selected") == "true"
 
     # A resource policy: 1 CPU, 1 GiB, one session at a time, 3 folders of 2 GiB.
-    admin_area.get_by_role("button", name="+ New policy").click()
-    dialog = page.get_by_role("dialog", name="New resource policy")
-    field(dialog, "Name").fill("course")
-    field(dialog, "CPU (cores)").fill("1")
-    field(dialog, "RAM").fill("1g")
-    field(dialog, "Concurrent sessions").fill("1")
-    field(dialog, "Idle timeout (seconds)").fill("3600")
-    field(dialog, "Folders").fill("3")
-    field(dialog, "Folder capacity").fill("2g")
-    dialog.get_by_role("button", name="Create policy").click()
-    dialog.wait_for(state="detached")
+    dialog = open_dialog(page, admin_area, "+ New policy", "New resource policy")
+    course = {"Name": "course", "CPU (cores)": "1", "RAM": "1g", "Concurrent sessions": "1"}
+    course |= {"Idle timeout (seconds)": "3600", "Folders": "3", "Folder capacity": "2g"}
+    submit(dialog, "Create policy", course)
     row = admin_area.locator("tr[data-key='course']")
     row.wait_for()
     assert "1 GiB" in row.inner_text() and "1 h" in row.inner_text()
@@ -286,8 +251,7 @@ def test_admin_creates_policy_and_user_who_logs_in(make_hub, pdb, tmp_path, page
     }
 
     # The same name again: the manager's reason is shown in the dialog, which stays open.
-    admin_area.get_by_role("button", name="+ New policy").click()
-    dialog = page.get_by_role("dialog", name="New resource policy")
+    dialog = open_dialog(page, admin_area, "+ New policy", "New resource policy")
     field(dialog, "Name").fill("course")
     dialog.get_by_role("button", name="Create policy").click()
     assert "keypair resource policy 'course' already exists" in dialog.get_by_role("alert").inner_text()
@@ -296,12 +260,8 @@ def test_admin_creates_policy_and_user_who_logs_in(make_hub, pdb, tmp_path, page
 
     # A user with that policy, in the project "physics".
     admin_area.get_by_role("tab", name="Users").click()
-    admin_area.get_by_role("button", name="+ New user").click()
-    dialog = page.get_by_role("dialog", name="New user")
-    field(dialog, "E-mail").fill("newbie@example.com")
-    field(dialog, "User name").fill("newbie")
-    field(dialog, "Full name").fill("New Bie")
-    field(dialog, "Password").fill("short")
+    dialog = open_dialog(page, admin_area, "+ New user", "New user")
+    fill(dialog, {"E-mail": "newbie@example.com", "User name": "newbie", "Full name": "New Bie", "Password": "short"})
     assert "not met yet" in dialog.get_by_label("Password rules").inner_text()
     field(dialog, "Password").fill(NEW_PASSWORD)
     assert "not met yet" not in dialog.get_by_label("Password rules").inner_text()
@@ -340,9 +300,10 @@ def test_admin_creates_policy_and_user_who_logs_in(make_hub, pdb, tmp_path, page
     # SSH port is saved; a new SSH keypair shows its private key once, with a download.
     open_from_menu(page, "Backend.AI Settings")
     settings = console_area(page, "settings")
-    field(settings, "Current password").fill("not-my-password")
-    field(settings, "New password").fill(NEW_PASSWORD)
-    field(settings, "New password again").fill(NEW_PASSWORD)
+    fill(
+        settings,
+        {"Current password": "not-my-password", "New password": NEW_PASSWORD, "New password again": NEW_PASSWORD},
+    )
     settings.get_by_role("button", name="Change password").click()
     assert "the current password is wrong" in settings.get_by_role("alert").inner_text()
     field(settings, "Port").fill("20022")
@@ -410,12 +371,10 @@ def test_admin_creates_policy_and_user_who_logs_in(make_hub, pdb, tmp_path, page
     page.bring_to_front()
     open_from_menu(page, "Administration")
     admin_area.get_by_role("tab", name="Users").click()
-    admin_area.get_by_role("button", name="Edit newbie@example.com").click()
-    dialog = page.get_by_role("dialog", name="Edit newbie@example.com")
+    dialog = open_dialog(page, admin_area, "Edit newbie@example.com", "Edit newbie@example.com")
     field(dialog, "Full name").fill("Newbie Second")
     dialog.get_by_label("Must change the password at next login").check()
-    dialog.get_by_role("button", name="Save").click()
-    dialog.wait_for(state="detached")
+    submit(dialog)
     admin_area.locator("tr[data-key='newbie@example.com']").filter(has_text="Newbie Second").wait_for()
     edited = pdb.setup(
         lambda db: (lambda u: (u.full_name, u.need_password_change, u.role.value))(admin.get_user(db, "newbie"))
