@@ -19,9 +19,12 @@ fails it where ``BACKENDAI_TEST_REQUIRE_<PART>=1`` says it is required (CI sets 
 from __future__ import annotations
 
 import os
-from typing import NoReturn
+import time
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 import pytest
+import requests
 
 
 def required(part: str) -> bool:
@@ -34,3 +37,24 @@ def missing(problem: str, part: str) -> NoReturn:
     if required(part):
         pytest.fail(f"BACKENDAI_TEST_REQUIRE_{part.upper()}=1 but {problem}")
     pytest.skip(problem)
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str | Callable[[], str], interval: float = 0.5) -> Any:
+    """The first true value of ``check()`` within ``timeout`` seconds, or an AssertionError saying
+    ``what`` (a function of no arguments where it should say how things stand at the end)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout} s: {what() if callable(what) else what}")
+        time.sleep(interval)
+
+
+def answers(url: str) -> bool:
+    """Whether a GET of ``url`` answers 200 now."""
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False

@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 import uuid
+from typing import Any
 
 import requests
 from tornado.httpclient import HTTPRequest
@@ -36,6 +37,18 @@ def kernel_spec(hub, user: str, server: str) -> dict:
     )
     assert r.status_code == 200, r.text
     return r.json()
+
+
+async def _read(ws: Any, deadline: float, late: str, closed: str) -> Any:
+    """The websocket's next message, from JSON, before ``deadline``; an AssertionError saying
+    ``late`` when none came in time or ``closed`` when the socket closed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise AssertionError(late)
+    raw = await asyncio.wait_for(ws.read_message(), left)
+    if raw is None:
+        raise AssertionError(closed)
+    return json.loads(raw)
 
 
 async def _execute(url: str, token: str, code: str, timeout: float) -> str:
@@ -73,13 +86,13 @@ async def _execute(url: str, token: str, code: str, timeout: float) -> str:
         out: list[str] = []
         deadline = time.monotonic() + timeout
         while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"the kernel did not finish in {timeout} s; output so far: {''.join(out)!r}")
-            raw = await asyncio.wait_for(ws.read_message(), left)
-            if raw is None:
-                raise AssertionError(f"the kernel's websocket closed; output so far: {''.join(out)!r}")
-            msg = json.loads(raw)
+            so_far = f"output so far: {''.join(out)!r}"
+            msg = await _read(
+                ws,
+                deadline,
+                f"the kernel did not finish in {timeout} s; {so_far}",
+                "the kernel's websocket closed; " + so_far,
+            )
             if (msg.get("parent_header") or {}).get("msg_id") != msg_id:
                 continue
             kind, content = msg["header"]["msg_type"], msg.get("content") or {}
@@ -106,13 +119,8 @@ async def _terminal(url: str, token: str, line: str, expect: str, timeout: float
         seen = ""
         deadline = time.monotonic() + timeout
         while expect not in seen:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{expect!r} did not appear in the terminal within {timeout} s: {seen[-2000:]!r}")
-            raw = await asyncio.wait_for(ws.read_message(), left)
-            if raw is None:
-                raise AssertionError(f"the terminal's websocket closed: {seen[-2000:]!r}")
-            msg = json.loads(raw)
+            late = f"{expect!r} did not appear in the terminal within {timeout} s: {seen[-2000:]!r}"
+            msg = await _read(ws, deadline, late, f"the terminal's websocket closed: {seen[-2000:]!r}")
             if msg[0] == "stdout":
                 seen += msg[1]
         return seen

@@ -27,13 +27,15 @@ from pathlib import Path
 
 import pytest
 import requests
+from sqlalchemy import select
 
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
-from testing import missing
+from testing import answers, missing, wait_for
 from testing.docker import IMAGE as SESSION_IMAGE
+from testing.docker import docker_problem
 from testing.hub import free_port
-from testing.sessions import PREFIX, ProductDB, keypair_call, manager_hub_config, wait_for_manager
+from testing.sessions import PREFIX, ProductDB, keypair_call, start_hub_with_manager
 
 
 def unavailable(reason: str) -> None:
@@ -62,10 +64,8 @@ def running_registry(directory: Path, host: str = "127.0.0.1") -> Iterator[str]:
     binary = shutil.which("docker-registry")
     if binary is None:
         unavailable("docker-registry is not installed (apt-get install -y docker-registry)")
-    if shutil.which("docker") is None or subprocess.run(["docker", "info"], capture_output=True).returncode != 0:
-        unavailable("the Docker engine does not answer `docker info` (bash .ci/start-docker.sh)")
-    if subprocess.run(["docker", "image", "inspect", SESSION_IMAGE], capture_output=True).returncode != 0:
-        unavailable(f"the session image {SESSION_IMAGE} is not built (images/session/build-offline.sh)")
+    if problem := docker_problem():
+        unavailable(problem)
     directory.mkdir(parents=True, exist_ok=True)
     port = free_port(host)
     config = directory / f"registry-{host}-{port}.yml"
@@ -78,16 +78,12 @@ def running_registry(directory: Path, host: str = "127.0.0.1") -> Iterator[str]:
     with open(log_path, "wb") as log:
         process = subprocess.Popen([binary, "serve", str(config)], stdout=log, stderr=subprocess.STDOUT)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if requests.get(f"http://{host}:{port}/v2/", timeout=2).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"docker-registry did not start:\n{log_path.read_text()}")
-            time.sleep(0.2)
+        up = wait_for(
+            lambda: "exited" if process.poll() is not None else answers(f"http://{host}:{port}/v2/"),
+            20, lambda: f"docker-registry did not start:\n{log_path.read_text()}", interval=0.2,
+        )  # fmt: skip
+        if up == "exited":
+            pytest.fail(f"docker-registry did not start:\n{log_path.read_text()}")
         yield f"{host}:{port}"
     finally:
         process.terminate()
@@ -209,29 +205,19 @@ def add_registry(pdb: ProductDB, address: str) -> None:
 
 def manager_docker_hub(make_hub, pdb: ProductDB, extra: str = ""):
     """A hub on the Docker backend with the manager service; the engine's agent registers at start."""
-    config = manager_hub_config(
-        pdb,
-        extra=f"""
-c.JupyterHub.spawner_class = "backendai-docker"
-c.DockerSessionSpawner.db_url = {pdb.url!r}
-c.DockerSessionSpawner.storage_root = {str(pdb.storage_root)!r}
-c.DockerSessionSpawner.scheduler_interval = 0.5
+    return start_hub_with_manager(make_hub, pdb, spawner="backendai-docker", extra=f"""
 c.DockerSessionSpawner.agent_capacity = {{"cpu": 2, "mem": "4g"}}
 c.DockerSessionSpawner.agent_heartbeat_interval = 2
 c.DockerSessionSpawner.image_poll_interval = 0.5
 from jupyter_backendai.hub.first_run import register_agent_at_start as _register
 _register(c, "docker")
 {extra}
-""",
-    )
-    hub = make_hub(config)
-    wait_for_manager(hub)
-    return hub
+""")  # fmt: skip
 
 
 def admin_call(hub, pdb, method: str, path: str, body=None) -> requests.Response:
-    access, secret = pdb.keys
-    return keypair_call(hub.url + PREFIX, access, secret, method, path, body)
+    """A request to the manager behind ``hub`` as the superadmin ``root``."""
+    return keypair_call(hub.url + PREFIX, *pdb.keys("root"), method, path, body)
 
 
 def images_by_ref(hub, pdb) -> dict[str, dict]:
@@ -241,11 +227,8 @@ def images_by_ref(hub, pdb) -> dict[str, dict]:
 
 
 def docker_agent(pdb) -> str:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
+    def registered() -> str | None:
         with pdb() as db:
-            ids = [a.id for a in db.query(m.Agent).filter(m.Agent.version == "docker").all()]
-        if ids:
-            return ids[0]
-        time.sleep(0.3)
-    raise AssertionError("the Docker agent did not register")
+            return db.scalar(select(m.Agent.id).where(m.Agent.version == "docker"))
+
+    return wait_for(registered, 30, "the Docker agent did not register", interval=0.3)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -16,11 +17,12 @@ import requests
 from sqlalchemy import select
 
 from jupyter_backendai.cli import upgrade_with_defaults
-from jupyter_backendai.db import admin, connect
+from jupyter_backendai.db import admin, connect, sshkeys
 from jupyter_backendai.db import folders as folder_db
 from jupyter_backendai.db import models as m
 from jupyter_backendai.db.encryption import ENV_KEY, ENV_KEY_FILE
 from jupyter_backendai.hub import TEMPLATES
+from testing import answers, wait_for
 from testing.client import CLI, require_client
 from testing.db import use_fresh_db_key
 from testing.hub import Hub, free_port
@@ -60,6 +62,15 @@ class ProductDB:
     def folder(self, username: str, name: str) -> str:
         return self.setup(lambda db: str(folder_db.create_folder(db, admin.get_user(db, username), name).id))
 
+    def keys(self, username: str) -> tuple[str, str]:
+        """The user's active keypair: access key and secret key."""
+
+        def read(db: Any) -> tuple[str, str]:
+            kp = next(k for k in admin.get_user(db, username).keypairs if k.is_active)
+            return kp.access_key, kp.secret_key
+
+        return self.setup(read)
+
     def sessions(self, username: str) -> list[m.Session]:
         with self.factory() as db:
             user = admin.get_user(db, username)
@@ -78,6 +89,36 @@ class ProductDB:
     def close(self):
         self.factory.kw["bind"].dispose()
         shutil.rmtree(self.sessions_root, ignore_errors=True)
+
+    def __enter__(self) -> ProductDB:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+#: The labels of an image whose sessions need half a CPU and 256 MiB at the least.
+MIN_LABELS = {"ai.backend.resource.min.cpu": "0.5", "ai.backend.resource.min.mem": "256m"}
+
+
+def add_students(
+    db: Any,
+    *,
+    slots: dict[str, Any] | None = None,
+    sessions: int = 3,
+    shared_memory: str | None = "64m",
+    image: str | None = None,
+    labels: dict[str, str] = MIN_LABELS,
+) -> None:
+    """What the session tests start from: the keypair policy "student" (``slots``, 2 CPU and 2 GiB
+    unless given; ``sessions`` at once) and the preset "small" (1 CPU, 512 MiB, ``shared_memory``),
+    with ``image`` installed (its ``labels``) where given."""
+    admin.create_policy(
+        db, "student", total_resource_slots=slots or {"cpu": 2, "mem": "2g"}, max_concurrent_sessions=sessions
+    )
+    admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"}, shared_memory=shared_memory)
+    if image is not None:
+        admin.upsert_image(db, image, labels=labels, installed=True)
 
 
 def session_homes_dir() -> Path:
@@ -180,16 +221,10 @@ def manager_hub_config(
 def wait_for_manager(hub, timeout: float = 30) -> None:
     """Until the manager answers through the proxy: the hub starts its services and adds their
     routes after it is up itself."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if requests.get(f"{hub.url}{PREFIX}/", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            raise AssertionError(f"the manager service did not answer through the proxy:\n{hub.log_tail(80)}")
-        time.sleep(0.3)
+    wait_for(
+        lambda: answers(f"{hub.url}{PREFIX}/"), timeout,
+        lambda: f"the manager service did not answer through the proxy:\n{hub.log_tail(80)}", interval=0.3,
+    )  # fmt: skip
 
 
 def start_hub_with_manager(make_hub, pdb: ProductDB, **config: Any):
@@ -247,6 +282,59 @@ def stop(hub, user: str, server: str) -> requests.Response:
     return hub.api("DELETE", f"/users/{user}/servers/{server}", timeout=60)
 
 
+def spawn_running(hub, pdb: ProductDB, user: str, server: str, timeout: float = 90, **options) -> m.Session:
+    """Start a named server (``options`` as :func:`spawn`'s), wait until it is ready; its session, RUNNING."""
+    r = spawn(hub, user, server, **options)
+    assert r.status_code in (201, 202), r.text
+    wait_ready(hub, user, server, timeout=timeout)
+    return wait_status(pdb, user, server, m.SessionStatus.RUNNING)
+
+
+def stop_ended(hub, pdb: ProductDB, user: str, server: str, timeout: float = 60) -> m.Session:
+    """Stop a named server, wait until the hub forgets it; its session, TERMINATED."""
+    stop(hub, user, server)
+    wait_gone(hub, user, server, timeout=timeout)
+    return wait_status(pdb, user, server, m.SessionStatus.TERMINATED)
+
+
+def progress_until(hub, user: str, server: str, *marks: bytes, timeout: float = 10) -> bytes:
+    """The server's progress stream as JupyterHub sends it, read until it holds one of ``marks``."""
+    progress = hub.api("GET", f"/users/{user}/servers/{server}/progress", stream=True, timeout=timeout)
+    seen = b""
+    try:
+        for chunk in progress.iter_content(chunk_size=None):
+            seen += chunk
+            if any(mark in seen for mark in marks):
+                break
+    finally:
+        progress.close()
+    return seen
+
+
+def progress_events(hub, user: str, server: str, timeout: float) -> list[dict[str, Any]]:
+    """The server's progress events up to the first that says it is ready or failed (or ``timeout``)."""
+    progress = hub.api("GET", f"/users/{user}/servers/{server}/progress", stream=True, timeout=timeout)
+    events: list[dict[str, Any]] = []
+    deadline = time.monotonic() + timeout
+    try:
+        for line in progress.iter_lines():
+            if line.startswith(b"data:"):
+                events.append(json.loads(line[5:]))
+                if events[-1].get("failed") or events[-1].get("ready") or time.monotonic() > deadline:
+                    break
+    finally:
+        progress.close()
+    return events
+
+
+def assert_lab_answers(hub, user: str, server: str) -> None:
+    """The session's Jupyter server answers through the proxy."""
+    status = requests.get(
+        f"{hub.url}/user/{user}/{server}/api/status", headers={"Authorization": f"token {hub.admin_token}"}, timeout=30
+    )
+    assert status.status_code == 200, status.text
+
+
 def contents(hub, user: str, server: str, path: str, method: str = "GET", **kw) -> requests.Response:
     """The session's Jupyter contents API through the proxy, with the hub's admin token."""
     url = f"{hub.url}/user/{user}/{server}/api/contents/{path}"
@@ -280,11 +368,7 @@ class HubWithManager:
         self.pdb = pdb
 
     def keys(self, username: str) -> tuple[str, str]:
-        def read(db: Any) -> tuple[str, str]:
-            kp = next(k for k in admin.get_user(db, username).keypairs if k.is_active)
-            return kp.access_key, kp.secret_key
-
-        return self.pdb.setup(read)
+        return self.pdb.keys(username)
 
     def call(self, method: str, path: str, who: str, json_body: Any = None, timeout: float = 120) -> requests.Response:
         """A keypair-signed request through the proxy (the signature covers the prefixed path)."""
@@ -301,6 +385,40 @@ class HubWithManager:
                 return last
             time.sleep(0.5)
         raise AssertionError(f"session {name} of {who} not in {wanted}: {last}\n{self.hub.log_tail(60)}")
+
+
+def agents(pdb: ProductDB) -> dict[str, m.Agent]:
+    """The agents in the database, by id."""
+    with pdb() as db:
+        return {a.id: a for a in db.scalars(select(m.Agent))}
+
+
+def wait_agents(pdb: ProductDB, check: Any, timeout: float = 30) -> dict[str, m.Agent]:
+    """The agents, once ``check(agents)`` is true."""
+    return wait_for(
+        lambda: (lambda found: found if check(found) else None)(agents(pdb)), timeout,
+        lambda: "agents not as expected: " + str(
+            {a.id: (a.status, a.scaling_group, a.schedulable, a.available_slots) for a in agents(pdb).values()}
+        ),
+        interval=0.3,
+    )  # fmt: skip
+
+
+#: What the tests' ssh and sftp clients are told besides the key: no host key to check or keep, no prompts.
+SSH_OPTIONS = ["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+               "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]  # fmt: skip
+
+
+def downloaded_key(browser: requests.Session, hub, pdb: ProductDB, user: str, server: str, directory: Path) -> Path:
+    """The session's ``id_container`` as its owner (logged in with ``browser``) downloads it: the
+    user's key in the database, saved (mode 0600) in ``directory``."""
+    download = browser.get(f"{hub.url}/user/{user}/{server}/files/id_container?download=1", timeout=60)
+    assert download.status_code == 200 and "OPENSSH PRIVATE KEY" in download.text, download.text[:300]
+    assert download.text == pdb.setup(lambda db: sshkeys.get_or_create(db, admin.get_user(db, user)).private_key)
+    key = directory / "id_container"
+    key.write_text(download.text)
+    key.chmod(0o600)
+    return key
 
 
 def session_process_env(session_id: str, timeout: float = 30) -> dict[str, str]:
@@ -344,3 +462,40 @@ def wait_logs(backendai: HubWithManager, who: str, ref: str, wanted: str, timeou
             assert wanted in answer["result"]["logs"], answer
             return answer
         time.sleep(0.3)
+
+
+def failed_start(hub, user: str, server: str, timeout: float) -> dict[str, Any]:
+    """Start a server of the "small" preset whose Python cannot start (its PYTHONHOME is nowhere);
+    the progress event that says it failed, why, and the end of its output."""
+    r = spawn(hub, user, server, preset="small", environ={"PYTHONHOME": "/nowhere"})
+    assert r.status_code in (201, 202, 500), r.text
+    events = progress_events(hub, user, server, timeout)
+    failed = events[-1]
+    assert failed.get("failed"), events
+    message = failed["message"]
+    assert "the session's container exited with status 1 before its server listened" in message, message
+    # The last lines of its output, as Python wrote them.
+    assert "Fatal Python error: init_fs_encoding" in message and "sys.prefix = '/nowhere'" in message, message
+    assert "<pre" in failed["html_message"] and "sys.prefix = &#x27;/nowhere&#x27;" in failed["html_message"]
+    return failed
+
+
+def kept_logs(backendai: HubWithManager, who: str, session_id: Any, status: str) -> str:
+    """The output of a session that ended in ``status``, read as ``who``: all of it, not only its end."""
+    kept = backendai.call("GET", f"/session/{session_id}/logs", who).json()["result"]
+    assert kept["status"] == status, kept
+    return kept["logs"]
+
+
+def terminate(backendai: HubWithManager, who: str, session_id: str) -> None:
+    """End a session through the manager as ``who``."""
+    deleted = backendai.call("DELETE", f"/session/{session_id}", who)
+    assert deleted.status_code == 200 and deleted.json()["status"] == "TERMINATED", deleted.text
+
+
+def assert_output_kept(backendai: HubWithManager, who: str, session_id: str, marker: str) -> str:
+    """A terminated session's output, still there: ``marker`` and the server's first and last words."""
+    logs = kept_logs(backendai, who, session_id, "TERMINATED")
+    assert marker in logs and "Jupyter Server" in logs
+    assert "Shutting down" in logs, logs[-2000:]
+    return logs

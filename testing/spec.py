@@ -11,6 +11,15 @@ ACCESS = "AKIATESTTESTTEST0000"
 PRIVATE = "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----\n"
 PUBLIC = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIG alice@backendai"
 GIB = 1024**3
+#: The labels of :func:`spec`'s session, as tests/hub/test_spec.py checks them, for the backends that carry them.
+LABELS = {
+    "ai.backend.session-id": SID,
+    "ai.backend.session-name": "train-1",
+    "ai.backend.user": "alice",
+    "ai.backend.access-key": ACCESS,
+    "ai.backend.resource-group": "default",
+    "org.jupyter-backendai.managed": "true",
+}
 
 
 def spec(**kw: Any) -> SessionSpec:

@@ -27,12 +27,13 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from jupyter_backendai.db import models as m
 from testing import missing
 from testing.docker import IMAGE
+from testing.sessions import hub_config
 
 #: The nodes' bridge on the host. A /24 high in 10.231.0.0/16, away from where the Docker
 #: backend cuts its session networks (it starts at the bottom and skips the host's subnets).
@@ -281,20 +282,6 @@ def swarm():
         yield built
 
 
-def wait_agents(pdb, check, timeout: float = 30) -> dict[str, m.Agent]:
-    deadline = time.monotonic() + timeout
-    while True:
-        found = agents(pdb)
-        if check(found):
-            return found
-        if time.monotonic() > deadline:
-            raise AssertionError(
-                f"agents not as expected after {timeout} s: "
-                + str({a.id: (a.status, a.scaling_group, a.schedulable) for a in found.values()})
-            )
-        time.sleep(0.5)
-
-
 def task_node(swarm: Swarm, session_id) -> str:
     """The node the manager placed the session's task on (``docker service ps``)."""
     out = swarm.manager.docker("service", "ps", "-q", "--no-trunc", f"backendai-session-{session_id}").stdout.split()
@@ -313,6 +300,24 @@ def container_on(node, session_id) -> str:
     return out[0]
 
 
-def agents(pdb) -> dict[str, m.Agent]:
-    with pdb() as db:
-        return {a.id: a for a in db.query(m.Agent).all()}
+def swarm_settings(
+    swarm: Swarm, extra: str = "", *, capacity: str | None = '{"cpu": 2, "mem": "2g"}', base_url: str | None = None
+) -> str:
+    """The hub's settings for sessions on ``swarm`` (its manager's engine at ``base_url`` unless
+    given): each node an agent of ``capacity`` (its own where ``None``) with a heartbeat every 2 s,
+    and the hub's API on the nodes' bridge; ``extra`` after them."""
+    lines = [
+        f'c.SwarmSessionSpawner.client_kwargs = {{"base_url": {base_url or swarm.manager.sock!r}}}',
+        *([f"c.SwarmSessionSpawner.agent_capacity = {capacity}"] if capacity else []),
+        "c.SwarmSessionSpawner.agent_heartbeat_interval = 2",
+        "c.Spawner.poll_interval = 2",
+        "# Sessions on the nodes reach the hub's API on the nodes' bridge.",
+        f"c.JupyterHub.hub_ip = {BRIDGE_IP!r}",
+        extra,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def swarm_hub(make_hub, pdb, swarm: Swarm, extra: str = "", **settings: Any):
+    """A started hub on the Swarm backend with :func:`swarm_settings` (``make_hub`` stops it)."""
+    return make_hub(hub_config(pdb, "backendai-swarm", swarm_settings(swarm, extra, **settings)))

@@ -27,11 +27,7 @@ class Backend:
         self.endpoint = hub.url + PREFIX
 
     def keys(self, username: str) -> tuple[str, str]:
-        def read(db: Any) -> tuple[str, str]:
-            kp = next(k for k in admin.get_user(db, username).keypairs if k.is_active)
-            return kp.access_key, kp.secret_key
-
-        return self.pdb.setup(read)
+        return self.pdb.keys(username)
 
     def token(self, username: str) -> str:
         """A hub API token of the user, like the one a session has in ``$JUPYTERHUB_API_TOKEN``."""

@@ -18,11 +18,10 @@ import pytest
 pytest.register_assert_rewrite("testing")
 
 
-from jupyter_backendai.db import admin  # noqa: E402 - after register_assert_rewrite
 from testing import missing  # noqa: E402 - after register_assert_rewrite
 from testing.db import postgres_database, use_fresh_db_key  # noqa: E402 - after register_assert_rewrite
 from testing.docker import IMAGE, docker_problem  # noqa: E402 - after register_assert_rewrite
-from testing.sessions import ProductDB  # noqa: E402 - after register_assert_rewrite
+from testing.sessions import MIN_LABELS, ProductDB, add_students  # noqa: E402 - after register_assert_rewrite
 
 # One key for the database's secrets for the whole run; tests of the key's sources set their own.
 use_fresh_db_key()
@@ -87,25 +86,8 @@ def db(db_url):
 
 @pytest.fixture
 def pdb(tmp_path):
-    pdb = ProductDB(tmp_path)
-
-    def setup(db):
-        admin.create_policy(
-            db, "student", total_resource_slots={"cpu": 2, "mem": "2g"}, max_concurrent_sessions=3,
-            allowed_vfolder_hosts=["local"],
-        )  # fmt: skip
-        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"}, shared_memory="64m")
-        admin.upsert_image(
-            db,
-            IMAGE,
-            labels={
-                "ai.backend.resource.min.cpu": "0.5",
-                "ai.backend.resource.min.mem": "256m",
-                "ai.backend.service-ports": "jupyter:http:8888,sshd:tcp:2200",
-            },
-            installed=True,
-        )
-
-    pdb.setup(setup)
-    yield pdb
-    pdb.close()
+    """The product's database with the student policy, the small preset and the session image."""
+    labels = {**MIN_LABELS, "ai.backend.service-ports": "jupyter:http:8888,sshd:tcp:2200"}
+    with ProductDB(tmp_path) as pdb:
+        pdb.setup(lambda db: add_students(db, image=IMAGE, labels=labels))
+        yield pdb

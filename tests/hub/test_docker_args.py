@@ -20,7 +20,7 @@ from jupyter_backendai.hub.docker_args import (
     log_config,
 )
 from jupyter_backendai.hub.spec import FolderRef, SessionSpec, SpecError
-from testing.spec import GIB, PRIVATE, PUBLIC, SID, spec
+from testing.spec import GIB, LABELS, PRIVATE, PUBLIC, SID, spec
 
 # --- limits -----------------------------------------------------------------------------------
 
@@ -122,14 +122,7 @@ def test_create_kwargs_exact():
             "BACKENDAI_ACCESS_KEY": "AKIATESTTESTTEST0000",
             "BACKENDAI_RESOURCE_GROUP": "default",
         },
-        "labels": {
-            "ai.backend.session-id": SID,
-            "ai.backend.session-name": "train-1",
-            "ai.backend.user": "alice",
-            "ai.backend.access-key": "AKIATESTTESTTEST0000",
-            "ai.backend.resource-group": "default",
-            "org.jupyter-backendai.managed": "true",
-        },
+        "labels": LABELS,
     }
 
 

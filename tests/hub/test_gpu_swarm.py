@@ -22,17 +22,16 @@ import pytest
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
 from testing import missing
-from testing.sessions import ProductDB, hub_config, spawn, stop, wait_gone, wait_ready, wait_status
+from testing.sessions import ProductDB, spawn, stop, wait_agents, wait_gone, wait_ready, wait_status
 from testing.swarm import (
-    BRIDGE_IP,
     IMAGE,
     Swarm,
     container_on,
     node_of,
     running_swarm,
+    swarm_hub,
     swarm_problem,
     task_node,
-    wait_agents,
 )
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
@@ -87,20 +86,8 @@ def test_gpu_shares_on_swarm_nodes_never_overfill_a_device(make_hub, pdb, gpu_sw
     pipes = tmp_path / "mps-pipes"  # on the nodes' shared file system, as on a real site
     pipes.mkdir()
     pdb.user("gina@example.com", policy="gpu")
-    hub = make_hub(
-        hub_config(
-            pdb,
-            "backendai-swarm",
-            f"""
-c.SwarmSessionSpawner.client_kwargs = {{"base_url": {swarm.manager.sock!r}}}
-c.SwarmSessionSpawner.gpu_shares_per_device = 2
-c.SwarmSessionSpawner.gpu_mps_pipe_directory = {str(pipes)!r}
-c.SwarmSessionSpawner.agent_heartbeat_interval = 2
-c.Spawner.poll_interval = 2
-c.JupyterHub.hub_ip = {BRIDGE_IP!r}
-""",
-        )
-    )
+    extra = f"c.SwarmSessionSpawner.gpu_shares_per_device = 2\nc.SwarmSessionSpawner.gpu_mps_pipe_directory = {str(pipes)!r}"
+    hub = swarm_hub(make_hub, pdb, swarm, extra, capacity=None)
     small = {"cpu": "0.25", "mem": "256m"}
     assert spawn(hub, "gina", "w", **small, cuda_device="1").status_code in (201, 202)
     # The node's generic resources are its devices, each worth gpu_shares_per_device shares.

@@ -50,8 +50,11 @@ from testing.registry import (
 from testing.sessions import (
     PREFIX,
     ProductDB,
+    add_students,
     keypair_call,
+    progress_until,
     spawn,
+    spawn_running,
     stop,
     wait_ready,
     wait_status,
@@ -71,30 +74,16 @@ def registry(image_registry):
 
 @pytest.fixture
 def pdb(tmp_path):
-    pdb = ProductDB(tmp_path)
-
-    def setup(db):
-        admin.create_policy(
-            db, "student", total_resource_slots={"cpu": 2, "mem": "2g"}, max_concurrent_sessions=3,
-            allowed_vfolder_hosts=["local"],
-        )  # fmt: skip
-        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"}, shared_memory="64m")
-        admin.upsert_image(db, SESSION_IMAGE, labels={"ai.backend.resource.min.cpu": "0.5"}, installed=True)
-        _user, keypair = admin.create_user(db, "root@example.com", "S3cret!pw", role="superadmin")
-        return keypair.access_key, keypair.secret_key
-
-    pdb.keys = pdb.setup(setup)
-    pdb.user("alice@example.com", policy="student")
-    yield pdb
-    pdb.close()
+    with ProductDB(tmp_path) as pdb:
+        pdb.setup(lambda db: add_students(db, image=SESSION_IMAGE, labels={"ai.backend.resource.min.cpu": "0.5"}))
+        pdb.user("root@example.com", role="superadmin")  # who administers the images
+        pdb.user("alice@example.com", policy="student")
+        yield pdb
 
 
 def alice_offers(hub, pdb) -> list[str]:
     """What alice's start dialogs are offered (launch-options, signed with her keypair)."""
-    with pdb() as db:
-        keypair = next(k for k in admin.get_user(db, "alice").keypairs if k.is_active)
-        access, secret = keypair.access_key, keypair.secret_key
-    r = keypair_call(hub.url + PREFIX, access, secret, "GET", "/resource/launch-options")
+    r = keypair_call(hub.url + PREFIX, *pdb.keys("alice"), "GET", "/resource/launch-options")
     assert r.status_code == 200, r.text
     return [i["reference"] for i in r.json()["images"]]
 
@@ -125,10 +114,7 @@ def test_installed_from_a_registry_with_progress_then_offered_and_run(make_hub, 
 
             # Who may install what: a superadmin, images that have a registry, agents that exist.
             path = f"/admin/images/{quote(ref, safe='/:')}/install"
-            with pdb() as db:
-                keypair = next(k for k in admin.get_user(db, "alice").keypairs if k.is_active)
-                alice = (keypair.access_key, keypair.secret_key)
-            refused = keypair_call(hub.url + PREFIX, *alice, "POST", path, {})
+            refused = keypair_call(hub.url + PREFIX, *pdb.keys("alice"), "POST", path, {})
             assert refused.status_code == 403, refused.text
             bad = admin_call(hub, pdb, "POST", f"/admin/images/{SESSION_IMAGE}/install", {})
             assert bad.status_code == 400 and "names no registry" in bad.json()["title"], bad.text
@@ -167,10 +153,7 @@ def test_installed_from_a_registry_with_progress_then_offered_and_run(make_hub, 
 
             # Offered now: in launch-options and in the hub's spawn form; a session runs from it.
             assert ref in alice_offers(hub, pdb)
-            r = spawn(hub, "alice", "pulled", preset="small", image=ref)
-            assert r.status_code in (201, 202), r.text
-            wait_ready(hub, "alice", "pulled", timeout=120)
-            session = wait_status(pdb, "alice", "pulled", S.RUNNING)
+            session = spawn_running(hub, pdb, "alice", "pulled", timeout=120, preset="small", image=ref)
             assert session.image == ref
             assert docker("inspect", "-f", "{{.Config.Image}}", session.container_id).strip() == ref
             assert [h.status for h in session.history].count(S.PULLING) == 0  # it was there already
@@ -209,13 +192,7 @@ def test_a_session_pulls_its_missing_image_while_pulling(make_hub, pdb, registry
             agent = docker_agent(pdb)
             r = spawn(hub, "alice", "pulls", preset="small", image=ref)
             assert r.status_code in (201, 202), r.text
-            progress = hub.api("GET", "/users/alice/servers/pulls/progress", stream=True, timeout=120)
-            seen = b""
-            for chunk in progress.iter_content(chunk_size=None):
-                seen += chunk
-                if b'"ready": true' in seen or b'"failed": true' in seen:
-                    break
-            progress.close()
+            seen = progress_until(hub, "alice", "pulls", b'"ready": true', b'"failed": true', timeout=120)
             assert b"Pulling" in seen or b"pulling" in seen, seen
             assert f"pulling {ref}: ".encode() in seen and b"layers" in seen and b"MiB" in seen, seen
             wait_ready(hub, "alice", "pulls", timeout=120)
@@ -254,10 +231,7 @@ def test_without_pulling_a_session_needs_an_agent_with_its_image(make_hub, pdb, 
         while images_by_ref(hub, pdb)[ref]["installed_agents"] == []:
             assert time.monotonic() < deadline, images_by_ref(hub, pdb)[ref]
             time.sleep(0.5)
-        r = spawn(hub, "alice", "nopull2", preset="small", image=ref)
-        assert r.status_code in (201, 202), r.text
-        wait_ready(hub, "alice", "nopull2", timeout=120)
-        session = wait_status(pdb, "alice", "nopull2", S.RUNNING)
+        session = spawn_running(hub, pdb, "alice", "nopull2", timeout=120, preset="small", image=ref)
         assert S.PULLING not in [h.status for h in session.history]
         stop(hub, "alice", "nopull2")
     finally:
@@ -313,7 +287,7 @@ def test_administration_installs_an_image_and_shows_its_pull(make_hub, pdb, regi
         try:
             hub = manager_docker_hub(make_hub, pdb)
             agent = docker_agent(pdb)
-            with keypair_lab(tmp_path, hub.url + PREFIX, *pdb.keys) as lab_url:
+            with keypair_lab(tmp_path, hub.url + PREFIX, *pdb.keys("root")) as lab_url:
                 page.goto(lab_url, timeout=90_000)
                 page.wait_for_selector("#jp-main-dock-panel", timeout=90_000)
                 open_from_menu(page, "Administration")

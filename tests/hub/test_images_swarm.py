@@ -23,20 +23,20 @@ import pytest
 
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
-from testing.registry import SlowLink, push_session_variant
+from testing.registry import SlowLink, admin_call, push_session_variant
 from testing.sessions import (
-    PREFIX,
     ProductDB,
-    keypair_call,
-    manager_hub_config,
+    add_students,
+    progress_until,
     spawn,
+    spawn_running,
+    start_hub_with_manager,
     stop,
-    wait_for_manager,
     wait_gone,
     wait_ready,
     wait_status,
 )
-from testing.swarm import BRIDGE_IP, IMAGE, Swarm
+from testing.swarm import BRIDGE_IP, IMAGE, Swarm, swarm_settings
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -65,59 +65,34 @@ def bridge_registry(image_registry, swarm, tmp_path_factory):
 
 @pytest.fixture
 def pdb(tmp_path, bridge_registry):
-    pdb = ProductDB(tmp_path)
     _loopback, bridge = bridge_registry
 
     def setup(db):
-        admin.create_policy(
-            db, "student", total_resource_slots={"cpu": 4, "mem": "4g"}, max_concurrent_sessions=3,
-            allowed_vfolder_hosts=["local"],
-        )  # fmt: skip
-        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"}, shared_memory="64m")
-        admin.upsert_image(db, IMAGE, labels={"ai.backend.resource.min.cpu": "0.5"}, installed=True)
+        add_students(db, slots={"cpu": 4, "mem": "4g"}, image=IMAGE, labels={"ai.backend.resource.min.cpu": "0.5"})
         admin.add_registry(db, bridge, f"http://{bridge}")
         domain = db.get(m.Domain, "default")
         domain.allowed_docker_registries = [bridge]
-        _user, keypair = admin.create_user(db, "root@example.com", "S3cret!pw", role="superadmin")
-        return keypair.access_key, keypair.secret_key
 
-    pdb.keys = pdb.setup(setup)
-    pdb.user("alice@example.com", policy="student")
-    yield pdb
-    pdb.close()
+    with ProductDB(tmp_path) as pdb:
+        pdb.setup(setup)
+        pdb.user("root@example.com", role="superadmin")  # who administers the images
+        pdb.user("alice@example.com", policy="student")
+        yield pdb
 
 
 def swarm_hub(make_hub, pdb: ProductDB, swarm: Swarm, extra: str = ""):
-    config = manager_hub_config(
-        pdb,
-        extra=f"""
-c.JupyterHub.spawner_class = "backendai-swarm"
-c.SwarmSessionSpawner.db_url = {pdb.url!r}
-c.SwarmSessionSpawner.storage_root = {str(pdb.storage_root)!r}
-c.SwarmSessionSpawner.scheduler_interval = 0.5
-c.SwarmSessionSpawner.client_kwargs = {{"base_url": {swarm.manager.sock!r}}}
-c.SwarmSessionSpawner.agent_capacity = {{"cpu": 2, "mem": "2g"}}
-c.SwarmSessionSpawner.agent_heartbeat_interval = 2
+    """A hub on the swarm with the manager service; the nodes register at start and report their images."""
+    settings = swarm_settings(swarm, f"""
 c.SwarmSessionSpawner.image_poll_interval = 0.5
-c.Spawner.poll_interval = 2
-c.JupyterHub.hub_ip = {BRIDGE_IP!r}
 from jupyter_backendai.hub.first_run import register_agent_at_start as _register
 _register(c, "swarm")
 {extra}
-""",
-    )
-    hub = make_hub(config)
-    wait_for_manager(hub)
-    return hub
-
-
-def call(hub, pdb, method: str, path: str, body=None):
-    access, secret = pdb.keys
-    return keypair_call(hub.url + PREFIX, access, secret, method, path, body)
+""")  # fmt: skip
+    return start_hub_with_manager(make_hub, pdb, spawner="backendai-swarm", extra=settings)
 
 
 def image_view(hub, pdb, ref: str) -> dict:
-    r = call(hub, pdb, "GET", f"/admin/images/{quote(ref, safe='/:')}")
+    r = admin_call(hub, pdb, "GET", f"/admin/images/{quote(ref, safe='/:')}")
     assert r.status_code == 200, r.text
     return r.json()
 
@@ -154,7 +129,7 @@ def test_without_pulling_the_session_goes_to_the_node_that_has_its_image(
     # Onto one node only, as an administrator installs it: a task pinned there makes it pull.
     target = swarm.nodes[1]
     path = f"/admin/images/{quote(ref, safe='/:')}/install"
-    answer = call(hub, pdb, "POST", path, {"agents": [target.node_id]})
+    answer = admin_call(hub, pdb, "POST", path, {"agents": [target.node_id]})
     assert answer.status_code == 202 and answer.json()["queued"] == [target.node_id], answer.text
     deadline = time.monotonic() + 120
     notes = []
@@ -172,10 +147,7 @@ def test_without_pulling_the_session_goes_to_the_node_that_has_its_image(
     assert swarm.manager.docker("service", "ls", "-q", "--filter", "label=ai.backend.image-pull").stdout == ""
 
     # The session goes where its image is, with nothing pulled.
-    r = spawn(hub, "alice", "here", preset="small", image=ref)
-    assert r.status_code in (201, 202), r.text
-    wait_ready(hub, "alice", "here", timeout=120)
-    session = wait_status(pdb, "alice", "here", S.RUNNING)
+    session = spawn_running(hub, pdb, "alice", "here", timeout=120, preset="small", image=ref)
     assert session.agent_id == target.node_id
     assert S.PULLING not in [h.status for h in session.history]
 
@@ -202,13 +174,7 @@ def test_a_node_without_the_image_pulls_it_while_the_session_is_pulling(
     assert not any(on_node(n, ref) for n in swarm.nodes)
     r = spawn(hub, "alice", "pulls", preset="small", image=ref)
     assert r.status_code in (201, 202), r.text
-    progress = hub.api("GET", "/users/alice/servers/pulls/progress", stream=True, timeout=180)
-    seen = b""
-    for chunk in progress.iter_content(chunk_size=None):
-        seen += chunk
-        if b'"ready": true' in seen or b'"failed": true' in seen:
-            break
-    progress.close()
+    seen = progress_until(hub, "alice", "pulls", b'"ready": true', b'"failed": true', timeout=180)
     assert f"pulling {ref}: ".encode() in seen and b"layers" in seen and b"MiB" in seen, seen
     wait_ready(hub, "alice", "pulls", timeout=180)
     session = wait_status(pdb, "alice", "pulls", S.RUNNING)

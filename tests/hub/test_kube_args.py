@@ -21,7 +21,7 @@ from jupyter_backendai.hub.kube_args import (
 )
 from jupyter_backendai.hub.spec import FolderRef, SpecError
 from jupyter_backendai.hub.swarm_args import NodeAgent
-from testing.spec import SID, spec
+from testing.spec import LABELS, SID, spec
 
 ROOT = "/srv/backendai-storage"
 KEYS = {
@@ -223,15 +223,7 @@ def test_a_folder_outside_the_storage_root_is_refused():
 def test_labels_and_annotations_name_session_user_access_key_and_resource_group():
     p = CASES["plain"]()
     labels, annotations = p["metadata"]["labels"], p["metadata"]["annotations"]
-    assert labels == {
-        "ai.backend.session-id": SID,
-        "ai.backend.session-name": "train-1",
-        "ai.backend.user": "alice",
-        "ai.backend.access-key": "AKIATESTTESTTEST0000",
-        "ai.backend.resource-group": "default",
-        "org.jupyter-backendai.managed": "true",
-        "component": "singleuser-server",
-    }
+    assert labels == {**LABELS, "component": "singleuser-server"}
     assert annotations == {k: v for k, v in labels.items() if k.startswith("ai.backend.")}
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import time
 import uuid
 from typing import Any
 
@@ -19,14 +18,19 @@ import pytest
 
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
+from testing import wait_for
 from testing.docker import IMAGE
 from testing.sessions import (
     PASSWORD,
     HubWithManager,
     ProductDB,
+    add_students,
+    assert_output_kept,
     client_logs,
-    spawn,
+    failed_start,
+    kept_logs,
     start_hub_with_manager,
+    terminate,
     wait_logs,
     wait_status,
 )
@@ -38,12 +42,8 @@ S = m.SessionStatus
 
 @pytest.fixture
 def pdb(tmp_path):
-    pdb = ProductDB(tmp_path)
-
     def setup(db: Any) -> None:
-        admin.create_policy(db, "student", total_resource_slots={"cpu": 2, "mem": "2g"}, max_concurrent_sessions=3)
-        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"}, shared_memory="64m")
-        admin.upsert_image(db, IMAGE, labels={"ai.backend.service-ports": "jupyter:http:8888"}, installed=True)
+        add_students(db, image=IMAGE, labels={"ai.backend.service-ports": "jupyter:http:8888"})
         admin.create_domain(db, "lab")
         admin.create_user(db, "admin@example.com", PASSWORD, role="superadmin", username="admin")
         admin.create_user(db, "dana@example.com", PASSWORD, role="admin")  # admin of alice's domain
@@ -51,9 +51,9 @@ def pdb(tmp_path):
         admin.create_user(db, "alice@example.com", PASSWORD, policy="student")
         admin.create_user(db, "bob@example.com", PASSWORD, policy="student")
 
-    pdb.setup(setup)
-    yield pdb
-    pdb.close()
+    with ProductDB(tmp_path) as pdb:
+        pdb.setup(setup)
+        yield pdb
 
 
 @pytest.fixture
@@ -113,14 +113,10 @@ def test_output_is_kept_shown_and_guarded(backendai: HubWithManager, pdb: Produc
     assert [i["status"] for i in history["items"]][-1] == "RUNNING"
 
     # Ended: the container is gone, its output is still there, with the server's last words.
-    deleted = backendai.call("DELETE", f"/session/{sid}", "alice")
-    assert deleted.status_code == 200 and deleted.json()["status"] == "TERMINATED", deleted.text
+    terminate(backendai, "alice", sid)
     gone = subprocess.run(["docker", "inspect", cid], capture_output=True, timeout=30)
     assert gone.returncode != 0
-    after = backendai.call("GET", f"/session/{sid}/logs", "alice").json()
-    assert after["result"]["status"] == "TERMINATED"
-    assert marker in after["result"]["logs"] and "Jupyter Server" in after["result"]["logs"]
-    assert "Shutting down" in after["result"]["logs"], after["result"]["logs"][-2000:]
+    assert_output_kept(backendai, "alice", sid, marker)
     printed = client_logs(backendai, "alice", sid)
     assert printed.returncode == 0 and marker in printed.stdout, printed.stdout + printed.stderr
 
@@ -128,39 +124,17 @@ def test_output_is_kept_shown_and_guarded(backendai: HubWithManager, pdb: Produc
 def test_a_session_that_dies_while_starting_shows_why_on_the_spawn_page(
     backendai: HubWithManager, pdb: ProductDB
 ) -> None:
-    hub = backendai.hub
     # A Python that cannot start: the server exits at once, saying why on its stderr.
-    r = spawn(hub, "alice", "broken", preset="small", environ={"PYTHONHOME": "/nowhere"})
-    assert r.status_code in (201, 202, 500), r.text
-    progress = hub.api("GET", "/users/alice/servers/broken/progress", stream=True, timeout=120)
-    events: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 120
-    for line in progress.iter_lines():
-        if line.startswith(b"data:"):
-            events.append(json.loads(line[5:]))
-            if events[-1].get("failed") or events[-1].get("ready") or time.monotonic() > deadline:
-                break
-    progress.close()
-    failed = events[-1]
-    assert failed.get("failed"), events
+    failed = failed_start(backendai.hub, "alice", "broken", timeout=120)
     message = failed["message"]
-    assert "the session's container exited with status 1 before its server listened" in message, message
-    # The last lines of its output, as Python wrote them.
-    assert "Fatal Python error: init_fs_encoding" in message and "sys.prefix = '/nowhere'" in message, message
-    assert "<pre" in failed["html_message"] and "sys.prefix = &#x27;/nowhere&#x27;" in failed["html_message"]
-
     ended = wait_status(pdb, "alice", "broken", S.ERROR)
     assert ended.status_info == "could not start: " + message.split(". The end of its output:")[0].removeprefix(
         "Spawn failed: "
     )
-    kept = backendai.call("GET", f"/session/{ended.id}/logs", "alice").json()["result"]
-    assert "PYTHONHOME = '/nowhere'" in kept["logs"] and kept["status"] == "ERROR"  # all of it, not only the end
+    assert "PYTHONHOME = '/nowhere'" in kept_logs(backendai, "alice", ended.id, "ERROR")
     # The hub cleans up after the failed spawn: the container is removed.
-    deadline = time.monotonic() + 30
-    while True:
-        name = f"backendai-session-{ended.id}"
-        found = subprocess.run(["docker", "container", "inspect", name], capture_output=True, timeout=30)
-        if found.returncode != 0 or time.monotonic() > deadline:
-            break
-        time.sleep(0.5)
-    assert found.returncode != 0, f"{name} is still there"
+    name = f"backendai-session-{ended.id}"
+    wait_for(
+        lambda: subprocess.run(["docker", "container", "inspect", name], capture_output=True, timeout=30).returncode,
+        30, f"{name} is still there",
+    )  # fmt: skip

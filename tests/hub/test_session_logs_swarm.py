@@ -9,8 +9,6 @@ it; a session whose server dies while starting shows why and its last lines on t
 
 from __future__ import annotations
 
-import json
-import time
 import uuid
 from typing import Any
 
@@ -18,17 +16,22 @@ import pytest
 
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
+from testing import wait_for
 from testing.sessions import (
     PASSWORD,
     HubWithManager,
     ProductDB,
+    add_students,
+    assert_output_kept,
     client_logs,
-    spawn,
+    failed_start,
+    kept_logs,
     start_hub_with_manager,
+    terminate,
     wait_logs,
     wait_status,
 )
-from testing.swarm import BRIDGE_IP, IMAGE, Swarm, container_on, node_of, task_node
+from testing.swarm import IMAGE, Swarm, container_on, node_of, swarm_settings, task_node
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -37,37 +40,22 @@ S = m.SessionStatus
 
 @pytest.fixture
 def pdb(tmp_path):
-    pdb = ProductDB(tmp_path)
-
     def setup(db: Any) -> None:
-        admin.create_policy(db, "student", total_resource_slots={"cpu": 2, "mem": "2g"}, max_concurrent_sessions=3)
-        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"}, shared_memory="64m")
-        admin.upsert_image(
-            db,
-            IMAGE,
-            labels={"ai.backend.resource.min.cpu": "0.5", "ai.backend.resource.min.mem": "256m"},
-            installed=True,
-        )
+        add_students(db, image=IMAGE)
         admin.create_user(db, "admin@example.com", PASSWORD, role="superadmin", username="admin")
         admin.create_user(db, "alice@example.com", PASSWORD, policy="student")
         admin.create_user(db, "bob@example.com", PASSWORD, policy="student")
 
-    pdb.setup(setup)
-    yield pdb
-    pdb.close()
+    with ProductDB(tmp_path) as pdb:
+        pdb.setup(setup)
+        yield pdb
 
 
 @pytest.fixture
 def backendai(make_hub, pdb, swarm: Swarm) -> HubWithManager:
-    extra = f"""
-c.SwarmSessionSpawner.client_kwargs = {{"base_url": {swarm.manager.sock!r}}}
-c.SwarmSessionSpawner.agent_capacity = {{"cpu": 2, "mem": "2g"}}
-c.SwarmSessionSpawner.agent_heartbeat_interval = 2
-c.Spawner.poll_interval = 2
-# Sessions on the nodes reach the hub's API on the nodes' bridge.
-c.JupyterHub.hub_ip = {BRIDGE_IP!r}
-"""
-    return HubWithManager(start_hub_with_manager(make_hub, pdb, spawner="backendai-swarm", extra=extra), pdb)
+    return HubWithManager(
+        start_hub_with_manager(make_hub, pdb, spawner="backendai-swarm", extra=swarm_settings(swarm)), pdb
+    )
 
 
 def services(swarm: Swarm) -> str:
@@ -96,45 +84,20 @@ def test_output_on_a_node_is_kept_after_the_service_is_gone(backendai: HubWithMa
     assert marker in backendai.call("GET", f"/session/{sid}/logs", "admin").json()["result"]["logs"]
 
     # Ended: the service is gone, its output is still there, with the server's last words.
-    deleted = backendai.call("DELETE", f"/session/{sid}", "alice")
-    assert deleted.status_code == 200 and deleted.json()["status"] == "TERMINATED", deleted.text
+    terminate(backendai, "alice", sid)
     assert f"backendai-session-{row.id}" not in services(swarm)
-    after = backendai.call("GET", f"/session/{sid}/logs", "alice").json()["result"]
-    assert after["status"] == "TERMINATED"
-    assert marker in after["logs"] and "Jupyter Server" in after["logs"]
-    assert "Shutting down" in after["logs"], after["logs"][-2000:]
-    assert after["logs"].count(marker) == 1  # read again whole at the end, not appended twice
+    after = assert_output_kept(backendai, "alice", sid, marker)
+    assert after.count(marker) == 1  # read again whole at the end, not appended twice
 
 
 def test_a_swarm_session_that_dies_while_starting_shows_why_on_the_spawn_page(
     backendai: HubWithManager, pdb: ProductDB, swarm
 ) -> None:
-    hub = backendai.hub
     # A Python that cannot start: the server exits at once, saying why on its stderr.
-    r = spawn(hub, "alice", "broken", preset="small", environ={"PYTHONHOME": "/nowhere"})
-    assert r.status_code in (201, 202, 500), r.text
-    progress = hub.api("GET", "/users/alice/servers/broken/progress", stream=True, timeout=150)
-    events: list[dict[str, Any]] = []
-    deadline = time.monotonic() + 150
-    for line in progress.iter_lines():
-        if line.startswith(b"data:"):
-            events.append(json.loads(line[5:]))
-            if events[-1].get("failed") or events[-1].get("ready") or time.monotonic() > deadline:
-                break
-    progress.close()
-    failed = events[-1]
-    assert failed.get("failed"), events
-    message = failed["message"]
-    assert "the session's container exited with status 1 before its server listened" in message, message
-    assert "Fatal Python error: init_fs_encoding" in message and "sys.prefix = '/nowhere'" in message, message
-    assert "<pre" in failed["html_message"] and "sys.prefix = &#x27;/nowhere&#x27;" in failed["html_message"]
-
+    failed_start(backendai.hub, "alice", "broken", timeout=150)
     ended = wait_status(pdb, "alice", "broken", S.ERROR)
     assert ended.status_info.startswith("could not start: the session's container exited with status 1")
-    kept = backendai.call("GET", f"/session/{ended.id}/logs", "alice").json()["result"]
-    assert "PYTHONHOME = '/nowhere'" in kept["logs"] and kept["status"] == "ERROR"
+    assert "PYTHONHOME = '/nowhere'" in kept_logs(backendai, "alice", ended.id, "ERROR")
     # The hub cleans up after the failed spawn: the service is removed.
-    deadline = time.monotonic() + 30
-    while f"backendai-session-{ended.id}" in services(swarm) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    assert f"backendai-session-{ended.id}" not in services(swarm)
+    name = f"backendai-session-{ended.id}"
+    wait_for(lambda: name not in services(swarm), 30, f"{name} is still there")

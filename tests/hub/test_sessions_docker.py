@@ -14,7 +14,7 @@ import uuid
 import pytest
 import requests
 
-from jupyter_backendai.db import admin, sshkeys
+from jupyter_backendai.db import admin
 from jupyter_backendai.db import folders as folder_db
 from jupyter_backendai.db import models as m
 from jupyter_backendai.storage import FolderStore
@@ -22,8 +22,11 @@ from testing.docker import docker_hub
 from testing.hub import CLIENT_HOST
 from testing.sessions import (
     PASSWORD,
+    SSH_OPTIONS,
     contents,
+    downloaded_key,
     spawn,
+    spawn_running,
     stop,
     wait_gone,
     wait_ready,
@@ -59,10 +62,7 @@ def test_limits_mounts_and_data_that_outlives_the_session(make_hub, pdb):
     pdb.setup(share)
     hub = docker_hub(make_hub, pdb)
 
-    r = spawn(hub, "alice", "one", preset="small", folders=["data", "papers"])
-    assert r.status_code in (201, 202), r.text
-    wait_ready(hub, "alice", "one", timeout=120)
-    session = wait_status(pdb, "alice", "one", S.RUNNING)
+    session = spawn_running(hub, pdb, "alice", "one", timeout=120, preset="small", folders=["data", "papers"])
     cid = session.container_id
     out = in_container(
         cid,
@@ -122,14 +122,7 @@ def test_ssh_and_sftp_with_openssh_clients(make_hub, pdb, tmp_path, client_netns
     assert login(hub, "sam", PASSWORD, browser).status_code == 200
     home = browser.get(f"{hub.url}/hub/home", timeout=30).text
     assert f"ssh -i id_container -p {session.ssh_port} work@{CLIENT_HOST}" in home
-    download = browser.get(f"{hub.url}/user/sam/s/files/id_container?download=1", timeout=60)
-    assert download.status_code == 200 and "OPENSSH PRIVATE KEY" in download.text
-    assert download.text == pdb.setup(lambda db: sshkeys.get_or_create(db, admin.get_user(db, "sam")).private_key)
-    key = tmp_path / "id_container"
-    key.write_text(download.text)
-    key.chmod(0o600)
-    opts = ["-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]  # fmt: skip
+    opts = ["-i", str(downloaded_key(browser, hub, pdb, "sam", "s", tmp_path)), *SSH_OPTIONS]
     # From another machine (a network namespace of its own), at the address that is shown.
     netns = ["ip", "netns", "exec", client_netns]
     deadline = time.monotonic() + 30

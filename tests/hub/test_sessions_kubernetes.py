@@ -21,16 +21,25 @@ from pathlib import Path
 import pytest
 import requests
 
-from jupyter_backendai.db import admin, sshkeys
+from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
+from testing import wait_for
+from testing.browser import hub_login, open_spawn_form, submit_spawn_form, wait_lab_with_folder
 from testing.k8s import HOST_IP, IMAGE, NODE_LABEL, SIM_LABEL, Cluster
 from testing.sessions import (
     PASSWORD,
+    SSH_OPTIONS,
     ProductDB,
+    add_students,
+    agents,
     contents,
+    downloaded_key,
     hub_config,
+    progress_until,
     spawn,
+    spawn_running,
     stop,
+    wait_agents,
     wait_gone,
     wait_ready,
     wait_status,
@@ -44,30 +53,21 @@ GROUP_LABEL = "ai.backend.resource-group"
 
 @pytest.fixture
 def pdb(tmp_path):
-    pdb = ProductDB(tmp_path)
-
     def setup(db):
-        admin.create_policy(
-            db, "student", total_resource_slots={"cpu": 4, "mem": "4g", "cuda.device": 8}, max_concurrent_sessions=4,
-            allowed_vfolder_hosts=["local"],
-        )  # fmt: skip
-        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"}, shared_memory="64m")
+        add_students(db, slots={"cpu": 4, "mem": "4g", "cuda.device": 8}, sessions=4, image=IMAGE)
         admin.create_preset(db, "gpu2", {"cpu": 1, "mem": "1g", "cuda.device": 2})
-        admin.upsert_image(
-            db,
-            IMAGE,
-            labels={"ai.backend.resource.min.cpu": "0.5", "ai.backend.resource.min.mem": "256m"},
-            installed=True,
-        )
         admin.create_scaling_group(db, "gpu")
         admin.allow_scaling_group(db, "gpu", domains=["default"])
 
-    pdb.setup(setup)
-    yield pdb
-    pdb.close()
+    with ProductDB(tmp_path) as pdb:
+        pdb.setup(setup)
+        yield pdb
 
 
-def kube_hub(make_hub, pdb, cluster: Cluster, namespace: str, extra: str = "", selector: str = NODE_LABEL):
+def kube_hub(
+    make_hub, pdb, cluster: Cluster, namespace: str, extra: str = "", selector: str = NODE_LABEL, kubeconfig=None
+):
+    """A hub on the Kubernetes backend (``cluster``'s own kubeconfig unless given)."""
     return make_hub(
         hub_config(
             pdb,
@@ -82,35 +82,8 @@ c.JupyterHub.hub_ip = {HOST_IP!r}
 {extra}
 """,
         ),
-        env={"KUBECONFIG": str(cluster.kubeconfig)},
+        env={"KUBECONFIG": str(kubeconfig or cluster.kubeconfig)},
     )
-
-
-def agents(pdb) -> dict[str, m.Agent]:
-    with pdb() as db:
-        return {a.id: a for a in db.query(m.Agent).all()}
-
-
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.3)
-
-
-def wait_agents(pdb, check, timeout: float = 30) -> dict[str, m.Agent]:
-    try:
-        return wait_for(lambda: (lambda a: a if check(a) else None)(agents(pdb)), timeout, "agents")
-    except AssertionError:
-        found = agents(pdb)
-        raise AssertionError(
-            f"agents not as expected after {timeout} s: "
-            + str({a.id: (a.status, a.scaling_group, a.schedulable, a.available_slots) for a in found.values()})
-        ) from None
 
 
 def session_pod(cluster: Cluster, namespace: str, session_id) -> dict:
@@ -261,16 +234,9 @@ c.JupyterHub.hub_ip = {HOST_IP!r}
         assert login(hub, "sam", PASSWORD, browser).status_code == 200
         home = browser.get(f"{hub.url}/hub/home", timeout=30).text
         assert f"ssh -i id_container -p 30222 work@{node_addr}" in home
-        download = browser.get(f"{hub.url}/user/sam/s/files/id_container?download=1", timeout=60)
-        assert download.status_code == 200
-        assert download.text == pdb.setup(lambda db: sshkeys.get_or_create(db, admin.get_user(db, "sam")).private_key)
-        key = tmp_path / "id_container"
-        key.write_text(download.text)
-        key.chmod(0o600)
         # This cluster runs no kube-proxy, so no node forwards the NodePort: connect to where it
         # forwards, the pod's sshd.
-        opts = ["-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-                "-o", "BatchMode=yes", "-o", "ConnectTimeout=10"]  # fmt: skip
+        opts = ["-i", str(downloaded_key(browser, hub, pdb, "sam", "s", tmp_path)), *SSH_OPTIONS]
         done = None
         deadline = time.monotonic() + 30
         while done is None or (done.returncode != 0 and time.monotonic() < deadline):
@@ -328,13 +294,7 @@ def test_sessions_land_where_our_scheduler_puts_them_and_a_full_cluster_queues(
     # Every node is full: the next session waits with its place in the queue ...
     assert spawn(hub, "erin", "e", preset="small").status_code == 202
     assert wait_status(pdb, "erin", "e", S.PENDING)
-    progress = hub.api("GET", "/users/erin/servers/e/progress", stream=True, timeout=10)
-    seen = b""
-    for chunk in progress.iter_content(chunk_size=None):
-        seen += chunk
-        if b"position" in seen:
-            break
-    progress.close()
+    seen = progress_until(hub, "erin", "e", b"position")
     assert b"Waiting for resources in default: position 1 of 1" in seen, seen
     # ... and starts on the node that a session leaves.
     stop(hub, "dave", "s2")
@@ -371,7 +331,8 @@ def test_gpu_counts_on_simulated_gpu_nodes_and_node_labels_cordons_and_deletions
     try:
         hub = kube_hub(
             make_hub, pdb, k8s_cluster, k8s_namespace, selector=f"{SIM_LABEL}=true",
-            extra='c.KubeSessionSpawner.pin = "affinity"',
+            # No server runs on a simulated node: the start ends when the pod runs.
+            extra='c.KubeSessionSpawner.pin = "affinity"\nc.KubeSessionSpawner.watch_server_start = False',
         )  # fmt: skip
         for name in ("g1", "g2", "g3"):
             assert spawn(hub, "gina", name, preset="gpu2", scaling_group="gpu").status_code in (201, 202)
@@ -516,23 +477,8 @@ def test_the_api_server_gone_for_a_while_refuses_spawns_and_kills_nothing(
         k8s_cluster.kubeconfig.read_text().replace("https://127.0.0.1:16443", f"https://127.0.0.1:{forwarder.port}")
     )
     try:
-        hub = make_hub(
-            hub_config(
-                pdb,
-                "backendai-kubernetes",
-                f"""
-c.KubeSessionSpawner.namespace = {k8s_namespace!r}
-c.KubeSessionSpawner.agent_node_selector = {NODE_LABEL!r}
-c.KubeSessionSpawner.image_pull_policy = "Never"
-c.Spawner.poll_interval = 2
-c.JupyterHub.hub_ip = {HOST_IP!r}
-""",
-            ),
-            env={"KUBECONFIG": str(kubeconfig)},
-        )
-        assert spawn(hub, "ivan", "a", preset="small").status_code in (201, 202)
-        wait_ready(hub, "ivan", "a", timeout=120)
-        a = wait_status(pdb, "ivan", "a", S.RUNNING)
+        hub = kube_hub(make_hub, pdb, k8s_cluster, k8s_namespace, kubeconfig=kubeconfig)
+        a = spawn_running(hub, pdb, "ivan", "a", timeout=120, preset="small")
 
         forwarder.stop()
         time.sleep(8)  # several polls and heartbeats without an API server
@@ -565,20 +511,14 @@ def test_jupyterlab_in_chromium_from_the_spawn_form(make_hub, pdb, k8s_cluster, 
     pdb.user("lee@example.com", policy="student")
     pdb.folder("lee", "work")
     hub = kube_hub(make_hub, pdb, k8s_cluster, k8s_namespace, extra='c.Spawner.default_url = "/lab"')
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", "lee")
-    page.fill("#password_input", PASSWORD)
-    page.click("#login_submit")
+    hub_login(page, hub, "lee", PASSWORD)
     page.wait_for_url(re.compile(r"/hub/home"))
-    page.goto(f"{hub.url}/hub/spawn/lee/first")
-    page.wait_for_selector("#backendai-spawn-form")
+    open_spawn_form(page, hub, "lee", "first")
     assert page.is_visible("input.bai-folder[value=work]")
     page.check("input.bai-folder[value=work]")
-    page.click("form#spawn_form input[type=submit], form#spawn_form button[type=submit]")
-    page.wait_for_url(re.compile(r"/hub/spawn-pending/lee/first|/user/lee/first/"))
-    page.wait_for_url(re.compile(r"/user/lee/first/lab"), timeout=120_000)
+    submit_spawn_form(page, "lee", "first")
     # JupyterLab, served from the pod, shows the mounted folder.
-    page.wait_for_selector(".jp-DirListing-item:has-text('work')", timeout=60_000)
+    wait_lab_with_folder(page, "lee", "first", "work")
     screenshot(page, "kubernetes-jupyterlab")
     session = wait_status(pdb, "lee", "first", S.RUNNING)
     assert session_pod(k8s_cluster, k8s_namespace, session.id)["spec"]["nodeName"] == session.agent_id

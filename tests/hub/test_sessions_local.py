@@ -14,11 +14,15 @@ import pytest
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
 from testing.sessions import (
+    MIN_LABELS,
     ProductDB,
+    add_students,
     contents,
     hub_config,
+    progress_until,
     server_model,
     spawn,
+    spawn_running,
     stop,
     wait_gone,
     wait_ready,
@@ -30,20 +34,19 @@ S = m.SessionStatus
 
 @pytest.fixture
 def pdb(tmp_path):
-    pdb = ProductDB(tmp_path)
-
     def setup(db):
-        admin.create_policy(db, "student", total_resource_slots={"cpu": 2, "mem": "2g"}, max_concurrent_sessions=2)
-        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"})
+        add_students(
+            db,
+            sessions=2,
+            shared_memory=None,
+            image="python-local:3",
+            labels={**MIN_LABELS, "ai.backend.resource.min.cpu": "1"},
+        )
         admin.create_preset(db, "big", {"cpu": 2, "mem": "1g"})
-        admin.upsert_image(
-            db, "python-local:3", labels={"ai.backend.resource.min.cpu": "1", "ai.backend.resource.min.mem": "256m"},
-            installed=True,
-        )  # fmt: skip
 
-    pdb.setup(setup)
-    yield pdb
-    pdb.close()
+    with ProductDB(tmp_path) as pdb:
+        pdb.setup(setup)
+        yield pdb
 
 
 def local_hub(make_hub, pdb, capacity='{"cpu": 2, "mem": "4g"}', extra=""):
@@ -56,10 +59,7 @@ def test_spawn_with_preset_and_folder_keeps_the_data(make_hub, pdb):
     pdb.folder("alice", ".local")
     hub = local_hub(make_hub, pdb)
 
-    r = spawn(hub, "alice", "one", preset="small", folders=["data"])
-    assert r.status_code in (201, 202), r.text
-    wait_ready(hub, "alice", "one")
-    session = wait_status(pdb, "alice", "one", S.RUNNING)
+    session = spawn_running(hub, pdb, "alice", "one", preset="small", folders=["data"])
     assert session.occupied_slots == {"cpu": 1, "mem": 512 * 1024**2}
     assert [h.status for h in session.history] == [S.PENDING, S.SCHEDULED, S.PREPARING, S.RUNNING]
     assert session.agent_id and session.mounts == [
@@ -105,10 +105,7 @@ def test_refusals_and_raise_to_minimum(make_hub, pdb):
     assert bad.status_code == 400 and "you may not use the resource group 'gpu'" in bad.json()["message"]
 
     # Below the image minimum (cpu 1, mem 256m): raised to it.
-    r = spawn(hub, "bob", "tiny", cpu="0.5", mem="128m")
-    assert r.status_code in (201, 202), r.text
-    wait_ready(hub, "bob", "tiny")
-    tiny = wait_status(pdb, "bob", "tiny", S.RUNNING)
+    tiny = spawn_running(hub, pdb, "bob", "tiny", cpu="0.5", mem="128m")
     assert tiny.occupied_slots == {"cpu": 1, "mem": 256 * 1024**2}
     assert "raised to the image's minimum" in tiny.history[0].reason
 
@@ -132,13 +129,7 @@ def test_fifo_queue_cancel_and_pending_timeout(make_hub, pdb):
     time.sleep(1)
     assert spawn(hub, "u3", "c", preset="small").status_code == 202
     assert wait_status(pdb, "u2", "b", S.PENDING) and wait_status(pdb, "u3", "c", S.PENDING)
-    progress = hub.api("GET", "/users/u3/servers/c/progress", stream=True, timeout=10)
-    seen = b""
-    for chunk in progress.iter_content(chunk_size=None):
-        seen += chunk
-        if b"position" in seen:
-            break
-    progress.close()
+    seen = progress_until(hub, "u3", "c", b"position")
     assert b"Waiting for resources in default: position 2 of 2" in seen, seen
 
     # u3 gives up; u1 ends; u2 (first in line) gets the place.

@@ -13,8 +13,22 @@ import pytest
 
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
-from testing.sessions import ProductDB, contents, hub_config, spawn, stop, wait_gone, wait_ready, wait_status
-from testing.swarm import BRIDGE_IP, IMAGE, Swarm, agents, container_on, node_of, task_node, wait_agents
+from testing import wait_for
+from testing.sessions import (
+    ProductDB,
+    add_students,
+    agents,
+    contents,
+    hub_config,
+    progress_until,
+    spawn,
+    stop,
+    wait_agents,
+    wait_gone,
+    wait_ready,
+    wait_status,
+)
+from testing.swarm import IMAGE, container_on, node_of, swarm_hub, task_node
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -24,44 +38,14 @@ LABEL = "ai.backend.resource-group"
 
 @pytest.fixture
 def pdb(tmp_path):
-    pdb = ProductDB(tmp_path)
-
     def setup(db):
-        admin.create_policy(
-            db, "student", total_resource_slots={"cpu": 4, "mem": "4g"}, max_concurrent_sessions=3,
-            allowed_vfolder_hosts=["local"],
-        )  # fmt: skip
-        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"}, shared_memory="64m")
-        admin.upsert_image(
-            db,
-            IMAGE,
-            labels={"ai.backend.resource.min.cpu": "0.5", "ai.backend.resource.min.mem": "256m"},
-            installed=True,
-        )
+        add_students(db, slots={"cpu": 4, "mem": "4g"}, image=IMAGE)
         admin.create_scaling_group(db, "gpu")
         admin.allow_scaling_group(db, "gpu", domains=["default"])
 
-    pdb.setup(setup)
-    yield pdb
-    pdb.close()
-
-
-def swarm_hub(make_hub, pdb, swarm: Swarm, extra: str = ""):
-    return make_hub(
-        hub_config(
-            pdb,
-            "backendai-swarm",
-            f"""
-c.SwarmSessionSpawner.client_kwargs = {{"base_url": {swarm.manager.sock!r}}}
-c.SwarmSessionSpawner.agent_capacity = {{"cpu": 2, "mem": "2g"}}
-c.SwarmSessionSpawner.agent_heartbeat_interval = 2
-c.Spawner.poll_interval = 2
-# Sessions on the nodes reach the hub's API on the nodes' bridge.
-c.JupyterHub.hub_ip = {BRIDGE_IP!r}
-{extra}
-""",
-        )
-    )
+    with ProductDB(tmp_path) as pdb:
+        pdb.setup(setup)
+        yield pdb
 
 
 def test_nodes_are_agents_and_a_session_runs_pinned_to_the_chosen_node(make_hub, pdb, swarm, tmp_path):
@@ -137,17 +121,6 @@ def test_a_node_label_moves_a_node_into_another_resource_group(make_hub, pdb, sw
         swarm.label(gpu_node, LABEL, None)
 
 
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.5)
-
-
 def test_full_nodes_queue_and_a_hub_restart_keeps_the_sessions_on_every_node(make_hub, pdb, swarm):
     pdb.user("dave@example.com", policy="student")
     pdb.user("erin@example.com", policy="student")
@@ -173,13 +146,7 @@ def test_full_nodes_queue_and_a_hub_restart_keeps_the_sessions_on_every_node(mak
     # Every node is full: the next session waits with its place in the queue ...
     assert spawn(hub, "erin", "e", preset="small").status_code == 202
     assert wait_status(pdb, "erin", "e", S.PENDING)
-    progress = hub.api("GET", "/users/erin/servers/e/progress", stream=True, timeout=10)
-    seen = b""
-    for chunk in progress.iter_content(chunk_size=None):
-        seen += chunk
-        if b"position" in seen:
-            break
-    progress.close()
+    seen = progress_until(hub, "erin", "e", b"position")
     assert b"Waiting for resources in default: position 1 of 1" in seen, seen
     # ... and starts on the node that a session leaves.
     stop(hub, "dave", "s2")

@@ -8,9 +8,10 @@ import pytest
 
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
+from testing.browser import hub_login, open_spawn_form, submit_spawn_form, wait_lab_with_folder
 from testing.docker import IMAGE
 from testing.hub import screenshot
-from testing.sessions import PASSWORD, ProductDB, hub_config, wait_status
+from testing.sessions import PASSWORD, ProductDB, add_students, hub_config, wait_status
 
 pytestmark = pytest.mark.docker
 
@@ -19,10 +20,8 @@ def test_spawn_form_pending_page_and_jupyterlab(make_hub, tmp_path, page):
     pdb = ProductDB(tmp_path)
 
     def setup(db):
-        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"})
+        add_students(db, sessions=0, shared_memory=None, image=IMAGE, labels={"ai.backend.resource.min.cpu": "0.5"})
         admin.create_preset(db, "huge", {"cpu": 64, "mem": "512g"})
-        admin.upsert_image(db, IMAGE, labels={"ai.backend.resource.min.cpu": "0.5"}, installed=True)
-        admin.create_policy(db, "student", total_resource_slots={"cpu": 2, "mem": "2g"})
 
     pdb.setup(setup)
     pdb.user("lee@example.com", policy="student")
@@ -35,13 +34,9 @@ def test_spawn_form_pending_page_and_jupyterlab(make_hub, tmp_path, page):
         )
     )
 
-    page.goto(f"{hub.url}/hub/login")
-    page.fill("#username_input", "lee")
-    page.fill("#password_input", PASSWORD)
-    page.click("#login_submit")
+    hub_login(page, hub, "lee", PASSWORD)
     page.wait_for_url(re.compile(r"/hub/home"))
-    page.goto(f"{hub.url}/hub/spawn/lee/first")
-    page.wait_for_selector("#backendai-spawn-form")
+    open_spawn_form(page, hub, "lee", "first")
     # Presets larger than what lee may still use are hidden; the no-folder warning shows.
     assert page.is_visible("#no-folder-warning")
     assert "huge" not in page.inner_text("#backendai-spawn-form")
@@ -49,12 +44,10 @@ def test_spawn_form_pending_page_and_jupyterlab(make_hub, tmp_path, page):
     page.check("input.bai-folder[value=work]")
     assert not page.is_visible("#no-folder-warning")
     screenshot(page, "01-spawn-form")
-    page.click("form#spawn_form input[type=submit], form#spawn_form button[type=submit]")
-    page.wait_for_url(re.compile(r"/hub/spawn-pending/lee/first|/user/lee/first/"))
+    submit_spawn_form(page, "lee", "first")
     screenshot(page, "02-pending")
-    page.wait_for_url(re.compile(r"/user/lee/first/lab"), timeout=120_000)
     # JupyterLab's file browser shows the mounted folder.
-    page.wait_for_selector(".jp-DirListing-item:has-text('work')", timeout=60_000)
+    wait_lab_with_folder(page, "lee", "first", "work")
     screenshot(page, "03-jupyterlab")
     session = wait_status(pdb, "lee", "first", m.SessionStatus.RUNNING)
     assert session.mounts[0]["folder"] == "work"

@@ -15,15 +15,19 @@ import time
 import pytest
 import requests
 
-from jupyter_backendai.db import admin, sshkeys
+import testing.swarm
+from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
+from testing import wait_for
 from testing.hub import free_port
 from testing.manager import Manager
 from testing.sessions import (
     PASSWORD,
+    SSH_OPTIONS,
     ProductDB,
+    add_students,
     contents,
-    hub_config,
+    downloaded_key,
     keypair_call,
     spawn,
     stop,
@@ -31,7 +35,7 @@ from testing.sessions import (
     wait_ready,
     wait_status,
 )
-from testing.swarm import BRIDGE_IP, IMAGE, Swarm
+from testing.swarm import IMAGE, Swarm
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
 
@@ -44,24 +48,11 @@ _register_agent_at_start(c, "swarm")
 
 @pytest.fixture
 def pdb(tmp_path):
-    pdb = ProductDB(tmp_path)
-
-    def setup(db):
-        admin.create_policy(
-            db, "student", total_resource_slots={"cpu": 4, "mem": "4g"}, max_concurrent_sessions=3,
-            allowed_vfolder_hosts=["local"],
-        )  # fmt: skip
-        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"}, shared_memory="64m")
-        admin.upsert_image(
-            db, IMAGE, labels={"ai.backend.resource.min.cpu": "0.5", "ai.backend.resource.min.mem": "256m"},
-            installed=True,
-        )  # fmt: skip
-
-    pdb.setup(setup)
-    pdb.user("root@example.com", role="superadmin", username="root")
-    pdb.storage_root.mkdir(parents=True, exist_ok=True)
-    yield pdb
-    pdb.close()
+    with ProductDB(tmp_path) as pdb:
+        pdb.setup(lambda db: add_students(db, slots={"cpu": 4, "mem": "4g"}, image=IMAGE))
+        pdb.user("root@example.com", role="superadmin", username="root")
+        pdb.storage_root.mkdir(parents=True, exist_ok=True)
+        yield pdb
 
 
 @pytest.fixture
@@ -73,38 +64,14 @@ def manager(tmp_path, pdb):
 
 
 def swarm_hub(make_hub, pdb, swarm: Swarm, extra: str = "", base_url: str | None = None):
-    return make_hub(
-        hub_config(
-            pdb,
-            "backendai-swarm",
-            f"""
-c.SwarmSessionSpawner.client_kwargs = {{"base_url": {base_url or swarm.manager.sock!r}}}
-c.SwarmSessionSpawner.agent_capacity = {{"cpu": 1, "mem": "2g"}}
-c.SwarmSessionSpawner.agent_heartbeat_interval = 2
-c.SwarmSessionSpawner.storage_probe_retry = 3
-c.Spawner.poll_interval = 2
-c.JupyterHub.hub_ip = {BRIDGE_IP!r}
-{extra}
-""",
-        )
-    )
+    extra = f"c.SwarmSessionSpawner.storage_probe_retry = 3\n{extra}"
+    return testing.swarm.swarm_hub(make_hub, pdb, swarm, extra, capacity='{"cpu": 1, "mem": "2g"}', base_url=base_url)
 
 
 def api_agents(manager) -> dict[str, dict]:
     r = manager.call("GET", "/admin/agents?status=all", "root")
     assert r.status_code == 200, r.text
     return {a["id"]: a for a in r.json()["agents"]}
-
-
-def wait_for(check, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not within {timeout} s: {what}")
-        time.sleep(0.5)
 
 
 def wait_api_agents(manager, check, timeout: float, what: str) -> dict[str, dict]:
@@ -251,16 +218,10 @@ def test_ssh_at_the_nodes_public_host_ports_free_on_the_node_and_usage_from_its_
         # The key downloads from the session (a secret of the session, mounted at its path) and the
         # real ssh client logs in at the public name (resolved as the user's DNS would).
         name = on_labelled.server_name
-        download = browser.get(f"{hub.url}/user/sam/{name}/files/id_container?download=1", timeout=60)
-        assert download.status_code == 200, download.text[:300]
-        assert download.text == pdb.setup(lambda db: sshkeys.get_or_create(db, admin.get_user(db, "sam")).private_key)
-        key = tmp_path / "id_container"
-        key.write_text(download.text)
-        key.chmod(0o600)
+        key = downloaded_key(browser, hub, pdb, "sam", name, tmp_path)
         config = tmp_path / "ssh_config"
         config.write_text(f"Host node2.swarm.test\n  HostName {labelled.ip}\n")
-        command = ["ssh", "-F", str(config), "-i", str(key), "-o", "StrictHostKeyChecking=no",
-                   "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10",
+        command = ["ssh", "-F", str(config), "-i", str(key), *SSH_OPTIONS,
                    "-p", str(on_labelled.ssh_port), "work@node2.swarm.test", "id -un; cat /proc/self/cgroup"]  # fmt: skip
         done = wait_for(lambda: ssh_ok(command), 30, "ssh into the session")
         out = done.stdout.split()

@@ -23,16 +23,18 @@ import requests
 from jupyter_backendai.db import admin, session_logs
 from jupyter_backendai.db import folders as folder_db
 from jupyter_backendai.db import models as m
+from testing.browser import SLOW_MS, accept_dialog, answer_dialog, new_folder, open_lab, open_panel
 from testing.hub import screenshot
 from testing.sessions import (
     PASSWORD,
     ProductDB,
+    add_students,
     contents,
+    session_process_env,
     spawn,
     start_hub_with_manager,
     wait_ready,
 )
-from testing.sessions import session_process_env
 
 IMAGE = "python-local:3"
 #: Three tus PATCH requests of 1 MiB and a bit (the panel sends chunks of at least 1 MiB).
@@ -41,16 +43,11 @@ UPLOAD_BYTES = 2 * 1024 * 1024 + 12345
 
 @pytest.fixture
 def pdb(tmp_path: Any):
-    pdb = ProductDB(tmp_path)
-
-    def setup(db: Any) -> None:
-        admin.create_policy(db, "student", total_resource_slots={"cpu": 4, "mem": "4g"}, max_concurrent_sessions=3)
-        admin.create_preset(db, "small", {"cpu": 1, "mem": "512m"})
-        admin.upsert_image(db, IMAGE, installed=True)
-
-    pdb.setup(setup)
-    yield pdb
-    pdb.close()
+    with ProductDB(tmp_path) as pdb:
+        pdb.setup(
+            lambda db: add_students(db, slots={"cpu": 4, "mem": "4g"}, shared_memory=None, image=IMAGE, labels={})
+        )
+        yield pdb
 
 
 @pytest.fixture
@@ -83,9 +80,7 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
     # Data & Storage: a new folder.
     open_panel(page, "backendai-storage")
     storage = page.locator("#backendai-storage")
-    storage.get_by_role("button", name="Create a new folder").click()
-    page.locator(".jp-Dialog").get_by_label("Folder name").fill("results")
-    accept_dialog(page)
+    new_folder(page, storage, "results")
     card = storage.locator('[data-folder-name="results"]')
     card.wait_for()
     assert "WD" in card.inner_text()
@@ -129,15 +124,13 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
 
     # A sub-folder, entered and left by the breadcrumb; rename, download and delete.
     storage.get_by_role("button", name="Create a sub-folder here").click()
-    page.locator(".jp-Dialog").get_by_label("Name of the new sub-folder").fill("raw")
-    accept_dialog(page)
+    answer_dialog(page, "Name of the new sub-folder", "raw")
     storage.get_by_role("button", name="Open directory raw").click()
     storage.get_by_text("This directory is empty.").wait_for()
     assert storage.locator(".jp-BackendAI-breadcrumb").inner_text().split() == ["results", "/", "raw"]
     storage.get_by_role("button", name="Top of results").click()
     storage.locator('[data-file-name="notes.txt"]').get_by_role("button", name="Rename notes.txt").click()
-    page.locator(".jp-Dialog").get_by_label("New name").fill("notes.md")
-    accept_dialog(page)
+    answer_dialog(page, "New name", "notes.md")
     notes = storage.locator('[data-file-name="notes.md"]')
     with page.expect_download() as download:
         notes.get_by_role("button", name="Download notes.md").click()
@@ -157,20 +150,16 @@ def test_new_user_folder_upload_session_terminate(hub, pdb, page, tmp_path):
     page.keyboard.press("Control+Shift+C")
     page.locator(".lm-CommandPalette-input").fill("New Backend.AI Folder")
     page.keyboard.press("Enter")
-    page.locator(".jp-Dialog").get_by_label("Folder name").fill("scratch")
-    accept_dialog(page)
+    answer_dialog(page, "Folder name", "scratch")
     storage.locator('[data-folder-name="scratch"]').get_by_role("button", name="Rename folder scratch").click()
-    page.locator(".jp-Dialog").get_by_label("New folder name").fill("scratch2")
-    accept_dialog(page)
+    answer_dialog(page, "New folder name", "scratch2")
     scratch = storage.locator('[data-folder-name="scratch2"]')
     scratch.get_by_role("button", name="Delete folder scratch2").click()
-    page.locator(".jp-Dialog").get_by_label("Type the folder's name (scratch2) to confirm").fill("scratch")
-    accept_dialog(page)
+    answer_dialog(page, "Type the folder's name (scratch2) to confirm", "scratch")
     page.wait_for_timeout(1000)
     assert scratch.count() == 1, "a folder was deleted without its name typed"
     scratch.get_by_role("button", name="Delete folder scratch2").click()
-    page.locator(".jp-Dialog").get_by_label("Type the folder's name (scratch2) to confirm").fill("scratch2")
-    accept_dialog(page)
+    answer_dialog(page, "Type the folder's name (scratch2) to confirm", "scratch2")
     scratch.wait_for(state="detached")
 
     # Sessions: start one with the folder mounted.
@@ -302,9 +291,7 @@ def test_invitation_accepted_and_admins_see_others(hub, pdb, page, browser):
 
     open_panel(page, "backendai-storage")
     storage = page.locator("#backendai-storage")
-    storage.get_by_role("button", name="Create a new folder").click()
-    page.locator(".jp-Dialog").get_by_label("Folder name").fill("datasets")
-    accept_dialog(page)
+    new_folder(page, storage, "datasets")
     storage.locator('[data-folder-name="datasets"]').get_by_role("button", name="Invite users to datasets").click()
     dialog = page.locator(".jp-Dialog")
     dialog.get_by_label("E-mail addresses (separated by commas or spaces)").fill("nina@example.com")

@@ -32,7 +32,7 @@ from testing.browser import LAB_IMAGE, SLOW_MS, open_lab, open_panel
 from testing.docker import docker_hub, docker_problem
 from testing.hub import CLIENT_HOST, screenshot
 from testing.manager import Manager
-from testing.sessions import ProductDB, spawn, start_hub_with_manager, stop, wait_ready, wait_status
+from testing.sessions import SSH_OPTIONS, ProductDB, spawn, start_hub_with_manager, stop, wait_ready, wait_status
 
 S = m.SessionStatus
 MiB = 1024**2
@@ -233,8 +233,7 @@ def test_sessions_and_sftp_are_held_to_the_folders_capacity(make_hub, pdb, tmp_p
     big.write_bytes(b"\0" * (4 * MiB))
     small = tmp_path / "small.bin"
     small.write_bytes(b"x" * 1000)
-    opts = ["-i", str(key), "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-            "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-P", str(session.ssh_port)]  # fmt: skip
+    opts = ["-i", str(key), *SSH_OPTIONS, "-P", str(session.ssh_port)]
     netns = ["ip", "netns", "exec", client_netns]
 
     def sftp(local: Path, remote: str) -> subprocess.CompletedProcess:
