@@ -66,8 +66,8 @@ SECTIONS = [
     ),
     Section(
         "jupyter_backendai.hub.logs:SessionLogsMixin",
-        "Sessions' output (Docker and local backends)",
-        "`c.DockerSessionSpawner.…`, `c.LocalSessionSpawner.…`",
+        "Sessions' output (every backend)",
+        "`c.DockerSessionSpawner.…`, `c.SwarmSessionSpawner.…`, `c.KubeSessionSpawner.…`, `c.LocalSessionSpawner.…`",
     ),
     Section(
         "jupyter_backendai.hub.images:ImagesMixin",

@@ -42,6 +42,7 @@ import json
 import math
 
 from kubernetes_asyncio.client import ApiException
+from kubernetes_asyncio.client.rest import RESTResponse
 from kubespawner import KubeSpawner
 from traitlets import Bool, Dict, Enum, Float, Integer, List, Unicode, default
 
@@ -59,8 +60,9 @@ from .kube_args import (
     ssh_secret_manifest,
     ssh_service_manifest,
 )
+from .kube_logs import KubeLogsMixin
 from .kube_nodes import KubeNodesMixin, NodeReflector
-from .kube_status import api_reason, pod_ended, pod_problem
+from .kube_status import api_reason, container_ran, pod_ended, pod_problem
 from .spawner import SessionRefused, SessionSpawnerMixin
 from .spec import SessionSpec, SpecError, container_files
 
@@ -74,7 +76,7 @@ API_CHECK_REUSE = 1.0
 INNER_SSH_PORT = 2200
 
 
-class KubeSessionSpawner(KubeNodesMixin, SessionSpawnerMixin, KubeSpawner):
+class KubeSessionSpawner(KubeNodesMixin, KubeLogsMixin, SessionSpawnerMixin, KubeSpawner):
     backend_name = "kubernetes"
     isolates_users = True
 
@@ -127,6 +129,15 @@ class KubeSessionSpawner(KubeNodesMixin, SessionSpawnerMixin, KubeSpawner):
         120.0,
         config=True,
         help="Seconds a session's pod may take to run (image pull included) before the start fails.",
+    )
+    watch_server_start = Bool(
+        True,
+        config=True,
+        help="""Whether a start waits until the session's server listens at its pod's IP, looking at the
+        pod meanwhile: a server that exits while it starts then ends its spawn with the reason and
+        the last lines of its output. Off: the start returns once the pod runs and JupyterHub waits
+        for the server (``http_timeout``), which fails such a spawn with a timeout only (for pods
+        that run nothing, such as on simulated nodes).""",
     )
     stop_pod_timeout = Float(
         60.0,
@@ -293,11 +304,11 @@ class KubeSessionSpawner(KubeNodesMixin, SessionSpawnerMixin, KubeSpawner):
             self.log.info("Creating pod %s/%s on node %s", self.namespace, self.pod_name, self._node)
             self._pod_created = True
             created = await self._create("pod", pod)
-            self.pod_id = created.metadata.uid
+            self.pod_id = created["metadata"]["uid"]
             owner = owner_reference(self.pod_name, self.pod_id)
             if self._secret_name:
                 # Owned by the pod from now on: the garbage collector deletes it with the pod.
-                await self._api(
+                await self._api_json(
                     self.api.patch_namespaced_secret,
                     self._secret_name,
                     self.namespace,
@@ -310,6 +321,11 @@ class KubeSessionSpawner(KubeNodesMixin, SessionSpawnerMixin, KubeSpawner):
                 policy["metadata"]["ownerReferences"] = [owner]
                 await self._create("network_policy", policy)
             running = await self._wait_running()
+            self.collect_output(self._output_source(), reset=True)
+            if self.watch_server_start:
+                await self.wait_for_server(
+                    running["status"]["podIP"], self.port, exited=self._server_exited, describe=self._exit_reason
+                )
         except BaseException:
             await asyncio.shield(self._remove_session_objects(force=True))
             raise
@@ -330,15 +346,16 @@ class KubeSessionSpawner(KubeNodesMixin, SessionSpawnerMixin, KubeSpawner):
             self.log.info("NodePort %s not available for session %s: taking another", wanted, self.session_id)
             manifest = ssh_service_manifest(spec, self._service_name, config, owner=pod)
             service = await self._create("service", manifest)
-        self.ssh_port = service.spec.ports[0].node_port
+        self.ssh_port = service["spec"]["ports"][0]["nodePort"]
 
         def record(db, port=self.ssh_port):
             db.get(m.Session, self.session_id).ssh_port = port
 
         await self.run_db(record)
 
-    async def _create(self, kind: str, manifest: dict):
-        """Create an object; one of the same name (a start that failed half-way) is replaced."""
+    async def _create(self, kind: str, manifest: dict) -> dict:
+        """Create an object, its JSON as the API server answered; one of the same name (a start
+        that failed half-way) is replaced."""
         if kind == "network_policy":
             from kubespawner.clients import shared_client
 
@@ -347,14 +364,29 @@ class KubeSessionSpawner(KubeNodesMixin, SessionSpawnerMixin, KubeSpawner):
             api = self.api
         create = getattr(api, f"create_namespaced_{kind}")
         try:
-            return await self._api(create, self.namespace, manifest)
+            return await self._api_json(create, self.namespace, manifest)
         except ApiException as e:
             if e.status != 409:
                 raise RuntimeError(f"the API server refused the session's {kind}: {api_reason(e)}") from None
         await self._api(getattr(api, f"delete_namespaced_{kind}"), manifest["metadata"]["name"], self.namespace)
         if kind == "pod":
             await self._wait_gone(manifest["metadata"]["name"], self.stop_pod_timeout)
-        return await self._api(create, self.namespace, manifest)
+        return await self._api_json(create, self.namespace, manifest)
+
+    async def _api_json(self, call, *args, **kwargs) -> dict:
+        """An API call's answer as plain JSON. The client's own models (every field of a pod made
+        an object, its times parsed) cost the hub's one process more CPU than the call itself, for a
+        field or two read: with a thousand pods at once, seconds of the time they all took."""
+
+        async def call_and_read() -> dict:
+            response = await call(*args, _preload_content=False, **kwargs)
+            async with response:
+                data = await response.read()
+            if not 200 <= response.status <= 299:
+                raise ApiException(http_resp=RESTResponse(response, data))
+            return json.loads(data)
+
+        return await asyncio.wait_for(call_and_read(), self.k8s_api_request_retry_timeout)
 
     async def _wait_running(self) -> dict:
         """Until the pod runs; a pod its node rejects or whose container cannot start fails with why."""
@@ -367,6 +399,8 @@ class KubeSessionSpawner(KubeNodesMixin, SessionSpawnerMixin, KubeSpawner):
                 if self.is_pod_running(pod):
                     return pod
                 problem = pod_problem(pod)
+                if problem and container_ran(pod):
+                    raise await self._start_failed(pod)  # its server ended: say why with what it wrote
                 if problem:
                     raise RuntimeError(f"the pod on node {self._node} {problem}")
             if loop.time() > deadline:
@@ -426,14 +460,22 @@ class KubeSessionSpawner(KubeNodesMixin, SessionSpawnerMixin, KubeSpawner):
 
     async def stop_session(self, now: bool) -> None:
         await self._pods()
+        if self.session_id and self.output_finished != self.session_id and (self._pod_created or self.pod_id):
+            # The container ends first and the pod stays, so that its whole log, the server's last
+            # lines included, is read before the pod (and its log) is deleted.
+            if not now and await self._end_container(self.delete_grace_period + 10):
+                await self._read_output_once()
         await self._remove_session_objects(force=now, wait=True)
+        await self.finish_output(timeout=5.0)  # what was followed, when the whole log could not be read
         self._pod_created = False
 
     async def poll_session(self):
         if self.session_id:
             status = await self.run_db(lambda db: getattr(db.get(m.Session, self.session_id), "status", None))
             if status == m.SessionStatus.ERROR:
-                # Its node was lost: delete the pod (it would run on when the node comes back).
+                # Its node was lost: store what was followed before the loss (its kubelet does not
+                # answer for more), and delete the pod (it would run on when the node comes back).
+                await self.finish_output(timeout=0.0)
                 await self._remove_session_objects(force=True)
                 return "ended ERROR"
         if not (self._pod_created or self.pod_id):
@@ -449,8 +491,13 @@ class KubeSessionSpawner(KubeNodesMixin, SessionSpawnerMixin, KubeSpawner):
             return 1  # deleted from outside
         ended = pod_ended(pod)
         if ended is None:
+            if self._log_collector is None and self.session_id and not self._stopping:
+                # Running, and nothing follows its output (the hub restarted): read it all again.
+                self.collect_output(self._output_source(), reset=True)
             return None
         if not self._stopping:
+            if self.session_id and self.output_finished != self.session_id:
+                await self._read_output_once()  # before its pod, and its log, go
             await self._remove_session_objects()  # never restarted: remove what is left of it
         return ended
 

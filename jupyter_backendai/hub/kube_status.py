@@ -1,14 +1,15 @@
 """What a session's pod says of itself: pure readings of Pod objects (as dicts) and API errors.
 
 Used by :mod:`.kube` while a session's pod starts (:func:`pod_problem`: a start that will not
-get better by waiting) and runs (:func:`pod_ended`: its exit status, once it ended).
+get better by waiting; :func:`exit_reason`: a server that ended before it listened) and runs
+(:func:`pod_ended`: its exit status, once it ended; :func:`container_ran`: it has a log to read).
 """
 
 from __future__ import annotations
 
 import json
 
-__all__ = ["FATAL_WAITING", "api_reason", "pod_ended", "pod_problem"]
+__all__ = ["FATAL_WAITING", "api_reason", "container_ran", "exit_reason", "pod_ended", "pod_problem"]
 
 #: Container states on the way to a failed start that will not get better by waiting.
 FATAL_WAITING = {
@@ -61,3 +62,28 @@ def pod_ended(pod: dict):
         if term and c.get("name") == "notebook":
             return term.get("exitCode", 1)
     return None
+
+
+def container_ran(pod: dict | None, container: str = "notebook") -> bool:
+    """Whether the pod's container started (it runs or ran), so that it has a log to read."""
+    for c in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        state = c.get("state") or {}
+        if c.get("name") == container and (state.get("running") or (state.get("terminated") or {}).get("containerID")):
+            return True
+    return False
+
+
+def exit_reason(pod: dict, node: str | None, container: str = "notebook") -> str:
+    """Why the session's server is gone before it listened, as the spawn page says it."""
+    status = pod.get("status") or {}
+    term: dict = {}
+    for c in status.get("containerStatuses") or []:
+        if c.get("name") == container:
+            term = (c.get("state") or {}).get("terminated") or {}
+    reason = f"the session's container exited with status {term.get('exitCode', '?')} before its server listened"
+    if term.get("reason") == "OOMKilled":
+        reason += " (out of memory: its memory limit was reached)"
+    elif status.get("reason"):  # the pod's own end (DeadlineExceeded, Evicted, ...)
+        reason += f" (its pod on node {node} {status['reason']}: {status.get('message') or ''}".rstrip(": ") + ")"
+    message = (term.get("message") or "").strip()
+    return f"{reason}: {message}" if message else reason
