@@ -7,9 +7,10 @@ prints once (it must be changed at first login). Sessions run as Docker containe
 engine answers and the session image is built (``images/session/build-offline.sh``), else as
 local processes, which it says in the log and on the spawn form.
 
-Environment: ``BACKENDAI_DB_URL``, ``BACKENDAI_BACKEND`` (auto | docker | local | swarm, the
-last with ``DOCKER_HOST`` at a swarm manager), ``BACKENDAI_HUB_IP`` (the hub's API address that
-sessions reach, for sessions on other machines),
+Environment: ``BACKENDAI_DB_URL``, ``BACKENDAI_BACKEND`` (auto | docker | local | swarm |
+kubernetes; swarm with ``DOCKER_HOST`` at a swarm manager, kubernetes with the hub's kubeconfig or
+in-cluster service account), ``BACKENDAI_HUB_IP`` (the hub's API address that sessions reach, for
+sessions on other machines),
 ``BACKENDAI_BOOTSTRAP`` (a YAML file loaded at start, idempotently), ``BACKENDAI_STORAGE``
 (the folder storage directory), ``BACKENDAI_ALLOW_SIGNUP=1``, ``JUPYTERHUB_BIND_URL``,
 ``BACKENDAI_PUBLIC_URL`` (the URL users open, for links in e-mail; default: the bind URL),
@@ -68,7 +69,7 @@ c.JupyterHub.allow_named_servers = True
 c.JupyterHub.default_url = "/hub/home"
 storage = default_storage_root()
 c.StorageSettings.storage_root = storage  # every spawner's
-if os.environ.get("BACKENDAI_HUB_IP"):  # sessions on swarm nodes call the hub's API there
+if os.environ.get("BACKENDAI_HUB_IP"):  # sessions on swarm or cluster nodes call the hub's API there
     c.JupyterHub.hub_ip = os.environ["BACKENDAI_HUB_IP"]
 c.Spawner.default_url = "/lab"
 

@@ -97,6 +97,34 @@ def swarm_problem(image: str = SESSION_IMAGE) -> str | None:
     return docker_problem(image)
 
 
+def kubernetes_problem() -> str | None:
+    """Why the Kubernetes backend cannot be used (no configuration of a cluster: neither the
+    in-cluster service account nor a kubeconfig), or None when it can. The API server is not
+    asked: while it does not answer, spawns are refused with the reason and the hub still starts."""
+    import asyncio
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from kubernetes_asyncio import config
+
+    if os.environ.get("KUBERNETES_SERVICE_HOST"):
+        try:
+            config.load_incluster_config()
+            return None
+        except config.ConfigException as e:
+            return f"the in-cluster service account is not usable ({e})"
+    # As KubeSpawner finds it, read now rather than when the client was imported.
+    path = os.path.expanduser(os.environ.get("KUBECONFIG") or "~/.kube/config")
+    if not os.path.exists(path.split(os.pathsep)[0]):
+        return f"no Kubernetes cluster is configured (no in-cluster service account, no kubeconfig at {path})"
+    try:
+        with ThreadPoolExecutor(1) as pool:  # its loader is a coroutine; the hub's loop may be running
+            pool.submit(lambda: asyncio.run(config.load_kube_config(config_file=path))).result()
+    except Exception as e:
+        return f"the kubeconfig {path} is not usable ({e})"
+    return None
+
+
 class BackendChoice(NamedTuple):
     """The backend sessions run on, and why: the hub's log and the spawn form say both."""
 
@@ -110,7 +138,8 @@ def choose_backend(url: str, *, prefer: str = "auto", image: str = SESSION_IMAGE
 
 
 def choose(url: str, *, prefer: str = "auto", image: str = SESSION_IMAGE) -> BackendChoice:
-    """``docker`` when an engine answers and the session image exists, else ``local``, with the reason.
+    """``docker`` when an engine answers and the session image exists, else ``local``, with the reason
+    (``swarm`` and ``kubernetes`` only when asked for).
 
     ``auto`` never falls back silently: the reason names what is missing, and for the local
     backend whether it isolates users (a root hub: one Unix account per user) or is a
@@ -120,9 +149,14 @@ def choose(url: str, *, prefer: str = "auto", image: str = SESSION_IMAGE) -> Bac
 
     from ..core.accounts import isolates_users
 
-    if prefer not in ("auto", "docker", "local", "swarm"):
-        raise ValueError(f"unknown backend {prefer!r}: choose auto, docker, swarm or local")
-    if prefer == "swarm":  # only when asked for: a manager's engine also answers as a plain engine
+    if prefer not in ("auto", "docker", "local", "swarm", "kubernetes"):
+        raise ValueError(f"unknown backend {prefer!r}: choose auto, docker, swarm, kubernetes or local")
+    if prefer == "kubernetes":  # only when asked for, as swarm
+        problem = kubernetes_problem()
+        if problem:
+            raise RuntimeError(f"the Kubernetes backend was asked for but {problem}")
+        backend = "kubernetes"
+    elif prefer == "swarm":  # only when asked for: a manager's engine also answers as a plain engine
         problem = swarm_problem(image)
         if problem:
             raise RuntimeError(f"the Swarm backend was asked for but {problem}")
@@ -139,11 +173,23 @@ def choose(url: str, *, prefer: str = "auto", image: str = SESSION_IMAGE) -> Bac
 
             labels = docker.from_env(timeout=5).images.get(image).labels or {}
             admin.upsert_image(db, image, labels=labels, installed=True)
+        elif backend == "kubernetes":
+            # The nodes' kubelets pull it; its labels (minimums, service ports) from an engine here, if any.
+            try:
+                import docker
+
+                labels = docker.from_env(timeout=5).images.get(image).labels or {}
+            except Exception:
+                labels = {}
+            admin.upsert_image(db, image, labels=labels, installed=True)
         else:
             admin.upsert_image(db, LOCAL_IMAGE, installed=True)
         db.commit()
     factory.kw["bind"].dispose()
-    if backend == "swarm":
+    if backend == "kubernetes":
+        reason = f"sessions run as pods of a Kubernetes cluster, every node an agent (image {image})"
+        log.info("jupyter-backendai: %s", reason)
+    elif backend == "swarm":
         reason = f"sessions run as services of a Docker Swarm, every node an agent (image {image})"
         log.info("jupyter-backendai: %s", reason)
     elif backend == "docker":
@@ -182,17 +228,26 @@ def register_agent_at_start(config, backend: str) -> None:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
+    kwargs: dict = {}
     if backend == "docker":
         from .docker import DockerSessionSpawner as cls
     elif backend == "swarm":
         # Its heartbeat then reads the node list from the start: nodes show up before any spawn.
         from .swarm import SwarmSessionSpawner as cls
+    elif backend == "kubernetes":
+        # Its node watch starts now: nodes show up (and follow the cluster) before any spawn.
+        # KubeSpawner names its objects after a user at construction; this spawner starts none.
+        from types import SimpleNamespace
+
+        from .kube import KubeSessionSpawner as cls
+
+        kwargs["user"] = SimpleNamespace(name="backendai-agents", id=0, url="/")
     else:
         from .local import LocalSessionSpawner as cls
 
     async def register() -> None:
         try:
-            await cls(config=config).ensure_agent()
+            await cls(config=config, **kwargs).ensure_agent()
         except Exception:
             log.exception("jupyter-backendai: could not register the %s agent at start-up", backend)
 
