@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from .errors import Conflict, NotFound, StorageError, UnsafePath, show_path
+from .errors import Conflict, StorageError, UnsafePath, show_path
 from .safepath import DIR_FLAGS, MAX_DEPTH, OpenFolder, open_subdir, split_relpath
 
 __all__ = ["ArchivePlan", "ArchiveStats", "plan_archive", "write_archive"]
@@ -85,9 +85,7 @@ def plan_archive(folder: os.PathLike[str] | str, paths: str | Sequence[str], *, 
     all_parts = sorted({split_relpath(p) for p in wanted})
     with OpenFolder(folder) as of:
         for parts in all_parts:
-            st = of.lstat(parts)
-            if st is None:
-                raise NotFound(f"{show_path(parts)} does not exist")
+            st = of.lstat_existing(parts)
             if _stat.S_ISLNK(st.st_mode):
                 raise UnsafePath(f"{show_path(parts)} is a symbolic link; symbolic links are not followed")
             if not (_stat.S_ISDIR(st.st_mode) or _stat.S_ISREG(st.st_mode)):
@@ -292,9 +290,7 @@ def write_archive(
             for path in plan.paths:
                 parts = split_relpath(path)
                 arcname = "/".join(_printable(p) for p in parts[len(base) :])
-                st = of.lstat(parts)
-                if st is None:
-                    raise NotFound(f"{show_path(parts)} does not exist")
+                st = of.lstat_existing(parts)
                 if _stat.S_ISLNK(st.st_mode):
                     raise UnsafePath(f"{show_path(parts)} is a symbolic link; symbolic links are not followed")
                 if _stat.S_ISREG(st.st_mode):

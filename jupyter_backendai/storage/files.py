@@ -128,9 +128,7 @@ def stat(folder: Folder, relpath: RelPath) -> FileEntry:
     """The entry of ``relpath`` itself (a link is described, not followed)."""
     parts = split_relpath(relpath)
     with OpenFolder(folder) as of:
-        st = of.lstat(parts)
-        if st is None:
-            raise NotFound(f"{show_path(parts)} does not exist")
+        st = of.lstat_existing(parts)
         target = None
         if _stat.S_ISLNK(st.st_mode):
             with oserrors(parts):
@@ -195,8 +193,7 @@ def rename(folder: Folder, src: RelPath, new_name: str) -> str:
     new_parts = (*parts[:-1], new_name)
     with OpenFolder(folder) as of:
         parent = of.walk(parts[:-1])
-        if of.lstat(parts) is None:
-            raise NotFound(f"{show_path(parts)} does not exist")
+        of.lstat_existing(parts)
         if new_name == parts[-1]:
             return "/".join(parts)
         if of.lstat(new_parts) is not None:
@@ -217,8 +214,7 @@ def move(folder: Folder, src: RelPath, dst_dir: RelPath) -> str:
     new_parts = (*dst, parts[-1])
     with OpenFolder(folder) as of:
         src_parent = of.walk(parts[:-1])
-        if of.lstat(parts) is None:
-            raise NotFound(f"{show_path(parts)} does not exist")
+        of.lstat_existing(parts)
         dst_fd = of.walk(dst)
         if new_parts == parts:
             return "/".join(parts)
@@ -242,9 +238,7 @@ def delete(folder: Folder, relpaths: Iterable[RelPath] | str, recursive: bool = 
         raise UnsafePath("the folder root cannot be deleted here; delete the folder instead")
     with OpenFolder(folder) as of:
         for parts in all_parts:
-            st = of.lstat(parts)
-            if st is None:
-                raise NotFound(f"{show_path(parts)} does not exist")
+            st = of.lstat_existing(parts)
             if _stat.S_ISDIR(st.st_mode) and not recursive:
                 raise Conflict(f"{show_path(parts)} is a directory; deleting it needs recursive")
         for parts in all_parts:
@@ -269,9 +263,7 @@ def open_read(folder: Folder, relpath: RelPath) -> BinaryIO:
     """Open a regular file for reading; links, directories and special files are refused."""
     parts = split_relpath(relpath)
     with OpenFolder(folder) as of:
-        st = of.lstat(parts)
-        if st is None:
-            raise NotFound(f"{show_path(parts)} does not exist")
+        st = of.lstat_existing(parts)
         _require_regular(st, parts)
         parent = of.walk(parts[:-1])
         # O_NOFOLLOW: a link swapped in since the lstat fails (ELOOP); O_NONBLOCK: a FIFO

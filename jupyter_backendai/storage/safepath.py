@@ -217,6 +217,13 @@ class OpenFolder:
         with oserrors(parts):
             return _lstat_at(parts[-1], parent)
 
+    def lstat_existing(self, parts: Sequence[str]) -> os.stat_result:
+        """:meth:`lstat` of an entry the operation needs: a missing one is :class:`NotFound`."""
+        st = self.lstat(parts)
+        if st is None:
+            raise NotFound(f"{show_path(parts)} does not exist")
+        return st
+
 
 def _scan(fd: int, on_entry: Callable[[int, str], None]) -> list[str]:
     """Call ``on_entry(fd, name)`` for each non-directory entry of ``fd``; return the subdirectory names."""
