@@ -565,22 +565,28 @@ async def request_archive(handler: Any, name: str, data: dict[str, Any]) -> None
     folder = await handler.folder(name, "ro")
     directory = await handler.directory(folder)
     plan = await asyncio.to_thread(storage.plan_archive, directory, spec, folder_name=folder.name)
+    claims = {"op": "download", "archive": True, "paths": spec, "name": folder.name, "compress": compress}
+    send_link(
+        handler, DOWNLOAD_PATH, folder, claims,
+        archive=True, path=plan.base, paths=list(plan.paths), filename=plan.filename,
+    )  # fmt: skip
+
+
+def send_link(handler: Any, endpoint: str, folder: Any, claims: dict[str, Any], **answer: Any) -> None:
+    """Answer a request for a transfer with a token and the URL of ``endpoint`` that takes it.
+
+    The token's claims name the folder and who asked besides ``claims``: the transfer endpoints
+    trust the token alone, as Backend.AI's storage proxy does, and look nothing up about the caller.
+    """
     claims = {
-        "op": "download",
-        "archive": True,
+        **claims,
         "folder": str(folder.id),
         "host": folder.host,
-        "paths": spec,
-        "name": folder.name,
-        "compress": compress,
         "user": handler.identity.username,
         "uid": str(handler.identity.user_id),
     }
     token = transfer_tokens.issue(handler.manager.transfer_secret, claims, ttl=handler.manager.transfer_token_lifetime)
-    handler.send({
-        "token": token, "url": handler.service_url(f"{DOWNLOAD_PATH}?token={token}"), "archive": True,
-        "path": plan.base, "paths": list(plan.paths), "filename": plan.filename,
-    })  # fmt: skip
+    handler.send({"token": token, "url": handler.service_url(f"{endpoint}?token={token}"), **answer})
 
 
 def _sendfile_all(sock: int, fd: int, offset: int, count: int, timeout: float) -> int:

@@ -22,6 +22,8 @@ from ..base import APIError, APIHandler
 #: Where the transfer endpoints live, relative to the service's base URL (see ``api_transfer``).
 TUS_PATH = "/folders/_/tus/upload"
 DOWNLOAD_PATH = "/folders/_/download"
+#: One folder's path in the routes: ``{name}`` is its name or id, as the handlers take it.
+FOLDER_PATH = r"/folders/(?P<name>[^/]+)"
 
 
 @dataclass(frozen=True)

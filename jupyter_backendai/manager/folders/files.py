@@ -13,9 +13,9 @@ import stat as stat_module
 
 from ... import storage
 from ...db import folders as folder_db
-from .. import api_transfer, transfer_tokens
+from .. import api_transfer
 from ..base import APIError
-from .common import DOWNLOAD_PATH, TUS_PATH, FolderHandler
+from .common import DOWNLOAD_PATH, FOLDER_PATH, TUS_PATH, FolderHandler
 
 
 class MkdirHandler(FolderHandler):
@@ -195,19 +195,8 @@ class RequestUploadHandler(FolderHandler):
                 quota=e.quota,
                 reserved_bytes=e.reserved,
             ) from None
-        claims = {
-            "op": "upload",
-            "upload": upload_id,
-            "folder": str(folder.id),
-            "host": folder.host,
-            "path": relpath,
-            "size": size,
-            "quota": folder.capacity,
-            "user": self.identity.username,
-            "uid": str(self.identity.user_id),
-        }
-        token = transfer_tokens.issue(self.manager.transfer_secret, claims, ttl=self.manager.transfer_token_lifetime)
-        self.send({"token": token, "url": self.service_url(f"{TUS_PATH}?token={token}"), "path": relpath})
+        claims = {"op": "upload", "upload": upload_id, "path": relpath, "size": size, "quota": folder.capacity}
+        api_transfer.send_link(self, TUS_PATH, folder, claims, path=relpath)
 
 
 class RequestDownloadHandler(FolderHandler):
@@ -231,27 +220,16 @@ class RequestDownloadHandler(FolderHandler):
         if entry.type != "file":
             raise APIError(400, f"{path!r} is a {entry.type}, not a file; only files can be downloaded")
         relpath = storage.normalize_relpath(path)
-        claims = {
-            "op": "download",
-            "folder": str(folder.id),
-            "host": folder.host,
-            "path": relpath,
-            "size": entry.size,
-            "user": self.identity.username,
-            "uid": str(self.identity.user_id),
-        }
-        token = transfer_tokens.issue(self.manager.transfer_secret, claims, ttl=self.manager.transfer_token_lifetime)
-        self.send({"token": token, "url": self.service_url(f"{DOWNLOAD_PATH}?token={token}"), "path": relpath})
+        claims = {"op": "download", "path": relpath, "size": entry.size}
+        api_transfer.send_link(self, DOWNLOAD_PATH, folder, claims, path=relpath)
 
-
-_NAME = r"(?P<name>[^/]+)"
 
 handlers = [
-    (rf"/folders/{_NAME}/mkdir", MkdirHandler),
-    (rf"/folders/{_NAME}/files", FilesHandler),
-    (rf"/folders/{_NAME}/rename-file", RenameFileHandler),
-    (rf"/folders/{_NAME}/move-file", MoveFileHandler),
-    (rf"/folders/{_NAME}/delete-files", DeleteFilesHandler),
-    (rf"/folders/{_NAME}/request-upload", RequestUploadHandler),
-    (rf"/folders/{_NAME}/request-download", RequestDownloadHandler),
+    (rf"{FOLDER_PATH}/mkdir", MkdirHandler),
+    (rf"{FOLDER_PATH}/files", FilesHandler),
+    (rf"{FOLDER_PATH}/rename-file", RenameFileHandler),
+    (rf"{FOLDER_PATH}/move-file", MoveFileHandler),
+    (rf"{FOLDER_PATH}/delete-files", DeleteFilesHandler),
+    (rf"{FOLDER_PATH}/request-upload", RequestUploadHandler),
+    (rf"{FOLDER_PATH}/request-download", RequestDownloadHandler),
 ]

@@ -17,7 +17,7 @@ from ...db.types import utcnow
 from ...storage import errors as storage_errors
 from ...storage.clone import copy_folder
 from ..base import APIError
-from .common import FolderHandler, delete_folder, find_group, folder_capacity, folder_view
+from .common import FOLDER_PATH, FolderHandler, delete_folder, find_group, folder_capacity, folder_view
 from .listing import LISTED, REFRESH, UsageRefresh, decoder, in_group
 
 
@@ -222,13 +222,11 @@ def _drop_folder_row(db: DB, folder_id: uuid.UUID) -> None:
         db.delete(folder)
 
 
-_NAME = r"(?P<name>[^/]+)"
-
 handlers = [
     (r"/folders/?", FoldersHandler),
     (r"/folders/_/hosts", FolderHostsHandler),
     (r"/folders/_/id", FolderIdHandler),
-    (rf"/folders/{_NAME}/rename", RenameFolderHandler),
-    (rf"/folders/{_NAME}/clone", CloneHandler),
-    (rf"/folders/{_NAME}/?", FolderItemHandler),
+    (rf"{FOLDER_PATH}/rename", RenameFolderHandler),
+    (rf"{FOLDER_PATH}/clone", CloneHandler),
+    (rf"{FOLDER_PATH}/?", FolderItemHandler),
 ]

@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session as DB
 from ...db import folders as folder_db
 from ...db import models as m
 from ..base import APIError
-from .common import FolderHandler, as_list, emails_of
+from .common import FOLDER_PATH, FolderHandler, as_list, emails_of
 
 
 def _invitation_view(db: DB, inv: m.VFolderInvitation) -> dict[str, Any]:
@@ -186,16 +186,14 @@ class LeaveHandler(FolderHandler):
         self.send(await self.run_db(leave))
 
 
-_NAME = r"(?P<name>[^/]+)"
-
 handlers = [
     (r"/folders/_/shared", SharedFoldersHandler),
     (r"/folders/invitations/list", InvitationsListHandler),
     (r"/folders/invitations/list-sent", InvitationsListHandler, {"sent": True}),
     (r"/folders/invitations/accept", InvitationAcceptHandler),
     (r"/folders/invitations/delete", InvitationDeleteHandler),
-    (rf"/folders/{_NAME}/invite", InviteHandler),
-    (rf"/folders/{_NAME}/share", ShareHandler),
-    (rf"/folders/{_NAME}/unshare", UnshareHandler),
-    (rf"/folders/{_NAME}/leave", LeaveHandler),
+    (rf"{FOLDER_PATH}/invite", InviteHandler),
+    (rf"{FOLDER_PATH}/share", ShareHandler),
+    (rf"{FOLDER_PATH}/unshare", UnshareHandler),
+    (rf"{FOLDER_PATH}/leave", LeaveHandler),
 ]

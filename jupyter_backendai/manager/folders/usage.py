@@ -13,7 +13,7 @@ from ...db import folders as folder_db
 from ...db import models as m
 from ...db.types import utcnow
 from ..base import APIError
-from .common import FolderHandler, FolderRef, folder_capacity
+from .common import FOLDER_PATH, FolderHandler, FolderRef, folder_capacity
 
 
 class FolderUsageHandler(FolderHandler):
@@ -114,11 +114,9 @@ def _stored_used_bytes(db: DB, folder_id: uuid.UUID) -> int:
     return db.scalar(select(m.VFolder.used_bytes).where(m.VFolder.id == folder_id)) or 0
 
 
-_NAME = r"(?P<name>[^/]+)"
-
 # ``/folders/_/usage`` before ``/folders/{name}/usage``, which would read ``_`` as a folder's name.
 handlers = [
     (r"/folders/_/usage", FolderUsageHandler),
     (r"/folders/_/quota", FolderQuotaHandler),
-    (rf"/folders/{_NAME}/usage", FolderUsageHandler),
+    (rf"{FOLDER_PATH}/usage", FolderUsageHandler),
 ]
