@@ -11,28 +11,36 @@ client keeps no other per-request state (it sends no cookies the manager needs).
 from __future__ import annotations
 
 import asyncio
-import os
-from collections.abc import Iterable
-from pathlib import Path
-from typing import Any
+import functools
+from collections.abc import Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from .progress import ProgressFactory
-from .sync import DEFAULT_CHUNK_SIZE, DEFAULT_RETRIES, Client, MiB
+from .sync import Client
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _on_thread(
+    method: Callable[Concatenate[Client, P], R],
+) -> Callable[Concatenate[AsyncClient, P], Coroutine[Any, Any, R]]:
+    """``method`` of :class:`Client` as a coroutine method of :class:`AsyncClient`, run on a worker
+    thread: the arguments, defaults and docstring are the synchronous method's, written once."""
+
+    @functools.wraps(method)
+    async def call(self: AsyncClient, *args: P.args, **kwargs: P.kwargs) -> R:
+        return await asyncio.to_thread(method, self.sync, *args, **kwargs)
+
+    return call
 
 
 class AsyncClient:
     """:class:`~jupyter_backendai.client.Client`'s API with ``async def`` methods (same arguments)."""
 
-    def __init__(
-        self,
-        endpoint: str | None = None,
-        *,
-        access_key: str | None = None,
-        secret_key: str | None = None,
-        token: str | None = None,
-        timeout: float = 60,
-    ):
-        self.sync = Client(endpoint, access_key=access_key, secret_key=secret_key, token=token, timeout=timeout)
+    @functools.wraps(Client.__init__, assigned=())  # inspect.signature shows Client's arguments
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """:class:`Client`'s arguments: the endpoint and credentials, found the same way."""
+        self.sync = Client(*args, **kwargs)
 
     @property
     def endpoint(self) -> str:
@@ -47,102 +55,24 @@ class AsyncClient:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def close(self) -> None:
-        await asyncio.to_thread(self.sync.close)
-
-    async def request(self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None) -> Any:
-        return await asyncio.to_thread(self.sync.request, method, path, params=params, body=body)
-
-    async def version(self) -> dict[str, Any]:
-        return await asyncio.to_thread(self.sync.version)
-
-    async def whoami(self) -> dict[str, Any]:
-        return await asyncio.to_thread(self.sync.whoami)
-
-    async def list_folders(self) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.sync.list_folders)
-
-    async def get_folder(self, name: str) -> dict[str, Any]:
-        return await asyncio.to_thread(self.sync.get_folder, name)
-
-    async def create_folder(self, name: str, host: str = "local", group: str | None = None) -> dict[str, Any]:
-        return await asyncio.to_thread(self.sync.create_folder, name, host, group)
-
-    async def delete_folder(self, name: str) -> None:
-        await asyncio.to_thread(self.sync.delete_folder, name)
-
-    async def list_files(self, folder: str, path: str = "") -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.sync.list_files, folder, path)
-
-    async def mkdir(
-        self, folder: str, path: str | list[str], parents: bool = False, exist_ok: bool = False
-    ) -> list[str]:
-        return await asyncio.to_thread(self.sync.mkdir, folder, path, parents, exist_ok)
-
-    async def delete_files(self, folder: str, paths: str | list[str], recursive: bool = False) -> list[str]:
-        return await asyncio.to_thread(self.sync.delete_files, folder, paths, recursive)
-
-    async def upload(
-        self,
-        folder: str,
-        local_path: str | os.PathLike[str],
-        remote_path: str | None = None,
-        *,
-        progress: bool | ProgressFactory = True,
-        chunk_size: int = DEFAULT_CHUNK_SIZE,
-        retries: int = DEFAULT_RETRIES,
-    ) -> str:
-        return await asyncio.to_thread(
-            self.sync.upload, folder, local_path, remote_path, progress=progress, chunk_size=chunk_size, retries=retries
-        )
-
-    async def download(
-        self,
-        folder: str,
-        remote_path: str,
-        local_path: str | os.PathLike[str],
-        *,
-        progress: bool | ProgressFactory = True,
-        resume: bool = True,
-        retries: int = DEFAULT_RETRIES,
-        chunk_size: int = MiB,
-    ) -> Path:
-        return await asyncio.to_thread(
-            self.sync.download, folder, remote_path, local_path,
-            progress=progress, resume=resume, retries=retries, chunk_size=chunk_size,
-        )  # fmt: skip
-
-    async def list_sessions(self, status: str = "running", page: int = 1, page_size: int = 20) -> dict[str, Any]:
-        return await asyncio.to_thread(self.sync.list_sessions, status, page, page_size)
-
-    async def create_session(
-        self,
-        name: str,
-        image: str | None = None,
-        preset: str | None = None,
-        resources: dict[str, Any] | None = None,
-        folders: Iterable[str] = (),
-        scaling_group: str | None = None,
-        group: str | None = None,
-    ) -> dict[str, Any]:
-        return await asyncio.to_thread(
-            self.sync.create_session, name, image, preset, resources, tuple(folders), scaling_group, group
-        )
-
-    async def get_session(self, name: str) -> dict[str, Any]:
-        return await asyncio.to_thread(self.sync.get_session, name)
-
-    async def destroy_session(self, name: str) -> dict[str, Any]:
-        return await asyncio.to_thread(self.sync.destroy_session, name)
-
-    async def session_queue(self, name: str) -> dict[str, Any]:
-        return await asyncio.to_thread(self.sync.session_queue, name)
-
-    async def presets(self) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(self.sync.presets)
-
-    async def check_presets(self, group: str | None = None, scaling_group: str | None = None) -> dict[str, Any]:
-        return await asyncio.to_thread(self.sync.check_presets, group, scaling_group)
-
-    async def launch_options(self, group: str | None = None) -> dict[str, Any]:
-        return await asyncio.to_thread(self.sync.launch_options, group)
+    close = _on_thread(Client.close)
+    request = _on_thread(Client.request)
+    version = _on_thread(Client.version)
+    whoami = _on_thread(Client.whoami)
+    list_folders = _on_thread(Client.list_folders)
+    get_folder = _on_thread(Client.get_folder)
+    create_folder = _on_thread(Client.create_folder)
+    delete_folder = _on_thread(Client.delete_folder)
+    list_files = _on_thread(Client.list_files)
+    mkdir = _on_thread(Client.mkdir)
+    delete_files = _on_thread(Client.delete_files)
+    upload = _on_thread(Client.upload)
+    download = _on_thread(Client.download)
+    list_sessions = _on_thread(Client.list_sessions)
+    create_session = _on_thread(Client.create_session)
+    get_session = _on_thread(Client.get_session)
+    destroy_session = _on_thread(Client.destroy_session)
+    session_queue = _on_thread(Client.session_queue)
+    presets = _on_thread(Client.presets)
+    check_presets = _on_thread(Client.check_presets)
+    launch_options = _on_thread(Client.launch_options)

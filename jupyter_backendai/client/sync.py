@@ -390,10 +390,11 @@ class Client:
         in the session's home folder as ``<name>``. The answer has sessionId, sessionName, status, ...
         """
         config: dict[str, Any] = {}
+        folders = list(folders)  # once: an iterator is consumed by reading it
         if resources:
             config["resources"] = resources
         if folders:
-            config["mounts"] = list(folders)
+            config["mounts"] = folders
         if scaling_group:
             config["scaling_group"] = scaling_group
         body: dict[str, Any] = {"name": name, "config": config}
