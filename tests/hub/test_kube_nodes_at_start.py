@@ -5,6 +5,7 @@ cluster from then on; and the backend asked for without a cluster says why.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -58,21 +59,36 @@ def test_without_the_registration_at_start_no_node_is_an_agent_before_a_spawn(
     assert "Traceback" not in hub.log_text()
 
 
-def test_the_kubernetes_backend_is_chosen_only_with_a_cluster(
-    pdb: ProductDB, k8s_cluster: Cluster, monkeypatch, tmp_path
-):
+def test_the_kubernetes_backend_is_chosen_only_with_a_cluster(pdb: ProductDB, monkeypatch, tmp_path):
     from jupyter_backendai.hub import first_run
+    from testing.hub import free_port
 
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    monkeypatch.setenv("KUBECONFIG", str(k8s_cluster.kubeconfig))
+    # A kubeconfig whose API server does not answer: the choice does not ask it (spawns would be
+    # refused with the reason, the hub starts).
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        json.dumps({
+            "apiVersion": "v1", "kind": "Config",
+            "clusters": [{"name": "c", "cluster": {"server": f"https://127.0.0.1:{free_port()}"}}],
+            "users": [{"name": "hub", "user": {"token": "t"}}],
+            "contexts": [{"name": "hub", "context": {"cluster": "c", "user": "hub"}}],
+            "current-context": "hub",
+        })
+    )  # fmt: skip
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
     choice = first_run.choose(pdb.url, prefer="kubernetes", image=IMAGE)
     assert choice.backend == "kubernetes"
     assert choice.reason == f"sessions run as pods of a Kubernetes cluster, every node an agent (image {IMAGE})"
     assert pdb.setup(lambda db: admin.get_image(db, IMAGE).installed)  # offered on the spawn form
 
-    # No cluster configured: it says so rather than fall back to another backend.
+    # No cluster configured, or a kubeconfig that is not one: it says so rather than fall back.
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "none"))
     with pytest.raises(
         RuntimeError, match="the Kubernetes backend was asked for but no Kubernetes cluster is configured"
     ):
+        first_run.choose(pdb.url, prefer="kubernetes", image=IMAGE)
+    kubeconfig.write_text("not: [a kubeconfig")
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    with pytest.raises(RuntimeError, match="the Kubernetes backend was asked for but the kubeconfig .* is not usable"):
         first_run.choose(pdb.url, prefer="kubernetes", image=IMAGE)
