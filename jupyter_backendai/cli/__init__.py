@@ -21,7 +21,7 @@ from traitlets.config.loader import ArgumentError
 from ..core.slots import SlotError
 from ..db import admin
 from ..db.engine import DatabaseError
-from ._base import Command, CommandError
+from ._base import Command, CommandError, commands
 from .database import Bootstrap, DBApp, upgrade_with_defaults
 from .domains import DomainApp, GroupApp
 from .images import ImageApp, RegistryApp
@@ -46,23 +46,20 @@ class BackendAIApp(Command):
     jupyter-backendai user create alice@example.com --password 'S3cret!pw' --group default --policy student
     jupyter-backendai user list --json
     """
-    subcommands = {
-        c.name: (c, c.description)
-        for c in (
-            DBApp,
-            DomainApp,
-            GroupApp,
-            UserApp,
-            KeypairApp,
-            PolicyApp,
-            PresetApp,
-            ImageApp,
-            RegistryApp,
-            ScalingGroupApp,
-            InvitationApp,
-            Bootstrap,
-        )
-    }
+    subcommands = commands(
+        DBApp,
+        DomainApp,
+        GroupApp,
+        UserApp,
+        KeypairApp,
+        PolicyApp,
+        PresetApp,
+        ImageApp,
+        RegistryApp,
+        ScalingGroupApp,
+        InvitationApp,
+        Bootstrap,
+    )
 
 
 EXPECTED_ERRORS: tuple[type[BaseException], ...] = (

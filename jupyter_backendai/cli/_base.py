@@ -190,6 +190,11 @@ class SlotCommand(Command):
         return SlotOptions(parent=self)
 
 
+def commands(*classes: type[Command]) -> dict[str, tuple[type[Command], str]]:
+    """A command group's ``subcommands``: each command under its ``name``, with its description."""
+    return {c.name: (c, c.description) for c in classes}
+
+
 def yes_no_flags(cls: str, trait: str, name: str, what: str) -> dict:
     return {
         name: ({cls: {trait: True}}, f"Set {what}."),

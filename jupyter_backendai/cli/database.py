@@ -6,7 +6,7 @@ from traitlets import Bool
 
 from ..db import admin
 from ..db.engine import connect, make_engine, resolve_url, upgrade
-from ._base import Command, CommandError, Output
+from ._base import Command, CommandError, Output, commands
 
 # --- db ---------------------------------------------------------------------------------------
 
@@ -39,7 +39,7 @@ def upgrade_with_defaults(url: str) -> tuple[str, list[str]]:
 class DBApp(Command):
     name = "db"
     description = "Database maintenance."
-    subcommands = {"upgrade": (DBUpgrade, DBUpgrade.description)}
+    subcommands = commands(DBUpgrade)
 
 
 # --- bootstrap ----------------------------------------------------------------------------

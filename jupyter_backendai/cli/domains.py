@@ -9,7 +9,7 @@ from traitlets import List, Unicode
 
 from ..db import admin, views
 from ..db import models as m
-from ._base import Command, CommandError, SlotCommand, listing, shown, split_values
+from ._base import Command, CommandError, SlotCommand, commands, listing, shown, split_values
 
 # --- domains and groups -----------------------------------------------------------------------
 
@@ -85,7 +85,7 @@ class DomainUpdate(_OrgUpdate):
 class DomainApp(Command):
     name = "domain"
     description = "Domains."
-    subcommands = {c.name: (c, c.description) for c in (DomainCreate, DomainList, DomainUpdate)}
+    subcommands = commands(DomainCreate, DomainList, DomainUpdate)
 
 
 class GroupCommand(SlotCommand):
@@ -175,6 +175,4 @@ class GroupUpdate(_OrgUpdate, GroupCommand):
 class GroupApp(Command):
     name = "group"
     description = "Groups (projects)."
-    subcommands = {
-        c.name: (c, c.description) for c in (GroupCreate, GroupList, GroupUpdate, GroupAddUser, GroupRemoveUser)
-    }
+    subcommands = commands(GroupCreate, GroupList, GroupUpdate, GroupAddUser, GroupRemoveUser)

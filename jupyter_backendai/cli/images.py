@@ -8,7 +8,7 @@ from traitlets import Bool, Dict, List, Unicode
 from ..db import admin, views
 from ..db import images as image_db
 from ..db import models as m
-from ._base import Command, CommandError, SlotCommand, listing, shown
+from ._base import Command, CommandError, SlotCommand, commands, listing, shown
 
 # --- images and registries ----------------------------------------------------------------
 
@@ -84,7 +84,7 @@ class ImageInstall(Command):
 class ImageApp(Command):
     name = "image"
     description = "Images (environments)."
-    subcommands = {c.name: (c, c.description) for c in (ImageList, ImageAdd, ImageSetMin, ImageInstall)}
+    subcommands = commands(ImageList, ImageAdd, ImageSetMin, ImageInstall)
 
 
 REGISTRY_COLUMNS = ("hostname", "url", "type", "project", "username", "has_password")
@@ -138,4 +138,4 @@ class RegistryRemove(Command):
 class RegistryApp(Command):
     name = "registry"
     description = "Docker registries."
-    subcommands = {c.name: (c, c.description) for c in (RegistryAdd, RegistryList, RegistryRemove)}
+    subcommands = commands(RegistryAdd, RegistryList, RegistryRemove)

@@ -9,7 +9,7 @@ from traitlets import Integer, Unicode
 
 from ..db import admin
 from ..db import models as m
-from ._base import Command, CommandError, Output, listing
+from ._base import Command, CommandError, Output, commands, listing
 
 # --- sign-up invitations -------------------------------------------------------------------
 
@@ -86,4 +86,4 @@ class InvitationList(Command):
 class InvitationApp(Command):
     name = "invitation"
     description = "Sign-up invitations."
-    subcommands = {c.name: (c, c.description) for c in (InvitationCreate, InvitationList)}
+    subcommands = commands(InvitationCreate, InvitationList)

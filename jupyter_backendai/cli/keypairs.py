@@ -7,7 +7,7 @@ from traitlets import Bool, Integer, Unicode
 
 from ..db import admin, views
 from ..db import models as m
-from ._base import Command, Output, listing, shown, yes_no_flags
+from ._base import Command, Output, commands, listing, shown, yes_no_flags
 
 # --- keypairs -----------------------------------------------------------------------------
 
@@ -141,15 +141,6 @@ class KeypairDelete(Command):
 class KeypairApp(Command):
     name = "keypair"
     description = "Keypairs (credentials)."
-    subcommands = {
-        c.name: (c, c.description)
-        for c in (
-            KeypairCreate,
-            KeypairList,
-            KeypairShow,
-            KeypairUpdate,
-            KeypairActivate,
-            KeypairDeactivate,
-            KeypairDelete,
-        )
-    }
+    subcommands = commands(
+        KeypairCreate, KeypairList, KeypairShow, KeypairUpdate, KeypairActivate, KeypairDeactivate, KeypairDelete
+    )

@@ -10,7 +10,7 @@ from traitlets.config import Configurable
 
 from ..db import admin, views
 from ..db import models as m
-from ._base import Command, CommandError, SlotCommand, SlotOptions, listing, shown, split_values
+from ._base import Command, CommandError, SlotCommand, SlotOptions, commands, listing, shown, split_values
 
 # --- policies -----------------------------------------------------------------------------
 
@@ -157,7 +157,7 @@ class PolicyDelete(Command):
 class PolicyApp(Command):
     name = "policy"
     description = "Keypair resource policies."
-    subcommands = {c.name: (c, c.description) for c in (PolicyCreate, PolicyList, PolicyUpdate, PolicyDelete)}
+    subcommands = commands(PolicyCreate, PolicyList, PolicyUpdate, PolicyDelete)
 
 
 # --- presets ------------------------------------------------------------------------------
@@ -224,4 +224,4 @@ class PresetDelete(Command):
 class PresetApp(Command):
     name = "preset"
     description = "Resource presets."
-    subcommands = {c.name: (c, c.description) for c in (PresetCreate, PresetList, PresetUpdate, PresetDelete)}
+    subcommands = commands(PresetCreate, PresetList, PresetUpdate, PresetDelete)

@@ -9,7 +9,7 @@ from traitlets import Bool, Integer, List, Unicode
 
 from ..db import admin, views
 from ..db import models as m
-from ._base import Command, CommandError, listing, shown, split_values, yes_no_flags
+from ._base import Command, CommandError, commands, listing, shown, split_values, yes_no_flags
 
 # --- resource groups ----------------------------------------------------------------------
 
@@ -129,7 +129,4 @@ class ScalingGroupAllow(Command):
 class ScalingGroupApp(Command):
     name = "scaling-group"
     description = "Resource groups (scaling groups)."
-    subcommands = {
-        c.name: (c, c.description)
-        for c in (ScalingGroupCreate, ScalingGroupList, ScalingGroupUpdate, ScalingGroupAllow)
-    }
+    subcommands = commands(ScalingGroupCreate, ScalingGroupList, ScalingGroupUpdate, ScalingGroupAllow)

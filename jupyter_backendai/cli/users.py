@@ -7,7 +7,7 @@ from traitlets import Bool, List, Unicode
 
 from ..db import admin, views
 from ..db import models as m
-from ._base import Command, CommandError, Output, listing, shown, split_values, yes_no_flags
+from ._base import Command, CommandError, Output, commands, listing, shown, split_values, yes_no_flags
 
 # --- users --------------------------------------------------------------------------------
 
@@ -162,4 +162,4 @@ class UserDeactivate(Command):
 class UserApp(Command):
     name = "user"
     description = "Users."
-    subcommands = {c.name: (c, c.description) for c in (UserCreate, UserList, UserShow, UserUpdate, UserDeactivate)}
+    subcommands = commands(UserCreate, UserList, UserShow, UserUpdate, UserDeactivate)

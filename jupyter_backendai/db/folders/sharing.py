@@ -15,6 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.orm import Session as DB
 
 from .. import admin
@@ -37,6 +38,19 @@ def _user_by_email(db: DB, email: str, folder: m.VFolder) -> m.User:
     if user is None:
         raise admin.NotFound(f"no user with e-mail {email!r} (folder {folder.name!r})")
     return user
+
+
+def _permission_rows(db: DB, folder: m.VFolder, addresses: list[str], missing: str) -> list[m.VFolderPermission]:
+    """Each address's own permission row on the folder, all looked up before anything changes:
+    one address without a row is NotFound ("folder 'x' <missing> 'address'") and nothing changes."""
+    rows = []
+    for email in addresses:
+        user = _user_by_email(db, email, folder)
+        row = db.get(m.VFolderPermission, (folder.id, user.id))
+        if row is None:
+            raise admin.NotFound(f"folder {folder.name!r} {missing} {email!r}")
+        rows.append(row)
+    return rows
 
 
 # --- invitations (F32) ----------------------------------------------------------------------
@@ -90,26 +104,25 @@ def invite(
     return invitations
 
 
-def list_invitations(db: DB, user: m.User) -> list[m.VFolderInvitation]:
-    """Pending invitations to the user, oldest first."""
+def _pending(db: DB, who: InstrumentedAttribute[str], email: str) -> list[m.VFolderInvitation]:
+    """Pending invitations whose ``who`` (inviter or invitee column) is ``email``, oldest first."""
     return list(
         db.scalars(
             select(m.VFolderInvitation)
-            .where(m.VFolderInvitation.invitee == user.email, m.VFolderInvitation.state == m.InvitationState.PENDING)
+            .where(who == email, m.VFolderInvitation.state == m.InvitationState.PENDING)
             .order_by(m.VFolderInvitation.created_at, m.VFolderInvitation.id)
         )
     )
+
+
+def list_invitations(db: DB, user: m.User) -> list[m.VFolderInvitation]:
+    """Pending invitations to the user, oldest first."""
+    return _pending(db, m.VFolderInvitation.invitee, user.email)
 
 
 def sent_invitations(db: DB, user: m.User) -> list[m.VFolderInvitation]:
     """Pending invitations the user sent (so that they can cancel them), oldest first."""
-    return list(
-        db.scalars(
-            select(m.VFolderInvitation)
-            .where(m.VFolderInvitation.inviter == user.email, m.VFolderInvitation.state == m.InvitationState.PENDING)
-            .order_by(m.VFolderInvitation.created_at, m.VFolderInvitation.id)
-        )
-    )
+    return _pending(db, m.VFolderInvitation.inviter, user.email)
 
 
 def _invitation(db: DB, user: m.User, invitation_id: uuid.UUID | str) -> tuple[m.VFolderInvitation, m.VFolder]:
@@ -220,13 +233,7 @@ def change_shares(
     f = _owned_user_folder(db, owner, folder, action)
     perm = parse_permission(permission) if permission is not None else None
     addresses = _emails(emails, f, "change the share of")
-    rows = []
-    for email in addresses:
-        user = _user_by_email(db, email, f)
-        row = db.get(m.VFolderPermission, (f.id, user.id))
-        if row is None:
-            raise admin.NotFound(f"folder {f.name!r} is not shared with {email!r}")
-        rows.append(row)
+    rows = _permission_rows(db, f, addresses, "is not shared with")
     for row in rows:
         if perm is None:
             db.delete(row)
@@ -285,14 +292,8 @@ def unshare_group_folder(
 ) -> list[str]:
     """Drop members' own permissions on a group folder (they fall back to the folder's)."""
     f, _ = _managed_group_folder(db, admin_user, folder, "unshare")
-    rows = []
     addresses = _emails(emails, f, "unshare")
-    for email in addresses:
-        user = _user_by_email(db, email, f)
-        row = db.get(m.VFolderPermission, (f.id, user.id))
-        if row is None:
-            raise admin.NotFound(f"folder {f.name!r} has no permission of its own for {email!r}")
-        rows.append(row)
+    rows = _permission_rows(db, f, addresses, "has no permission of its own for")
     for row in rows:
         db.delete(row)
     db.flush()
