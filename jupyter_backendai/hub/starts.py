@@ -15,10 +15,14 @@ transaction on a thread of their own:
 * a look-up that several of them repeat (a user's account and main keypair, the folders a user
   mounts) is shared by the transaction (:func:`shared`).
 
-Each call does exactly what it does in a transaction of its own and sees what the calls before
-it wrote, as it would after their commits. Should any call raise, or the commit fail, the whole
-transaction is rolled back and each call runs again in a transaction of its own: each gets its
-own answer, and one failing start takes nobody else's writes with it.
+Each call does what it does in a transaction of its own. Their writes are flushed together at
+the commit, not before each query of the next call: on SQLite the database's write lock is then
+held for the commit only, not while the whole batch runs, so admission and the scheduler's pass
+do not wait behind it. A call's queries therefore do not see rows that earlier calls of the batch
+changed (the rows it gets by key it does see): the start transactions query only rows they do
+not write. Should any call raise, or the commit fail, the whole transaction is rolled back and
+each call runs again in a transaction of its own: each gets its own answer, and one failing
+start takes nobody else's writes with it.
 """
 
 from __future__ import annotations
@@ -158,7 +162,8 @@ def _together(db, batch: list[_Call]) -> list[Any]:
     db.info[_SHARED] = {}
     try:
         _preload(db, batch)
-        return [call.fn(db, *call.args) for call in batch]
+        with db.no_autoflush:
+            return [call.fn(db, *call.args) for call in batch]
     finally:
         db.info.pop(_SHARED, None)
 
