@@ -67,12 +67,7 @@ def invite(
 
     All addresses are checked before any invitation is made, so that a typo invites nobody.
     """
-    access = get_accessible(db, inviter, folder)
-    f = access.folder
-    if f.ownership_type == m.FolderOwnership.GROUP:
-        raise admin.AdminError(f"folder {f.name!r} is a group folder: admins share it with members instead")
-    if access.via != "owner":
-        raise Forbidden(f"only the owner of folder {f.name!r} can invite others to it")
+    f = _owned_user_folder(db, inviter, folder, "invite others to it")
     if f.is_automount:
         raise admin.AdminError(f"folder {f.name!r} cannot be shared: dot-folders (automount) are personal")
     perm = parse_permission(permission)
