@@ -76,6 +76,12 @@ def main_keypair(db: DB, user: m.User) -> m.KeyPair | None:
     )
 
 
+def login_keypair(db: DB, user: m.User) -> m.KeyPair | None:
+    """The keypair a login acts with: an active user's main keypair; None when the user is not
+    active or has no active keypair (the hub and the manager then refuse the login)."""
+    return main_keypair(db, user) if user.is_active else None
+
+
 def launcher(db: DB, user_id: Any, group_name: str | None = None) -> tuple[m.User, m.KeyPair, m.Group | None]:
     """The user, the keypair their launches count against (the main one) and the project of a launch.
 

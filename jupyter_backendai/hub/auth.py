@@ -38,12 +38,13 @@ from traitlets import Bool, Float, Instance, Integer, Unicode, default
 
 from ..core.passwords import password_problems
 from ..core.throttle import LoginThrottle, request_address
-from ..db import admin, launch, tokens
+from ..db import admin, tokens
 from ..db import models as m
 from ..db.credentials import hash_password, verify_password
 from ..db.engine import Database
 from ..settings import DatabaseSettings
 from .mail import Mailer
+from .provision import hub_auth_state
 
 T = TypeVar("T")
 
@@ -308,24 +309,12 @@ def _check_login(db, name: str, password: str) -> dict | str | None:
     # wrong name costs as long as a wrong password and timing does not tell which accounts exist.
     if not verify_password(user.password if user else None, password):
         return None
-    if user.status == m.UserStatus.INACTIVE:
-        return "This account is inactive. Ask an administrator to reactivate it."
     if user.status == m.UserStatus.BEFORE_VERIFICATION:
         return "Confirm your e-mail address first: open the link in the verification e-mail we sent you."
-    keypair = launch.main_keypair(db, user)
-    if keypair is None:
-        return "This account has no active keypair. Ask an administrator for one."
-    return {
-        "name": user.username,
-        "admin": user.role == m.UserRole.SUPERADMIN,
-        "auth_state": {
-            "user_id": str(user.id),
-            "email": user.email,
-            "role": user.role.value,
-            "domain": user.domain_name,
-            "access_key": keypair.access_key,
-        },
-    }
+    state = hub_auth_state(db, user)
+    if isinstance(state, str):
+        return state
+    return {"name": user.username, "admin": user.role == m.UserRole.SUPERADMIN, "auth_state": state}
 
 
 def _spawn_blocker(db, username: str) -> str | None:

@@ -79,10 +79,16 @@ def provision(db, name: str, authentication: dict[str, Any], settings: BackendAI
             policy=settings.default_policy,
         )
         settings.log.info("Provisioned db user %s (%s) for hub user %s", user.username, user.email, name)
-    if not user.is_active:
-        return "This account is inactive. Ask an administrator to reactivate it."
-    keypair = launch.main_keypair(db, user)
+    return hub_auth_state(db, user)
+
+
+def hub_auth_state(db, user: m.User) -> dict[str, Any] | str:
+    """What the hub keeps of a db user who may log in (the ``auth_state`` the spawner and the
+    manager read), or why the user may not: not active, or no active keypair to act with."""
+    keypair = launch.login_keypair(db, user)
     if keypair is None:
+        if not user.is_active:
+            return "This account is inactive. Ask an administrator to reactivate it."
         return "This account has no active keypair. Ask an administrator for one."
     return {
         "user_id": str(user.id),

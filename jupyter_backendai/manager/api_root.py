@@ -62,9 +62,7 @@ class AuthorizeHandler(APIHandler):
                 return None
             if domain and user.domain_name != domain:
                 return None
-            if not user.is_active:
-                return "inactive"
-            keypair = launch.main_keypair(db, user)
+            keypair = launch.login_keypair(db, user)
             if keypair is None:
                 return "inactive"
             return {
