@@ -56,6 +56,7 @@ from ..db import admin
 from ..db import images as image_db
 from ..db import models as m
 from ..db import sessions as store
+from .passes import PassLoop
 from .spec import SpecError
 
 log = logging.getLogger("jupyter_backendai.images")
@@ -82,7 +83,7 @@ class Pull:
         return self.note or self.progress.text()
 
 
-class ImagePuller:
+class ImagePuller(PassLoop):
     """The pulls of one hub process (per database), and the queue of installs."""
 
     _instances: dict[str, ImagePuller] = {}
@@ -91,8 +92,7 @@ class ImagePuller:
         self.backend = backend
         self.pulls: dict[tuple[str, str], Pull] = {}
         self._reported = 0.0
-        self._task: asyncio.Task | None = None
-        self._wake = asyncio.Event()
+        super().__init__()
 
     @classmethod
     def of(cls, backend: ImagesMixin) -> ImagePuller:
@@ -169,13 +169,6 @@ class ImagePuller:
 
     # --- the queue of installs -----------------------------------------------------------------
 
-    def ensure_running(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self._loop())
-
-    def wake(self) -> None:
-        self._wake.set()
-
     async def _loop(self) -> None:
         backend = self.backend
         try:
@@ -183,11 +176,7 @@ class ImagePuller:
         except Exception:
             log.exception("Marking the pulls of an earlier hub as interrupted failed")
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=backend.image_poll_interval)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
+            await self._next_pass(backend.image_poll_interval)
             try:
                 # The agent's heartbeat (when due) reports its images even while no spawn runs.
                 await backend.ensure_agent()
@@ -423,25 +412,17 @@ def pull_service_spec(reference: str, node_id: str, *, network: str = "host") ->
     container exists the image is on the node, whatever the command does (an image without
     ``true`` fails to start, which still proves the pull).
     """
-    from docker.types import ContainerSpec, Placement, Resources, RestartPolicy, ServiceMode, TaskTemplate
+    from docker.types import ContainerSpec, Resources
 
-    if not node_id or any(c.isspace() or c in "=!," for c in node_id):
-        raise SpecError(f"node id {node_id!r} is not a swarm node's id")
+    from .swarm_args import check_node_id, pinned_service
+
+    check_node_id(node_id)
     digest = hashlib.sha256(f"{node_id} {reference}".encode()).hexdigest()[:12]
     container = ContainerSpec(reference, command=["true"], user="1000", cap_drop=["ALL"])
-    task = TaskTemplate(
-        container,
+    return pinned_service(
+        f"backendai-pull-{digest}-{uuid.uuid4().hex[:6]}", container, node_id, network, {LABEL_PULL: reference},
         resources=Resources(cpu_limit=100_000_000, mem_limit=64 * 1024**2),
-        restart_policy=RestartPolicy(condition="none"),
-        placement=Placement(constraints=[f"node.id=={node_id}"]),
-        networks=[network],
-    )
-    return {
-        "name": f"backendai-pull-{digest}-{uuid.uuid4().hex[:6]}",
-        "task_template": task,
-        "labels": {LABEL_PULL: reference},
-        "mode": ServiceMode("replicated", replicas=1),
-    }
+    )  # fmt: skip
 
 
 #: Task states on a node before its container exists (``preparing`` is the pull).

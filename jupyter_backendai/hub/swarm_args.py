@@ -71,6 +71,9 @@ __all__ = [
     "GPU_RESOURCE",
     "HOMES_DIR",
     "account_configs",
+    "check_node_id",
+    "host_endpoint",
+    "pinned_service",
     "plain_image_service_spec",
     "GROUP_LABEL",
     "engine_stats_usage",
@@ -137,8 +140,7 @@ def swarm_service_spec(
     by default: the hub reaches it there). ``secrets`` maps the name of each of
     :func:`session_secrets` to the id the manager gave it.
     """
-    if not isinstance(node_id, str) or not node_id or any(c.isspace() or c in "=!," for c in node_id):
-        raise SpecError(f"node id {node_id!r} is not a swarm node's id")
+    check_node_id(node_id)
     wanted = session_secrets(spec)
     missing = [s.name for s in wanted if not (secrets or {}).get(s.name)]
     if missing:
@@ -184,6 +186,29 @@ def swarm_service_spec(
     )
     if spec.pids_limit is not None:
         resources["Limits"]["Pids"] = spec.pids_limit  # API 1.41; docker-py has no argument for it
+    return {
+        **pinned_service(service_name(spec), container, node_id, network, dict(spec.labels), resources=resources),
+        "endpoint_spec": host_endpoint(network),
+    }
+
+
+def check_node_id(node_id: Any) -> None:
+    """Refuse what cannot be a swarm node's id (it goes into a placement constraint)."""
+    if not isinstance(node_id, str) or not node_id or any(c.isspace() or c in "=!," for c in node_id):
+        raise SpecError(f"node id {node_id!r} is not a swarm node's id")
+
+
+def pinned_service(
+    name: str,
+    container: ContainerSpec,
+    node_id: str,
+    network: str,
+    labels: dict[str, str],
+    *,
+    resources: Resources | None = None,
+) -> dict[str, Any]:
+    """``create_service`` arguments of one task on ``node_id`` alone that is never restarted: a
+    session's, a storage probe's or an image pull's (the task's end is the answer)."""
     task = TaskTemplate(
         container,
         resources=resources,
@@ -191,14 +216,12 @@ def swarm_service_spec(
         placement=Placement(constraints=[f"node.id=={node_id}"]),
         networks=[network],
     )
-    return {
-        "name": service_name(spec),
-        "task_template": task,
-        "labels": dict(spec.labels),
-        "mode": ServiceMode("replicated", replicas=1),
-        # On the host network nothing is published; the hub reaches the node's address.
-        "endpoint_spec": EndpointSpec(mode="dnsrr") if network == "host" else None,
-    }
+    return {"name": name, "task_template": task, "labels": labels, "mode": ServiceMode("replicated", replicas=1)}
+
+
+def host_endpoint(network: str) -> EndpointSpec | None:
+    """On the host network nothing is published (the hub reaches the node's address): no virtual IP."""
+    return EndpointSpec(mode="dnsrr") if network == "host" else None
 
 
 # --- the swarm's nodes as agents ----------------------------------------------------------------
@@ -338,8 +361,7 @@ def storage_probe_spec(
     ``storage_root`` is bind-mounted read-only (a node that lacks the path rejects the task);
     the task runs as root with every capability dropped, is never restarted and reserves nothing.
     """
-    if not isinstance(node_id, str) or not node_id or any(c.isspace() or c in "=!," for c in node_id):
-        raise SpecError(f"node id {node_id!r} is not a swarm node's id")
+    check_node_id(node_id)
     if not token.isalnum():
         raise SpecError("the probe token must be letters and digits")
     marker = f"{PROBE_MOUNT}/{PROBE_DIR}/{token}"
@@ -352,18 +374,9 @@ def storage_probe_spec(
         cap_drop=["ALL"],
         labels={PROBE_LABEL: node_id},
     )
-    task = TaskTemplate(
-        container,
-        restart_policy=RestartPolicy(condition="none"),
-        placement=Placement(constraints=[f"node.id=={node_id}"]),
-        networks=[network],
-    )
     return {
-        "name": f"backendai-storage-probe-{token[:12]}",
-        "task_template": task,
-        "labels": {PROBE_LABEL: node_id},
-        "mode": ServiceMode("replicated", replicas=1),
-        "endpoint_spec": EndpointSpec(mode="dnsrr") if network == "host" else None,
+        **pinned_service(f"backendai-storage-probe-{token[:12]}", container, node_id, network, {PROBE_LABEL: node_id}),
+        "endpoint_spec": host_endpoint(network),
     }
 
 
