@@ -3,9 +3,10 @@
 The harness (``testing/``) starts the real services; its fixtures are loaded here as plugins.
 Markers say what a test needs, so that a run can choose (``-m "not docker and not browser"``
 on a laptop without an engine): ``db``, ``hub`` and ``browser`` are added from the fixtures a
-test uses; ``docker`` is declared by the modules whose tests use the engine, and checked once
-per run (a missing engine skips them, or fails them where ``BACKENDAI_TEST_REQUIRE_DOCKER=1``);
-``slow`` marks what takes minutes (a swarm, a cluster, the README's path).
+test uses; ``docker`` is declared by the modules whose tests use the engine (and added to users of a swarm,
+a cluster or the registry), checked once per run (a missing engine skips them, or fails them
+where ``BACKENDAI_TEST_REQUIRE_DOCKER=1``); ``slow`` marks what takes minutes (a swarm, a
+Kubernetes cluster: added from their fixtures, so that ``-m "not slow"`` never starts one).
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ MARKERS_BY_FIXTURE = {
     "db": {"db_url", "db"},
     "hub": {"make_hub"},
     "browser": {"page", "browser", "context"},
+    "docker": {"swarm", "gpu_swarm", "k8s_cluster", "image_registry"},
+    "slow": {"swarm", "gpu_swarm", "k8s_cluster"},
 }
 
 
