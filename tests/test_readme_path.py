@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -247,12 +248,8 @@ def _session_from_the_form_to_terminated(page: Any, hub: ReadmeHub, user: str, s
     assert page.goto(f"{hub.url}/hub/home").status == 200
 
 
-def test_the_readme_path_on_its_defaults(readme_hub, browser, tmp_path):
-    hub = readme_hub
-    password = hub.start()
-    assert "sessions run as Docker containers" in hub.log() or "local processes" in hub.log()
-
-    # 1. The printed admin: login, the required password change, home, a session, panels, a folder.
+def _admin_changes_the_password_and_works(hub: ReadmeHub, browser: Any, password: str) -> None:
+    """The printed admin logs in, changes the password as required, and runs a session from the form."""
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     page.set_default_timeout(30_000)
@@ -266,15 +263,17 @@ def test_the_readme_path_on_its_defaults(readme_hub, browser, tmp_path):
     _session_from_the_form_to_terminated(page, hub, "admin", "first", "results")
     context.close()
 
-    # 2. A user made with the operator CLI on the default policy.
+
+def _carol_from_the_cli_to_a_batch_session(hub: ReadmeHub, browser: Any) -> Callable[..., requests.Response]:
+    """Carol, made with the operator CLI, logs in and runs a session from the form; then her
+    keypair starts the session "batch" (RUNNING when this returns). Her signed requests, to go on."""
     cli = subprocess.run(
         [sys.executable, "-m", "jupyter_backendai.cli", "user", "create", "carol@example.com",
          "--password=Carol-pw-123", "--json"],
         cwd=hub.dir, env=hub.env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert cli.returncode == 0, cli.stderr
-    created = json.loads(cli.stdout)
-    access_key, secret_key = _keys_of(created)
+    access_key, secret_key = _keys_of(json.loads(cli.stdout))
     context = browser.new_context(viewport={"width": 1400, "height": 900})
     page = context.new_page()
     page.set_default_timeout(30_000)
@@ -283,13 +282,26 @@ def test_the_readme_path_on_its_defaults(readme_hub, browser, tmp_path):
     _session_from_the_form_to_terminated(page, hub, "carol", "desk", "notes")
     context.close()
 
-    # 3. Carol's keypair: a signed POST /session through the proxy, as Backend.AI's client does.
     def call(method: str, path: str, body: Any = None) -> requests.Response:
         return keypair_call(f"{hub.url}/services/backendai", access_key, secret_key, method, path, body)
 
     created = call("POST", "/session", {"name": "batch", "type": "interactive", "preset": "small"})
     assert created.status_code == 201, created.text
     hub.wait_session("carol", "batch", "RUNNING", timeout=180)
+    return call
+
+
+def test_the_readme_path_on_its_defaults(readme_hub, browser, tmp_path):
+    hub = readme_hub
+    password = hub.start()
+    assert "sessions run as Docker containers" in hub.log() or "local processes" in hub.log()
+
+    # 1. The printed admin: login, the required password change, home, a session, panels, a folder.
+    _admin_changes_the_password_and_works(hub, browser, password)
+
+    # 2. A user made with the operator CLI on the default policy; 3. her keypair: a signed POST
+    # /session through the proxy, as Backend.AI's client does.
+    call = _carol_from_the_cli_to_a_batch_session(hub, browser)
     assert call("GET", "/session/batch").json()["status"] == "RUNNING"
     assert call("DELETE", "/session/batch").status_code in (200, 204)
     hub.wait_session("carol", "batch", "TERMINATED")
@@ -364,45 +376,14 @@ def test_the_readme_path_with_the_swarm_backend(readme_swarm_hub, swarm, browser
     assert "sessions run as services of a Docker Swarm" in hub.log()
 
     # 1. The printed admin: login, the required password change, a session on a node, a folder.
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    _login(page, hub, "admin", password)
-    page.wait_for_url(re.compile(r"/hub/change-password"))
-    page.fill("#current", password)
-    page.fill("#password", NEW_PASSWORD)
-    page.fill("#password2", NEW_PASSWORD)
-    page.click("#change_submit")
-    page.wait_for_selector("#form-message")
-    _session_from_the_form_to_terminated(page, hub, "admin", "first", "results")
-    context.close()
+    _admin_changes_the_password_and_works(hub, browser, password)
     nodes = {n.node_id for n in swarm.nodes}
     agents = {row[0] for row in hub.query("SELECT agent_id FROM sessions WHERE agent_id IS NOT NULL")}
     assert agents and agents <= nodes  # it ran on a swarm node
 
-    # 2. A user made with the operator CLI on the default policy.
-    cli = subprocess.run(
-        [sys.executable, "-m", "jupyter_backendai.cli", "user", "create", "carol@example.com",
-         "--password=Carol-pw-123", "--json"],
-        cwd=hub.dir, env=hub.env, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-    assert cli.returncode == 0, cli.stderr
-    access_key, secret_key = _keys_of(json.loads(cli.stdout))
-    context = browser.new_context(viewport={"width": 1400, "height": 900})
-    page = context.new_page()
-    page.set_default_timeout(30_000)
-    _login(page, hub, "carol", "Carol-pw-123")
-    page.wait_for_url(re.compile(r"/hub/home"))
-    _session_from_the_form_to_terminated(page, hub, "carol", "desk", "notes")
-    context.close()
-
-    # 3. Carol's keypair: a signed POST /session through the proxy, as Backend.AI's client does.
-    def call(method: str, path: str, body: Any = None) -> requests.Response:
-        return keypair_call(f"{hub.url}/services/backendai", access_key, secret_key, method, path, body)
-
-    created = call("POST", "/session", {"name": "batch", "type": "interactive", "preset": "small"})
-    assert created.status_code == 201, created.text
-    hub.wait_session("carol", "batch", "RUNNING", timeout=180)
+    # 2. A user made with the operator CLI on the default policy; 3. her keypair: a signed POST
+    # /session through the proxy, as Backend.AI's client does.
+    call = _carol_from_the_cli_to_a_batch_session(hub, browser)
     detail = call("GET", "/session/batch").json()
     assert detail["status"] == "RUNNING"
     assert detail["ssh"]["host"] in {n.ip for n in swarm.nodes}  # the node's address, no public name set
