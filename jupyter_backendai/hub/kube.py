@@ -458,6 +458,10 @@ class KubeSessionSpawner(KubeNodesMixin, KubeLogsMixin, SessionSpawnerMixin, Kub
         dead = reflector is not None and reflector.watch_task is not None and reflector.watch_task.done()
         return await self._start_watching_pods(replace=dead)
 
+    async def delete_forever(self) -> None:
+        """Nothing of a deleted server outlives its stop: no per-user volume claim (KubeSpawner's
+        ``delete_forever`` would delete one, which the hub has no right to and does not make)."""
+
     async def stop_session(self, now: bool) -> None:
         await self._pods()
         if self.session_id and self.output_finished != self.session_id and (self._pod_created or self.pod_id):

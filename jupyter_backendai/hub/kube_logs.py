@@ -23,7 +23,7 @@ from kubernetes_asyncio.client import ApiException
 from ..core.logs import cap
 from ..db import session_logs
 from .kube_args import CONTAINER_NAME
-from .kube_status import api_reason, exit_reason, pod_ended
+from .kube_status import api_reason, container_ended, exit_reason, pod_ended
 from .logs import SessionLogsMixin, StartFailed
 
 __all__ = ["KubeLogsMixin", "ResponseSource"]
@@ -156,10 +156,20 @@ class KubeLogsMixin(SessionLogsMixin):
     async def _end_container(self, timeout: float) -> bool:
         """End the pod's container but keep the pod (and its log): a deadline already passed
         (``activeDeadlineSeconds``), which the kubelet enforces with the pod's grace period.
-        True once the container ended; False when it did not within ``timeout`` s."""
+        True once the container ended; False when it did not within ``timeout`` s.
+
+        The pod's phase turns Failed (DeadlineExceeded) before the kubelet stopped its container,
+        so the phase does not say the server's last lines were written: the container's own
+        terminated state does, or the end of its followed log (the kubelet ends a followed log when
+        its container stops), whichever comes first; without a followed log, the pod's grace period
+        after the phase turned.
+        """
         pod = self._current_pod()
         if pod is None:
             return False
+        collector = self._log_collector
+        # A followed log that already ended (it could not be opened) says nothing of the container.
+        followed = collector.source if collector is not None and not collector.source.ended else None
         if pod_ended(pod) is None:
             try:
                 await self._api(
@@ -168,9 +178,23 @@ class KubeLogsMixin(SessionLogsMixin):
             except Exception as e:  # gone, or the API server away: deleting it follows anyway
                 self.log.debug("Ending the container of %s: %s", self.pod_name, e)
                 return False
-        deadline = asyncio.get_running_loop().time() + timeout
-        while (pod := self._current_pod()) is not None and pod_ended(pod) is None:
-            if asyncio.get_running_loop().time() > deadline:
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        failed_at: float | None = None
+        while (pod := self._current_pod()) is not None:
+            if container_ended(pod, CONTAINER_NAME):
+                seen = "its status"
+            elif isinstance(followed, ResponseSource) and followed.ended:
+                seen = "the end of its followed log"
+            elif pod_ended(pod) is not None and followed is None:
+                failed_at = failed_at if failed_at is not None else loop.time()
+                seen = "its pod's grace period" if loop.time() - failed_at > self.delete_grace_period + 1 else ""
+            else:
+                seen = ""
+            if seen:
+                self.log.info("The container of %s ended in %.1f s (%s)", self.pod_name, loop.time() - start, seen)
+                return True
+            if loop.time() > start + timeout:
                 return False
             await asyncio.sleep(_END_POLL)
-        return pod is not None
+        return False

@@ -169,6 +169,9 @@ class KubeNodesMixin(LoggingConfigurable):
     _heartbeat_task: asyncio.Task | None = None
     _sync_task: asyncio.Task | None = None
     _sync_again = False
+    #: One sync at a time: the first list of nodes is synced both by the registration and by the
+    #: watch's change, and two at once would both insert a new node's agent.
+    _sync_lock: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
     _api_error: str | None = None
     #: When each node was first seen not Ready (for ``node_lost_grace``).
     _not_ready_since: dict[str, float] = {}
@@ -252,6 +255,13 @@ class KubeNodesMixin(LoggingConfigurable):
         return agents
 
     async def _sync_nodes(self) -> None:
+        loop = asyncio.get_running_loop()
+        if KubeNodesMixin._sync_lock is None or KubeNodesMixin._sync_lock[0] is not loop:
+            KubeNodesMixin._sync_lock = (loop, asyncio.Lock())
+        async with KubeNodesMixin._sync_lock[1]:
+            await self._sync_nodes_now()
+
+    async def _sync_nodes_now(self) -> None:
         reflector = KubeNodesMixin._node_reflector
         if reflector is None or not reflector.first_load_future.done():
             return

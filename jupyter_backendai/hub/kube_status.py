@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-__all__ = ["FATAL_WAITING", "api_reason", "container_ran", "exit_reason", "pod_ended", "pod_problem"]
+__all__ = ["FATAL_WAITING", "api_reason", "container_ended", "container_ran", "exit_reason", "pod_ended", "pod_problem"]
 
 #: Container states on the way to a failed start that will not get better by waiting.
 FATAL_WAITING = {
@@ -69,6 +69,14 @@ def container_ran(pod: dict | None, container: str = "notebook") -> bool:
     for c in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
         state = c.get("state") or {}
         if c.get("name") == container and (state.get("running") or (state.get("terminated") or {}).get("containerID")):
+            return True
+    return False
+
+
+def container_ended(pod: dict | None, container: str = "notebook") -> bool:
+    """Whether the kubelet reported the pod's container stopped (not only the pod's phase turned)."""
+    for c in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        if c.get("name") == container and (c.get("state") or {}).get("terminated"):
             return True
     return False
 

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from kubernetes_asyncio.client import ApiException
 
-from jupyter_backendai.hub.kube_status import api_reason, container_ran, exit_reason, pod_ended, pod_problem
+from jupyter_backendai.hub.kube_status import (
+    api_reason,
+    container_ended,
+    container_ran,
+    exit_reason,
+    pod_ended,
+    pod_problem,
+)
 
 
 def pod(phase="Running", reason=None, message=None, **state) -> dict:
@@ -49,6 +56,17 @@ def test_a_container_that_ended_has_a_log_and_its_exit_status():
     assert pod_ended(pod("Running", terminated={**TERMINATED, "exitCode": 3})) == 3
     # A container that never got an id (it was never created) has no log.
     assert not container_ran(pod("Failed", terminated={"exitCode": 128, "reason": "ContainerCannotRun"}))
+
+
+def test_a_pod_past_its_deadline_has_ended_before_its_container_has():
+    """A stopped session's pod: its phase turns Failed (DeadlineExceeded) while the kubelet still
+    stops its container, so the container is not ended yet (its last lines are still to come)."""
+    past = pod("Failed", reason="DeadlineExceeded", running={"startedAt": "2026-01-01T00:00:00Z"})
+    assert pod_ended(past) == "DeadlineExceeded"
+    assert not container_ended(past)
+    stopped = pod("Failed", reason="DeadlineExceeded", terminated={**TERMINATED, "exitCode": 0})
+    assert container_ended(stopped) and pod_ended(stopped) == 0
+    assert not container_ended({"status": {"phase": "Pending"}}) and not container_ended(None)
 
 
 def test_exit_reasons_say_the_status_and_why():
