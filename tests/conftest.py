@@ -41,7 +41,7 @@ MARKERS_BY_FIXTURE = {
     "hub": {"make_hub"},
     "browser": {"page", "browser", "context"},
     "docker": {"swarm", "gpu_swarm", "k8s_cluster", "image_registry"},
-    "slow": {"swarm", "gpu_swarm", "k8s_cluster"},
+    "slow": {"swarm", "gpu_swarm", "k8s_cluster"},  # and the README path, by its module
 }
 
 

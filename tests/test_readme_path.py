@@ -49,6 +49,9 @@ from testing.hub import ARTIFACTS_DIR, REPO_ROOT, free_port, not_installed, scre
 from testing.sessions import keypair_call
 from testing.swarm import BRIDGE_IP, Swarm
 
+# A real hub as the README starts it, through its whole path in Chromium: minutes.
+pytestmark = pytest.mark.slow
+
 RUN_TIMEOUT = 180_000  # ms: a session on a 2-core machine, from the form to JupyterLab
 NEW_PASSWORD = "Walked-the-README-1"
 #: What the hub and the manager log for a server error, and what tornado logs for a crash.
