@@ -45,6 +45,35 @@ def cap(data: bytes, keep: int) -> tuple[bytes, int]:
     return data[dropped:], dropped
 
 
+class OutputTail:
+    """What a follower of a session's output holds until it is stored: at most the last ``keep``
+    bytes (plus one more ``keep`` between trims, so that a trim is not paid on every chunk), and
+    how many went before them."""
+
+    def __init__(self, keep: int):
+        self.keep = keep
+        self._chunks: list[bytes] = []
+        self._size = 0
+        self._dropped = 0
+
+    def add(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._size += len(chunk)
+        if self._size > 2 * self.keep:
+            data, dropped = cap(b"".join(self._chunks), self.keep)
+            self._chunks, self._size = [data], len(data)
+            self._dropped += dropped
+
+    def __len__(self) -> int:
+        return self._size
+
+    def take(self) -> tuple[bytes, int]:
+        """What came since the last take, and how many bytes of it were dropped; then empty."""
+        data, dropped = b"".join(self._chunks), self._dropped
+        self._chunks, self._size, self._dropped = [], 0, 0
+        return data, dropped
+
+
 def render(data: bytes, dropped: int = 0) -> str:
     """The kept bytes as text (UTF-8, undecodable bytes replaced).
 

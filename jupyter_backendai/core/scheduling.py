@@ -687,3 +687,19 @@ class _Pass:
             return f"larger than any agent{where}: needs {needs}, the largest agent has {has}"
         together = ", ".join(self._amount(j, a) for j, a in s.need)
         return f"no agent{where} could ever hold {together} (not even when empty)"
+
+
+def backend_schedulable(marked: set[str], agent_id: str, blocked: bool, known: bool) -> bool | None:
+    """The schedulable flag a node sync writes for an agent of a backend with many nodes.
+
+    ``False`` while the backend blocks the agent (a cordoned or drained node), remembering in
+    ``marked`` that it was the backend; ``True`` once a block the backend set is lifted, or for an
+    agent not ``known`` yet; otherwise ``None``: the administrator's own choice stands.
+    """
+    if blocked:
+        marked.add(agent_id)
+        return False
+    if agent_id in marked or not known:
+        marked.discard(agent_id)
+        return True
+    return None

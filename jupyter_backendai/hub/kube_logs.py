@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from kubernetes_asyncio.client import ApiException
 
-from ..core.logs import cap
+from ..core.logs import OutputTail, cap
 from ..db import session_logs
 from .kube_args import CONTAINER_NAME
 from .kube_status import api_reason, container_ended, exit_reason, pod_ended
@@ -41,10 +41,7 @@ class ResponseSource:
 
     def __init__(self, open_response: Callable[[], Awaitable[aiohttp.ClientResponse]], keep: int):
         self._open = open_response
-        self._keep = keep
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._dropped = 0
+        self._tail = OutputTail(keep)
         self.error: BaseException | None = None
         self.task = asyncio.ensure_future(self._run())
 
@@ -53,12 +50,7 @@ class ResponseSource:
         try:
             response = await self._open()
             async for chunk in response.content.iter_any():
-                self._chunks.append(chunk)
-                self._size += len(chunk)
-                if self._size > 2 * self._keep:
-                    data, dropped = cap(b"".join(self._chunks), self._keep)
-                    self._chunks, self._size = [data], len(data)
-                    self._dropped += dropped
+                self._tail.add(chunk)
         except asyncio.CancelledError:
             pass  # closed: what came is kept
         except Exception as e:  # the pod gone, the API server away: what came is kept
@@ -68,9 +60,12 @@ class ResponseSource:
                 response.close()
 
     def read(self) -> tuple[bytes, int]:
-        data, dropped = b"".join(self._chunks), self._dropped
-        self._chunks, self._size, self._dropped = [], 0, 0
-        return data, dropped
+        return self._tail.take()
+
+    @property
+    def held(self) -> int:
+        """Bytes that came and were not read yet."""
+        return len(self._tail)
 
     @property
     def ended(self) -> bool:

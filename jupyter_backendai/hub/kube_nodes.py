@@ -31,6 +31,7 @@ from traitlets import Any as AnyTrait
 from traitlets import Float, Unicode
 from traitlets.config import LoggingConfigurable
 
+from ..core.scheduling import backend_schedulable
 from ..core.slots import ResourceSlots
 from ..db import admin
 from ..db import models as m
@@ -309,13 +310,7 @@ class KubeNodesMixin(LoggingConfigurable):
                 blocked = blocked or f"the node's label names the unknown resource group {group!r}"
                 group = admin.DEFAULT
             row = rows.get(agent.id)
-            schedulable: bool | None = not blocked
-            if blocked:
-                KubeNodesMixin._cordoned.add(agent.id)
-            elif agent.id in KubeNodesMixin._cordoned or row is None:
-                KubeNodesMixin._cordoned.discard(agent.id)
-            else:
-                schedulable = None  # keep the administrator's choice
+            schedulable = backend_schedulable(KubeNodesMixin._cordoned, agent.id, bool(blocked), row is not None)
             capacity = ResourceSlots.parse(agent.capacity)
             addr = self.ssh_public_host or agent.public_host or agent.addr
             if (

@@ -27,7 +27,7 @@ from jupyterhub.traitlets import ByteSpecification
 from traitlets import Float, Integer
 from traitlets.config import LoggingConfigurable
 
-from ..core.logs import DEFAULT_KEEP_BYTES, cap, last_lines
+from ..core.logs import DEFAULT_KEEP_BYTES, OutputTail, last_lines
 from ..db import session_logs
 from .spawner import SessionRefused
 
@@ -55,11 +55,8 @@ class StreamSource:
 
     def __init__(self, open_stream: Callable[[], Iterable[bytes]], keep: int, name: str = "session-logs"):
         self._open = open_stream
-        self._keep = keep
         self._lock = threading.Lock()
-        self._chunks: list[bytes] = []
-        self._size = 0
-        self._dropped = 0
+        self._tail = OutputTail(keep)
         self._stream: Any = None
         self._closing = False
         self.error: BaseException | None = None
@@ -76,12 +73,7 @@ class StreamSource:
                 if not chunk:
                     continue
                 with self._lock:
-                    self._chunks.append(chunk)
-                    self._size += len(chunk)
-                    if self._size > 2 * self._keep:
-                        data, dropped = cap(b"".join(self._chunks), self._keep)
-                        self._chunks, self._size = [data], len(data)
-                        self._dropped += dropped
+                    self._tail.add(chunk)
                 if self._closing:
                     return
         except Exception as e:  # the engine went away, the container is gone: what came is kept
@@ -96,9 +88,7 @@ class StreamSource:
 
     def read(self) -> tuple[bytes, int]:
         with self._lock:
-            data, dropped = b"".join(self._chunks), self._dropped
-            self._chunks, self._size, self._dropped = [], 0, 0
-        return data, dropped
+            return self._tail.take()
 
     @property
     def ended(self) -> bool:

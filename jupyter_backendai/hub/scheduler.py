@@ -32,6 +32,7 @@ from ..db import images as image_db
 from ..db import models as m
 from ..db import sessions as store
 from ..db.types import utcnow
+from .passes import PassLoop
 
 log = logging.getLogger("jupyter_backendai.scheduler")
 
@@ -51,19 +52,18 @@ class QueuePosition:
     reason: str = ""
 
 
-class SessionScheduler:
+class SessionScheduler(PassLoop):
     """Places queued sessions; one per hub process and database."""
 
     _instances: dict[str, SessionScheduler] = {}
 
     def __init__(self, factory: sessionmaker, *, interval: float = 2.0):
+        super().__init__()
         self.factory = factory
         self.started_at = PROCESS_STARTED
         self.interval = interval
         self._waiters: dict[uuid.UUID, asyncio.Future] = {}
         self._positions: dict[uuid.UUID, QueuePosition] = {}
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task | None = None
         self.passes = 0
         #: Place sessions only on agents that have their image (the backend does not pull at spawn).
         self.require_images = False
@@ -80,20 +80,9 @@ class SessionScheduler:
 
     # --- the loop -------------------------------------------------------------------------
 
-    def ensure_running(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.ensure_future(self._loop())
-
-    def wake(self) -> None:
-        self._wake.set()
-
     async def _loop(self) -> None:
         while True:
-            try:
-                await asyncio.wait_for(self._wake.wait(), timeout=self.interval)
-            except asyncio.TimeoutError:
-                pass
-            self._wake.clear()
+            await self._next_pass(self.interval)
             try:
                 outcomes, positions = await asyncio.get_running_loop().run_in_executor(self._thread, self.run_pass)
             except Exception:  # a broken pass must not stop the queue for good

@@ -37,6 +37,7 @@ from sqlalchemy import select
 from traitlets import Bool, Dict, Float, Unicode, default
 from traitlets.config import LoggingConfigurable
 
+from ..core.scheduling import backend_schedulable
 from ..core.slots import ResourceSlots
 from ..db import admin
 from ..db import models as m
@@ -253,13 +254,7 @@ class SwarmNodesMixin(LoggingConfigurable):
                 self.log.warning("Node %s names the unknown resource group %r", agent.id, group)
                 blocked = f"the node's label names the unknown resource group {group!r}"
                 group = admin.DEFAULT
-            schedulable: bool | None = not blocked
-            if blocked:
-                SwarmNodesMixin._drained.add(agent.id)
-            elif agent.id in SwarmNodesMixin._drained or row is None:
-                SwarmNodesMixin._drained.discard(agent.id)
-            else:
-                schedulable = None  # keep the administrator's choice
+            schedulable = backend_schedulable(SwarmNodesMixin._drained, agent.id, bool(blocked), row is not None)
             store.register_agent(
                 db,
                 agent.id,

@@ -356,3 +356,16 @@ def test_the_fast_pass_matches_a_plain_reference(selection):
             pending, agents, selection
         )
         assert got.decisions == len(pending) == len(got.placements) + len(got.pending)
+
+
+def test_a_backends_block_is_lifted_by_the_backend_and_an_administrators_choice_stands():
+    from jupyter_backendai.core.scheduling import backend_schedulable
+
+    marked: set[str] = set()
+    assert backend_schedulable(marked, "new", blocked=False, known=False) is True
+    assert backend_schedulable(marked, "n1", blocked=False, known=True) is None  # the admin's flag
+    assert backend_schedulable(marked, "n1", blocked=True, known=True) is False  # cordoned
+    assert marked == {"n1"}
+    assert backend_schedulable(marked, "n1", blocked=False, known=True) is True  # uncordoned
+    assert marked == set()
+    assert backend_schedulable(marked, "n1", blocked=False, known=True) is None

@@ -73,7 +73,7 @@ def test_a_follow_that_never_ends_stops_when_closed_keeping_what_came():
             try:
                 source = ResponseSource(lambda: http.get(url), keep=1000)
                 for _ in range(100):
-                    if source._size:
+                    if source.held:
                         break
                     await asyncio.sleep(0.05)
                 assert not source.ended

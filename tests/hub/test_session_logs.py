@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from jupyter_backendai.core.logs import cap, last_lines, plan_trim, render
+from jupyter_backendai.core.logs import OutputTail, cap, last_lines, plan_trim, render
 from jupyter_backendai.db import admin, session_logs
 from jupyter_backendai.db import models as m
 from jupyter_backendai.hub.logs import FileSource, StartFailed
@@ -49,6 +49,20 @@ def test_cap_render_and_last_lines():
     text = "".join(f"line {i}\n" for i in range(50))
     assert last_lines(text, 3) == "line 47\nline 48\nline 49"
     assert last_lines("x" * 100, 5, max_chars=10) == "…" + "x" * 9
+
+
+def test_a_followers_tail_holds_the_last_bytes_and_counts_what_went():
+    tail = OutputTail(keep=4)
+    for chunk in (b"ab", b"cd", b"ef"):
+        tail.add(chunk)
+    assert len(tail) == 6
+    assert tail.take() == (b"abcdef", 0)  # up to twice keep is held whole
+    assert tail.take() == (b"", 0)
+    for chunk in (b"0123", b"4567", b"89"):
+        tail.add(chunk)
+    assert tail.take() == (b"6789", 6)  # past twice keep: the last keep bytes, and how many went
+    tail.add(b"xyz")
+    assert tail.take() == (b"xyz", 0)  # the count starts again after a take
 
 
 def test_start_failure_message_has_the_reason_and_the_last_lines():
