@@ -130,7 +130,7 @@ def test_a_node_that_does_not_see_the_storage_is_not_scheduled_on_until_it_does(
         found = wait_api_agents(
             manager,
             lambda a: len(a) == 3 and a[second.node_id]["schedulable"] and "not see" in (a[blind.node_id]["status_info"] or ""),
-            45,
+            90,  # a node's engine restarted in a namespace of its own may show down for a while under load
             "the blind node refused with its reason, the other worker checked",
         )  # fmt: skip
         assert found[blind.node_id]["status"] == "ALIVE" and not found[blind.node_id]["schedulable"]
@@ -152,8 +152,14 @@ def test_a_node_that_does_not_see_the_storage_is_not_scheduled_on_until_it_does(
         restart_engine(swarm, blind)
         wait_ready(hub, "stan", "b", timeout=120)
         assert wait_status(pdb, "stan", "b", S.RUNNING).agent_id == blind.node_id
-        agent = api_agents(manager)[blind.node_id]
-        assert agent["schedulable"] and agent["status_info"] is None
+        # A probe that the engine's restart cut short said "unknown" (a note, not a block); the
+        # next probe, on the node as it is now, clears it.
+        wait_api_agents(
+            manager,
+            lambda a: a[blind.node_id]["schedulable"] and a[blind.node_id]["status_info"] is None,
+            60,
+            "the node that sees the storage again, schedulable with nothing to say",
+        )
         assert probe_leftovers(swarm, pdb) == []
         for name in ("a", "b"):
             stop(hub, "stan", name)
