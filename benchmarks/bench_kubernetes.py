@@ -251,6 +251,7 @@ async def place_ours(pdb: ProductDB, namespace: str, users: list[str], per_user:
         image_pull_policy="Never", ssh_enabled=False, agent_node_selector="k8s-test-cluster/simulated=true",
         scheduler_interval=0.5, start_pod_timeout=PLACE_TIMEOUT_S, k8s_api_request_timeout=30,
         usage_interval=3600.0, watch_server_start=False,  # no server runs on a simulated node
+        pull_policy="skip",  # as plain: the kubelet finds the image (a simulated node lists none)
     )  # fmt: skip
     first = KubeSessionSpawner(user=mock_user(users[0]), name="warmup", **common)
     await first.ensure_agent()  # the nodes registered as agents before the clock starts

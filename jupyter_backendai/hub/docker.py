@@ -296,7 +296,7 @@ class DockerSessionSpawner(PlainImagesMixin, DockerImages, SessionLogsMixin, Ses
         self.image = spec.image
         self.object_name = f"backendai-session-{spec.session_id}"
         ip_port = await DockerSpawner.start(self)
-        self.collect_output(self._output_source(), reset=True)
+        self.collect_output(self._output_source(), reset=False)
         await self._open_relays(container_ip=ip_port[0])
         await self.wait_for_server(*ip_port, exited=lambda: DockerSpawner.poll(self), describe=self._exit_reason)
         return ip_port

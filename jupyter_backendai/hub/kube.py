@@ -300,7 +300,7 @@ class KubeSessionSpawner(KubeNodesMixin, KubeLogsMixin, SessionSpawnerMixin, Kub
         try:
             if self._secret_name:
                 secret = ssh_secret_manifest(spec, self._secret_name, config)
-                await self._create("secret", secret)
+                await self._create("secret", secret, read=False)
             self.log.info("Creating pod %s/%s on node %s", self.namespace, self.pod_name, self._node)
             self._pod_created = True
             created = await self._create("pod", pod)
@@ -313,15 +313,16 @@ class KubeSessionSpawner(KubeNodesMixin, KubeLogsMixin, SessionSpawnerMixin, Kub
                     self._secret_name,
                     self.namespace,
                     {"metadata": {"ownerReferences": [owner]}},
+                    read=False,
                 )
             if spec.ssh_port is not None:
                 await self._open_ssh(spec, config, owner)
             if self.network_policy:
                 policy = network_policy_manifest(spec, config, hub_cidrs=self.hub_cidrs, ssh_cidrs=self.ssh_cidrs)
                 policy["metadata"]["ownerReferences"] = [owner]
-                await self._create("network_policy", policy)
+                await self._create("network_policy", policy, read=False)
             running = await self._wait_running()
-            self.collect_output(self._output_source(), reset=True)
+            self.collect_output(self._output_source(), reset=False)
             if self.watch_server_start:
                 await self.wait_for_server(
                     running["status"]["podIP"], self.port, exited=self._server_exited, describe=self._exit_reason
@@ -353,9 +354,9 @@ class KubeSessionSpawner(KubeNodesMixin, KubeLogsMixin, SessionSpawnerMixin, Kub
 
         await self.run_db(record)
 
-    async def _create(self, kind: str, manifest: dict) -> dict:
-        """Create an object, its JSON as the API server answered; one of the same name (a start
-        that failed half-way) is replaced."""
+    async def _create(self, kind: str, manifest: dict, *, read: bool = True) -> dict:
+        """Create an object, its JSON as the API server answered (``read``, else ``{}``); one of
+        the same name (a start that failed half-way) is replaced."""
         if kind == "network_policy":
             from kubespawner.clients import shared_client
 
@@ -364,19 +365,22 @@ class KubeSessionSpawner(KubeNodesMixin, KubeLogsMixin, SessionSpawnerMixin, Kub
             api = self.api
         create = getattr(api, f"create_namespaced_{kind}")
         try:
-            return await self._api_json(create, self.namespace, manifest)
+            return await self._api_json(create, self.namespace, manifest, read=read)
         except ApiException as e:
             if e.status != 409:
                 raise RuntimeError(f"the API server refused the session's {kind}: {api_reason(e)}") from None
         await self._api(getattr(api, f"delete_namespaced_{kind}"), manifest["metadata"]["name"], self.namespace)
         if kind == "pod":
             await self._wait_gone(manifest["metadata"]["name"], self.stop_pod_timeout)
-        return await self._api_json(create, self.namespace, manifest)
+        return await self._api_json(create, self.namespace, manifest, read=read)
 
-    async def _api_json(self, call, *args, **kwargs) -> dict:
-        """An API call's answer as plain JSON. The client's own models (every field of a pod made
-        an object, its times parsed) cost the hub's one process more CPU than the call itself, for a
-        field or two read: with a thousand pods at once, seconds of the time they all took."""
+    async def _api_json(self, call, *args, read: bool = True, **kwargs) -> dict:
+        """An API call's answer as plain JSON (``read``; else ``{}``, for answers nobody reads).
+
+        The client's own models (every field of a pod made an object, its times parsed) cost the
+        hub's one process more CPU than the call itself, for a field or two read; and so does
+        parsing answers nobody reads: with a thousand pods at once, seconds of the time they took.
+        """
 
         async def call_and_read() -> dict:
             response = await call(*args, _preload_content=False, **kwargs)
@@ -384,7 +388,7 @@ class KubeSessionSpawner(KubeNodesMixin, KubeLogsMixin, SessionSpawnerMixin, Kub
                 data = await response.read()
             if not 200 <= response.status <= 299:
                 raise ApiException(http_resp=RESTResponse(response, data))
-            return json.loads(data)
+            return json.loads(data) if read else {}
 
         return await asyncio.wait_for(call_and_read(), self.k8s_api_request_retry_timeout)
 

@@ -41,6 +41,11 @@ from .spawner import SessionSpawnerMixin
 from .spec import LABEL_MANAGED, LABEL_SESSION_ID
 from .swarm_args import PUBLIC_HOST_LABEL, NodeAgent
 
+#: Seconds after which a sync reads every node's agent row again though no node changed: rows
+#: that an administrator or another hub changed meanwhile, a resource group created since. More
+#: often, a thousand nodes' rows read at every heartbeat competed with the sessions' starts.
+FULL_SYNC_INTERVAL = 30.0
+
 
 class NodeReflector(ResourceReflector):
     """The cluster's Node objects by name, kept up to date by a list and a watch.
@@ -180,6 +185,10 @@ class KubeNodesMixin(LoggingConfigurable):
     #: schedulable again when they are not; an administrator's own choice is left alone otherwise.
     _cordoned: set[str] = set()
     _last_sweep = 0.0
+    #: The agents of the nodes as last read: {(node, resourceVersion): agent}, for the settings.
+    _agent_memo: tuple[str, dict[tuple[str, str | None], NodeAgent]] = ("", {})
+    #: What the last sync wrote, and when (see FULL_SYNC_INTERVAL).
+    _last_sync: tuple[tuple, float] | None = None
 
     async def ensure_agent(self) -> None:
         try:
@@ -241,8 +250,8 @@ class KubeNodesMixin(LoggingConfigurable):
         SessionSpawnerMixin._agent_registered = True
 
     def _agents(self, reflector: NodeReflector) -> list[NodeAgent]:
-        agents = node_agents(
-            list(reflector.nodes.values()),
+        """The nodes' agents, in name order; a node is read again only when it changed."""
+        settings = dict(
             group_label=self.node_group_label,
             default_group=self.agent_scaling_group,
             gpu_resource=self.gpu_resource,
@@ -250,6 +259,18 @@ class KubeNodesMixin(LoggingConfigurable):
             tolerated=[t.get("key") for t in self.session_tolerations if t.get("key")],
             public_host_label=self.public_host_label,
         )
+        settings_key = repr(sorted(settings.items()))
+        memo = KubeNodesMixin._agent_memo if KubeNodesMixin._agent_memo[0] == settings_key else (settings_key, {})
+        agents, seen = [], {}
+        for name in sorted(reflector.nodes):
+            node = reflector.nodes[name]
+            key = (name, (node.get("metadata") or {}).get("resourceVersion"))
+            agent = memo[1].get(key)
+            if agent is None or key[1] is None:
+                agent = node_agents([node], **settings)[0]
+            seen[key] = agent
+            agents.append(agent)
+        KubeNodesMixin._agent_memo = (settings_key, seen)
         if self.agent_capacity:
             capacity = {k: str(v) for k, v in ResourceSlots.parse(self.agent_capacity).items()}
             agents = [dataclasses.replace(a, capacity=capacity) for a in agents]
@@ -278,7 +299,21 @@ class KubeNodesMixin(LoggingConfigurable):
                 KubeNodesMixin._not_ready_since.pop(agent.id, None)
             else:
                 KubeNodesMixin._not_ready_since.setdefault(agent.id, now)
-        ended = await self.run_db(self._sync_agents, agents, now)
+        images = self._node_images_changed(reflector.nodes)
+        # No node changed since the last sync, and none is in its grace period: the rows are
+        # as that sync left them (read again every FULL_SYNC_INTERVAL for what others changed).
+        key = (self.db_url, self.backend_name, self.ssh_public_host, agents)
+        last = KubeNodesMixin._last_sync
+        if (
+            last is not None and last[0] == key and now - last[1] < FULL_SYNC_INTERVAL
+            and not images and not KubeNodesMixin._not_ready_since
+        ):  # fmt: skip
+            ended = []
+        else:
+            KubeNodesMixin._last_sync = None
+            ended = await self.run_db(self._sync_agents, agents, now, images)
+            KubeNodesMixin._last_sync = (key, now)
+        self._node_images_reported(images)
         if ended:
             self.log.warning("Sessions ended because their node was lost: %s", ", ".join(map(str, ended)))
             self.scheduler.wake()
@@ -286,8 +321,9 @@ class KubeNodesMixin(LoggingConfigurable):
             KubeNodesMixin._last_sweep = now
             await self._sweep_pods()
 
-    def _sync_agents(self, db, agents: list[NodeAgent], now: float) -> list:
-        """Write what changed (agents of unchanged nodes are not written again); lose the lost."""
+    def _sync_agents(self, db, agents: list[NodeAgent], now: float, images: dict | None = None) -> list:
+        """Write what changed (agents of unchanged nodes are not written again); lose the lost;
+        report the image lists that changed (``images``, :mod:`.kube_images`)."""
         rows = {
             row.id: row for row in db.scalars(select(m.Agent).where(m.Agent.version == self.backend_name))
         }  # fmt: skip
@@ -342,6 +378,8 @@ class KubeNodesMixin(LoggingConfigurable):
         for row in rows.values():
             if row.id not in seen and row.status == m.AgentStatus.ALIVE:
                 lost[row.id] = "node deleted from the cluster"
+        if images:
+            self._report_node_images(db, images, seen - set(lost))
         return store.lose_agents(db, list(lost), reasons=lost)
 
     async def _sweep_pods(self) -> None:
@@ -378,6 +416,17 @@ class KubeNodesMixin(LoggingConfigurable):
                 continue  # its kubelet is already stopping it
             self.log.info("Deleting the pod %s of the ended session %s", pod["metadata"]["name"], sid)
             await self._delete_pod(pod["metadata"]["name"], pod["metadata"]["namespace"], wait=False)
+
+    # Images on nodes: :class:`~.kube_images.KubeImages` (before this mixin) does them.
+
+    def _node_images_changed(self, nodes: dict[str, dict]) -> dict:
+        return {}
+
+    def _node_images_reported(self, changed: dict) -> None:
+        pass
+
+    def _report_node_images(self, db, changed: dict, alive: set[str]) -> None:
+        pass
 
     def _node_ready(self, name: str | None) -> bool:
         reflector = KubeNodesMixin._node_reflector

@@ -172,7 +172,7 @@ class LocalSessionSpawner(SessionLogsMixin, SessionSpawnerMixin, SimpleLocalProc
         finally:
             self.popen_kwargs = configured
             os.close(fd)
-        self.collect_output(self._output_source(), reset=True)
+        self.collect_output(self._output_source(), reset=False)
         proc = self.proc
 
         async def exited():

@@ -274,7 +274,12 @@ class SessionLogsMixin(LoggingConfigurable):
     output_finished: uuid.UUID | None = None
 
     def collect_output(self, source: OutputSource, *, reset: bool) -> LogCollector:
-        """Start copying ``source`` into the session's kept output (``reset``: from scratch)."""
+        """Start copying ``source`` into the session's kept output.
+
+        ``reset``: what was kept is forgotten first, for a source that gives the whole output again
+        (a hub that restarted follows a session from its start). A new session has nothing kept:
+        its start skips that transaction (a thousand starts, a thousand transactions).
+        """
         old, self._log_collector = self._log_collector, None
         if old is not None and not old.done:
             old.cancel()

@@ -179,7 +179,7 @@ class SwarmSessionSpawner(
         self.object_name = service_name(spec)
         self._node_lost = False
         ip_port = await SwarmSpawner.start(self)
-        self.collect_output(self._output_source(), reset=True)
+        self.collect_output(self._output_source(), reset=False)
         await self.wait_for_server(*ip_port, exited=self._task_ended, describe=self._exit_reason)
         return ip_port
 

@@ -667,7 +667,9 @@ class SessionLogsHandler(APIHandler):
                 }
             }
             if kept is None:
-                answer["note"] = "no output was collected for this session (not started yet, or its backend keeps none)"
+                answer["note"] = (
+                    "no output was collected for this session (it has written none yet, or has not started)"
+                )
             return answer
 
         self.send(await self.run_db(logs))
