@@ -33,6 +33,7 @@ __all__ = [
     "PullProgress",
     "format_bytes",
     "image_missing",
+    "node_references",
     "normalize_reference",
     "pulls_when_missing",
     "split_reference",
@@ -80,6 +81,18 @@ def normalize_reference(ref: str) -> str:
 def engine_references(repo_tags: Iterable[str | None]) -> frozenset[str]:
     """The normalized references of an engine's images (``<none>:<none>`` left out)."""
     return frozenset(normalize_reference(t) for t in repo_tags if t and not t.startswith("<none>"))
+
+
+def node_references(images: Iterable[Mapping[str, Any]] | None) -> frozenset[str]:
+    """The normalized tags of a Kubernetes Node's ``status.images`` (each image's ``names``).
+
+    The kubelet lists an image's tags and its repository digests (``repo@sha256:...``): the
+    digests are left out (images are rows by tag), and so are untagged ones (``<none>``).
+    Dockershim spells tags as the engine does (``python:3.12``), containerd in full
+    (``docker.io/library/python:3.12``); both normalize to one.
+    """
+    names = (name for image in images or () for name in (image.get("names") or ()))
+    return engine_references(n for n in names if "@" not in n)
 
 
 def pulls_when_missing(policy: str) -> bool:

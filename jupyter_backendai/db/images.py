@@ -61,14 +61,17 @@ def _mark_installed(known: dict[str, list[m.Image]], ref: str) -> None:
             image.installed = True
 
 
-def report_agent_images(db: DB, agent_id: str, present: Iterable[str]) -> None:
+def report_agent_images(
+    db: DB, agent_id: str, present: Iterable[str], *, complete: bool = True, known: dict | None = None
+) -> None:
     """An agent's heartbeat: the (normalized) references of every image it has.
 
     Known images it has become ``installed`` there (a queued or failed install of one is
-    settled); ``installed`` rows of images it no longer has are dropped. A pull in progress is
-    left to its puller.
+    settled); ``installed`` rows of images it no longer has are dropped, unless the list is not
+    ``complete`` (a kubelet lists only a node's largest images). A pull in progress is left to
+    its puller. ``known``: :func:`known_references`, when read once for many agents.
     """
-    known = known_references(db)
+    known = known_references(db) if known is None else known
     have = {normalize_reference(r) for r in present} & set(known)
     rows = {r.reference: r for r in db.scalars(select(m.AgentImage).where(m.AgentImage.agent_id == agent_id))}
     now = utcnow()
@@ -81,7 +84,7 @@ def report_agent_images(db: DB, agent_id: str, present: Iterable[str]) -> None:
             row.progress_current = row.progress_total = None
         _mark_installed(known, ref)
     for ref, row in rows.items():
-        if row.status == INSTALLED and ref not in have:
+        if complete and row.status == INSTALLED and ref not in have:
             db.delete(row)
     db.flush()
 
@@ -201,7 +204,7 @@ def interrupted_pulls(db: DB, backend: str, keep: set[tuple[str, str]] = frozens
 
 
 #: Backends whose hub pulls images onto their agents (hub/images.py); installs go only there.
-PULLING_BACKENDS = ("docker", "swarm")
+PULLING_BACKENDS = ("docker", "swarm", "kubernetes")
 
 
 def install_targets(
@@ -240,7 +243,7 @@ def install_targets(
     agents = [a for a in agents if a.version in PULLING_BACKENDS]
     if not agents:
         where = f" in resource group {scaling_group!r}" if scaling_group else ""
-        raise Conflict(f"no alive agent{where} runs images (Docker or Swarm backends) to install onto")
+        raise Conflict(f"no alive agent{where} runs images (Docker, Swarm or Kubernetes backends) to install onto")
     return agents
 
 

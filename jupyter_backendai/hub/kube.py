@@ -31,8 +31,13 @@ connect to the node's public host: ``ssh_public_host``, else the node label
 ``public_host_label``, else its ExternalIP, else its address (the agent's address, which the API
 and the hub's home page show).
 
-Not yet: usage samples from the kubelets, pulling images into a node ahead of a session (the
-kubelet pulls by ``image_pull_policy``).
+**Images** (:mod:`.kube_images`, mixed in): a node's images are those its kubelet lists in the
+Node object; an administrator's install, and a spawn whose node lacks its image
+(``pull_policy``, by default following ``image_pull_policy``), pull it onto the node with a
+one-shot pod pinned there, its state on the pending page; ``pull_policy = "never"`` places
+sessions only on nodes that have their image.
+
+Not yet: usage samples from the kubelets.
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from .kube_args import (
     ssh_secret_manifest,
     ssh_service_manifest,
 )
+from .kube_images import KubeImages
 from .kube_logs import KubeLogsMixin
 from .kube_nodes import KubeNodesMixin, NodeReflector
 from .kube_status import api_reason, container_ran, pod_ended, pod_problem
@@ -76,7 +82,6 @@ API_CHECK_REUSE = 1.0
 INNER_SSH_PORT = 2200
 
 
-class KubeSessionSpawner(KubeNodesMixin, KubeLogsMixin, SessionSpawnerMixin, KubeSpawner):
 def read_proxy_once(api) -> None:
     """Read the proxy environment for the API server once, not at every request.
 
@@ -106,6 +111,7 @@ def read_proxy_once(api) -> None:
     session._trust_env = False
 
 
+class KubeSessionSpawner(KubeImages, KubeNodesMixin, KubeLogsMixin, SessionSpawnerMixin, KubeSpawner):
     backend_name = "kubernetes"
     isolates_users = True
 
@@ -318,6 +324,9 @@ def read_proxy_once(api) -> None:
     async def start_session(self, spec: SessionSpec):
         self._spec = spec
         self.pod_name = pod_name(spec)
+        if self.pull_policy != "skip":
+            # Before the pod: a node that lacks the image pulls it while the session is PULLING.
+            await self.ensure_image(self._node, spec.image)
         await self._pods()
         if self.events_enabled:
             await self._start_watching_events()

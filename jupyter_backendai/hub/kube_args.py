@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -58,6 +59,7 @@ from .docker_args import create_kwargs
 from .spec import (
     ID_CONTAINER,
     LABEL_ACCESS_KEY,
+    LABEL_MANAGED,
     LABEL_RESOURCE_GROUP,
     LABEL_SESSION_ID,
     LABEL_SESSION_NAME,
@@ -83,6 +85,8 @@ __all__ = [
     "parse_quantity",
     "pod_manifest",
     "pod_name",
+    "pull_pod_manifest",
+    "pull_secret_manifest",
     "ssh_secret_manifest",
     "ssh_service_manifest",
 ]
@@ -432,6 +436,100 @@ def network_policy_manifest(
             "policyTypes": ["Ingress"],
             "ingress": ingress,
         },
+    }
+
+
+# --- pulling an image onto a node --------------------------------------------------------------
+
+#: Label of the one-shot pods that pull an image onto a node (its value: a hash of node and image).
+LABEL_PULL = "ai.backend.image-pull"
+#: The pull pod's container; what it runs does not matter, only that the kubelet made it.
+PULL_CONTAINER = "pull"
+
+
+def _pull_digest(node: str, reference: str) -> str:
+    return hashlib.sha256(f"{node} {reference}".encode()).hexdigest()[:12]
+
+
+def pull_pod_name(node: str, reference: str, suffix: str) -> str:
+    """``backendai-pull-<hash of node and image>-<suffix>`` (a valid name whatever the image's)."""
+    return f"backendai-pull-{_pull_digest(node, reference)}-{suffix}"
+
+
+def pull_pod_manifest(
+    reference: str, node: str, *, name: str, namespace: str, pull_secret: str | None = None,
+    labels: Mapping[str, str] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """A one-shot pod that makes ``node``'s kubelet pull ``reference`` (``imagePullPolicy: Always``:
+    an install fetches the registry's current image even where an older one of the tag is).
+
+    Pinned by ``nodeName``, never restarted, it runs ``true`` as uid 1000 without capabilities,
+    token or privileges, in a sliver of CPU and memory: once its container exists the image is on
+    the node, whatever the command does (an image without ``true`` fails to start, which still
+    proves the pull). ``pull_secret``: the registry's credentials (:func:`pull_secret_manifest`).
+    """
+    _check_name(name, "pod name")
+    _check_name(namespace, "namespace", _DNS_LABEL)
+    _check_name(node, "node name")
+    if not reference or any(c.isspace() for c in reference):
+        raise SpecError(f"the image reference {reference!r} is not valid")
+    digest = _pull_digest(node, reference)
+    tiny = {"cpu": "10m", "memory": "16Mi"}
+    pod_spec: dict[str, Any] = {
+        "nodeName": node,
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 0,
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "runAsNonRoot": True},
+        "containers": [
+            {
+                "name": PULL_CONTAINER,
+                "image": reference,
+                "imagePullPolicy": "Always",
+                "command": ["true"],
+                "resources": {"requests": dict(tiny), "limits": dict(tiny)},
+                "securityContext": {
+                    "runAsUser": 1000,
+                    "runAsGroup": 1000,
+                    "allowPrivilegeEscalation": False,
+                    "privileged": False,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+    }
+    if pull_secret:
+        pod_spec["imagePullSecrets"] = [{"name": _check_name(pull_secret, "Secret name")}]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {**(labels or {}), LABEL_MANAGED: "true", LABEL_PULL: digest},
+            "annotations": {LABEL_PULL: reference},
+        },
+        "spec": pod_spec,
+    }
+
+
+def pull_secret_manifest(
+    name: str, namespace: str, registry: str, username: str, password: str, labels: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """The registry's credentials for one pull, as a ``kubernetes.io/dockerconfigjson`` Secret."""
+    auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+    config = {"auths": {registry: {"username": username, "password": password, "auth": auth}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "type": "kubernetes.io/dockerconfigjson",
+        "metadata": {
+            "name": _check_name(name, "Secret name"),
+            "namespace": _check_name(namespace, "namespace", _DNS_LABEL),
+            "labels": {**(labels or {}), LABEL_MANAGED: "true", LABEL_PULL: "credentials"},
+        },
+        "data": {".dockerconfigjson": base64.b64encode(json.dumps(config).encode()).decode()},
     }
 
 

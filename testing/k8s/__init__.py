@@ -139,8 +139,10 @@ class Cluster:
         labels: dict[str, str] | None = None,
         taints: list[dict[str, str]] | None = None,
         wait: bool = True,
+        images: list[str] | None = None,
     ) -> str:
-        """A simulated node (adopted by the fake kubelet): Ready, pods on it run, nothing runs."""
+        """A simulated node (adopted by the fake kubelet): Ready, pods on it run, nothing runs.
+        ``images``: the tags its status lists as its images (as a kubelet lists its engine's)."""
         cap = {"cpu": "8", "memory": "32Gi", "pods": "110", **(capacity or {})}
         node = {
             "apiVersion": "v1",
@@ -154,6 +156,8 @@ class Cluster:
             # Without a Ready condition: the fake kubelet adopts it and reports it Ready with this.
             "status": {"capacity": cap, "allocatable": cap},
         }
+        if images is not None:
+            node["status"]["images"] = [{"names": [ref], "sizeBytes": 1024} for ref in images]
         self.kubectl("create", "-f", "-", input=json.dumps(node))
         self.sim_nodes.append(name)
         if wait:

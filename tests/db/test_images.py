@@ -13,6 +13,7 @@ from jupyter_backendai.core.images import (
     PullProgress,
     engine_references,
     image_missing,
+    node_references,
     normalize_reference,
     pulls_when_missing,
     split_reference,
@@ -42,6 +43,16 @@ def test_references_are_compared_in_one_spelling():
         "python:3.12",
         "localhost:5000/x:latest",
     }
+    # A kubelet's list (dockershim: the engine's tags and digests; containerd: full names).
+    node = [
+        {"names": ["jupyter-backendai-session:local"]},
+        {"names": ["127.0.0.1:5000/lab/x@sha256:ab12", "127.0.0.1:5000/lab/x:1"]},
+        {"names": ["docker.io/library/python@sha256:cd34", "docker.io/library/python:3.12"]},
+        {"names": ["<none>@<none>", "<none>:<none>"]},
+        {},
+    ]
+    assert node_references(node) == {"jupyter-backendai-session:local", "127.0.0.1:5000/lab/x:1", "python:3.12"}
+    assert node_references(None) == frozenset()
     assert pulls_when_missing("ifnotpresent") and pulls_when_missing("always")
     assert not pulls_when_missing("never") and not pulls_when_missing("skip")
 
@@ -187,6 +198,12 @@ def test_agents_report_images_installs_are_queued_and_settled(db):
     # Gone from the engine: gone from the rows (the image stays offered: a spawn pulls it).
     image_db.report_agent_images(db, "d1", ["session:local"])
     assert image_db.installed_on(db, ["d1"])["d1"] == {"session:local"} and tiny.installed
+    # A list that may leave images out (a kubelet's, capped at its largest) drops nothing.
+    image_db.report_agent_images(db, "d2", ["session:local"])
+    image_db.report_agent_images(db, "d2", [], complete=False)
+    assert image_db.installed_on(db, ["d2"])["d2"] == {"session:local"}
+    image_db.report_agent_images(db, "d2", [])
+    assert image_db.installed_on(db, ["d2"])["d2"] == frozenset()
 
     # An install goes to the alive agents that run images; the local backend's are left out.
     targets = image_db.install_targets(db)

@@ -16,9 +16,13 @@ from jupyter_backendai.hub.kube_args import (
     node_agents,
     parse_quantity,
     pod_manifest,
+    pull_pod_manifest,
+    pull_pod_name,
+    pull_secret_manifest,
     ssh_secret_manifest,
     ssh_service_manifest,
 )
+from jupyter_backendai.hub.kube_images import pull_pod_outcome
 from jupyter_backendai.hub.spec import FolderRef, SpecError
 from jupyter_backendai.hub.swarm_args import NodeAgent
 from testing.spec import LABELS, SID, spec
@@ -95,6 +99,16 @@ CASES = {
         node_port=30022,
         owner={"name": "backendai-session-x", "uid": SID},
     ),  # fmt: skip
+    "pull": lambda: pull_pod_manifest(
+        "127.0.0.1:5000/lab/x:1",
+        "node1",
+        name=pull_pod_name("node1", "127.0.0.1:5000/lab/x:1", "ab12cd"),
+        namespace="sessions",
+        pull_secret="backendai-pull-x-auth",
+    ),  # fmt: skip
+    "pull-secret": lambda: pull_secret_manifest(
+        "backendai-pull-x-auth", "sessions", "127.0.0.1:5000", "lab", "s3cret:pw"
+    ),
     "network-policy": lambda: network_policy_manifest(
         spec(ssh_port=2200, **KEYS), config(), hub_cidrs=["10.231.2.1/32"], ssh_cidrs=["0.0.0.0/0"]
     ),
@@ -407,6 +421,97 @@ def test_quantities(text, value):
 def test_a_bad_quantity_is_an_error():
     with pytest.raises(ValueError, match="quantity"):
         parse_quantity("2 cores")
+
+
+# --- pulling an image onto a node -----------------------------------------------------------------
+
+
+def test_a_pull_is_a_one_shot_pod_pinned_to_the_node_unprivileged_and_tiny():
+    p = CASES["pull"]()
+    name = p["metadata"]["name"]
+    assert name.startswith("backendai-pull-") and name.endswith("-ab12cd") and len(name) <= 63
+    assert p["metadata"]["labels"] == {
+        "org.jupyter-backendai.managed": "true",
+        "ai.backend.image-pull": name.split("-")[2],
+    }
+    assert p["metadata"]["annotations"] == {"ai.backend.image-pull": "127.0.0.1:5000/lab/x:1"}
+    tiny = {"cpu": "10m", "memory": "16Mi"}
+    assert p["spec"] == {
+        "nodeName": "node1",
+        "restartPolicy": "Never",
+        "automountServiceAccountToken": False,
+        "enableServiceLinks": False,
+        "terminationGracePeriodSeconds": 0,
+        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "runAsNonRoot": True},
+        "imagePullSecrets": [{"name": "backendai-pull-x-auth"}],
+        "containers": [
+            {
+                "name": "pull",
+                "image": "127.0.0.1:5000/lab/x:1",
+                "imagePullPolicy": "Always",  # an install fetches the registry's current image
+                "command": ["true"],
+                "resources": {"requests": tiny, "limits": tiny},
+                "securityContext": {
+                    "runAsUser": 1000,
+                    "runAsGroup": 1000,
+                    "allowPrivilegeEscalation": False,
+                    "privileged": False,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+    }
+    # Without credentials, no pull secret; a name that is no Kubernetes name is refused.
+    assert "imagePullSecrets" not in pull_pod_manifest("x:1", "node1", name="p", namespace="sessions")["spec"]
+    with pytest.raises(SpecError, match="node name"):
+        pull_pod_manifest("x:1", "Node_1", name="p", namespace="sessions")
+    with pytest.raises(SpecError, match="image reference"):
+        pull_pod_manifest("x 1", "node1", name="p", namespace="sessions")
+
+
+def test_the_registrys_credentials_are_a_docker_config_json_secret():
+    secret = CASES["pull-secret"]()
+    assert secret["type"] == "kubernetes.io/dockerconfigjson"
+    assert secret["metadata"]["namespace"] == "sessions"
+    config = json.loads(base64.b64decode(secret["data"][".dockerconfigjson"]))
+    auth = base64.b64encode(b"lab:s3cret:pw").decode()
+    assert config == {"auths": {"127.0.0.1:5000": {"username": "lab", "password": "s3cret:pw", "auth": auth}}}
+
+
+def _pull_pod(phase="Pending", waiting=None, running=False, terminated=None, reason=None):
+    state = {}
+    if waiting:
+        state["waiting"] = {"reason": waiting[0], "message": waiting[1]}
+    if running:
+        state["running"] = {"startedAt": "2026-01-01T00:00:00Z"}
+    if terminated is not None:
+        state["terminated"] = {"exitCode": terminated}
+    status = {"phase": phase, **({"reason": reason, "message": "no room"} if reason else {})}
+    if state:
+        status["containerStatuses"] = [{"name": "pull", "state": state}]
+    return {"status": status}
+
+
+def test_a_pull_pods_state_is_the_pulls():
+    assert pull_pod_outcome(_pull_pod()) == ("pulling", "waiting for its kubelet")
+    assert pull_pod_outcome(_pull_pod(waiting=("ContainerCreating", ""))) == (
+        "pulling",
+        "its kubelet is pulling the image",
+    )
+    # Made from the image: done, whether it ran, ended, or could not run (no ``true`` in it).
+    assert pull_pod_outcome(_pull_pod(running=True)) == ("done", "")
+    assert pull_pod_outcome(_pull_pod("Succeeded", terminated=0)) == ("done", "")
+    assert pull_pod_outcome(_pull_pod("Failed", terminated=127)) == ("done", "")
+    assert pull_pod_outcome(_pull_pod(waiting=("RunContainerError", "exec: true: not found"))) == ("done", "")
+    failed = pull_pod_outcome(_pull_pod(waiting=("ErrImagePull", "manifest unknown")))
+    assert failed == ("failed", "ErrImagePull: manifest unknown")
+    assert pull_pod_outcome(_pull_pod(waiting=("ImagePullBackOff", "Back-off")))[0] == "failed"
+    assert pull_pod_outcome(_pull_pod(waiting=("InvalidImageName", "bad")))[0] == "failed"
+    # Rejected by the node before any container: failed with the kubelet's reason.
+    assert pull_pod_outcome(_pull_pod("Failed", reason="OutOfcpu")) == (
+        "failed",
+        "the node rejected the pull's pod: OutOfcpu: no room",
+    )
 
 
 # --- the real API server accepts them ------------------------------------------------------------
