@@ -71,8 +71,9 @@ SECTIONS = [
     ),
     Section(
         "jupyter_backendai.hub.images:ImagesMixin",
-        "Images onto agents (Docker and Swarm backends)",
-        "`c.DockerSessionSpawner.…`, `c.SwarmSessionSpawner.…`; see the README's *Images from registries*",
+        "Images onto agents (Docker, Swarm and Kubernetes backends)",
+        "`c.DockerSessionSpawner.…`, `c.SwarmSessionSpawner.…`, `c.KubeSessionSpawner.…`; see the README's "
+        "*Images from registries*",
     ),
     Section(
         "jupyter_backendai.hub.runtime:PlainImagesMixin",
@@ -108,6 +109,11 @@ SECTIONS = [
         "jupyter_backendai.hub.kube_nodes:KubeNodesMixin",
         "Kubernetes nodes as agents",
         "`c.KubeSessionSpawner.…`; see [kubernetes.md](kubernetes.md)",
+    ),
+    Section(
+        "jupyter_backendai.hub.kube_images:KubeImages",
+        "Images onto Kubernetes nodes",
+        "`c.KubeSessionSpawner.…`; see [kubernetes.md](kubernetes.md#images)",
     ),
     Section(
         "jupyter_backendai.hub.local:LocalSessionSpawner",

@@ -232,7 +232,8 @@ class ImagesMixin(LoggingConfigurable):
         image no agent of its resource group has is refused with that reason. ``skip``: the image
         is not checked (the engine finds out). Only images of the registries in the database are
         pulled, with their credentials; images without a registry (built or loaded on the agents)
-        never are.
+        never are. On Kubernetes the default follows the kubelet's ``image_pull_policy``
+        (``IfNotPresent``: ``ifnotpresent``, ``Always``: ``always``, ``Never``: ``skip``).
         """,
     )
     image_pull_concurrency = Integer(
