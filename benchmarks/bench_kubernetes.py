@@ -331,13 +331,33 @@ def run_placement(args, root: Path, res: Results) -> None:
                     cluster.delete_namespace(ns)
 
 
+def run_bounded(coro, grace: float = 15.0):
+    """``asyncio.run(coro)``, but the tasks it leaves (the hub's loops) get ``grace`` seconds to end
+    once cancelled, and those that do not are named instead of waited for forever."""
+    loop = asyncio.new_event_loop()
+    try:
+        result = loop.run_until_complete(coro)
+        left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            _done, stuck = loop.run_until_complete(asyncio.wait(left, timeout=grace))
+            for task in stuck:
+                frames = "; ".join(f"{f.f_code.co_filename.rsplit('/', 1)[-1]}:{f.f_lineno}" for f in task.get_stack())
+                log(f"a task did not end within {grace:.0f} s of its cancellation: {task.get_coro()!r} at {frames}")
+        return result
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
+
+
 def measure_placement(args, cluster: Cluster, pdb: ProductDB, ns_ours, ns_plain, users, per_user, res) -> None:
     count = per_user * len(users)
-    elapsed, failed = asyncio.run(place_plain(cluster, ns_plain, count))
+    elapsed, failed = run_bounded(place_plain(cluster, ns_plain, count))
     res.place["plain"], res.place_failures["plain"] = round(elapsed, 3), failed
     log(f"plain: {count} pods Running in {elapsed:.2f} s ({failed} failed)")
     wait_quiet(cluster, [ns_plain], timeout=PLACE_TIMEOUT_S)
-    elapsed, failed, fair = asyncio.run(place_ours(pdb, ns_ours, users, per_user))
+    elapsed, failed, fair = run_bounded(place_ours(pdb, ns_ours, users, per_user))
     res.place["ours"], res.place_failures["ours"], res.fair_order = round(elapsed, 3), failed, fair
     log(f"ours: {count} sessions placed and Running in {elapsed:.2f} s ({failed} failed)")
 
