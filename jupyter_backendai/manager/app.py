@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import secrets
+import signal
 import time
 from typing import Any
 
@@ -285,7 +286,15 @@ class ManagerApp(DatabaseSettings, StorageSettings, Application):
         server = httpserver.HTTPServer(app, xheaders=True, max_body_size=16 * 1024 * 1024)
         server.listen(self.port, self.ip)
         self.log.info("jupyter-backendai manager listening on http://%s:%s%s", self.ip, self.port, self.base_url)
-        asyncio.get_event_loop().run_forever()
+        loop = asyncio.get_event_loop()
+        # The hub stops its services with SIGINT, then SIGTERM: an ordinary end, not a traceback.
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, loop.stop)
+        try:
+            loop.run_forever()
+        finally:
+            server.stop()
+            self.log.info("jupyter-backendai manager stopped")
 
 
 def main(argv=None):
