@@ -255,6 +255,11 @@ class ImagesMixin(LoggingConfigurable):
         """The images the backend's own agent has, at its heartbeat (None: it does not report)."""
         return None
 
+    def engine_pulls_unknown_registries(self) -> bool:
+        """Whether the agent's engine pulls, when it makes the session, an image whose registry the
+        database does not know (a kubelet with its own pull secrets), so that a spawn is not refused."""
+        return False
+
     async def report_images(self) -> None:
         """Many-agent backends: each agent that can say reports its images (every heartbeat interval)."""
 
@@ -324,8 +329,8 @@ class ImagesMixin(LoggingConfigurable):
         try:
             await self.run_db(image_db.pull_source, reference)
         except admin.AdminError as e:
-            if present is None:
-                return  # the agent may have it (loaded there): its engine finds out
+            if present is None or self.engine_pulls_unknown_registries():
+                return  # the agent may have it (loaded there), or pulls it itself: its engine finds out
             if present:
                 return  # ``always`` cannot refresh an image that has no registry: use the one there
             raise SpecError(f"the image {reference} is not on agent {agent_id}, and {e}") from None

@@ -22,7 +22,8 @@
   ``image_pull_policy`` (the kubelet's): ``IfNotPresent`` → ``ifnotpresent``, ``Always`` →
   ``always``, ``Never`` → ``skip`` (the kubelet does not pull and the hub does not look; a
   missing image fails the pod with ``ErrImageNeverPull``). ``never`` (set it) makes the
-  scheduler place sessions only on nodes that have their image.
+  scheduler place sessions only on nodes that have their image. An image of a registry the
+  database does not know is left to the kubelet (its ``image_pull_secrets``), unless it never pulls.
 """
 
 from __future__ import annotations
@@ -161,6 +162,11 @@ class KubeImages(ImagesMixin):
 
     def image_agent(self) -> str:
         return self._node
+
+    def engine_pulls_unknown_registries(self) -> bool:
+        # The kubelet pulls the session's image by image_pull_policy, with image_pull_secrets: an
+        # image of a registry the database does not know is the kubelet's to find.
+        return str(self.image_pull_policy).lower() != "never"
 
     # --- a pull onto a node -------------------------------------------------------------------
 

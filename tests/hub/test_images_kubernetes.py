@@ -249,7 +249,16 @@ def test_a_node_that_lacks_the_image_pulls_it_while_the_session_is_pulling(
 ):
     """On a simulated node (its pods turn Running, nothing is pulled): the hub's part of a pull at spawn."""
     ref = f"{registry}/lab/at-spawn-{uuid.uuid4().hex[:6]}:1"
-    pdb.setup(lambda db: admin.upsert_image(db, ref, labels={"ai.backend.test": "1"}, installed=True))
+    # Of a registry the database does not know (allowed to the domain, not among the registries).
+    elsewhere = "127.0.0.1:1/lab/elsewhere:1"
+
+    def setup(db):
+        for image in (ref, elsewhere):
+            admin.upsert_image(db, image, labels={"ai.backend.test": "1"}, installed=True)
+        domain = db.get(m.Domain, "default")
+        domain.allowed_docker_registries = [*domain.allowed_docker_registries, "127.0.0.1:1"]
+
+    pdb.setup(setup)
     node = k8s_cluster.add_sim_node("sim-pull-a", images=[IMAGE])
     try:
         hub = kube_hub(
@@ -271,9 +280,16 @@ def test_a_node_that_lacks_the_image_pulls_it_while_the_session_is_pulling(
         # Pulled there: installed on that node (its list never says so: a simulated node's is fixed).
         assert normalize_reference(ref) in installed_on(pdb, [node])[node]
         assert pull_pods(k8s_cluster, k8s_namespace) == []
-        for name in ("listed", "pulled"):
+        stop(hub, "alice", "listed")  # the student's two CPUs: room for the next
+        wait_gone(hub, "alice", "listed", timeout=90)
+        # The hub cannot pull that one: the kubelet may (by image_pull_policy, with its pull secrets).
+        r = spawn(hub, "alice", "elsewhere", preset="small", image=elsewhere)
+        assert r.status_code in (201, 202), r.text
+        left = wait_status(pdb, "alice", "elsewhere", S.RUNNING, timeout=60)
+        assert S.PULLING not in [h.status for h in left.history]
+        for name in ("pulled", "elsewhere"):
             stop(hub, "alice", name)
-        for name in ("listed", "pulled"):
+        for name in ("pulled", "elsewhere"):
             wait_gone(hub, "alice", name, timeout=90)
     finally:
         k8s_cluster.remove_node(node)
