@@ -21,6 +21,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import subprocess
 import time
 import uuid
@@ -35,11 +36,12 @@ from jupyter_backendai.db import images as image_db
 from jupyter_backendai.db import models as m
 from testing import wait_for
 from testing.k8s import HOST_IP, IMAGE, NODE_LABEL, SIM_LABEL, Cluster
-from testing.registry import admin_call, docker
+from testing.registry import SlowLink, admin_call, docker
 from testing.sessions import (
     ProductDB,
     add_students,
     manager_hub_config,
+    progress_events,
     spawn,
     stop,
     wait_agents,
@@ -73,11 +75,11 @@ def registry(image_registry, k8s_cluster):
                 relay.wait(10)
 
 
-def push_tiny(registry: str, tmp_path: Path, name: str) -> str:
+def push_tiny(registry: str, tmp_path: Path, name: str, size_mib: int = 0) -> str:
     """A one-file image (``FROM scratch``) pushed to ``registry`` and removed from the host's engine."""
     context = tmp_path / f"tiny-{uuid.uuid4().hex[:6]}"
     context.mkdir()
-    (context / "hello").write_text(f"{name}\n")
+    (context / "hello").write_bytes(name.encode() + os.urandom(size_mib * 1024 * 1024))
     (context / "Dockerfile").write_text("FROM scratch\nCOPY hello /hello\n")
     remote = f"{registry}/lab/{name}-{uuid.uuid4().hex[:6]}:1"
     try:
@@ -293,3 +295,33 @@ def test_a_node_that_lacks_the_image_pulls_it_while_the_session_is_pulling(
             wait_gone(hub, "alice", name, timeout=90)
     finally:
         k8s_cluster.remove_node(node)
+
+
+def test_the_kubelets_own_pull_of_the_sessions_image_shows_on_the_pending_page(
+    make_hub, pdb, k8s_cluster, k8s_namespace, registry, tmp_path
+):
+    """With ``pull_policy = "skip"`` the kubelet pulls for the session's pod (``IfNotPresent``); its
+    ``Pulling`` event is the pending page's. Through a slow link (1 MiB/s) so that the pull is seen;
+    the image has no server, so the spawn then fails with the kubelet's reason."""
+    pushed = push_tiny(registry, tmp_path, "slow", size_mib=6)
+    with SlowLink(registry, rate=1024 * 1024) as link:
+        ref = pushed.replace(registry, link.address, 1)
+
+        def setup(db):
+            admin.upsert_image(db, ref, labels={"ai.backend.test": "1"}, installed=True)
+            domain = db.get(m.Domain, "default")
+            domain.allowed_docker_registries = [*domain.allowed_docker_registries, link.address]
+
+        pdb.setup(setup)
+        hub = kube_hub(
+            make_hub, pdb, k8s_cluster, k8s_namespace, selector=f"{NODE_LABEL}=node1",
+            extra='c.KubeSessionSpawner.pull_policy = "skip"',
+        )  # fmt: skip
+        r = spawn(hub, "alice", "kubelet", preset="small", image=ref)
+        assert r.status_code in (201, 202), r.text
+        events = progress_events(hub, "alice", "kubelet", timeout=120)
+    messages = [e.get("message") or "" for e in events]
+    assert f'node node1: Pulling image "{ref}"' in messages, messages
+    assert events[-1].get("failed"), events[-1]
+    session = wait_status(pdb, "alice", "kubelet", S.ERROR, timeout=30)
+    assert S.PULLING not in [h.status for h in session.history]  # the hub pulled nothing itself
