@@ -1,8 +1,10 @@
-"""What the manager benchmarks share: a manager process on a free loopback port, signed calls, RSS.
+"""What the manager benchmarks share: a manager process, keep-alive signed calls, RSS, percentiles.
 
 Not a benchmark itself. ``bench_transfer.py`` and ``bench_api.py`` import it; it puts the
-repository root on ``sys.path`` so that ``testing.sessions.ProductDB`` (the product's
-database, as the tests set it up) is importable when a benchmark is run as a script.
+repository root on ``sys.path`` so that the tests' harness is importable when a benchmark is
+run as a script: ``testing.sessions.ProductDB`` (the product's database, as the tests set it
+up) and ``testing.manager.Manager`` (the manager process the tests start, which
+``ManagerProcess`` starts with the benchmarks' environment).
 """
 
 from __future__ import annotations
@@ -10,9 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -29,11 +29,14 @@ import requests  # noqa: E402
 
 from jupyter_backendai.core import signing  # noqa: E402
 from jupyter_backendai.db import admin  # noqa: E402
+from testing.hub import free_port  # noqa: E402
+from testing.manager import Manager  # noqa: E402
 from testing.sessions import PASSWORD, ProductDB  # noqa: E402
 
 MiB = 1024**2
 GiB = 1024**3
 TRANSFER_SECRET = "bench-transfer-secret"
+HUB_SERVICE_VARIABLES = ("JUPYTERHUB_API_URL", "JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_SERVICE_PREFIX")
 API_MODULES = {
     "folders": "jupyter_backendai.manager.folders",
     "transfer": "jupyter_backendai.manager.api_transfer",
@@ -62,12 +65,6 @@ def quietly(thing: Any, method: str) -> None:
         getattr(thing, method)()
     except Exception as e:  # noqa: BLE001 - the next cleanup step must still run
         log(f"cleanup: {type(thing).__name__}.{method}() failed: {e!r}")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -157,60 +154,18 @@ def make_db(directory: Path, username: str = "bench") -> tuple[ProductDB, str, t
     return pdb, name, keys
 
 
-class ManagerProcess:
-    """``python -m jupyter_backendai.manager`` on a free 127.0.0.1 port (as testing/manager.py)."""
+class ManagerProcess(Manager):
+    """testing.manager's Manager as the benchmarks run it.
+
+    Without any of the hub's service variables (a benchmark started from a shell inside a
+    JupyterHub session inherits them), in the run's directory, with its own transfer secret.
+    """
 
     def __init__(self, directory: Path, pdb: ProductDB, extra_args: list[str] | None = None, timeout: float = 30):
-        self.port = free_port()
-        self.host = f"127.0.0.1:{self.port}"
-        self.url = f"http://{self.host}"
-        self.log_file = directory / "manager.log"
-        args = [
-            sys.executable, "-m", "jupyter_backendai.manager",
-            f"--ManagerApp.db_url={pdb.url}",
-            f"--ManagerApp.storage_root={pdb.storage_root}",
-            f"--ManagerApp.port={self.port}",
-            "--ManagerApp.ip=127.0.0.1",
-            *(extra_args or []),
-        ]  # fmt: skip
-        env = {**os.environ, "BACKENDAI_TRANSFER_SECRET": TRANSFER_SECRET}
-        for name in ("JUPYTERHUB_API_URL", "JUPYTERHUB_SERVICE_URL", "JUPYTERHUB_SERVICE_PREFIX"):
-            env.pop(name, None)
-        self._log = open(self.log_file, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=directory)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"the manager exited:\n{self.log_tail()}")
-            try:
-                if requests.get(self.url + "/", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"the manager did not answer within {timeout} s:\n{self.log_tail()}")
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        if not self._log.closed:
-            self._log.close()
+        super().__init__(
+            directory, pdb, extra_args,
+            unset_env=HUB_SERVICE_VARIABLES, cwd=directory, transfer_secret=TRANSFER_SECRET, timeout=timeout,
+        )  # fmt: skip
 
 
 class SignedClient:

@@ -90,6 +90,7 @@ from _manager import (  # noqa: E402
 )
 
 from jupyter_backendai.storage import FolderStore  # noqa: E402
+from testing.manager import end_process  # noqa: E402
 
 MB = 1_000_000
 PIECE = 1 * MiB  # what the client reads from disk / the socket at a time
@@ -293,15 +294,8 @@ class JupyterServer:
 
     def stop(self) -> None:
         self.http.close()
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
-        if not self._log.closed:
-            self._log.close()
+        end_process(self.process)
+        self._log.close()
 
 
 def rate(size: int, seconds: float | None) -> float | None:

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +36,43 @@ def sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-class Manager:
-    """The running service; ``call`` signs requests with a user's keypair like Backend.AI's client."""
+def end_process(process: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if ``process`` has not exited within ``timeout`` s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout)
 
-    def __init__(self, directory: Path, pdb: ProductDB, extra_args: list[str] | None = None):
+
+class Manager:
+    """The running service; ``call`` signs requests with a user's keypair like Backend.AI's client.
+
+    The tests use the defaults; the benchmarks (benchmarks/_manager.py) start it through the
+    keyword options: ``unset_env`` names more variables to drop from the environment (besides
+    ``JUPYTERHUB_API_URL``, which would make the manager look for a hub), ``env`` sets some,
+    ``cwd`` is its working directory (this process's by default), ``transfer_secret`` signs
+    its transfer URLs and ``timeout`` bounds the wait for its first answer.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        pdb: ProductDB,
+        extra_args: list[str] | None = None,
+        *,
+        unset_env: Iterable[str] = (),
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        transfer_secret: str = "test-transfer-secret",
+        timeout: float = 30,
+    ):
         self.pdb = pdb
         self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.host = f"127.0.0.1:{self.port}"
+        self.url = f"http://{self.host}"
         self.log_file = directory / "manager.log"
         args = [
             sys.executable, "-m", "jupyter_backendai.manager",
@@ -51,32 +82,38 @@ class Manager:
             "--ManagerApp.ip=127.0.0.1",
             *(extra_args or []),
         ]  # fmt: skip
-        env = {**os.environ, "BACKENDAI_TRANSFER_SECRET": "test-transfer-secret"}
-        env.pop("JUPYTERHUB_API_URL", None)
+        environ = {**os.environ, "BACKENDAI_TRANSFER_SECRET": transfer_secret}
+        for name in ("JUPYTERHUB_API_URL", *unset_env):
+            environ.pop(name, None)
+        environ.update(env or {})
         self._log = open(self.log_file, "wb")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + 30
+        self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT, env=environ, cwd=cwd)
+        deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
+                self._log.close()
                 raise RuntimeError(f"the manager exited:\n{self.log_text()}")
             try:
                 if requests.get(self.url + "/", timeout=2).status_code == 200:
                     return
             except requests.ConnectionError:
-                time.sleep(0.2)
-        raise RuntimeError(f"the manager did not answer within 30 s:\n{self.log_text()}")
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"the manager did not answer within {timeout} s:\n{self.log_text()}")
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
 
     def log_text(self) -> str:
         return self.log_file.read_text(errors="replace") if self.log_file.exists() else ""
 
+    def log_tail(self, lines: int = 40) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+        end_process(self.process)
         self._log.close()
 
     def keys(self, username: str) -> tuple[str, str]:
@@ -106,7 +143,7 @@ class Manager:
             access, secret = self.keys(who) if isinstance(who, str) else who
             path_with_query = prepared.path_url
             signed = signing.headers(
-                access, secret, method, path_with_query, f"127.0.0.1:{self.port}",
+                access, secret, method, path_with_query, self.host,
                 content_type=prepared.headers.get("Content-Type") or "application/json", date=date,
             )  # fmt: skip
             prepared.headers.update({k: v for k, v in signed.items() if k not in (headers or {})})
@@ -127,7 +164,7 @@ def manager(tmp_path):
     pdb.close()
 
 
-__all__ = ["Manager", "PASSWORD", "manager"]
+__all__ = ["PASSWORD", "Manager", "end_process", "manager"]
 
 
 S = m.SessionStatus
