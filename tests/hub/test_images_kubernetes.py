@@ -15,7 +15,9 @@
   for the placement cases: with ``pull_policy = "never"`` a session goes only to the node whose
   status lists its image, and one whose image no node has is refused with the reason; with
   ``ifnotpresent`` a node that lacks the image gets it pulled (its pull pod) while the session
-  is PULLING.
+  is PULLING, and an image of a registry the database does not know is left to the kubelet.
+* With ``pull_policy = "skip"`` the kubelet pulls for the session's pod itself, and its
+  ``Pulling`` event is on the pending page.
 """
 
 from __future__ import annotations
