@@ -221,6 +221,44 @@ class Cluster:
         return self.get(*args)["items"]
 
 
+def kube_hub(
+    make_hub, pdb, cluster: Cluster, namespace: str, extra: str = "", selector: str = NODE_LABEL, *,
+    kubeconfig=None, manager: bool = False, image_pull_policy: str | None = "Never",
+):  # fmt: skip
+    """A hub on the Kubernetes backend with ``cluster``'s own kubeconfig (unless given).
+
+    ``manager``: with the manager service, the nodes agents from the hub's start (as the shipped
+    ``jupyterhub_config.py`` does); ``image_pull_policy``: the kubelet's (``Never``: the session
+    image is on the real nodes' engines; ``None``: the spawner's default).
+    """
+    from testing.sessions import hub_config, manager_hub_config, wait_for_manager
+
+    settings = f"""
+c.KubeSessionSpawner.namespace = {namespace!r}
+c.KubeSessionSpawner.agent_node_selector = {selector!r}
+c.Spawner.poll_interval = 2
+# Pods on both nodes reach the hub's API on the nodes' bridge.
+c.JupyterHub.hub_ip = {HOST_IP!r}
+"""
+    if image_pull_policy is not None:
+        settings += f"c.KubeSessionSpawner.image_pull_policy = {image_pull_policy!r}\n"
+    if manager:
+        settings += """c.KubeSessionSpawner.image_poll_interval = 0.5
+from jupyter_backendai.hub.first_run import register_agent_at_start as _register
+_register(c, "kubernetes")
+"""
+    settings += extra
+    config = (
+        manager_hub_config(pdb, spawner="backendai-kubernetes", extra=settings)
+        if manager
+        else hub_config(pdb, "backendai-kubernetes", settings)
+    )
+    hub = make_hub(config, env={"KUBECONFIG": str(kubeconfig or cluster.kubeconfig)})
+    if manager:
+        wait_for_manager(hub)
+    return hub
+
+
 def _script_env(cache: Path, **settings: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env.update(CACHE=str(cache), SKIP_BUILD="1", **settings)

@@ -38,16 +38,15 @@ from jupyter_backendai.db import images as image_db
 from jupyter_backendai.db import models as m
 from testing import wait_for
 from testing.k8s import HOST_IP, IMAGE, NODE_LABEL, SIM_LABEL, Cluster
+from testing.k8s import kube_hub as k8s_hub
 from testing.registry import SlowLink, admin_call, docker
 from testing.sessions import (
     ProductDB,
     add_students,
-    manager_hub_config,
     progress_events,
     spawn,
     stop,
     wait_agents,
-    wait_for_manager,
     wait_gone,
     wait_status,
 )
@@ -109,25 +108,7 @@ def pdb(tmp_path, registry):
 
 def kube_hub(make_hub, pdb, cluster: Cluster, namespace: str, extra: str = "", selector: str = NODE_LABEL):
     """A hub on the cluster with the manager service; the nodes are agents from its start."""
-    hub = make_hub(
-        manager_hub_config(
-            pdb,
-            spawner="backendai-kubernetes",
-            extra=f"""
-c.KubeSessionSpawner.namespace = {namespace!r}
-c.KubeSessionSpawner.agent_node_selector = {selector!r}
-c.KubeSessionSpawner.image_poll_interval = 0.5
-c.Spawner.poll_interval = 2
-c.JupyterHub.hub_ip = {HOST_IP!r}
-from jupyter_backendai.hub.first_run import register_agent_at_start as _register
-_register(c, "kubernetes")
-{extra}
-""",
-        ),
-        env={"KUBECONFIG": str(cluster.kubeconfig)},
-    )
-    wait_for_manager(hub)
-    return hub
+    return k8s_hub(make_hub, pdb, cluster, namespace, extra, selector, manager=True, image_pull_policy=None)
 
 
 def image_view(hub, pdb, ref: str) -> dict:

@@ -12,11 +12,13 @@ import pytest
 
 from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
-from testing.k8s import HOST_IP, IMAGE, Cluster
+from testing.k8s import HOST_IP, IMAGE, Cluster, kube_hub
 from testing.sessions import ProductDB, agents, wait_agents
-from tests.hub.test_sessions_kubernetes import GROUP_LABEL, kube_hub
 
 pytestmark = [pytest.mark.docker, pytest.mark.slow]
+
+#: The node label of a node's resource group, as documented (docs/kubernetes.md).
+GROUP_LABEL = "ai.backend.resource-group"
 
 START_AT_HUB = """
 from jupyter_backendai.hub.first_run import register_agent_at_start as _register_agent_at_start

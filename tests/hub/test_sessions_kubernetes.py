@@ -25,7 +25,7 @@ from jupyter_backendai.db import admin
 from jupyter_backendai.db import models as m
 from testing import wait_for
 from testing.browser import hub_login, open_spawn_form, submit_spawn_form, wait_lab_with_folder
-from testing.k8s import HOST_IP, IMAGE, NODE_LABEL, SIM_LABEL, Cluster
+from testing.k8s import HOST_IP, IMAGE, NODE_LABEL, SIM_LABEL, Cluster, kube_hub
 from testing.sessions import (
     PASSWORD,
     SSH_OPTIONS,
@@ -62,28 +62,6 @@ def pdb(tmp_path):
     with ProductDB(tmp_path) as pdb:
         pdb.setup(setup)
         yield pdb
-
-
-def kube_hub(
-    make_hub, pdb, cluster: Cluster, namespace: str, extra: str = "", selector: str = NODE_LABEL, kubeconfig=None
-):
-    """A hub on the Kubernetes backend (``cluster``'s own kubeconfig unless given)."""
-    return make_hub(
-        hub_config(
-            pdb,
-            "backendai-kubernetes",
-            f"""
-c.KubeSessionSpawner.namespace = {namespace!r}
-c.KubeSessionSpawner.agent_node_selector = {selector!r}
-c.KubeSessionSpawner.image_pull_policy = "Never"
-c.Spawner.poll_interval = 2
-# Pods on both nodes reach the hub's API on the nodes' bridge.
-c.JupyterHub.hub_ip = {HOST_IP!r}
-{extra}
-""",
-        ),
-        env={"KUBECONFIG": str(kubeconfig or cluster.kubeconfig)},
-    )
 
 
 def session_pod(cluster: Cluster, namespace: str, session_id) -> dict:
