@@ -254,6 +254,18 @@ def _metadata(
     return metadata
 
 
+def unprivileged(uid: int, gid: int) -> dict[str, Any]:
+    """A container's security context: its user and group, no privilege, no capability."""
+    return {
+        "runAsUser": uid,
+        "runAsGroup": gid,
+        "runAsNonRoot": True,
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
 def pod_manifest(spec: SessionSpec, node: str, config: PodConfig) -> dict[str, Any]:
     """The session's pod (a ``V1Pod`` as JSON), pinned to ``node``."""
     name = _check_name(config.name or pod_name(spec), "pod name")
@@ -304,14 +316,7 @@ def pod_manifest(spec: SessionSpec, node: str, config: PodConfig) -> dict[str, A
         "ports": ports,
         "resources": {"requests": dict(limits), "limits": limits},
         "volumeMounts": mounts,
-        "securityContext": {
-            "runAsUser": spec.uid,
-            "runAsGroup": spec.gid,
-            "runAsNonRoot": True,
-            "allowPrivilegeEscalation": False,
-            "privileged": False,
-            "capabilities": {"drop": ["ALL"]},
-        },
+        "securityContext": unprivileged(spec.uid, spec.gid),
     }
     pod_spec: dict[str, Any] = {
         "containers": [container],
@@ -481,7 +486,12 @@ def pull_pod_manifest(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 0,
-        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "runAsNonRoot": True},
+        "securityContext": {
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "containers": [
             {
                 "name": PULL_CONTAINER,
@@ -489,13 +499,7 @@ def pull_pod_manifest(
                 "imagePullPolicy": "Always",
                 "command": ["true"],
                 "resources": {"requests": dict(tiny), "limits": dict(tiny)},
-                "securityContext": {
-                    "runAsUser": 1000,
-                    "runAsGroup": 1000,
-                    "allowPrivilegeEscalation": False,
-                    "privileged": False,
-                    "capabilities": {"drop": ["ALL"]},
-                },
+                "securityContext": unprivileged(1000, 1000),
             }
         ],
     }

@@ -442,7 +442,12 @@ def test_a_pull_is_a_one_shot_pod_pinned_to_the_node_unprivileged_and_tiny():
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 0,
-        "securityContext": {"runAsUser": 1000, "runAsGroup": 1000, "runAsNonRoot": True},
+        "securityContext": {
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "runAsNonRoot": True,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
         "imagePullSecrets": [{"name": "backendai-pull-x-auth"}],
         "containers": [
             {
@@ -454,6 +459,7 @@ def test_a_pull_is_a_one_shot_pod_pinned_to_the_node_unprivileged_and_tiny():
                 "securityContext": {
                     "runAsUser": 1000,
                     "runAsGroup": 1000,
+                    "runAsNonRoot": True,
                     "allowPrivilegeEscalation": False,
                     "privileged": False,
                     "capabilities": {"drop": ["ALL"]},
