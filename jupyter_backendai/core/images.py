@@ -17,6 +17,7 @@ answer and stores what it returns.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,6 +26,7 @@ __all__ = [
     "FAILED",
     "INSTALLED",
     "INSTALL_STATUSES",
+    "LABEL_PULL",
     "PULLING",
     "PULL_POLICIES",
     "QUEUED",
@@ -35,6 +37,8 @@ __all__ = [
     "image_missing",
     "node_references",
     "normalize_reference",
+    "pull_digest",
+    "pull_object_name",
     "pulls_when_missing",
     "split_reference",
 ]
@@ -63,6 +67,20 @@ def split_reference(ref: str) -> tuple[str, str]:
         repo, _, tag = ref.rpartition(":")
         return repo, tag
     return ref, "latest"
+
+
+#: Label of the one-shot objects that pull an image onto a node (a swarm service, a pod).
+LABEL_PULL = "ai.backend.image-pull"
+
+
+def pull_digest(node: str, reference: str) -> str:
+    """A short hash of a node and an image: valid in names and label values whatever they are."""
+    return hashlib.sha256(f"{node} {reference}".encode()).hexdigest()[:12]
+
+
+def pull_object_name(node: str, reference: str, suffix: str) -> str:
+    """``backendai-pull-<hash of node and image>-<suffix>``: the name of a pull's service or pod."""
+    return f"backendai-pull-{pull_digest(node, reference)}-{suffix}"
 
 
 def normalize_reference(ref: str) -> str:

@@ -29,7 +29,6 @@ on agents that have their image; ``skip`` does not look.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 import uuid
@@ -42,6 +41,7 @@ from traitlets.config import LoggingConfigurable
 from ..core.images import (
     FAILED,
     INSTALLED,
+    LABEL_PULL,
     PULL_POLICIES,
     PULLING,
     PullError,
@@ -49,6 +49,7 @@ from ..core.images import (
     engine_references,
     image_missing,
     normalize_reference,
+    pull_object_name,
     pulls_when_missing,
     split_reference,
 )
@@ -63,8 +64,6 @@ log = logging.getLogger("jupyter_backendai.images")
 
 #: Seconds between writes of a pull's progress to the database (the admin panel reads it there).
 PROGRESS_WRITE_INTERVAL = 1.0
-#: Label of the one-task services that pull an image onto a swarm node.
-LABEL_PULL = "ai.backend.image-pull"
 
 
 @dataclass
@@ -423,10 +422,9 @@ def pull_service_spec(reference: str, node_id: str, *, network: str = "host") ->
     from .swarm_args import check_node_id, pinned_service
 
     check_node_id(node_id)
-    digest = hashlib.sha256(f"{node_id} {reference}".encode()).hexdigest()[:12]
     container = ContainerSpec(reference, command=["true"], user="1000", cap_drop=["ALL"])
     return pinned_service(
-        f"backendai-pull-{digest}-{uuid.uuid4().hex[:6]}", container, node_id, network, {LABEL_PULL: reference},
+        pull_object_name(node_id, reference, uuid.uuid4().hex[:6]), container, node_id, network, {LABEL_PULL: reference},
         resources=Resources(cpu_limit=100_000_000, mem_limit=64 * 1024**2),
     )  # fmt: skip
 

@@ -324,9 +324,8 @@ class KubeSessionSpawner(KubeImages, KubeNodesMixin, KubeLogsMixin, SessionSpawn
     async def start_session(self, spec: SessionSpec):
         self._spec = spec
         self.pod_name = pod_name(spec)
-        if self.pull_policy != "skip":
-            # Before the pod: a node that lacks the image pulls it while the session is PULLING.
-            await self.ensure_image(self._node, spec.image)
+        # Before the pod: a node that lacks the image pulls it while the session is PULLING.
+        await self.ensure_image(self._node, spec.image)
         await self._pods()
         if self.events_enabled:
             await self._start_watching_events()

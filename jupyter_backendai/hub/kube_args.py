@@ -55,6 +55,7 @@ from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any
 
 from ..core.gpu import SHARES, WHOLE
+from ..core.images import LABEL_PULL, pull_digest
 from .docker_args import create_kwargs
 from .spec import (
     ID_CONTAINER,
@@ -266,6 +267,11 @@ def unprivileged(uid: int, gid: int) -> dict[str, Any]:
     }
 
 
+def unprivileged_pod(uid: int, gid: int) -> dict[str, Any]:
+    """A pod's security context: its user and group, the runtime's default seccomp profile."""
+    return {"runAsUser": uid, "runAsGroup": gid, "runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}}
+
+
 def pod_manifest(spec: SessionSpec, node: str, config: PodConfig) -> dict[str, Any]:
     """The session's pod (a ``V1Pod`` as JSON), pinned to ``node``."""
     name = _check_name(config.name or pod_name(spec), "pod name")
@@ -327,12 +333,9 @@ def pod_manifest(spec: SessionSpec, node: str, config: PodConfig) -> dict[str, A
         "shareProcessNamespace": True,
         "terminationGracePeriodSeconds": config.termination_grace_seconds,
         "securityContext": {
-            "runAsUser": spec.uid,
-            "runAsGroup": spec.gid,
-            "runAsNonRoot": True,
+            **unprivileged_pod(spec.uid, spec.gid),
             "fsGroup": spec.gid,
             "fsGroupChangePolicy": "OnRootMismatch",
-            "seccompProfile": {"type": "RuntimeDefault"},
         },
     }
     if config.pin == PIN_NODE_NAME:
@@ -446,19 +449,8 @@ def network_policy_manifest(
 
 # --- pulling an image onto a node --------------------------------------------------------------
 
-#: Label of the one-shot pods that pull an image onto a node (its value: a hash of node and image).
-LABEL_PULL = "ai.backend.image-pull"
 #: The pull pod's container; what it runs does not matter, only that the kubelet made it.
 PULL_CONTAINER = "pull"
-
-
-def _pull_digest(node: str, reference: str) -> str:
-    return hashlib.sha256(f"{node} {reference}".encode()).hexdigest()[:12]
-
-
-def pull_pod_name(node: str, reference: str, suffix: str) -> str:
-    """``backendai-pull-<hash of node and image>-<suffix>`` (a valid name whatever the image's)."""
-    return f"backendai-pull-{_pull_digest(node, reference)}-{suffix}"
 
 
 def pull_pod_manifest(
@@ -478,7 +470,7 @@ def pull_pod_manifest(
     _check_name(node, "node name")
     if not reference or any(c.isspace() for c in reference):
         raise SpecError(f"the image reference {reference!r} is not valid")
-    digest = _pull_digest(node, reference)
+    digest = pull_digest(node, reference)
     tiny = {"cpu": "10m", "memory": "16Mi"}
     pod_spec: dict[str, Any] = {
         "nodeName": node,
@@ -486,12 +478,7 @@ def pull_pod_manifest(
         "automountServiceAccountToken": False,
         "enableServiceLinks": False,
         "terminationGracePeriodSeconds": 0,
-        "securityContext": {
-            "runAsUser": 1000,
-            "runAsGroup": 1000,
-            "runAsNonRoot": True,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": unprivileged_pod(1000, 1000),
         "containers": [
             {
                 "name": PULL_CONTAINER,

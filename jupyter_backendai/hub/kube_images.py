@@ -36,10 +36,10 @@ from typing import Any
 from kubernetes_asyncio.client import ApiException
 from traitlets import Float, Integer, default
 
-from ..core.images import PullError, node_references, normalize_reference
+from ..core.images import PullError, node_references, normalize_reference, pull_object_name
 from ..db import images as image_db
 from .images import ImagesMixin, Pull
-from .kube_args import PULL_CONTAINER, pull_pod_manifest, pull_pod_name, pull_secret_manifest
+from .kube_args import PULL_CONTAINER, pull_pod_manifest, pull_secret_manifest
 from .kube_status import api_reason
 
 __all__ = ["KubeImages", "pull_pod_outcome"]
@@ -171,7 +171,7 @@ class KubeImages(ImagesMixin):
     # --- a pull onto a node -------------------------------------------------------------------
 
     async def pull_onto(self, agent_id: str, source: image_db.PullSource, pull: Pull) -> None:
-        name = pull_pod_name(agent_id, source.reference, uuid.uuid4().hex[:6])
+        name = pull_object_name(agent_id, source.reference, uuid.uuid4().hex[:6])
         secret = f"{name}-auth" if source.auth_config else None
         pod_created = False
         try:

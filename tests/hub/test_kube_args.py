@@ -8,6 +8,7 @@ import json
 
 import pytest
 
+from jupyter_backendai.core.images import pull_object_name
 from jupyter_backendai.hub.kube_args import (
     PIN_AFFINITY,
     PodConfig,
@@ -17,7 +18,6 @@ from jupyter_backendai.hub.kube_args import (
     parse_quantity,
     pod_manifest,
     pull_pod_manifest,
-    pull_pod_name,
     pull_secret_manifest,
     ssh_secret_manifest,
     ssh_service_manifest,
@@ -102,7 +102,7 @@ CASES = {
     "pull": lambda: pull_pod_manifest(
         "127.0.0.1:5000/lab/x:1",
         "node1",
-        name=pull_pod_name("node1", "127.0.0.1:5000/lab/x:1", "ab12cd"),
+        name=pull_object_name("node1", "127.0.0.1:5000/lab/x:1", "ab12cd"),
         namespace="sessions",
         pull_secret="backendai-pull-x-auth",
     ),  # fmt: skip
